@@ -1,0 +1,109 @@
+/* common/arena.c - bump allocator; see arena.h. */
+#include "common/arena.h"
+#include "common/xmath.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct arena_block {
+  arena_block *prev;
+  size_t cap, used;
+  _Alignas(16) unsigned char data[];
+};
+
+#define ALIGN 16u
+
+static void *pb_alloc(void *data, size_t n) { return arena_alloc(data, n); }
+static void pb_free(void *data, void *p) { (void)data; (void)p; }
+
+void arena_init(arena *a, size_t block_size) {
+  a->head = NULL;
+  a->block_size = block_size ? block_size : 16384;
+  a->used_total = 0;
+  a->pb.alloc = pb_alloc;
+  a->pb.free = pb_free;
+  a->pb.allocator_data = a;
+}
+
+void arena_destroy(arena *a) {
+  arena_block *b = a->head;
+  while (b) {
+    arena_block *prev = b->prev;
+    free(b);
+    b = prev;
+  }
+  a->head = NULL;
+  a->used_total = 0;
+}
+
+void arena_reset(arena *a) {
+  if (!a->head) return;
+  /* Keep the newest block only if it is an ordinary one; an oversized block
+   * made for one big allocation should not pin its memory forever. */
+  arena_block *keep = a->head->cap == a->block_size ? a->head : NULL;
+  arena_block *b = keep ? keep->prev : a->head;
+  while (b) {
+    arena_block *prev = b->prev;
+    free(b);
+    b = prev;
+  }
+  if (keep) {
+    keep->prev = NULL;
+    keep->used = 0;
+  }
+  a->head = keep;
+  a->used_total = 0;
+}
+
+void *arena_alloc(arena *a, size_t n) {
+  size_t need = (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1);
+  if (need < n) return NULL;
+  arena_block *b = a->head;
+  if (!b || b->cap - b->used < need) {
+    size_t cap = need > a->block_size ? need : a->block_size;
+    if (cap > SIZE_MAX - sizeof *b) return NULL;
+    b = malloc(sizeof *b + cap);
+    if (!b) return NULL;
+    b->cap = cap;
+    b->used = 0;
+    b->prev = a->head;
+    a->head = b;
+  }
+  void *p = b->data + b->used;
+  b->used += need;
+  a->used_total += need;
+  return p;
+}
+
+void *arena_calloc(arena *a, size_t count, size_t size) {
+  size_t n;
+  if (rec_mul_overflow(count, size, &n)) return NULL;
+  void *p = arena_alloc(a, n);
+  if (p) memset(p, 0, n);
+  return p;
+}
+
+char *arena_strndup(arena *a, const char *s, size_t n) {
+  char *p = arena_alloc(a, n + 1);
+  if (!p) return NULL;
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+char *arena_printf(arena *a, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) return NULL;
+  char *p = arena_alloc(a, (size_t)n + 1);
+  if (!p) return NULL;
+  va_start(ap, fmt);
+  vsnprintf(p, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return p;
+}

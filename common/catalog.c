@@ -1,0 +1,187 @@
+/* common/catalog.c - items.tsv parsing. The file is read whole and split in
+ * place, so ids cost no allocation of their own. */
+#include "common/catalog.h"
+#include "common/fileio.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char HEADER[] = "item_id\tcategory\tprice\tin_stock\tpopularity";
+enum { NCOLS = 5 };
+
+/* Splits 'line' at tabs into exactly NCOLS NUL-terminated fields. */
+static bool split(char *line, char *f[NCOLS]) {
+  int n = 0;
+  f[n++] = line;
+  for (char *p = line; *p; p++) {
+    if (*p != '\t') continue;
+    if (n == NCOLS) return false;
+    *p = '\0';
+    f[n++] = p + 1;
+  }
+  return n == NCOLS;
+}
+
+static bool parse_float(const char *s, float *out) {
+  char *end;
+  errno = 0;
+  float v = strtof(s, &end);
+  if (end == s || *end || errno || !isfinite(v) || v < 0) return false;
+  *out = v;
+  return true;
+}
+
+static int count_lines(const char *text) {
+  int n = 0;
+  for (const char *p = text; *p; p++) n += *p == '\n';
+  return n + 1;
+}
+
+static int add_category(catalog *c, const char *name, uint32_t *idx) {
+  size_t len = strlen(name);
+  if (strmap_get(c->category_map, name, len, idx)) return 0;
+  *idx = (uint32_t)c->category_count;
+  c->categories[c->category_count++] = name;
+  return strmap_put(c->category_map, name, len, *idx);
+}
+
+static int parse_row(catalog *c, const char *path, int lineno, char *line, rec_error *err) {
+  char *f[NCOLS];
+  size_t i = c->count;
+  if (!split(line, f))
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: want %d tab-separated fields", path, lineno, NCOLS);
+  size_t idlen = strlen(f[0]);
+  if (idlen == 0 || idlen > REC_ID_MAX)
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: item_id must be 1 to %d bytes", path, lineno,
+                    REC_ID_MAX);
+  if (strlen(f[1]) == 0 || strlen(f[1]) > REC_ID_MAX)
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: category must be 1 to %d bytes", path, lineno,
+                    REC_ID_MAX);
+  if (!parse_float(f[2], &c->price[i]))
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: price '%s' is not a number >= 0", path, lineno, f[2]);
+  if (strcmp(f[3], "0") != 0 && strcmp(f[3], "1") != 0)
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: in_stock '%s' must be 0 or 1", path, lineno, f[3]);
+  c->in_stock[i] = f[3][0] == '1';
+  if (!parse_float(f[4], &c->popularity[i]))
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: popularity '%s' is not a number >= 0", path,
+                    lineno, f[4]);
+  if (strmap_put(c->id_map, f[0], idlen, (uint32_t)i) != 0)
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: duplicate item_id '%s'", path, lineno, f[0]);
+  c->ids[i] = f[0];
+  if (add_category(c, f[1], &c->category[i]) != 0)
+    return rec_fail(err, REC_ENOMEM, "%s:%d: out of memory", path, lineno);
+  c->count++;
+  return 0;
+}
+
+typedef struct pop_row { float pop; uint32_t item; } pop_row;
+static int by_pop_desc(const void *a, const void *b) {
+  const pop_row *x = a, *y = b;
+  if (x->pop != y->pop) return x->pop < y->pop ? 1 : -1;
+  return x->item < y->item ? -1 : x->item > y->item; /* ties by row: deterministic */
+}
+
+static int sort_by_popularity(catalog *c) {
+  pop_row *rows = malloc(c->count * sizeof *rows);
+  if (!rows) return REC_ENOMEM;
+  for (size_t i = 0; i < c->count; i++) rows[i] = (pop_row){c->popularity[i], (uint32_t)i};
+  qsort(rows, c->count, sizeof *rows, by_pop_desc);
+  for (size_t i = 0; i < c->count; i++) c->by_popularity[i] = rows[i].item;
+  free(rows);
+  return 0;
+}
+
+static int alloc_columns(catalog *c, size_t n) {
+  c->ids = calloc(n, sizeof *c->ids);
+  c->category = calloc(n, sizeof *c->category);
+  c->price = calloc(n, sizeof *c->price);
+  c->in_stock = calloc(n, sizeof *c->in_stock);
+  c->popularity = calloc(n, sizeof *c->popularity);
+  c->by_popularity = calloc(n, sizeof *c->by_popularity);
+  c->categories = calloc(n, sizeof *c->categories);
+  if (!c->ids || !c->category || !c->price || !c->in_stock || !c->popularity ||
+      !c->by_popularity || !c->categories)
+    return REC_ENOMEM;
+  if (strmap_new(n, &c->id_map) != 0 || strmap_new(n, &c->category_map) != 0) return REC_ENOMEM;
+  return 0;
+}
+
+static int parse_rows(catalog *c, const char *path, rec_error *err) {
+  char *line = c->text;
+  int lineno = 1;
+  char *nl = strchr(line, '\n');
+  if (nl) *nl = '\0';
+  if (nl && nl > line && nl[-1] == '\r') nl[-1] = '\0';
+  if (strcmp(line, HEADER) != 0)
+    return rec_fail(err, REC_ECORRUPT, "%s:1: header must be '%s'", path,
+                    "item_id<TAB>category<TAB>price<TAB>in_stock<TAB>popularity");
+  while (nl) {
+    line = nl + 1;
+    lineno++;
+    nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    if (nl && nl > line && nl[-1] == '\r') nl[-1] = '\0';
+    if (!*line && !nl) break; /* final newline */
+    int rc = parse_row(c, path, lineno, line, err);
+    if (rc) return rc;
+  }
+  if (c->count == 0) return rec_fail(err, REC_ECORRUPT, "%s: no items", path);
+  return 0;
+}
+
+int catalog_load(const char *path, catalog **out, rec_error *err) {
+  catalog *c = calloc(1, sizeof *c);
+  if (!c) return rec_fail(err, REC_ENOMEM, "out of memory");
+  size_t len;
+  int rc = 0;
+  c->text = rec_read_file(path, &len, err);
+  if (!c->text) {
+    rc = err ? err->code : REC_EIO;
+    goto fail;
+  }
+  if (memchr(c->text, '\0', len)) {
+    rc = rec_fail(err, REC_ECORRUPT, "%s: contains NUL bytes", path);
+    goto fail;
+  }
+  size_t n = (size_t)count_lines(c->text);
+  if ((rc = alloc_columns(c, n)) != 0) {
+    rec_fail(err, rc, "%s: out of memory for %zu rows", path, n);
+    goto fail;
+  }
+  if ((rc = parse_rows(c, path, err)) != 0) goto fail;
+  if ((rc = sort_by_popularity(c)) != 0) {
+    rec_fail(err, rc, "%s: out of memory", path);
+    goto fail;
+  }
+  *out = c;
+  return 0;
+fail:
+  catalog_free(c);
+  return rc;
+}
+
+void catalog_free(catalog *c) {
+  if (!c) return;
+  free(c->ids);
+  free(c->category);
+  free(c->price);
+  free(c->in_stock);
+  free(c->popularity);
+  free(c->by_popularity);
+  free(c->categories);
+  strmap_free(c->id_map);
+  strmap_free(c->category_map);
+  free(c->text);
+  free(c);
+}
+
+bool catalog_find(const catalog *c, const char *id, size_t len, uint32_t *item) {
+  return strmap_get(c->id_map, id, len, item);
+}
+
+bool catalog_find_category(const catalog *c, const char *name, size_t len, uint32_t *category) {
+  return strmap_get(c->category_map, name, len, category);
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# deploy/setup.sh - everything a fresh Debian 12 machine needs to build and test
+# recd, and nothing else. Idempotent: packages already present are not
+# reinstalled, FAISS's C API source is fetched once per build tree, and the
+# build is incremental.
+#
+# Usage: deploy/setup.sh [BUILD_DIR] [extra cmake args...]   (default BUILD_DIR: build)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build}
+shift || true
+
+packages=(
+  build-essential cmake pkg-config dpkg-dev ca-certificates
+  libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+  libfaiss-dev libopenblas-dev libuv1-dev libcunit1-dev
+  libcjson-dev libxxhash-dev
+  python3 python3-grpcio python3-grpc-tools python3-numpy
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "setup: need root to install: ${missing[*]}" >&2; exit 1; }
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: Debian packages already installed"
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+cmake --build "$build" -j "$jobs"
+echo "setup: built $build"

@@ -1,0 +1,85 @@
+/* retrieval/ann.c - FAISS C API behind an opaque handle. */
+#include "retrieval/ann.h"
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+#include <stdlib.h>
+
+struct ann_index {
+  FaissIndex *index;
+};
+
+static int wrap(FaissIndex *fi, ann_index **out, rec_error *err) {
+  ann_index *a = malloc(sizeof *a);
+  if (!a) {
+    faiss_Index_free(fi);
+    return rec_fail(err, REC_ENOMEM, "out of memory");
+  }
+  a->index = fi;
+  *out = a;
+  return 0;
+}
+
+int ann_index_build(const float *vecs, size_t n, size_t dim, const char *spec,
+                    ann_index **out, rec_error *err) {
+  FaissIndex *fi = NULL;
+  if (dim == 0 || dim > 4096) return rec_fail(err, REC_EINVAL, "dimension %zu out of range", dim);
+  if (faiss_index_factory(&fi, (int)dim, spec, METRIC_INNER_PRODUCT) != 0)
+    return rec_fail(err, REC_EINVAL, "FAISS index '%s': %s", spec, faiss_get_last_error());
+  if (faiss_Index_add(fi, (idx_t)n, vecs) != 0) {
+    rec_fail(err, REC_EINVAL, "FAISS add to '%s': %s", spec, faiss_get_last_error());
+    faiss_Index_free(fi);
+    return REC_EINVAL;
+  }
+  return wrap(fi, out, err);
+}
+
+int ann_index_open(const char *path, ann_index **out, rec_error *err) {
+  FaissIndex *fi = NULL;
+  if (faiss_read_index_fname(path, 0, &fi) != 0)
+    return rec_fail(err, REC_ECORRUPT, "%s: not a readable FAISS index: %s", path,
+                    faiss_get_last_error());
+  if (faiss_Index_metric_type(fi) != METRIC_INNER_PRODUCT) {
+    faiss_Index_free(fi);
+    return rec_fail(err, REC_EMISMATCH, "%s: index metric must be inner product", path);
+  }
+  return wrap(fi, out, err);
+}
+
+int ann_index_write(const ann_index *idx, const char *path, rec_error *err) {
+  if (faiss_write_index_fname(idx->index, path) != 0)
+    return rec_fail(err, REC_EIO, "%s: %s", path, faiss_get_last_error());
+  return 0;
+}
+
+void ann_index_free(ann_index *idx) {
+  if (!idx) return;
+  faiss_Index_free(idx->index);
+  free(idx);
+}
+
+size_t ann_count(const ann_index *idx) { return (size_t)faiss_Index_ntotal(idx->index); }
+size_t ann_dim(const ann_index *idx) { return (size_t)faiss_Index_d(idx->index); }
+
+int ann_set_ef_search(ann_index *idx, int ef, rec_error *err) {
+  FaissParameterSpace *ps = NULL;
+  if (faiss_ParameterSpace_new(&ps) != 0) return rec_fail(err, REC_ENOMEM, "out of memory");
+  if (faiss_ParameterSpace_set_index_parameter(ps, idx->index, "efSearch", ef) != 0) {
+    faiss_ParameterSpace_free(ps);
+    return rec_fail(err, REC_EINVAL, "efSearch=%d: %s", ef, faiss_get_last_error());
+  }
+  faiss_ParameterSpace_free(ps);
+  return 0;
+}
+
+int ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,
+               size_t *n) {
+  if (faiss_Index_search(idx->index, 1, q, (idx_t)k, scores, items) != 0) return REC_EINTERNAL;
+  size_t m = 0;
+  while (m < k && items[m] >= 0) m++; /* FAISS pads short answers with label -1 */
+  *n = m;
+  return 0;
+}

@@ -1,0 +1,33 @@
+/* retrieval/ann.h - nearest-item search over a read-only FAISS index of
+ * L2-normalised item embeddings (inner product = cosine). The only module that
+ * includes FAISS. Searches on one index are thread-safe; a reload opens a new
+ * index and swaps the bundle holding it. */
+#ifndef REC_ANN_H
+#define REC_ANN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "common/err.h"
+
+typedef struct ann_index ann_index; /* opaque */
+
+/* Builds an index over 'n' row-major vectors of 'dim' floats; row i gets
+ * label i. 'spec' is a FAISS index_factory string such as "HNSW32" or "Flat";
+ * the metric is always inner product. Returns 0 or REC_EINVAL/REC_ENOMEM. */
+int  ann_index_build(const float *vecs, size_t n, size_t dim, const char *spec,
+                     ann_index **out, rec_error *err);
+/* Opens an index file written by ann_index_write. */
+int  ann_index_open(const char *path, ann_index **out, rec_error *err);
+int  ann_index_write(const ann_index *idx, const char *path, rec_error *err);
+void ann_index_free(ann_index *idx);                   /* NULL is a no-op */
+
+size_t ann_count(const ann_index *idx);
+size_t ann_dim(const ann_index *idx);
+/* Sets HNSW's efSearch (search breadth); REC_EINVAL for an index without it.
+ * Call before sharing the index between threads. */
+int  ann_set_ef_search(ann_index *idx, int ef, rec_error *err);
+
+/* Writes up to k nearest items, best first, into caller-owned 'items' and
+ * 'scores' (k entries each) and their count into *n. Returns 0 or REC_EINTERNAL. */
+int  ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,
+                size_t *n);
+#endif

@@ -1,0 +1,309 @@
+/* retrieval/bundle.c - bundle loading and verification. Order matters: the
+ * manifest is parsed first, every file it lists is checksummed before any is
+ * interpreted, and shapes are cross-checked last, so a refused bundle says the
+ * most basic thing that is wrong with it. */
+#include "retrieval/bundle.h"
+#include "common/fileio.h"
+#include "common/npy.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define PATHMAX 4096
+
+static int join(char *buf, const char *dir, const char *name, rec_error *err) {
+  if (!name || !*name || strchr(name, '/') || strcmp(name, "..") == 0)
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: file names must be plain names inside the bundle",
+                    dir, BUNDLE_MANIFEST);
+  if (snprintf(buf, PATHMAX, "%s/%s", dir, name) >= PATHMAX)
+    return rec_fail(err, REC_EINVAL, "%s: path too long", dir);
+  return 0;
+}
+
+static int verify_files(const char *dir, const cJSON *files, rec_error *err) {
+  if (!cJSON_IsObject(files) || !files->child)
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: \"files\" must list every file with its bytes and "
+                    "xxh3_64", dir, BUNDLE_MANIFEST);
+  char path[PATHMAX];
+  for (const cJSON *f = files->child; f; f = f->next) {
+    int rc = join(path, dir, f->string, err);
+    if (rc) return rc;
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(f, "bytes");
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(f, "xxh3_64");
+    if (!cJSON_IsNumber(bytes) || !cJSON_IsString(sum))
+      return rec_fail(err, REC_ECORRUPT, "%s/%s: files.%s needs \"bytes\" and \"xxh3_64\"", dir,
+                      BUNDLE_MANIFEST, f->string);
+    uint64_t h, n;
+    if ((rc = rec_hash_file(path, &h, &n, err)) != 0) return rc;
+    if ((double)n != bytes->valuedouble)
+      return rec_fail(err, REC_ECORRUPT, "%s: %" PRIu64 " bytes, manifest says %.0f", path, n,
+                      bytes->valuedouble);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016" PRIx64, h);
+    if (strcmp(hex, sum->valuestring) != 0)
+      return rec_fail(err, REC_ECORRUPT, "%s: checksum %s, manifest says %s", path, hex,
+                      sum->valuestring);
+  }
+  return 0;
+}
+
+/* A file named by the manifest must also be one it checksums. */
+static int listed(const char *dir, const cJSON *m, const char *name, char *path, rec_error *err) {
+  int rc = join(path, dir, name, err);
+  if (rc) return rc;
+  if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "files"), name))
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: %s is not listed in \"files\"", dir,
+                    BUNDLE_MANIFEST, name);
+  return 0;
+}
+
+static int get_size(const char *dir, const cJSON *m, const char *key, size_t lo, size_t hi,
+                    size_t *out, rec_error *err) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, key);
+  if (!cJSON_IsNumber(v) || v->valuedouble < (double)lo || v->valuedouble > (double)hi ||
+      v->valuedouble != floor(v->valuedouble))
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: \"%s\" must be an integer in [%zu, %zu]", dir,
+                    BUNDLE_MANIFEST, key, lo, hi);
+  *out = (size_t)v->valuedouble;
+  return 0;
+}
+
+static const char *get_str(const cJSON *m, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, key);
+  return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+static int load_matrix(const char *path, size_t rows, size_t cols, float **out, rec_error *err) {
+  npy_f32 a;
+  int rc = npy_f32_read(path, &a, err);
+  if (rc) return rc;
+  if (a.rows != rows || a.cols != cols) {
+    npy_f32_destroy(&a);
+    return rec_fail(err, REC_EMISMATCH, "%s: shape (%zu, %zu), manifest wants (%zu, %zu)", path,
+                    a.rows, a.cols, rows, cols);
+  }
+  *out = a.data;
+  return 0;
+}
+
+static int load_tower(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
+  const cJSON *layers = cJSON_GetObjectItemCaseSensitive(m, "user_tower");
+  int n = cJSON_GetArraySize(layers);
+  if (!cJSON_IsArray(layers) || n < 1 || n > 16)
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: \"user_tower\" must list 1 to 16 layers", dir,
+                    BUNDLE_MANIFEST);
+  tower_layer *ls = calloc((size_t)n, sizeof *ls);
+  if (!ls) return rec_fail(err, REC_ENOMEM, "out of memory");
+  char path[PATHMAX];
+  int rc = 0, i = 0;
+  for (const cJSON *l = layers->child; l; l = l->next, i++) {
+    const char *w = get_str(l, "weights"), *bias = get_str(l, "bias"), *act = get_str(l, "activation");
+    int a = act ? tower_act_parse(act) : -1;
+    if (!w || !bias || a < 0) {
+      rc = rec_fail(err, REC_ECORRUPT, "%s/%s: user_tower[%d] needs \"weights\", \"bias\" and "
+                    "\"activation\" (relu, tanh or linear)", dir, BUNDLE_MANIFEST, i);
+      goto fail;
+    }
+    ls[i].act = (tower_act)a;
+    npy_f32 wa, ba;
+    if ((rc = listed(dir, m, w, path, err)) || (rc = npy_f32_read(path, &wa, err))) goto fail;
+    ls[i].w = wa.data;
+    ls[i].in = wa.rows;
+    ls[i].out = wa.cols;
+    if ((rc = listed(dir, m, bias, path, err)) || (rc = npy_f32_read(path, &ba, err))) goto fail;
+    ls[i].b = ba.data;
+    if (wa.ndim != 2 || ba.rows * ba.cols != wa.cols) {
+      rc = rec_fail(err, REC_EMISMATCH, "%s: bias has %zu values, weights %s have %zu columns",
+                    path, ba.rows * ba.cols, w, wa.cols);
+      goto fail;
+    }
+  }
+  if ((rc = tower_init(&b->tower, ls, (size_t)n, err)) != 0) goto fail;
+  return 0;
+fail:
+  for (int j = 0; j < n; j++) {
+    free(ls[j].w);
+    free(ls[j].b);
+  }
+  free(ls);
+  return rc;
+}
+
+static int load_users(bundle *b, const char *path, rec_error *err) {
+  size_t len;
+  b->user_text = rec_read_file(path, &len, err);
+  if (!b->user_text) return err ? err->code : REC_EIO;
+  b->user_ids = calloc(b->user_count ? b->user_count : 1, sizeof *b->user_ids);
+  if (!b->user_ids || strmap_new(b->user_count, &b->user_map) != 0)
+    return rec_fail(err, REC_ENOMEM, "%s: out of memory", path);
+  char *line = b->user_text, *nl = strchr(line, '\n');
+  if (!nl || (size_t)(nl - line) != 7 || strncmp(line, "user_id", 7) != 0)
+    return rec_fail(err, REC_ECORRUPT, "%s:1: header must be 'user_id'", path);
+  size_t n = 0;
+  for (int lineno = 2; nl && nl[1]; lineno++) {
+    line = nl + 1;
+    nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    size_t l = strlen(line);
+    if (l == 0 || l > REC_ID_MAX || strchr(line, '\t'))
+      return rec_fail(err, REC_ECORRUPT, "%s:%d: user_id must be 1 to %d bytes without tabs", path,
+                      lineno, REC_ID_MAX);
+    if (n == b->user_count)
+      return rec_fail(err, REC_EMISMATCH, "%s: more than the manifest's %zu users", path,
+                      b->user_count);
+    if (strmap_put(b->user_map, line, l, (uint32_t)n) != 0)
+      return rec_fail(err, REC_ECORRUPT, "%s:%d: duplicate user_id '%s'", path, lineno, line);
+    b->user_ids[n++] = line;
+  }
+  if (n != b->user_count)
+    return rec_fail(err, REC_EMISMATCH, "%s: %zu users, manifest says %zu", path, n, b->user_count);
+  return 0;
+}
+
+static int check_normalised(const bundle *b, const char *path, rec_error *err) {
+  for (size_t i = 0; i < b->catalog->count; i++) {
+    const float *v = bundle_item_embedding(b, (uint32_t)i);
+    double s = 0;
+    for (size_t j = 0; j < b->dim; j++) s += (double)v[j] * v[j];
+    if (!(fabs(s - 1.0) < 1e-3))
+      return rec_fail(err, REC_ECORRUPT, "%s: row %zu has L2 norm %.4f; item embeddings must be "
+                      "L2-normalised", path, i, sqrt(s));
+  }
+  return 0;
+}
+
+static int load_index(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
+  const cJSON *ix = cJSON_GetObjectItemCaseSensitive(m, "index");
+  const char *file = get_str(ix, "file"), *type = get_str(ix, "type");
+  const cJSON *ef = cJSON_GetObjectItemCaseSensitive(ix, "ef_search");
+  if (!file || !type || strlen(type) >= sizeof b->index_type)
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: \"index\" needs \"file\" and \"type\"", dir,
+                    BUNDLE_MANIFEST);
+  snprintf(b->index_type, sizeof b->index_type, "%s", type);
+  b->ef_search = cJSON_IsNumber(ef) ? ef->valueint : 0;
+  char path[PATHMAX];
+  int rc;
+  if ((rc = listed(dir, m, file, path, err)) || (rc = ann_index_open(path, &b->ann, err))) return rc;
+  if (ann_count(b->ann) != b->catalog->count || ann_dim(b->ann) != b->dim)
+    return rec_fail(err, REC_EMISMATCH, "%s: index holds %zu vectors of dim %zu, bundle has %zu "
+                    "items of dim %zu", path, ann_count(b->ann), ann_dim(b->ann),
+                    b->catalog->count, b->dim);
+  if (strncmp(type, "HNSW", 4) == 0) {
+    if (b->ef_search < 1 || b->ef_search > 65536)
+      return rec_fail(err, REC_ECORRUPT, "%s/%s: index.ef_search must be in [1, 65536] for HNSW",
+                      dir, BUNDLE_MANIFEST);
+    return ann_set_ef_search(b->ann, b->ef_search, err);
+  }
+  return 0;
+}
+
+static int load_parts(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
+  char path[PATHMAX];
+  size_t items;
+  int rc;
+  if ((rc = get_size(dir, m, "dim", 1, 4096, &b->dim, err)) ||
+      (rc = get_size(dir, m, "item_count", 1, UINT32_MAX - 1, &items, err)) ||
+      (rc = get_size(dir, m, "user_count", 0, UINT32_MAX - 1, &b->user_count, err)) ||
+      (rc = get_size(dir, m, "user_feature_dim", 1, 65536, &b->feature_dim, err)))
+    return rc;
+  if ((rc = listed(dir, m, get_str(m, "items"), path, err)) ||
+      (rc = catalog_load(path, &b->catalog, err)))
+    return rc;
+  if (b->catalog->count != items)
+    return rec_fail(err, REC_EMISMATCH, "%s: %zu items, manifest says %zu", path,
+                    b->catalog->count, items);
+  if ((rc = listed(dir, m, get_str(m, "item_embeddings"), path, err)) ||
+      (rc = load_matrix(path, items, b->dim, &b->item_emb, err)) ||
+      (rc = check_normalised(b, path, err)))
+    return rc;
+  if ((rc = listed(dir, m, get_str(m, "users"), path, err)) || (rc = load_users(b, path, err)))
+    return rc;
+  if ((rc = listed(dir, m, get_str(m, "user_features"), path, err)) ||
+      (rc = load_matrix(path, b->user_count, b->feature_dim, &b->user_features, err)))
+    return rc;
+  if ((rc = load_tower(b, dir, m, err))) return rc;
+  if (b->tower.in_dim != b->feature_dim || b->tower.out_dim != b->dim)
+    return rec_fail(err, REC_EMISMATCH, "%s/%s: user tower maps %zu -> %zu, bundle needs %zu -> %zu",
+                    dir, BUNDLE_MANIFEST, b->tower.in_dim, b->tower.out_dim, b->feature_dim, b->dim);
+  return load_index(b, dir, m, err);
+}
+
+int bundle_load(const char *dir, bundle **out, rec_error *err) {
+  char path[PATHMAX];
+  size_t len;
+  int rc = join(path, dir, BUNDLE_MANIFEST, err);
+  if (rc) return rc;
+  char *text = rec_read_file(path, &len, err);
+  if (!text) return err ? err->code : REC_EIO;
+  cJSON *m = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!cJSON_IsObject(m)) {
+    cJSON_Delete(m);
+    return rec_fail(err, REC_ECORRUPT, "%s: not a JSON object", path);
+  }
+  bundle *b = calloc(1, sizeof *b);
+  if (!b) {
+    rc = rec_fail(err, REC_ENOMEM, "out of memory");
+    goto free_manifest;
+  }
+  const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(m, "format");
+  const char *version = get_str(m, "version");
+  if (!cJSON_IsNumber(fmt) || fmt->valueint != BUNDLE_FORMAT) {
+    rc = rec_fail(err, REC_ECORRUPT, "%s: \"format\" must be %d", path, BUNDLE_FORMAT);
+    goto fail;
+  }
+  if (!version || strlen(version) > REC_ID_MAX) {
+    rc = rec_fail(err, REC_ECORRUPT, "%s: \"version\" must be 1 to %d bytes", path, REC_ID_MAX);
+    goto fail;
+  }
+  b->version = strdup(version);
+  b->path = strdup(dir);
+  if (!b->version || !b->path) {
+    rc = rec_fail(err, REC_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if ((rc = verify_files(dir, cJSON_GetObjectItemCaseSensitive(m, "files"), err)) ||
+      (rc = load_parts(b, dir, m, err)))
+    goto fail;
+  atomic_init(&b->refs, 1);
+  *out = b;
+  goto free_manifest;
+fail:
+  atomic_init(&b->refs, 1);
+  bundle_unref(b);
+free_manifest:
+  cJSON_Delete(m);
+  return rc;
+}
+
+bundle *bundle_ref(bundle *b) {
+  atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+  return b;
+}
+
+void bundle_unref(bundle *b) {
+  if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  free(b->version);
+  free(b->path);
+  catalog_free(b->catalog);
+  free(b->item_emb);
+  free(b->user_ids);
+  free(b->user_features);
+  tower_destroy(&b->tower);
+  ann_index_free(b->ann);
+  strmap_free(b->user_map);
+  free(b->user_text);
+  free(b);
+}
+
+bool bundle_find_user(const bundle *b, const char *id, size_t len, uint32_t *row) {
+  return strmap_get(b->user_map, id, len, row);
+}

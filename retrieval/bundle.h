@@ -1,0 +1,55 @@
+/* retrieval/bundle.h - a loaded, verified, immutable model bundle (format in
+ * docs/bundle.md): catalog, item embeddings, user features, user tower and
+ * FAISS index. Reference-counted: a reload loads a new bundle beside the old
+ * one, swaps a pointer, and the old one is freed when the last request
+ * holding it lets go. All read functions are thread-safe. */
+#ifndef REC_BUNDLE_H
+#define REC_BUNDLE_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/catalog.h"
+#include "common/err.h"
+#include "retrieval/ann.h"
+#include "retrieval/tower.h"
+
+#define BUNDLE_FORMAT 1
+#define BUNDLE_MANIFEST "manifest.json"
+
+typedef struct bundle {
+  char *version;             /* manifest "version" */
+  char *path;                /* directory it was loaded from */
+  size_t dim;                /* embedding dimension */
+  catalog *catalog;
+  float *item_emb;           /* [catalog->count x dim], rows L2-normalised */
+  size_t user_count, feature_dim;
+  const char **user_ids;     /* [user_count] */
+  float *user_features;      /* [user_count x feature_dim] user-tower inputs */
+  tower tower;               /* feature_dim -> dim */
+  ann_index *ann;
+  char index_type[32];       /* FAISS factory string, e.g. "HNSW32" */
+  int ef_search;
+  /* private */
+  strmap *user_map;
+  char *user_text;
+  atomic_int refs;
+} bundle;
+
+/* Loads the bundle in directory 'dir': checks every file's size and checksum
+ * against the manifest, then every shape against every other. Returns 0 with
+ * *out holding one reference, or a negative code with 'err' naming the file
+ * and what is wrong; nothing is left allocated on failure. */
+int  bundle_load(const char *dir, bundle **out, rec_error *err);
+bundle *bundle_ref(bundle *b);
+void bundle_unref(bundle *b);                          /* NULL is a no-op */
+
+/* True and *row set when the user id is in the bundle. */
+bool bundle_find_user(const bundle *b, const char *id, size_t len, uint32_t *row);
+static inline const float *bundle_user_features(const bundle *b, uint32_t row) {
+  return b->user_features + (size_t)row * b->feature_dim;
+}
+static inline const float *bundle_item_embedding(const bundle *b, uint32_t item) {
+  return b->item_emb + (size_t)item * b->dim;
+}
+#endif

@@ -1,0 +1,209 @@
+/* retrieval/bundle_write.c - see bundle_write.h. The manifest is written last,
+ * after every other file has been hashed from disk, so its checksums describe
+ * exactly the bytes a loader will read. */
+#include "retrieval/bundle_write.h"
+#include "common/catalog.h"
+#include "common/fileio.h"
+#include "common/npy.h"
+#include "retrieval/ann.h"
+#include "retrieval/bundle.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PATHMAX 4096
+
+/* buf = dir/name; bundle_write has checked that every name fits. */
+static void path_of(char *buf, const char *dir, const char *name) {
+  if (snprintf(buf, PATHMAX, "%s/%s", dir, name) >= PATHMAX) buf[0] = '\0';
+}
+
+static bool valid_id(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  return n > 0 && n <= REC_ID_MAX && !strpbrk(s, "\t\r\n");
+}
+
+static int check_spec(const bundle_spec *s, rec_error *err) {
+  if (!valid_id(s->version)) return rec_fail(err, REC_EINVAL, "version must be 1 to %d bytes", REC_ID_MAX);
+  if (s->item_count == 0 || s->dim == 0) return rec_fail(err, REC_EINVAL, "bundle needs items and dim > 0");
+  for (size_t i = 0; i < s->item_count; i++) {
+    if (!valid_id(s->item_ids[i]) || !valid_id(s->item_categories[i]))
+      return rec_fail(err, REC_EINVAL, "item %zu: id and category must be 1 to %d bytes without "
+                      "tabs or newlines", i, REC_ID_MAX);
+  }
+  for (size_t i = 0; i < s->user_count; i++)
+    if (!valid_id(s->user_ids[i]))
+      return rec_fail(err, REC_EINVAL, "user %zu: id must be 1 to %d bytes without tabs or "
+                      "newlines", i, REC_ID_MAX);
+  return 0;
+}
+
+static int write_items(const char *path, const bundle_spec *s, rec_error *err) {
+  FILE *fp = fopen(path, "w");
+  if (!fp) return rec_fail(err, REC_EIO, "%s: %s", path, strerror(errno));
+  fputs("item_id\tcategory\tprice\tin_stock\tpopularity\n", fp);
+  for (size_t i = 0; i < s->item_count; i++)
+    fprintf(fp, "%s\t%s\t%.9g\t%d\t%.9g\n", s->item_ids[i], s->item_categories[i],
+            (double)s->item_price[i], s->item_in_stock[i] ? 1 : 0, (double)s->item_popularity[i]);
+  if (fclose(fp) != 0) return rec_fail(err, REC_EIO, "%s: write failed", path);
+  return 0;
+}
+
+static int write_users(const char *path, const bundle_spec *s, rec_error *err) {
+  FILE *fp = fopen(path, "w");
+  if (!fp) return rec_fail(err, REC_EIO, "%s: %s", path, strerror(errno));
+  fputs("user_id\n", fp);
+  for (size_t i = 0; i < s->user_count; i++) fprintf(fp, "%s\n", s->user_ids[i]);
+  if (fclose(fp) != 0) return rec_fail(err, REC_EIO, "%s: write failed", path);
+  return 0;
+}
+
+/* Records 'name' with its size and XXH3-64 in the manifest's "files". */
+static int add_file(cJSON *files, const char *dir, const char *name, rec_error *err) {
+  char path[PATHMAX], hex[17];
+  uint64_t hash, bytes;
+  path_of(path, dir, name);
+  int rc = rec_hash_file(path, &hash, &bytes, err);
+  if (rc) return rc;
+  snprintf(hex, sizeof hex, "%016" PRIx64, hash);
+  cJSON *f = cJSON_AddObjectToObject(files, name);
+  cJSON_AddNumberToObject(f, "bytes", (double)bytes);
+  cJSON_AddStringToObject(f, "xxh3_64", hex);
+  return 0;
+}
+
+static int write_tower(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files,
+                       rec_error *err) {
+  cJSON *layers = cJSON_AddArrayToObject(m, "user_tower");
+  char name[64], path[PATHMAX];
+  for (size_t i = 0; i < s->n_layers; i++) {
+    const tower_layer *l = &s->layers[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(layers, o);
+    int rc;
+    snprintf(name, sizeof name, "tower_%zu_w.npy", i);
+    path_of(path, dir, name);
+    if ((rc = npy_f32_write(path, l->w, l->in, l->out, 2, err)) ||
+        (rc = add_file(files, dir, name, err)))
+      return rc;
+    cJSON_AddStringToObject(o, "weights", name);
+    snprintf(name, sizeof name, "tower_%zu_b.npy", i);
+    path_of(path, dir, name);
+    if ((rc = npy_f32_write(path, l->b, l->out, 1, 1, err)) ||
+        (rc = add_file(files, dir, name, err)))
+      return rc;
+    cJSON_AddStringToObject(o, "bias", name);
+    cJSON_AddStringToObject(o, "activation", tower_act_name(l->act));
+  }
+  return 0;
+}
+
+static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files,
+                       rec_error *err) {
+  char path[PATHMAX];
+  ann_index *idx;
+  int rc = ann_index_build(s->item_emb, s->item_count, s->dim, s->index_type, &idx, err);
+  if (rc) return rc;
+  path_of(path, dir, "index.faiss");
+  rc = ann_index_write(idx, path, err);
+  ann_index_free(idx);
+  if (rc || (rc = add_file(files, dir, "index.faiss", err))) return rc;
+  cJSON *ix = cJSON_AddObjectToObject(m, "index");
+  cJSON_AddStringToObject(ix, "file", "index.faiss");
+  cJSON_AddStringToObject(ix, "type", s->index_type);
+  cJSON_AddNumberToObject(ix, "ef_search", s->ef_search);
+  return 0;
+}
+
+static int write_data(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files,
+                      rec_error *err) {
+  char path[PATHMAX];
+  int rc;
+  path_of(path, dir, "items.tsv");
+  if ((rc = write_items(path, s, err)) || (rc = add_file(files, dir, "items.tsv", err))) return rc;
+  path_of(path, dir, "item_embeddings.npy");
+  if ((rc = npy_f32_write(path, s->item_emb, s->item_count, s->dim, 2, err)) ||
+      (rc = add_file(files, dir, "item_embeddings.npy", err)))
+    return rc;
+  path_of(path, dir, "users.tsv");
+  if ((rc = write_users(path, s, err)) || (rc = add_file(files, dir, "users.tsv", err))) return rc;
+  path_of(path, dir, "user_features.npy");
+  if ((rc = npy_f32_write(path, s->user_features, s->user_count, s->feature_dim, 2, err)) ||
+      (rc = add_file(files, dir, "user_features.npy", err)))
+    return rc;
+  cJSON_AddStringToObject(m, "items", "items.tsv");
+  cJSON_AddStringToObject(m, "item_embeddings", "item_embeddings.npy");
+  cJSON_AddStringToObject(m, "users", "users.tsv");
+  cJSON_AddStringToObject(m, "user_features", "user_features.npy");
+  if ((rc = write_tower(dir, s, m, files, err))) return rc;
+  return write_index(dir, s, m, files, err);
+}
+
+static int write_manifest(const char *dir, cJSON *m, rec_error *err) {
+  char path[PATHMAX];
+  path_of(path, dir, BUNDLE_MANIFEST);
+  char *text = cJSON_Print(m);
+  if (!text) return rec_fail(err, REC_ENOMEM, "out of memory");
+  FILE *fp = fopen(path, "w");
+  int ok = fp && fputs(text, fp) >= 0 && fputc('\n', fp) != EOF;
+  if (fp && fclose(fp) != 0) ok = 0;
+  free(text);
+  return ok ? 0 : rec_fail(err, REC_EIO, "%s: write failed", path);
+}
+
+static void remove_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char path[PATHMAX];
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+    path_of(path, dir, e->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+int bundle_write(const char *dir, const bundle_spec *s, rec_error *err) {
+  int rc = check_spec(s, err);
+  if (rc) return rc;
+  struct stat st;
+  if (stat(dir, &st) == 0) return rec_fail(err, REC_EINVAL, "%s: already exists; bundles are "
+                                           "immutable, write a new directory", dir);
+  char tmp[PATHMAX];
+  if (strlen(dir) > PATHMAX - 128) return rec_fail(err, REC_EINVAL, "%s: path too long", dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
+  remove_tree(tmp);
+  if (mkdir(tmp, 0755) != 0) return rec_fail(err, REC_EIO, "%s: %s", tmp, strerror(errno));
+  cJSON *m = cJSON_CreateObject();
+  cJSON_AddNumberToObject(m, "format", BUNDLE_FORMAT);
+  cJSON_AddStringToObject(m, "version", s->version);
+  cJSON_AddNumberToObject(m, "dim", (double)s->dim);
+  cJSON_AddNumberToObject(m, "item_count", (double)s->item_count);
+  cJSON_AddNumberToObject(m, "user_count", (double)s->user_count);
+  cJSON_AddNumberToObject(m, "user_feature_dim", (double)s->feature_dim);
+  cJSON *files = cJSON_CreateObject();
+  if ((rc = write_data(tmp, s, m, files, err)) != 0) goto fail;
+  cJSON_AddItemToObject(m, "files", files);
+  files = NULL;
+  if ((rc = write_manifest(tmp, m, err)) != 0) goto fail;
+  if (rename(tmp, dir) != 0) {
+    rc = rec_fail(err, REC_EIO, "rename %s -> %s: %s", tmp, dir, strerror(errno));
+    goto fail;
+  }
+  cJSON_Delete(m);
+  return 0;
+fail:
+  cJSON_Delete(files);
+  cJSON_Delete(m);
+  remove_tree(tmp);
+  return rc;
+}

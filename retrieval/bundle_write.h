@@ -1,0 +1,34 @@
+/* retrieval/bundle_write.h - writes a bundle directory (docs/bundle.md) from
+ * in-memory arrays: the one way bundles are made, by `recctl synth` today and
+ * by the trainer later. The directory appears complete or not at all: files go
+ * to a temporary sibling that is renamed into place last. */
+#ifndef REC_BUNDLE_WRITE_H
+#define REC_BUNDLE_WRITE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "common/err.h"
+#include "retrieval/tower.h"
+
+typedef struct bundle_spec {
+  const char *version;                /* 1..128 bytes */
+  size_t dim;
+  size_t item_count;
+  const char *const *item_ids;        /* [item_count], unique, no tabs or newlines */
+  const char *const *item_categories; /* [item_count] */
+  const float *item_price;            /* [item_count] */
+  const bool *item_in_stock;          /* [item_count] */
+  const float *item_popularity;       /* [item_count] */
+  const float *item_emb;              /* [item_count x dim], L2-normalised rows */
+  size_t user_count, feature_dim;
+  const char *const *user_ids;        /* [user_count] */
+  const float *user_features;         /* [user_count x feature_dim] */
+  size_t n_layers;
+  const tower_layer *layers;          /* feature_dim -> ... -> dim */
+  const char *index_type;             /* FAISS factory string: "Flat", "HNSW32", ... */
+  int ef_search;                      /* HNSW search breadth recorded in the manifest */
+} bundle_spec;
+
+/* Writes the bundle to directory 'dir', which must not exist yet. Returns 0,
+ * or a negative code with 'err' filled and nothing left at 'dir'. */
+int bundle_write(const char *dir, const bundle_spec *s, rec_error *err);
+#endif

@@ -1,0 +1,26 @@
+/* server/app.h - the state a recd process serves from: its configuration and
+ * the current bundle. Handlers take a reference to the bundle for the length
+ * of a call, so a swap never pulls it from under them. Thread-safe. */
+#ifndef REC_APP_H
+#define REC_APP_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include "retrieval/bundle.h"
+#include "server/config.h"
+
+typedef struct app {
+  const recd_config *cfg;
+  int64_t started_ns;          /* rec_mono_ns() at start */
+  atomic_uint_fast64_t seq;    /* request ids made by the server */
+  pthread_mutex_t mu;          /* guards 'current' */
+  bundle *current;             /* NULL until the first load */
+} app;
+
+void app_init(app *a, const recd_config *cfg);
+void app_destroy(app *a);
+/* A reference to the current bundle (release with bundle_unref), or NULL. */
+bundle *app_acquire(app *a);
+/* Makes 'b' current, taking over the caller's reference; drops the old one. */
+void app_swap(app *a, bundle *b);
+#endif

@@ -1,0 +1,28 @@
+/* server/config.h - recd's configuration: one table of settings (name, type,
+ * default, range, help) read from an optional key = value file and then from
+ * --name=value flags, validated once into an immutable struct. Documented in
+ * docs/configuration.md; `recd --help` prints the same table. */
+#ifndef REC_CONFIG_H
+#define REC_CONFIG_H
+#include <stdio.h>
+#include "common/err.h"
+
+typedef struct recd_config {
+  char listen[256];          /* gRPC address host:port */
+  char bundle[4096];         /* bundle directory */
+  int threads;               /* completion-queue workers; 0 at parse = one per core */
+  int max_k;
+  int max_exclude;
+  int max_message_bytes;
+  int max_concurrent_streams;
+  int requests_per_method;
+  int drain_ms;
+  char log_level[8];
+} recd_config;
+
+/* Fills *cfg from defaults, then --config=FILE if given, then the other flags.
+ * Returns 0; 1 when --help was asked (usage already printed to 'out'); or a
+ * negative code with 'err' holding one line naming the setting and its range. */
+int  config_parse(int argc, char **argv, recd_config *cfg, FILE *out, rec_error *err);
+void config_usage(FILE *out);
+#endif

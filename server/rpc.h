@@ -1,0 +1,71 @@
+/* server/rpc.h - recd's RPC layer over gRPC's C core. It owns completion
+ * queues, tags, byte buffers, metadata, deadlines and status codes; handlers
+ * see none of that. A handler gets a decoded request, an arena that dies with
+ * the call, and the caller's deadline, and returns a reply or a negative
+ * rec error code (common/err.h) that the layer maps to one gRPC status.
+ *
+ * Threads: N workers, each with its own completion queue, on which requests
+ * for every method are pre-posted; a handler runs inline on the worker that
+ * received its call, so it must not block. grpc.health.v1.Health (Check and
+ * Watch) is built in and reports SERVING only after rpc_server_set_serving. */
+#ifndef REC_RPC_H
+#define REC_RPC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+#include "common/arena.h"
+#include "common/err.h"
+
+typedef struct rpc_server rpc_server;
+
+typedef struct rpc_ctx {
+  arena *arena;          /* per-call memory; also the protobuf-c allocator */
+  int64_t deadline_ns;   /* on rec_mono_ns()'s clock; INT64_MAX when the caller set none */
+  void *app;             /* rpc_server_opts.app */
+  rec_error err;         /* set with rpc_fail when returning an error */
+  rpc_server *server;
+  void (*done)(void *);  /* set with rpc_on_done */
+  void *done_arg;
+} rpc_ctx;
+
+typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);
+
+typedef struct rpc_method {
+  const char *path;                        /* "/rec.v1.Ranking/Recommend" */
+  const ProtobufCMessageDescriptor *in, *out;
+  rpc_handler_fn fn;                       /* NULL: answers UNIMPLEMENTED */
+} rpc_method;
+
+typedef struct rpc_server_opts {
+  const char *listen;            /* "host:port"; port 0 picks a free one */
+  int threads;                   /* completion-queue workers, >= 1 */
+  int requests_per_method;       /* requests kept posted per method and worker */
+  int max_message_bytes;         /* larger requests fail RESOURCE_EXHAUSTED */
+  int max_concurrent_streams;    /* per HTTP/2 connection */
+  const rpc_method *const *methods; /* unary methods; must outlive the server */
+  size_t n_methods;
+  void *app;                     /* handed to handlers in rpc_ctx.app */
+  void (*thread_init)(void);     /* run first on every worker thread; may be NULL */
+} rpc_server_opts;
+
+/* Binds, registers methods and starts the workers. Health says NOT_SERVING
+ * until rpc_server_set_serving(s, true). Stores the bound port in *port.
+ * Returns 0, or REC_EINVAL (bad options, address in use) with 'err' filled. */
+int  rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_error *err);
+/* Switches the health status; Watch streams hear of the change. Thread-safe. */
+void rpc_server_set_serving(rpc_server *s, bool serving);
+bool rpc_server_serving(const rpc_server *s);
+/* Stops accepting calls, lets calls in flight finish for up to 'drain_ms',
+ * cancels the rest, joins the workers and frees the server. */
+void rpc_server_stop(rpc_server *s, int drain_ms);
+
+/* Fills ctx->err and returns 'code', for `return rpc_fail(ctx, REC_EINVAL, ...)`. */
+int  rpc_fail(rpc_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Runs fn(arg) once the reply has been packed (or the call failed): for
+ * handlers whose reply points into shared data they hold a reference to.
+ * One per call. */
+void rpc_on_done(rpc_ctx *ctx, void (*fn)(void *), void *arg);
+/* True once the caller's deadline has passed. */
+bool rpc_deadline_passed(const rpc_ctx *ctx);
+#endif

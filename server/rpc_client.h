@@ -1,0 +1,32 @@
+/* server/rpc_client.h - a small blocking unary client over gRPC's C core, for
+ * recctl and tests. One client holds one channel; calls on one client are
+ * thread-safe (each has its own completion queue). */
+#ifndef REC_RPC_CLIENT_H
+#define REC_RPC_CLIENT_H
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+#include "common/arena.h"
+#include "common/err.h"
+
+typedef struct rpc_client rpc_client;
+
+typedef struct rpc_status {
+  int code;           /* gRPC status code; 0 is OK */
+  char message[512];  /* the server's status details, or the client's own reason */
+} rpc_status;
+
+/* A channel to 'target' ("host:port"). Connects lazily; never fails for an
+ * unreachable peer (the first call does). Returns 0 or REC_ENOMEM. */
+int  rpc_client_new(const char *target, rpc_client **out);
+void rpc_client_free(rpc_client *c);                  /* NULL is a no-op */
+
+/* Calls 'method' with 'req' and waits up to 'timeout_ms'. On OK decodes the
+ * reply into *resp (memory from 'a') and returns 0; otherwise returns -1 with
+ * *st holding the status. */
+int  rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms, arena *a,
+                     ProtobufCMessage **resp, rpc_status *st);
+
+/* "OK", "INVALID_ARGUMENT", ... for a gRPC status code. */
+const char *rpc_status_name(int code);
+#endif

@@ -1,0 +1,396 @@
+/* server/rpc_server.c - the gRPC C core server: workers, pre-posted requests,
+ * the unary call state machine and shutdown. See rpc.h for the contract. */
+#include "server/rpc_internal.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One call from request to final status. A worker recycles these. */
+typedef struct ucall {
+  rpc_tag tag;              /* TAG_CALL */
+  bool finishing;           /* false: waiting for a call; true: status being sent */
+  int reg;                  /* index into rpc_server.regs; -1: unregistered method */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_call_details details; /* unregistered methods only */
+  grpc_byte_buffer *payload, *reply;
+  grpc_slice status_details;
+  int cancelled;
+  arena arena;
+  struct ucall *next_free;
+} ucall;
+
+typedef struct worker {
+  rpc_server *srv;
+  grpc_completion_queue *cq;
+  pthread_t thread;
+  ucall *free_calls;
+} worker;
+
+typedef struct reg_method {
+  const rpc_method *m;
+  void *handle;             /* from grpc_server_register_method */
+  bool watch;               /* grpc.health.v1.Health/Watch: a server stream */
+} reg_method;
+
+struct rpc_server {
+  rpc_server_opts opts;
+  grpc_server *server;
+  worker *workers;
+  reg_method *regs;
+  size_t n_regs;
+  atomic_bool stopping;
+  rpc_health health;
+};
+
+static const rpc_tag shutdown_tag = {TAG_SHUTDOWN};
+
+rpc_health *rpc__server_health(rpc_server *s) { return &s->health; }
+
+int rpc_fail(rpc_ctx *ctx, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->err.msg, sizeof ctx->err.msg, fmt, ap);
+  va_end(ap);
+  ctx->err.code = code;
+  return code;
+}
+
+void rpc_on_done(rpc_ctx *ctx, void (*fn)(void *), void *arg) {
+  ctx->done = fn;
+  ctx->done_arg = arg;
+}
+
+bool rpc_deadline_passed(const rpc_ctx *ctx) { return rec_mono_ns() >= ctx->deadline_ns; }
+
+/* gRPC hands us a deadline on its own clock (which differs from
+ * CLOCK_MONOTONIC by an offset); carry only the time left across. */
+static int64_t mono_deadline(gpr_timespec d) {
+  if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0) return INT64_MAX;
+  gpr_timespec left = gpr_time_sub(d, gpr_now(d.clock_type));
+  if (left.tv_sec > 1000000000) return INT64_MAX;
+  return rec_mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+}
+
+static ucall *ucall_get(worker *w) {
+  ucall *c = w->free_calls;
+  if (c) {
+    w->free_calls = c->next_free;
+  } else {
+    c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->tag.kind = TAG_CALL;
+    arena_init(&c->arena, 0);
+  }
+  return c;
+}
+
+static void ucall_put(worker *w, ucall *c) {
+  arena_reset(&c->arena);
+  c->next_free = w->free_calls;
+  w->free_calls = c;
+}
+
+/* Posts one request for registered method 'reg' (or, for -1, any method the
+ * server does not know) on worker w's queue. */
+static void post_request(worker *w, int reg) {
+  rpc_server *s = w->srv;
+  ucall *c = ucall_get(w);
+  if (!c) {
+    LOG_ERROR("cannot post request", "reason=\"out of memory\"");
+    return;
+  }
+  c->reg = reg;
+  c->finishing = false;
+  c->call = NULL;
+  c->payload = c->reply = NULL;
+  grpc_metadata_array_init(&c->md);
+  grpc_call_error e;
+  if (reg >= 0) {
+    e = grpc_server_request_registered_call(s->server, s->regs[reg].handle, &c->call,
+                                            &c->deadline, &c->md, &c->payload, w->cq, w->cq, c);
+  } else {
+    grpc_call_details_init(&c->details);
+    e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, w->cq, w->cq, c);
+  }
+  if (e != GRPC_CALL_OK) {
+    LOG_ERROR("cannot post request", "grpc_call_error=%d", (int)e);
+    grpc_metadata_array_destroy(&c->md);
+    if (reg < 0) grpc_call_details_destroy(&c->details);
+    ucall_put(w, c);
+  }
+}
+
+static void release(worker *w, ucall *c) {
+  if (c->payload) grpc_byte_buffer_destroy(c->payload);
+  if (c->reply) grpc_byte_buffer_destroy(c->reply);
+  if (c->finishing) grpc_slice_unref(c->status_details);
+  grpc_metadata_array_destroy(&c->md);
+  if (c->reg < 0) grpc_call_details_destroy(&c->details);
+  if (c->call) grpc_call_unref(c->call);
+  ucall_put(w, c);
+}
+
+static ProtobufCMessage *decode(ucall *c, const ProtobufCMessageDescriptor *d) {
+  grpc_byte_buffer_reader r;
+  if (!grpc_byte_buffer_reader_init(&r, c->payload)) return NULL;
+  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+  grpc_byte_buffer_reader_destroy(&r);
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, &c->arena.pb, GRPC_SLICE_LENGTH(s),
+                                                  GRPC_SLICE_START_PTR(s));
+  grpc_slice_unref(s);
+  return m;
+}
+
+/* Sends the reply (when rc == 0) or the mapped status, and asks to hear when
+ * the call is over; the completion releases the call. */
+static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMessage *out) {
+  grpc_op ops[4];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (rc == 0 && !out) rc = rpc_fail(ctx, REC_EINTERNAL, "handler returned no reply");
+  if (rc == 0) {
+    size_t len = protobuf_c_message_get_packed_size(out);
+    grpc_slice s = grpc_slice_malloc(len);
+    protobuf_c_message_pack(out, GRPC_SLICE_START_PTR(s));
+    c->reply = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->reply;
+  }
+  if (ctx->done) ctx->done(ctx->done_arg);
+  grpc_status_code code = rpc__status_of(rc);
+  if (code == GRPC_STATUS_INTERNAL)
+    LOG_ERROR("internal error", "method=%s error=\"%s\"",
+              c->reg >= 0 ? w->srv->regs[c->reg].m->path : "?", ctx->err.msg);
+  const char *msg = rc == 0 ? "" : ctx->err.msg[0] ? ctx->err.msg : rec_strerror(rc);
+  c->status_details = grpc_slice_from_copied_string(msg);
+  c->finishing = true;
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = code;
+  ops[n++].data.send_status_from_server.status_details = &c->status_details;
+  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+  if (e != GRPC_CALL_OK) {
+    LOG_ERROR("cannot finish call", "grpc_call_error=%d", (int)e);
+    release(w, c);
+  }
+}
+
+static void handle(worker *w, ucall *c) {
+  rpc_server *s = w->srv;
+  rpc_ctx ctx = {.arena = &c->arena, .app = s->opts.app, .server = s};
+  ProtobufCMessage *in = NULL, *out = NULL;
+  int rc;
+  if (c->reg < 0) {
+    rc = rpc_fail(&ctx, REC_EUNIMPL, "unknown method %.*s",
+                  (int)GRPC_SLICE_LENGTH(c->details.method),
+                  (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    finish(w, c, rc, &ctx, NULL);
+    return;
+  }
+  const rpc_method *m = s->regs[c->reg].m;
+  ctx.deadline_ns = mono_deadline(c->deadline);
+  if (!c->payload)
+    rc = rpc_fail(&ctx, REC_EINVAL, "request message missing");
+  else if (!(in = decode(c, m->in)))
+    rc = rpc_fail(&ctx, REC_EINVAL, "request body is not a valid %s protobuf message", m->in->name);
+  else if (s->regs[c->reg].watch) {
+    rpc__health_watch_start(&s->health, c->call, in);
+    c->call = NULL; /* the watch owns it now */
+    release(w, c);
+    return;
+  } else if (!m->fn)
+    rc = rpc_fail(&ctx, REC_EUNIMPL, "%s is not implemented by this server yet", m->path);
+  else if (rpc_deadline_passed(&ctx))
+    rc = rpc_fail(&ctx, REC_EDEADLINE, "deadline passed before the call was handled");
+  else
+    rc = m->fn(&ctx, in, &out);
+  finish(w, c, rc, &ctx, out);
+}
+
+static void on_call(worker *w, ucall *c, bool ok) {
+  if (c->finishing) {
+    release(w, c);
+  } else if (!ok) {
+    release(w, c); /* shutting down: this request was never matched */
+  } else {
+    /* Re-post first so the method never runs out of posted requests. */
+    if (!atomic_load(&w->srv->stopping)) post_request(w, c->reg);
+    handle(w, c);
+  }
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  if (w->srv->opts.thread_init) w->srv->opts.thread_init();
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    rpc_tag *t = ev.tag;
+    if (t->kind == TAG_CALL) on_call(w, (ucall *)t, ev.success != 0);
+    else rpc__health_watch_event(&w->srv->health, t, ev.success != 0);
+  }
+  while (w->free_calls) {
+    ucall *c = w->free_calls;
+    w->free_calls = c->next_free;
+    arena_destroy(&c->arena);
+    free(c);
+  }
+  return NULL;
+}
+
+static int register_methods(rpc_server *s, rec_error *err) {
+  s->n_regs = s->opts.n_methods + 2;
+  s->regs = calloc(s->n_regs, sizeof *s->regs);
+  if (!s->regs) return rec_fail(err, REC_ENOMEM, "out of memory");
+  for (size_t i = 0; i < s->n_regs; i++) {
+    reg_method *r = &s->regs[i];
+    r->m = i < s->opts.n_methods ? s->opts.methods[i]
+         : i == s->opts.n_methods ? &rpc__health_check : &rpc__health_watch;
+    r->watch = r->m == &rpc__health_watch;
+    r->handle = grpc_server_register_method(s->server, r->m->path, NULL,
+                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    if (!r->handle) return rec_fail(err, REC_EINVAL, "cannot register method %s", r->m->path);
+  }
+  return 0;
+}
+
+static grpc_server *create_server(const rpc_server_opts *o) {
+  grpc_arg args[] = {
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = o->max_message_bytes}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = o->max_message_bytes}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = o->max_concurrent_streams}},
+      /* Without this a second recd on the same port would silently share it. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+  };
+  grpc_channel_args ca = {sizeof args / sizeof args[0], args};
+  return grpc_server_create(&ca, NULL);
+}
+
+static int check_opts(const rpc_server_opts *o, rec_error *err) {
+  if (!o->listen || !*o->listen) return rec_fail(err, REC_EINVAL, "listen address is empty");
+  if (o->threads < 1 || o->threads > 1024) return rec_fail(err, REC_EINVAL, "threads must be 1..1024");
+  if (o->requests_per_method < 1) return rec_fail(err, REC_EINVAL, "requests_per_method must be >= 1");
+  if (o->max_message_bytes < 1 || o->max_concurrent_streams < 1)
+    return rec_fail(err, REC_EINVAL, "message and stream limits must be >= 1");
+  return 0;
+}
+
+/* Frees what rpc_server_start built; the workers must not be running. */
+static void destroy(rpc_server *s) {
+  if (s->server) grpc_server_destroy(s->server);
+  for (int i = 0; s->workers && i < s->opts.threads; i++)
+    if (s->workers[i].cq) {
+      grpc_completion_queue_shutdown(s->workers[i].cq);
+      grpc_completion_queue_destroy(s->workers[i].cq);
+    }
+  free(s->workers);
+  free(s->regs);
+  rpc__health_destroy(&s->health);
+  free(s);
+  grpc_shutdown();
+}
+
+static int bind_and_start(rpc_server *s, int *port, rec_error *err) {
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  int p = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
+  grpc_server_credentials_release(creds);
+  if (p == 0)
+    return rec_fail(err, REC_EINVAL, "cannot listen on %s (address in use, not local, or "
+                    "malformed)", s->opts.listen);
+  grpc_server_start(s->server);
+  for (int i = 0; i < s->opts.threads; i++) {
+    worker *w = &s->workers[i];
+    for (int r = -1; r < (int)s->n_regs; r++)
+      for (int k = 0; k < s->opts.requests_per_method; k++) post_request(w, r);
+  }
+  *port = p;
+  return 0;
+}
+
+int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_error *err) {
+  int rc = check_opts(o, err);
+  if (rc) return rc;
+  grpc_init();
+  rpc_server *s = calloc(1, sizeof *s);
+  if (!s) {
+    grpc_shutdown();
+    return rec_fail(err, REC_ENOMEM, "out of memory");
+  }
+  s->opts = *o;
+  atomic_init(&s->stopping, false);
+  s->workers = calloc((size_t)o->threads, sizeof *s->workers);
+  if (!s->workers || rpc__health_init(&s->health, o->methods, o->n_methods) != 0) {
+    s->opts.threads = 0;
+    destroy(s);
+    return rec_fail(err, REC_ENOMEM, "out of memory");
+  }
+  s->server = create_server(o);
+  for (int i = 0; i < o->threads; i++) {
+    s->workers[i].srv = s;
+    s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
+  }
+  if ((rc = register_methods(s, err)) || (rc = bind_and_start(s, port, err))) goto fail;
+  for (int i = 0; i < o->threads; i++) {
+    if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+      s->opts.threads = i; /* stop joins the ones that started */
+      rpc_server_stop(s, 0);
+      return rec_fail(err, REC_ENOMEM, "cannot start worker thread %d", i);
+    }
+  }
+  *out = s;
+  return 0;
+fail:
+  /* Not started yet, so the server can be destroyed without a shutdown. */
+  destroy(s);
+  return rc;
+}
+
+void rpc_server_set_serving(rpc_server *s, bool serving) { rpc__health_set(&s->health, serving); }
+
+bool rpc_server_serving(const rpc_server *s) {
+  rpc_health *h = (rpc_health *)&s->health;
+  pthread_mutex_lock(&h->mu);
+  bool v = h->serving;
+  pthread_mutex_unlock(&h->mu);
+  return v;
+}
+
+/* The order gRPC requires: shutdown_and_notify, wait (bounded), cancel the
+ * rest, then shut the queues down and drain them before destroying. */
+void rpc_server_stop(rpc_server *s, int drain_ms) {
+  atomic_store(&s->stopping, true);
+  rpc__health_set(&s->health, false);
+  grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
+  grpc_server_shutdown_and_notify(s->server, scq, (void *)&shutdown_tag);
+  rpc__health_cancel_watches(&s->health);
+  gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                    gpr_time_from_millis(drain_ms, GPR_TIMESPAN));
+  grpc_event ev = grpc_completion_queue_pluck(scq, (void *)&shutdown_tag, until, NULL);
+  if (ev.type != GRPC_OP_COMPLETE) {
+    LOG_WARN("drain timeout; cancelling calls in flight", "drain_ms=%d", drain_ms);
+    grpc_server_cancel_all_calls(s->server);
+    grpc_completion_queue_pluck(scq, (void *)&shutdown_tag, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                                NULL);
+  }
+  grpc_completion_queue_shutdown(scq);
+  grpc_completion_queue_pluck(scq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+  grpc_completion_queue_destroy(scq);
+  for (int i = 0; i < s->opts.threads; i++) grpc_completion_queue_shutdown(s->workers[i].cq);
+  for (int i = 0; i < s->opts.threads; i++) pthread_join(s->workers[i].thread, NULL);
+  destroy(s);
+}

@@ -1,0 +1,277 @@
+/* tools/recctl.c - recd's command-line tool: make a bundle (synth), ask a
+ * server for recommendations, its health or its status. Talks to recd over
+ * the same gRPC C core client the project uses everywhere. Exit codes: 0 ok,
+ * 1 the call or the work failed, 2 bad usage, 3 health is not SERVING. */
+#include "common/arena.h"
+#include "common/clock.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "rec/v1/admin.pb-c.h"
+#include "rec/v1/ranking.pb-c.h"
+#include "server/rpc_client.h"
+#include "tools/synth.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_LIST 1000
+
+typedef struct opts {
+  const char *addr, *user, *out, *index, *version;
+  long k, timeout_ms, items, users, dim, categories, seed, ef, wait_s;
+  bool json, explain;
+  const char *exclude[MAX_LIST], *include_cats[MAX_LIST], *explain_ids[MAX_LIST];
+  size_t n_exclude, n_include_cats, n_explain_ids;
+} opts;
+
+static void usage(FILE *f) {
+  fputs("usage: recctl COMMAND [options]\n\n"
+        "commands:\n"
+        "  recommend --user U [-k N] [--exclude ID]... [--category C]... [--explain]\n"
+        "            [--why ID]... [--json]        ask for a ranked slate\n"
+        "  health [--wait SECONDS]                 print the serving status (exit 3 unless SERVING)\n"
+        "  status [--json]                         what the server has loaded\n"
+        "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
+        "        [--index FAISS_SPEC] [--ef N] [--version V]\n"
+        "                                          write a deterministic synthetic bundle\n\n"
+        "common options: --addr HOST:PORT (default 127.0.0.1:50051), --timeout-ms N (default 2000)\n",
+        f);
+}
+
+static int bad(const char *fmt, const char *arg) {
+  fprintf(stderr, "recctl: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, " (see recctl --help)\n");
+  return 2;
+}
+
+static int num(const char *flag, const char *v, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (!*v || *end || errno || n < lo || n > hi) {
+    fprintf(stderr, "recctl: %s must be an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, v);
+    return 2;
+  }
+  *out = n;
+  return 0;
+}
+
+static int push(const char **list, size_t *n, const char *v, const char *flag) {
+  if (*n == MAX_LIST) return bad("too many %s values", flag);
+  list[(*n)++] = v;
+  return 0;
+}
+
+/* Parses argv[2..] into o. Returns 0 or an exit code. */
+static int parse(int argc, char **argv, opts *o) {
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    bool has = i + 1 < argc;
+    const char *v = has ? argv[i + 1] : NULL;
+    int rc = 0;
+    if (strcmp(a, "--json") == 0) { o->json = true; continue; }
+    if (strcmp(a, "--explain") == 0) { o->explain = true; continue; }
+    if (!has) return bad("%s needs a value", a);
+    i++;
+    if (strcmp(a, "--addr") == 0) o->addr = v;
+    else if (strcmp(a, "--user") == 0) o->user = v;
+    else if (strcmp(a, "--out") == 0) o->out = v;
+    else if (strcmp(a, "--index") == 0) o->index = v;
+    else if (strcmp(a, "--version") == 0) o->version = v;
+    else if (strcmp(a, "-k") == 0 || strcmp(a, "--k") == 0) rc = num("-k", v, -1000000, 1000000, &o->k);
+    else if (strcmp(a, "--timeout-ms") == 0) rc = num(a, v, 1, 3600000, &o->timeout_ms);
+    else if (strcmp(a, "--wait") == 0) rc = num(a, v, 0, 3600, &o->wait_s);
+    else if (strcmp(a, "--items") == 0) rc = num(a, v, 1, 10000000, &o->items);
+    else if (strcmp(a, "--users") == 0) rc = num(a, v, 0, 10000000, &o->users);
+    else if (strcmp(a, "--dim") == 0) rc = num(a, v, 2, 1024, &o->dim);
+    else if (strcmp(a, "--categories") == 0) rc = num(a, v, 1, 100000, &o->categories);
+    else if (strcmp(a, "--seed") == 0) rc = num(a, v, 0, 2147483647, &o->seed);
+    else if (strcmp(a, "--ef") == 0) rc = num(a, v, 1, 65536, &o->ef);
+    else if (strcmp(a, "--exclude") == 0) rc = push(o->exclude, &o->n_exclude, v, a);
+    else if (strcmp(a, "--category") == 0) rc = push(o->include_cats, &o->n_include_cats, v, a);
+    else if (strcmp(a, "--why") == 0) rc = push(o->explain_ids, &o->n_explain_ids, v, a);
+    else return bad("unknown option %s", a);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static int call_failed(const opts *o, const rpc_status *st) {
+  fprintf(stderr, "recctl: %s: %s: %s\n", o->addr, rpc_status_name(st->code), st->message);
+  return 1;
+}
+
+static const char *source_name(Rec__V1__Source s) {
+  return s == REC__V1__SOURCE__SOURCE_ANN ? "ann" : s == REC__V1__SOURCE__SOURCE_ITEM_CF ? "item_cf"
+       : s == REC__V1__SOURCE__SOURCE_POPULARITY ? "popularity" : "?";
+}
+
+static const char *strategy_name(Rec__V1__Strategy s) {
+  return s == REC__V1__STRATEGY__STRATEGY_PERSONALIZED ? "personalized"
+       : s == REC__V1__STRATEGY__STRATEGY_POPULARITY_FALLBACK ? "popularity_fallback" : "unspecified";
+}
+
+static void print_json(const Rec__V1__RecommendResponse *r) {
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "bundle_version", r->bundle_version);
+  cJSON_AddStringToObject(j, "strategy", strategy_name(r->strategy));
+  cJSON_AddStringToObject(j, "request_id", r->request_id);
+  cJSON_AddStringToObject(j, "next_cursor", r->next_cursor);
+  cJSON *deg = cJSON_AddArrayToObject(j, "degraded_reasons");
+  for (size_t i = 0; i < r->n_degraded_reasons; i++)
+    cJSON_AddItemToArray(deg, cJSON_CreateString(r->degraded_reasons[i]));
+  cJSON *items = cJSON_AddArrayToObject(j, "items");
+  for (size_t i = 0; i < r->n_items; i++) {
+    const Rec__V1__ScoredItem *it = r->items[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "item_id", it->item_id);
+    cJSON_AddNumberToObject(o, "score", it->score);
+    cJSON_AddStringToObject(o, "category", it->category);
+    cJSON_AddNumberToObject(o, "price", it->price);
+    cJSON *src = cJSON_AddArrayToObject(o, "sources");
+    for (size_t s = 0; s < it->n_sources; s++)
+      cJSON_AddItemToArray(src, cJSON_CreateString(source_name(it->sources[s]->source)));
+    cJSON_AddItemToArray(items, o);
+  }
+  cJSON *ver = cJSON_AddArrayToObject(j, "verdicts");
+  for (size_t i = 0; i < r->n_verdicts; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "item_id", r->verdicts[i]->item_id);
+    cJSON_AddStringToObject(o, "stage", r->verdicts[i]->stage);
+    cJSON_AddStringToObject(o, "reason", r->verdicts[i]->reason);
+    cJSON_AddItemToArray(ver, o);
+  }
+  char *s = cJSON_Print(j);
+  puts(s);
+  free(s);
+  cJSON_Delete(j);
+}
+
+static void print_table(const opts *o, const Rec__V1__RecommendResponse *r) {
+  printf("user %s  bundle %s  strategy %s  request %s\n", o->user, r->bundle_version,
+         strategy_name(r->strategy), r->request_id);
+  for (size_t i = 0; i < r->n_degraded_reasons; i++) printf("degraded: %s\n", r->degraded_reasons[i]);
+  printf("%4s  %-20s %8s  %-16s %10s  %s\n", "rank", "item_id", "score", "category", "price", "sources");
+  for (size_t i = 0; i < r->n_items; i++) {
+    const Rec__V1__ScoredItem *it = r->items[i];
+    printf("%4zu  %-20s %8.4f  %-16s %10.2f  ", i + 1, it->item_id, (double)it->score,
+           it->category, it->price);
+    for (size_t s = 0; s < it->n_sources; s++)
+      printf("%s%s", s ? "," : "", source_name(it->sources[s]->source));
+    printf("\n");
+  }
+  for (size_t i = 0; i < r->n_verdicts; i++)
+    printf("not shown: %s  stage=%s  %s\n", r->verdicts[i]->item_id, r->verdicts[i]->stage,
+           r->verdicts[i]->reason);
+  if (r->timings)
+    printf("timings: tower %u us, ann %u us, ranking %u us, total %u us\n", r->timings->user_tower_us,
+           r->timings->ann_us, r->timings->ranking_us, r->timings->total_us);
+}
+
+static int cmd_recommend(rpc_client *c, const opts *o, arena *a) {
+  if (!o->user) return bad("%s", "recommend needs --user");
+  Rec__V1__RecommendRequest q = REC__V1__RECOMMEND_REQUEST__INIT;
+  Rec__V1__Filters f = REC__V1__FILTERS__INIT;
+  q.user_id = (char *)o->user;
+  q.k = (int32_t)o->k;
+  q.explain = o->explain;
+  q.exclude_item_ids = (char **)o->exclude;
+  q.n_exclude_item_ids = o->n_exclude;
+  q.explain_item_ids = (char **)o->explain_ids;
+  q.n_explain_item_ids = o->n_explain_ids;
+  if (o->n_include_cats) {
+    f.include_categories = (char **)o->include_cats;
+    f.n_include_categories = o->n_include_cats;
+    q.filters = &f;
+  }
+  ProtobufCMessage *resp;
+  rpc_status st;
+  if (rpc_client_call(c, "/rec.v1.Ranking/Recommend", &q.base,
+                      &rec__v1__recommend_response__descriptor, o->timeout_ms, a, &resp, &st))
+    return call_failed(o, &st);
+  if (o->json) print_json((Rec__V1__RecommendResponse *)resp);
+  else print_table(o, (Rec__V1__RecommendResponse *)resp);
+  return 0;
+}
+
+static int cmd_health(rpc_client *c, const opts *o, arena *a) {
+  Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  int64_t until = rec_mono_ns() + o->wait_s * 1000000000LL;
+  for (;;) {
+    ProtobufCMessage *resp;
+    rpc_status st;
+    int rc = rpc_client_call(c, "/grpc.health.v1.Health/Check", &q.base,
+                             &grpc__health__v1__health_check_response__descriptor, o->timeout_ms,
+                             a, &resp, &st);
+    int status = rc ? -1 : (int)((Grpc__Health__V1__HealthCheckResponse *)resp)->status;
+    if (status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING || rec_mono_ns() >= until) {
+      if (rc) return call_failed(o, &st);
+      const char *name = protobuf_c_enum_descriptor_get_value(
+          &grpc__health__v1__health_check_response__serving_status__descriptor, status)->name;
+      printf("%s\n", name);
+      return status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING ? 0 : 3;
+    }
+    arena_reset(a);
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+  }
+}
+
+static int cmd_status(rpc_client *c, const opts *o, arena *a) {
+  Rec__V1__StatusRequest q = REC__V1__STATUS_REQUEST__INIT;
+  ProtobufCMessage *resp;
+  rpc_status st;
+  if (rpc_client_call(c, "/rec.v1.Admin/Status", &q.base, &rec__v1__status_response__descriptor,
+                      o->timeout_ms, a, &resp, &st))
+    return call_failed(o, &st);
+  const Rec__V1__StatusResponse *r = (const Rec__V1__StatusResponse *)resp;
+  printf("recd %s  role %s  serving %s  threads %u  uptime %llus\n", r->recd_version, r->role,
+         r->serving ? "yes" : "no", r->threads, (unsigned long long)r->uptime_seconds);
+  printf("bundle %s  path %s  items %llu  users %llu  dim %u\n", r->bundle_version, r->bundle_path,
+         (unsigned long long)r->item_count, (unsigned long long)r->user_count, r->dim);
+  return 0;
+}
+
+static int cmd_synth(const opts *o) {
+  if (!o->out) return bad("%s", "synth needs --out DIR");
+  synth_opts s = {(size_t)o->items, (size_t)o->users, (size_t)o->dim, (size_t)o->categories,
+                  (uint64_t)o->seed, o->index, (int)o->ef, o->version};
+  rec_error err = {0};
+  int64_t t0 = rec_mono_ns();
+  if (synth_bundle(o->out, &s, &err) != 0) {
+    fprintf(stderr, "recctl: %s\n", err.msg);
+    return 1;
+  }
+  printf("wrote %s: %zu items, %zu users, dim %zu, %zu categories, in %.1f s\n", o->out, s.items,
+         s.users, s.dim, s.categories, (double)(rec_mono_ns() - t0) / 1e9);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  opts o = {.addr = "127.0.0.1:50051", .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
+            .dim = 32, .categories = 8, .seed = 42};
+  int rc = parse(argc, argv, &o);
+  if (rc) return rc;
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "synth") == 0) return cmd_synth(&o);
+  if (strcmp(cmd, "recommend") && strcmp(cmd, "health") && strcmp(cmd, "status"))
+    return bad("unknown command '%s'", cmd);
+  rpc_client *c;
+  if (rpc_client_new(o.addr, &c) != 0) return bad("%s", "out of memory");
+  arena a;
+  arena_init(&a, 0);
+  rc = strcmp(cmd, "recommend") == 0 ? cmd_recommend(c, &o, &a)
+     : strcmp(cmd, "health") == 0    ? cmd_health(c, &o, &a)
+                                     : cmd_status(c, &o, &a);
+  arena_destroy(&a);
+  rpc_client_free(c);
+  return rc;
+}
