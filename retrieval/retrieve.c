@@ -25,6 +25,19 @@ static int from_popularity(const bundle *b, size_t want, arena *a, retrieve_resu
   return 0;
 }
 
+/* Every item scored against q: HNSW cannot promise to reach every node of its
+ * graph, so a request that needs the whole catalog gets an exact scan. */
+static void exact_scan(const bundle *b, const float *q, rec_candidate *cands, float *scores) {
+  size_t n = b->catalog->count;
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n, (blasint)b->dim, 1.0f, b->item_emb,
+              (blasint)b->dim, q, 1, 0.0f, scores, 1);
+  for (size_t i = 0; i < n; i++) {
+    cands[i].item = (uint32_t)i;
+    cands[i].sources = 1u << REC_SRC_ANN;
+    cands[i].raw[REC_SRC_ANN] = scores[i];
+  }
+}
+
 static int from_ann(const bundle *b, uint32_t user, size_t want, arena *a, retrieve_result *out) {
   float *scratch = arena_alloc(a, 2 * b->tower.max_width * sizeof(float));
   float *q = arena_alloc(a, b->dim * sizeof(float));
@@ -36,15 +49,19 @@ static int from_ann(const bundle *b, uint32_t user, size_t want, arena *a, retri
   if (tower_forward(&b->tower, bundle_user_features(b, user), q, scratch) != 0)
     return from_popularity(b, want, a, out); /* a zero vector points nowhere */
   int64_t t1 = rec_mono_ns();
-  size_t n;
-  if (ann_search(b->ann, q, want, items, scores, &n) != 0) return REC_EINTERNAL;
+  size_t n = want;
+  if (out->exhausted) {
+    exact_scan(b, q, cands, scores);
+  } else {
+    if (ann_search(b->ann, q, want, items, scores, &n) != 0) return REC_EINTERNAL;
+    for (size_t i = 0; i < n; i++) {
+      cands[i].item = (uint32_t)items[i];
+      cands[i].sources = 1u << REC_SRC_ANN;
+      cands[i].raw[REC_SRC_ANN] = scores[i];
+    }
+  }
   out->tower_ns = t1 - t0;
   out->ann_ns = rec_mono_ns() - t1;
-  for (size_t i = 0; i < n; i++) {
-    cands[i].item = (uint32_t)items[i];
-    cands[i].sources = 1u << REC_SRC_ANN;
-    cands[i].raw[REC_SRC_ANN] = scores[i];
-  }
   out->cands = cands;
   out->n = n;
   out->known_user = true;

@@ -19,10 +19,11 @@ typedef struct retrieve_req {
 } retrieve_req;
 
 typedef struct retrieve_result {
-  rec_candidate *cands; /* arena memory, best first per source */
+  rec_candidate *cands; /* arena memory; best first, except after an exact scan */
   size_t n;
   bool known_user;      /* false: popularity fallback */
-  bool exhausted;       /* every item in the catalog was considered */
+  bool exhausted;       /* every item in the catalog was considered (for a known
+                         * user by an exact scan, as HNSW may not reach them all) */
   int64_t tower_ns, ann_ns;
 } retrieve_result;
 

@@ -38,6 +38,11 @@ static const char *const CATEGORY_NAMES[] = {"electronics", "books", "garden", "
 
 size_t synth_user_category(const synth_opts *o, size_t u) { return (u * 7 + 3) % o->categories; }
 
+void synth_category_name(size_t c, char *buf, size_t len) {
+  size_t nn = sizeof CATEGORY_NAMES / sizeof *CATEGORY_NAMES;
+  snprintf(buf, len, c < nn ? "%s" : "%s-%zu", CATEGORY_NAMES[c % nn], c / nn);
+}
+
 typedef struct synth_data {
   char **item_ids, **cat_names, **user_ids;
   const char **item_cats;
@@ -69,9 +74,8 @@ static void free_data(synth_data *d, const synth_opts *o) {
 static void make_items(synth_data *d, const synth_opts *o, rng *r) {
   size_t D = o->dim, C = o->categories, N = o->items;
   for (size_t c = 0; c < C; c++) {
-    size_t nn = sizeof CATEGORY_NAMES / sizeof *CATEGORY_NAMES;
     char name[64];
-    snprintf(name, sizeof name, c < nn ? "%s" : "%s-%zu", CATEGORY_NAMES[c % nn], c / nn);
+    synth_category_name(c, name, sizeof name);
     d->cat_names[c] = strdup(name);
     for (size_t j = 0; j < D; j++) d->centroids[c * D + j] = normal(r);
     normalize(d->centroids + c * D, D);

@@ -21,6 +21,8 @@ typedef struct synth_opts {
  * code with 'err' filled. */
 int synth_bundle(const char *dir, const synth_opts *o, rec_error *err);
 
-/* The category user 'u' of a bundle made with these options is drawn to. */
+/* The category user 'u' of a bundle made with these options is drawn to... */
 size_t synth_user_category(const synth_opts *o, size_t u);
+/* ...and its name, written to buf. */
+void synth_category_name(size_t c, char *buf, size_t len);
 #endif

@@ -1,0 +1,350 @@
+#!/usr/bin/python3
+"""End-to-end tests: a real recd process on 127.0.0.1 (port 0, so the kernel
+picks a free one), called with grpcio stubs generated from proto/ at test time
+-- a client nobody on this project wrote -- and with recctl.
+
+Usage: /usr/bin/python3 tests/e2e/test_recd.py --build BUILD_DIR --proto PROTO_DIR
+"""
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ARGS = None
+TMP = None
+pb = {}  # module name -> generated module
+
+
+def generate_stubs(proto_dir, out):
+    protos = ["rec/v1/common.proto", "rec/v1/ranking.proto", "rec/v1/retrieval.proto",
+              "rec/v1/events.proto", "rec/v1/admin.proto", "grpc/health/v1/health.proto"]
+    os.makedirs(out)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", proto_dir,
+                    "--python_out", out, "--grpc_python_out", out] + protos, check=True)
+    sys.path.insert(0, out)
+    from rec.v1 import admin_pb2, common_pb2, ranking_pb2, ranking_pb2_grpc, admin_pb2_grpc  # noqa
+    pb.update(ranking=ranking_pb2, ranking_grpc=ranking_pb2_grpc, common=common_pb2,
+              admin=admin_pb2, admin_grpc=admin_pb2_grpc)
+    # grpc/health/v1/health_pb2 would shadow grpcio's own 'grpc' package: load it by path.
+    spec = importlib.util.spec_from_file_location(
+        "health_pb2", os.path.join(out, "grpc/health/v1/health_pb2.py"))
+    health = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(health)
+    pb["health"] = health
+
+
+class Recd:
+    """A recd process on a free loopback port; stopped (and waited for) on close."""
+
+    def __init__(self, bundle, *extra):
+        self.log = open(os.path.join(TMP, "recd-%d.log" % time.monotonic_ns()), "w+")
+        self.proc = subprocess.Popen(
+            [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle,
+             "--listen=127.0.0.1:0", "--threads=2", "--max_message_bytes=65536"] + list(extra),
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = self._wait_for(r'msg="serving" port=(\d+)')
+        self.addr = "127.0.0.1:%d" % self.port
+        import grpc
+        self.channel = grpc.insecure_channel(self.addr)
+        self.ranking = pb["ranking_grpc"].RankingStub(self.channel)
+
+    def _wait_for(self, pattern, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.log.seek(0)
+            m = re.search(pattern, self.log.read())
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.close()
+        self.log.seek(0)
+        raise AssertionError("recd did not log %r:\n%s" % (pattern, self.log.read()))
+
+    def output(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+    def close(self):
+        if getattr(self, "channel", None):
+            self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def recctl(*args, check=False):
+    r = subprocess.run([os.path.join(ARGS.build, "tools/recctl")] + list(args),
+                       capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError("recctl %s failed (%d): %s" % (args, r.returncode, r.stderr))
+    return r
+
+
+def read_items(bundle):
+    rows = {}
+    with open(os.path.join(bundle, "items.tsv")) as f:
+        next(f)
+        for line in f:
+            item, cat, price, stock, pop = line.rstrip("\n").split("\t")
+            rows[item] = dict(category=cat, price=float(price), in_stock=stock == "1",
+                              popularity=float(pop))
+    return rows
+
+
+class RecommendTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.bundle = os.path.join(TMP, "bundle")
+        if not os.path.exists(cls.bundle):
+            recctl("synth", "--out", cls.bundle, "--items", "3000", "--users", "300",
+                   "--dim", "32", "--categories", "6", "--seed", "5", check=True)
+        cls.items = read_items(cls.bundle)
+        cls.version = json.load(open(os.path.join(cls.bundle, "manifest.json")))["version"]
+        cls.recd = Recd(cls.bundle)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.recd.close() == 0, cls.recd.output()
+
+    def recommend(self, **kw):
+        return self.recd.ranking.Recommend(pb["ranking"].RecommendRequest(**kw), timeout=10)
+
+    def assert_status(self, code, fn, *args, **kw):
+        import grpc
+        with self.assertRaises(grpc.RpcError) as cm:
+            fn(*args, **kw)
+        self.assertEqual(cm.exception.code(), code, cm.exception.details())
+        return cm.exception.details()
+
+    def test_known_user_gets_ranked_items_of_their_taste(self):
+        r = self.recommend(user_id="U00004", k=20, request_id="req-1")
+        self.assertEqual(len(r.items), 20)
+        self.assertEqual(r.bundle_version, self.version)
+        self.assertEqual(r.request_id, "req-1")
+        self.assertEqual(r.strategy, pb["ranking"].STRATEGY_PERSONALIZED)
+        scores = [i.score for i in r.items]
+        self.assertEqual(scores, sorted(scores, reverse=True))
+        self.assertEqual(len({i.item_id for i in r.items}), 20)
+        for it in r.items:
+            row = self.items[it.item_id]
+            self.assertTrue(row["in_stock"], it.item_id)
+            self.assertEqual(it.category, row["category"])
+            self.assertAlmostEqual(it.price, row["price"], places=4)
+            self.assertEqual([s.source for s in it.sources], [pb["common"].SOURCE_ANN])
+        # synth draws each user to one category; its items dominate the slate.
+        cats = [i.category for i in r.items]
+        top = max(set(cats), key=cats.count)
+        self.assertGreaterEqual(cats.count(top), 16)
+
+    def test_exclusions_and_filters_hold(self):
+        first = self.recommend(user_id="U00007", k=10)
+        excluded = [i.item_id for i in first.items[:5]]
+        r = self.recommend(user_id="U00007", k=10, exclude_item_ids=excluded + ["not-an-item"])
+        self.assertEqual(len(r.items), 10)
+        self.assertFalse(set(excluded) & {i.item_id for i in r.items})
+        cat = first.items[0].category
+        other = sorted({v["category"] for v in self.items.values()} - {cat})[0]
+        f = pb["common"].Filters(include_categories=[other],
+                                 price=pb["common"].PriceRange(min_price=5, max_price=50))
+        r = self.recommend(user_id="U00007", k=25, filters=f)
+        self.assertEqual(len(r.items), 25)
+        for it in r.items:
+            self.assertEqual(it.category, other)
+            self.assertTrue(5 <= it.price <= 50)
+
+    def test_unknown_user_gets_flagged_popularity(self):
+        r = self.recommend(user_id="someone-new", k=5)
+        self.assertEqual(r.strategy, pb["ranking"].STRATEGY_POPULARITY_FALLBACK)
+        self.assertIn("unknown_user", r.degraded_reasons)
+        ranked = sorted((k for k, v in self.items.items() if v["in_stock"]),
+                        key=lambda k: (-self.items[k]["popularity"], k))
+        # Ties in popularity are broken by catalog row; ids are row-ordered here.
+        self.assertEqual([i.item_id for i in r.items], ranked[:5])
+        self.assertEqual([s.source for s in r.items[0].sources], [pb["common"].SOURCE_POPULARITY])
+
+    def test_pages_follow_on(self):
+        whole = self.recommend(user_id="U00010", k=20)
+        p1 = self.recommend(user_id="U00010", k=10)
+        self.assertTrue(p1.next_cursor)
+        p2 = self.recommend(user_id="U00010", k=10, page_cursor=p1.next_cursor)
+        self.assertEqual([i.item_id for i in p1.items] + [i.item_id for i in p2.items],
+                         [i.item_id for i in whole.items])
+        import grpc
+        details = self.assert_status(grpc.StatusCode.INVALID_ARGUMENT, self.recommend,
+                                     user_id="U00010", k=10, page_cursor="10@other-bundle")
+        self.assertIn("first page", details)
+
+    def test_explain(self):
+        out_of_stock = next(k for k, v in self.items.items() if not v["in_stock"])
+        r = self.recommend(user_id="U00011", k=3, explain=True,
+                           explain_item_ids=[out_of_stock, "ghost"])
+        self.assertTrue(all(i.HasField("explanation") for i in r.items))
+        self.assertEqual(r.items[0].explanation.final_score, r.items[0].score)
+        self.assertGreater(r.timings.total_us, 0)
+        verdicts = {v.item_id: (v.stage, v.reason) for v in r.verdicts}
+        self.assertEqual(verdicts[out_of_stock], ("rule", "out of stock"))
+        self.assertEqual(verdicts["ghost"][0], "unknown_item")
+
+    def test_bad_input_gets_invalid_argument_and_server_keeps_serving(self):
+        import grpc
+        bad = grpc.StatusCode.INVALID_ARGUMENT
+        cases = [
+            (dict(user_id="U00001", k=0), "k must be between 1 and 200, got 0"),
+            (dict(user_id="U00001", k=-3), "got -3"),
+            (dict(user_id="U00001", k=201), "got 201"),
+            (dict(k=10), "user_id is required"),
+            (dict(user_id="x" * 129, k=10), "at most 128"),
+            (dict(user_id="U00001", k=10, exclude_item_ids=["P%06d" % i for i in range(1001)]),
+             "exclude_item_ids has 1001 ids; at most 1000 allowed"),
+            (dict(user_id="U00001", k=10,
+                  filters=pb["common"].Filters(include_categories=["no-such-category"])),
+             "unknown category 'no-such-category'"),
+            (dict(user_id="U00001", k=10, filters=pb["common"].Filters(
+                price=pb["common"].PriceRange(min_price=10, max_price=5))), "filters.price"),
+            (dict(user_id="U00001", k=10, page_cursor="garbage"), "page_cursor is malformed"),
+        ]
+        for kw, msg in cases:
+            with self.subTest(kw=str(kw)[:80]):
+                self.assertIn(msg, self.assert_status(bad, self.recommend, **kw))
+        # Garbage bytes where a protobuf should be.
+        raw = self.recd.channel.unary_unary("/rec.v1.Ranking/Recommend")
+        details = self.assert_status(bad, raw, b"\xff\xff\xff\xff\x0f", timeout=5)
+        self.assertIn("not a valid rec.v1.RecommendRequest", details)
+        # Over the size limit (65536 here): the transport refuses it.
+        huge = dict(user_id="U00001", k=10, exclude_item_ids=["x" * 100] * 900)
+        self.assert_status(grpc.StatusCode.RESOURCE_EXHAUSTED, self.recommend, **huge)
+        self.assertEqual(len(self.recommend(user_id="U00001", k=3).items), 3)
+
+    def test_unbuilt_methods_are_unimplemented(self):
+        import grpc
+        details = self.assert_status(grpc.StatusCode.UNIMPLEMENTED, self.recd.ranking.SimilarItems,
+                                     pb["ranking"].SimilarItemsRequest(item_ids=["P000001"], k=3),
+                                     timeout=5)
+        self.assertIn("SimilarItems", details)
+        raw = self.recd.channel.unary_unary("/rec.v1.Nope/Nothing")
+        self.assert_status(grpc.StatusCode.UNIMPLEMENTED, raw, b"", timeout=5)
+
+    def test_health_check_and_watch(self):
+        import grpc
+        h = pb["health"]
+        check = self.recd.channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=h.HealthCheckRequest.SerializeToString,
+            response_deserializer=h.HealthCheckResponse.FromString)
+        self.assertEqual(check(h.HealthCheckRequest(), timeout=5).status,
+                         h.HealthCheckResponse.SERVING)
+        self.assertEqual(check(h.HealthCheckRequest(service="rec.v1.Ranking"), timeout=5).status,
+                         h.HealthCheckResponse.SERVING)
+        self.assert_status(grpc.StatusCode.NOT_FOUND, check,
+                           h.HealthCheckRequest(service="rec.v1.Nope"), timeout=5)
+        watch = self.recd.channel.unary_stream(
+            "/grpc.health.v1.Health/Watch",
+            request_serializer=h.HealthCheckRequest.SerializeToString,
+            response_deserializer=h.HealthCheckResponse.FromString)
+        stream = watch(h.HealthCheckRequest(), timeout=10)
+        self.assertEqual(next(stream).status, h.HealthCheckResponse.SERVING)
+        stream.cancel()
+        unknown = watch(h.HealthCheckRequest(service="rec.v1.Nope"), timeout=10)
+        self.assertEqual(next(unknown).status, h.HealthCheckResponse.SERVICE_UNKNOWN)
+        unknown.cancel()
+
+    def test_recctl_table_json_status(self):
+        r = recctl("recommend", "--addr", self.recd.addr, "--user", "U00002", "-k", "4", check=True)
+        lines = r.stdout.splitlines()
+        self.assertIn("bundle " + self.version, lines[0])
+        self.assertEqual(len([l for l in lines if re.match(r"\s+\d+\s+P\d{6}\s", l)]), 4)
+        j = json.loads(recctl("recommend", "--addr", self.recd.addr, "--user", "U00002",
+                              "-k", "4", "--json", check=True).stdout)
+        self.assertEqual(len(j["items"]), 4)
+        self.assertEqual(j["strategy"], "personalized")
+        self.assertEqual(recctl("health", "--addr", self.recd.addr).stdout.strip(), "SERVING")
+        st = recctl("status", "--addr", self.recd.addr, check=True).stdout
+        self.assertIn("items 3000", st)
+        r = recctl("recommend", "--addr", self.recd.addr, "--user", "U00002", "-k", "0")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT: k must be between 1 and 200, got 0", r.stderr)
+
+
+class ProcessTest(unittest.TestCase):
+    """recd's command line, startup refusals and shutdown; recctl's failures."""
+
+    def run_recd(self, *args):
+        return subprocess.run([os.path.join(ARGS.build, "server/recd")] + list(args),
+                              capture_output=True, text=True, timeout=60)
+
+    def test_bad_command_line_is_one_line_and_exit_2(self):
+        for args, msg in [((), "bundle: required"),
+                          (("--bundle=/x", "--threads=lots"), "threads: must be an integer"),
+                          (("--bundle=/x", "--frobnicate=1"), "unknown option --frobnicate")]:
+            r = self.run_recd(*args)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn(msg, r.stderr)
+
+    def test_broken_bundle_is_refused_with_exit_1(self):
+        broken = os.path.join(TMP, "broken")
+        shutil.rmtree(broken, ignore_errors=True)
+        recctl("synth", "--out", broken, "--items", "100", "--users", "10", check=True)
+        with open(os.path.join(broken, "items.tsv"), "a") as f:
+            f.write("extra\tline\t1\t1\t1\n")
+        r = self.run_recd("--bundle=" + broken, "--listen=127.0.0.1:0")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("items.tsv", r.stderr)
+        self.assertIn("bundle refused", r.stderr)
+
+    def test_sigterm_stops_cleanly(self):
+        bundle = os.path.join(TMP, "small")
+        if not os.path.exists(bundle):
+            recctl("synth", "--out", bundle, "--items", "200", "--users", "20", check=True)
+        d = Recd(bundle)
+        self.assertEqual(recctl("health", "--addr", d.addr).returncode, 0)
+        self.assertEqual(d.close(), 0)
+        self.assertIn('msg="stopped"', d.output())
+
+    def test_recctl_reports_connection_failure(self):
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()  # nothing listens there now
+        r = recctl("recommend", "--addr", "127.0.0.1:%d" % port, "--user", "u", "--timeout-ms", "3000")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAVAILABLE", r.stderr)
+        r = recctl("recommend", "--user")
+        self.assertEqual(r.returncode, 2)
+
+
+def main():
+    global ARGS, TMP
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", required=True)
+    p.add_argument("--proto", required=True)
+    ARGS, rest = p.parse_known_args()
+    ARGS.build = os.path.abspath(ARGS.build)
+    TMP = tempfile.mkdtemp(prefix="recd_e2e.")
+    try:
+        generate_stubs(os.path.abspath(ARGS.proto), os.path.join(TMP, "stubs"))
+        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+        return 0 if prog.result.wasSuccessful() else 1
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+/* tests/retrieval/test_ann.c - FAISS through the C API: exact and HNSW
+ * indexes over normalised vectors, written and read back. */
+#include "retrieval/ann.h"
+#include "tests/test.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+enum { N = 2000, D = 16, K = 10 };
+
+static float *random_unit_vectors(unsigned seed) {
+  float *v = malloc(sizeof(float) * N * D);
+  srand(seed);
+  for (int i = 0; i < N; i++) {
+    double s = 0;
+    for (int j = 0; j < D; j++) {
+      v[i * D + j] = (float)rand() / RAND_MAX - 0.5f;
+      s += v[i * D + j] * v[i * D + j];
+    }
+    for (int j = 0; j < D; j++) v[i * D + j] /= (float)sqrt(s);
+  }
+  return v;
+}
+
+static void exact_index_finds_self_first(void) {
+  float *v = random_unit_vectors(1);
+  ann_index *idx;
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, N, D, "Flat", &idx, NULL), 0);
+  CU_ASSERT_EQUAL(ann_count(idx), N);
+  CU_ASSERT_EQUAL(ann_dim(idx), D);
+  int64_t items[K];
+  float scores[K];
+  size_t n;
+  CU_ASSERT_EQUAL(ann_search(idx, v + 5 * D, K, items, scores, &n), 0);
+  CU_ASSERT_EQUAL(n, K);
+  CU_ASSERT_EQUAL(items[0], 5);
+  CU_ASSERT_DOUBLE_EQUAL(scores[0], 1.0, 1e-5);
+  for (size_t i = 1; i < n; i++) CU_ASSERT(scores[i] <= scores[i - 1]);
+  /* Flat has no efSearch. */
+  CU_ASSERT_EQUAL(ann_set_ef_search(idx, 64, NULL), REC_EINVAL);
+  ann_index_free(idx);
+  free(v);
+}
+
+/* HNSW must agree with exact search on most of the top 10 (recall@10). */
+static void hnsw_recall_against_exact(void) {
+  float *v = random_unit_vectors(2);
+  ann_index *flat, *hnsw;
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, N, D, "Flat", &flat, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, N, D, "HNSW32", &hnsw, NULL), 0);
+  CU_ASSERT_EQUAL(ann_set_ef_search(hnsw, 64, NULL), 0);
+  int hits = 0, total = 0;
+  for (int q = 0; q < 50; q++) {
+    int64_t a[K], b[K];
+    float sa[K], sb[K];
+    size_t na, nb;
+    ann_search(flat, v + q * 37 * D, K, a, sa, &na);
+    ann_search(hnsw, v + q * 37 * D, K, b, sb, &nb);
+    for (size_t i = 0; i < na; i++)
+      for (size_t j = 0; j < nb; j++) hits += a[i] == b[j];
+    total += K;
+  }
+  CU_ASSERT((double)hits / total >= 0.95);
+  ann_index_free(flat);
+  ann_index_free(hnsw);
+  free(v);
+}
+
+static void write_and_open(void) {
+  float *v = random_unit_vectors(3);
+  ann_index *idx, *back;
+  const char *p = test_path("t.faiss");
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, N, D, "HNSW16", &idx, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(ann_index_write(idx, p, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(ann_index_open(p, &back, NULL), 0);
+  CU_ASSERT_EQUAL(ann_count(back), N);
+  int64_t items[K];
+  float scores[K];
+  size_t n;
+  ann_search(back, v + 9 * D, K, items, scores, &n);
+  CU_ASSERT_EQUAL(items[0], 9);
+  ann_index_free(idx);
+  ann_index_free(back);
+  free(v);
+  rec_error e = {0};
+  test_write_file(test_path("junk.faiss"), "junk");
+  CU_ASSERT_EQUAL(ann_index_open(test_path("junk.faiss"), &back, &e), REC_ECORRUPT);
+}
+
+static void more_wanted_than_stored(void) {
+  float *v = random_unit_vectors(4);
+  ann_index *idx;
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, 5, D, "Flat", &idx, NULL), 0);
+  int64_t items[K];
+  float scores[K];
+  size_t n;
+  CU_ASSERT_EQUAL(ann_search(idx, v, K, items, scores, &n), 0);
+  CU_ASSERT_EQUAL(n, 5); /* FAISS pads with -1; we count only real hits */
+  ann_index_free(idx);
+  free(v);
+  CU_ASSERT_EQUAL(ann_index_build(NULL, 0, D, "NoSuchIndex", &idx, NULL), REC_EINVAL);
+}
+
+void suite_ann(void) {
+  static const test_case cases[] = {{"exact_index_finds_self_first", exact_index_finds_self_first},
+                                    {"hnsw_recall_against_exact", hnsw_recall_against_exact},
+                                    {"write_and_open", write_and_open},
+                                    {"more_wanted_than_stored", more_wanted_than_stored},
+                                    {NULL, NULL}};
+  test_add_suite("ann", cases);
+}
