@@ -41,29 +41,60 @@ static float score_of(const catalog *c, const rec_candidate *cd) {
   return top > 0 ? cd->raw[REC_SRC_POPULARITY] / top : 0;
 }
 
-static int by_score_desc(const void *a, const void *b) {
-  const rank_item *x = a, *y = b;
-  if (x->score != y->score) return x->score < y->score ? 1 : -1;
-  return x->item < y->item ? -1 : x->item > y->item;
+/* The slate order: higher score first, ties by catalog row. */
+static bool before(const rank_item *x, const rank_item *y) {
+  return x->score != y->score ? x->score > y->score : x->item < y->item;
 }
 
+static int by_rank(const void *a, const void *b) {
+  return before(a, b) ? -1 : before(b, a) ? 1 : 0;
+}
+
+/* heap[0..n) is a heap whose root is the item ranked last; restores it after
+ * the root was replaced. */
+static void sift_down(rank_item *heap, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, worst = i;
+    if (l < n && before(&heap[worst], &heap[l])) worst = l;
+    if (r < n && before(&heap[worst], &heap[r])) worst = r;
+    if (worst == i) return;
+    rank_item t = heap[i];
+    heap[i] = heap[worst];
+    heap[worst] = t;
+    i = worst;
+  }
+}
+
+static void sift_up(rank_item *heap, size_t i) {
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!before(&heap[parent], &heap[i])) return;
+    rank_item t = heap[i];
+    heap[i] = heap[parent];
+    heap[parent] = t;
+    i = parent;
+  }
+}
+
+/* Keeps the best k eligible candidates in a bounded heap (O(n log k), which
+ * matters when an exact scan hands over the whole catalog), then sorts them. */
 int rank_slate(const catalog *c, const rec_candidate *cands, size_t n_cands, const rank_req *r,
-               arena *a, rank_item *out, size_t *n) {
-  rank_item *keep = arena_alloc(a, (n_cands ? n_cands : 1) * sizeof *keep);
-  if (!keep) return REC_ENOMEM;
+               rank_item *out, size_t *n) {
   size_t m = 0;
-  for (size_t i = 0; i < n_cands; i++) {
+  for (size_t i = 0; i < n_cands && r->k > 0; i++) {
     const rec_candidate *cd = &cands[i];
     if (!rank_eligible(c, r, cd->item)) continue;
-    rank_item *it = &keep[m++];
-    it->item = cd->item;
-    it->sources = cd->sources;
-    it->score = score_of(c, cd);
-    for (int s = 0; s < REC_SRC_COUNT; s++) it->raw[s] = cd->raw[s];
+    rank_item it = {.item = cd->item, .sources = cd->sources, .score = score_of(c, cd)};
+    for (int s = 0; s < REC_SRC_COUNT; s++) it.raw[s] = cd->raw[s];
+    if (m < r->k) {
+      out[m] = it;
+      sift_up(out, m++);
+    } else if (before(&it, &out[0])) {
+      out[0] = it;
+      sift_down(out, m, 0);
+    }
   }
-  qsort(keep, m, sizeof *keep, by_score_desc);
-  size_t k = m < r->k ? m : r->k;
-  for (size_t i = 0; i < k; i++) out[i] = keep[i];
-  *n = k;
+  qsort(out, m, sizeof *out, by_rank);
+  *n = m;
   return 0;
 }

@@ -1,13 +1,12 @@
 /* ranking/rank.h - turns candidates into the slate: drops what may never be
  * shown (out of stock, excluded by the request, outside the category and price
  * filters), scores the rest and keeps the best k. Pure function of its inputs;
- * thread-safe; memory from the caller's arena. */
+ * thread-safe; writes only to caller-owned memory. */
 #ifndef REC_RANK_H
 #define REC_RANK_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "common/arena.h"
 #include "common/candidate.h"
 #include "common/catalog.h"
 
@@ -40,7 +39,7 @@ static inline bool rank_eligible(const catalog *c, const rank_req *r, uint32_t i
 /* Writes up to r->k items, best score first (ties by catalog row), into
  * caller-owned 'out' (r->k entries) and their count into *n. Candidate score:
  * the ANN inner product for personalised candidates, popularity scaled to
- * [0, 1] by the catalog's top popularity otherwise. Returns 0 or REC_ENOMEM. */
+ * [0, 1] by the catalog's top popularity otherwise. Returns 0. */
 int rank_slate(const catalog *c, const rec_candidate *cands, size_t n_cands, const rank_req *r,
-               arena *a, rank_item *out, size_t *n);
+               rank_item *out, size_t *n);
 #endif

@@ -5,6 +5,9 @@
 #include <cblas.h>
 #include <omp.h>
 
+/* Asked for more than 1/EXACT_SHARE of the catalog, ANN scans it exactly. */
+#define EXACT_SHARE 4
+
 void retrieve_thread_init(void) {
   omp_set_num_threads(1);
   openblas_set_num_threads(1);
@@ -25,8 +28,9 @@ static int from_popularity(const bundle *b, size_t want, arena *a, retrieve_resu
   return 0;
 }
 
-/* Every item scored against q: HNSW cannot promise to reach every node of its
- * graph, so a request that needs the whole catalog gets an exact scan. */
+/* Every item scored against q. HNSW cannot promise to reach every node of its
+ * graph, and searching it for a large share of the catalog costs more than a
+ * scan, so such requests get this exact one instead. */
 static void exact_scan(const bundle *b, const float *q, rec_candidate *cands, float *scores) {
   size_t n = b->catalog->count;
   cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n, (blasint)b->dim, 1.0f, b->item_emb,
@@ -73,8 +77,11 @@ int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrie
   size_t want = r->want < total ? r->want : total;
   uint32_t user;
   *out = (retrieve_result){0};
-  out->exhausted = want == total;
-  if (bundle_find_user(b, r->user_id, r->user_len, &user))
+  if (bundle_find_user(b, r->user_id, r->user_len, &user)) {
+    if (want > total / EXACT_SHARE) want = total;
+    out->exhausted = want == total;
     return from_ann(b, user, want, a, out);
+  }
+  out->exhausted = want == total;
   return from_popularity(b, want, a, out);
 }

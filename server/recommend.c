@@ -69,7 +69,7 @@ int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *o
     int rc = retrieve_candidates(b, &rq, a, &rr);
     if (rc) return rc;
     int64_t t0 = rec_mono_ns();
-    if ((rc = rank_slate(b->catalog, rr.cands, rr.n, &rules, a, ranked, &n))) return rc;
+    if ((rc = rank_slate(b->catalog, rr.cands, rr.n, &rules, ranked, &n))) return rc;
     out->rank_ns += rec_mono_ns() - t0;
     out->tower_ns += rr.tower_ns;
     out->ann_ns += rr.ann_ns;

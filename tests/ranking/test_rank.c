@@ -30,11 +30,8 @@ static void cands(rec_candidate *cs) {
 static size_t run(catalog *c, rank_req *r, rank_item *out) {
   rec_candidate cs[5];
   cands(cs);
-  arena a;
-  arena_init(&a, 0);
   size_t n = 99;
-  CU_ASSERT_EQUAL(rank_slate(c, cs, 5, r, &a, out, &n), 0);
-  arena_destroy(&a);
+  CU_ASSERT_EQUAL(rank_slate(c, cs, 5, r, out, &n), 0);
   return n;
 }
 
@@ -83,16 +80,13 @@ static void popularity_scaled_to_unit(void) {
                          {.item = 2, .sources = 1u << REC_SRC_POPULARITY}};
   cs[0].raw[REC_SRC_POPULARITY] = 50;
   cs[1].raw[REC_SRC_POPULARITY] = 30;
-  arena a;
-  arena_init(&a, 0);
   rank_req r = {.k = 2};
   rank_item out[2];
   size_t n;
-  CU_ASSERT_EQUAL(rank_slate(c, cs, 2, &r, &a, out, &n), 0);
+  CU_ASSERT_EQUAL(rank_slate(c, cs, 2, &r, out, &n), 0);
   CU_ASSERT_EQUAL(n, 2);
   CU_ASSERT_DOUBLE_EQUAL(out[0].score, 1.0, 1e-6);
   CU_ASSERT_DOUBLE_EQUAL(out[1].score, 0.6, 1e-6);
-  arena_destroy(&a);
   catalog_free(c);
 }
 
