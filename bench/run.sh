@@ -48,6 +48,7 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# shellcheck disable=SC2317  # reached through the trap
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
@@ -103,13 +104,14 @@ label, path, rc = sys.argv[1:]
 try:
     d = json.load(open(path))
 except ValueError:
-    print(f"{label:<16} {'?':<10} {'no result (exit ' + rc + ')':>12}")
+    print(f"{label:<14} {'?':<10} no result (exit {rc})")
     sys.exit(0)
 cpu = d["server_cpu_us_per_call"]
 cpu = "-" if cpu is None else f"{cpu:.1f}"
 lat = d["latency_us"]
 errs = f"{d['errors']}" + ("" if rc == "0" else f" (exit {rc})")
-print(f"{label:<16} {d['method']:<10} {d['calls_per_s']:>12.0f} {cpu:>18} "
+print(f"{label:<14} {d['method']:<10} {d['channels']:>5} {d['concurrency']:>9} "
+      f"{d['calls_per_s']:>9.0f} {cpu:>18} "
       f"{lat['p50']:>8} {lat['p99']:>8} {errs:>10}")
 EOF
 }
@@ -133,7 +135,7 @@ start_recd 1
 load "recd t=1" --addr "$RECD_ADDR" --method health --server-pid "$RECD_PID"
 # One call at a time: no batching of frames or wakeups across calls, so this
 # is the per-call cost to hold against the bare C core's.
-load "recd t=1 c=1" --addr "$RECD_ADDR" --method health --server-pid "$RECD_PID" \
+load "recd t=1" --addr "$RECD_ADDR" --method health --server-pid "$RECD_PID" \
   --channels 1 --concurrency 1
 load "recd t=1" --addr "$RECD_ADDR" --method recommend --users 20000 --server-pid "$RECD_PID"
 stop_pid "$RECD_PID"
@@ -143,7 +145,7 @@ start_recd 2
 load "recd t=2" --addr "$RECD_ADDR" --method recommend --users 20000 --server-pid "$RECD_PID"
 # A caller with a single connection and few calls in flight: shows whether
 # the second worker helps (gRPC binds a connection's calls to one queue first).
-load "recd t=2 1conn" --addr "$RECD_ADDR" --method recommend --users 20000 \
+load "recd t=2" --addr "$RECD_ADDR" --method recommend --users 20000 \
   --server-pid "$RECD_PID" --channels 1 --concurrency 8
 stop_pid "$RECD_PID"
 
@@ -158,8 +160,8 @@ echo "python: pid $PY_PID, 127.0.0.1:$port"
 load "python grpcio" --addr "127.0.0.1:$port" --method health --server-pid "$PY_PID"
 stop_pid "$PY_PID"
 
-echo "== summary (${DURATION_S}s windows, $CONCURRENCY calls in flight over $CHANNELS connections)"
-printf '%-16s %-10s %12s %18s %8s %8s %10s\n' server method calls/s "server CPU us/call" \
-  "p50 us" "p99 us" errors
+echo "== summary (${DURATION_S} s measured per row; t = recd worker threads)"
+printf '%-14s %-10s %5s %9s %9s %18s %8s %8s %10s\n' server method conns "in flight" \
+  calls/s "server CPU us/call" "p50 us" "p99 us" errors
 cat "$ROWS"
 exit "$FAILED"

@@ -16,7 +16,7 @@ packages=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   libfaiss-dev libopenblas-dev libuv1-dev libcunit1-dev
   libcjson-dev libxxhash-dev
-  python3 python3-grpcio python3-grpc-tools
+  python3 python3-grpcio python3-grpc-tools python3-pkg-resources
 )
 
 missing=()
