@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/run.sh - recd's first benchmark. Makes a 100k-item synthetic bundle,
 # starts recd on loopback with one worker thread and drives it with
-# recd-loadgen: server CPU per Health/Check call, Recommend calls/s (again with
-# two workers), and the same health load against a Python grpcio server for
-# reference. Builds nothing: run it on a build tree.
+# recd-loadgen: server CPU per Health/Check call (under load and one call at a
+# time), Recommend calls/s (again with two workers, and with two workers but a
+# single connection), and the same health load against a Python grpcio server
+# for reference. Prints a table. Builds nothing: run it on a build tree.
 #
 #   bench/run.sh [BUILD_DIR]     (default: build)
 #
@@ -34,53 +35,73 @@ done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/recd-bench.XXXXXX")
 PIDS=()
 
-# Asks a process to stop, waits up to 10 s, then kills it.
+alive() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]
+}
+
+# Asks a child of ours to stop, waits up to 10 s, then kills it, and forgets
+# it so that cleanup never signals a pid the system has since reused.
 stop_pid() {
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  echo "run.sh: pid $pid ignored SIGTERM; killing it" >&2
-  kill -KILL "$pid" 2>/dev/null || true
+  local pid=$1 p keep=()
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
+      echo "run.sh: pid $pid ignored SIGTERM; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
   wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
 }
 
 # shellcheck disable=SC2317  # reached through the trap
 cleanup() {
   local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  for pid in "${PIDS[@]}" ${CHILD:+"$CHILD"}; do stop_pid "$pid"; done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Runs a command in the background and waits for it: bash defers a trap while
+# a foreground command runs, but 'wait' returns to it at once.
+CHILD=
+run_bg() {
+  local rc=0
+  "$@" &
+  CHILD=$!
+  wait "$CHILD" || rc=$?
+  CHILD=
+  return "$rc"
+}
+
 # Waits up to $3 seconds for a line matching sed expression $2 in file $1 and
-# prints what it captures; fails if the process $4 dies first.
+# sets FOUND to what it captures; dies if the process $4 exits first. (Not a
+# $(...): a signal would wait for the subshell to end.)
 wait_for() {
-  local file=$1 expr=$2 secs=$3 pid=$4 v
+  local file=$1 expr=$2 secs=$3 pid=$4
   for _ in $(seq $((secs * 10))); do
-    v=$(sed -n "$expr" "$file" 2>/dev/null | head -n1)
-    [ -n "$v" ] && { echo "$v"; return 0; }
-    kill -0 "$pid" 2>/dev/null || { echo "run.sh: process $pid exited early:" >&2; cat "$file" >&2; return 1; }
+    FOUND=$(sed -n "$expr" "$file" 2>/dev/null | head -n1)
+    [ -n "$FOUND" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$file" >&2; die "process $pid exited early"; }
     sleep 0.1
   done
-  echo "run.sh: gave up after ${secs}s waiting in $file" >&2
-  return 1
+  die "gave up after ${secs} s waiting for $expr in $file"
 }
 
 # Starts recd with $1 worker threads; sets RECD_PID and RECD_ADDR.
 start_recd() {
-  local threads=$1 log=$TMP/recd-t$1.log port
+  local threads=$1 log=$TMP/recd-t$1.log
   "$RECD" --bundle="$TMP/b100k" --listen=127.0.0.1:0 --threads="$threads" --drain_ms=1000 \
     2>"$log" &
   RECD_PID=$!
   PIDS+=("$RECD_PID")
-  port=$(wait_for "$log" 's/.*msg="serving" port=\([0-9][0-9]*\).*/\1/p' 120 "$RECD_PID")
-  RECD_ADDR=127.0.0.1:$port
-  timeout 40 "$RECCTL" health --addr "$RECD_ADDR" --wait 30 >/dev/null ||
+  wait_for "$log" 's/.*msg="serving" port=\([0-9][0-9]*\).*/\1/p' 120 "$RECD_PID"
+  RECD_ADDR=127.0.0.1:$FOUND
+  run_bg timeout 40 "$RECCTL" health --addr "$RECD_ADDR" --wait 30 >/dev/null ||
     die "recd on $RECD_ADDR never reported SERVING"
   echo "recd: pid $RECD_PID, $RECD_ADDR, threads=$threads"
 }
@@ -89,13 +110,13 @@ start_recd() {
 # A failed run is recorded and the benchmark goes on.
 FAILED=0
 RUN=0
+LIMIT_S=$(awk -v d="$DURATION_S" -v w="$WARMUP_S" 'BEGIN { printf "%d", d + w + 40 }')
 ROWS=$TMP/rows
 load() {
   local label=$1 out=$TMP/run-$((++RUN)).json rc=0
   shift
-  timeout $((${DURATION_S%.*} + ${WARMUP_S%.*} + 40)) "$LOADGEN" --json --duration-s "$DURATION_S" \
-    --warmup-s "$WARMUP_S" --concurrency "$CONCURRENCY" --channels "$CHANNELS" "$@" \
-    >"$out" || rc=$?
+  run_bg timeout "$LIMIT_S" "$LOADGEN" --json --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" \
+    --concurrency "$CONCURRENCY" --channels "$CHANNELS" "$@" >"$out" || rc=$?
   echo "  $label: $(cat "$out")"
   [ "$rc" = 0 ] || { echo "  $label: recd-loadgen exited with $rc" >&2; FAILED=1; }
   "$PY" - "$label" "$out" "$rc" >>"$ROWS" <<'EOF'
@@ -125,7 +146,7 @@ echo "python grpcio: $("$PY" -c 'import grpc; print(grpc.__version__)')"
 
 echo "== bundle"
 t0=$(date +%s.%N)
-timeout 900 "$RECCTL" synth --out "$TMP/b100k" --items 100000 --users 20000 --dim 64 \
+run_bg timeout 900 "$RECCTL" synth --out "$TMP/b100k" --items 100000 --users 20000 --dim 64 \
   --categories 50 || die "recctl synth failed"
 t1=$(date +%s.%N)
 echo "synth (HNSW32, 100000 items, 20000 users, dim 64): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s wall"
@@ -153,8 +174,9 @@ echo "== Python grpcio reference server, $PY_WORKERS workers"
 "$PY" "$HERE/py_health_server.py" --port 0 --max-workers "$PY_WORKERS" >"$TMP/py.out" 2>&1 &
 PY_PID=$!
 PIDS+=("$PY_PID")
-port=$(wait_for "$TMP/py.out" 's/^port=\([0-9][0-9]*\)$/\1/p' 30 "$PY_PID")
-timeout 40 "$RECCTL" health --addr "127.0.0.1:$port" --wait 30 >/dev/null ||
+wait_for "$TMP/py.out" 's/^port=\([0-9][0-9]*\)$/\1/p' 30 "$PY_PID"
+port=$FOUND
+run_bg timeout 40 "$RECCTL" health --addr "127.0.0.1:$port" --wait 30 >/dev/null ||
   die "the Python server never answered"
 echo "python: pid $PY_PID, 127.0.0.1:$port"
 load "python grpcio" --addr "127.0.0.1:$port" --method health --server-pid "$PY_PID"
