@@ -101,10 +101,10 @@ static void ucall_put(worker *w, ucall *c) {
 }
 
 /* Posts one request for registered method 'reg' (or, for -1, any method the
- * server does not know) on worker w's queue. */
-static void post_request(worker *w, int reg) {
-  rpc_server *s = w->srv;
-  ucall *c = ucall_get(w);
+ * server does not know) on worker 'to's queue, from worker 'from's free list. */
+static void post_request(worker *from, worker *to, int reg) {
+  rpc_server *s = from->srv;
+  ucall *c = ucall_get(from);
   if (!c) {
     LOG_ERROR("cannot post request", "reason=\"out of memory\"");
     return;
@@ -117,16 +117,16 @@ static void post_request(worker *w, int reg) {
   grpc_call_error e;
   if (reg >= 0) {
     e = grpc_server_request_registered_call(s->server, s->regs[reg].handle, &c->call,
-                                            &c->deadline, &c->md, &c->payload, w->cq, w->cq, c);
+                                            &c->deadline, &c->md, &c->payload, to->cq, to->cq, c);
   } else {
     grpc_call_details_init(&c->details);
-    e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, w->cq, w->cq, c);
+    e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, to->cq, to->cq, c);
   }
   if (e != GRPC_CALL_OK) {
     LOG_ERROR("cannot post request", "grpc_call_error=%d", (int)e);
     grpc_metadata_array_destroy(&c->md);
     if (reg < 0) grpc_call_details_destroy(&c->details);
-    ucall_put(w, c);
+    ucall_put(from, c);
   }
 }
 
@@ -220,6 +220,17 @@ static void handle(worker *w, ucall *c) {
   finish(w, c, rc, &ctx, out);
 }
 
+/* gRPC hands a connection's calls to the queue it picked for that connection
+ * for as long as that queue has requests posted. Re-posting on our own queue
+ * would therefore pin a busy client connection to one worker while the others
+ * idle; re-posting on the next worker's queue drains the busy one, so the
+ * matcher moves on. */
+static worker *next_worker(worker *w) {
+  rpc_server *s = w->srv;
+  size_t i = (size_t)(w - s->workers) + 1;
+  return &s->workers[i % (size_t)s->opts.threads];
+}
+
 static void on_call(worker *w, ucall *c, bool ok) {
   if (c->finishing) {
     release(w, c);
@@ -227,7 +238,7 @@ static void on_call(worker *w, ucall *c, bool ok) {
     release(w, c); /* shutting down: this request was never matched */
   } else {
     /* Re-post first so the method never runs out of posted requests. */
-    if (!atomic_load(&w->srv->stopping)) post_request(w, c->reg);
+    if (!atomic_load(&w->srv->stopping)) post_request(w, next_worker(w), c->reg);
     handle(w, c);
   }
 }
@@ -315,7 +326,7 @@ static int bind_and_start(rpc_server *s, int *port, rec_error *err) {
   for (int i = 0; i < s->opts.threads; i++) {
     worker *w = &s->workers[i];
     for (int r = -1; r < (int)s->n_regs; r++)
-      for (int k = 0; k < s->opts.requests_per_method; k++) post_request(w, r);
+      for (int k = 0; k < s->opts.requests_per_method; k++) post_request(w, w, r);
   }
   *port = p;
   return 0;
