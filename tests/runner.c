@@ -19,7 +19,7 @@ static const struct {
     {"catalog", suite_catalog},   {"tower", suite_tower},     {"ann", suite_ann},
     {"bundle", suite_bundle},     {"retrieve", suite_retrieve}, {"rank", suite_rank},
     {"config", suite_config},     {"recommend", suite_recommend}, {"rpc", suite_rpc},
-    {"synth", suite_synth},
+    {"synth", suite_synth},       {"metrics", suite_metrics}, {"chart", suite_chart},
 };
 enum { NSUITES = sizeof SUITES / sizeof SUITES[0] };
 

@@ -36,4 +36,6 @@ void suite_config(void);
 void suite_recommend(void);
 void suite_rpc(void);
 void suite_synth(void);
+void suite_metrics(void);
+void suite_chart(void);
 #endif
