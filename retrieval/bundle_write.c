@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define PATHMAX 4096
 
@@ -31,7 +32,8 @@ static bool valid_id(const char *s) {
 }
 
 static int check_spec(const bundle_spec *s, rec_error *err) {
-  if (!valid_id(s->version)) return rec_fail(err, REC_EINVAL, "version must be 1 to %d bytes", REC_ID_MAX);
+  if (s->version && !valid_id(s->version))
+    return rec_fail(err, REC_EINVAL, "version must be 1 to %d bytes", REC_ID_MAX);
   if (s->item_count == 0 || s->dim == 0) return rec_fail(err, REC_EINVAL, "bundle needs items and dim > 0");
   for (size_t i = 0; i < s->item_count; i++) {
     if (!valid_id(s->item_ids[i]) || !valid_id(s->item_categories[i]))
@@ -143,7 +145,45 @@ static int write_data(const char *dir, const bundle_spec *s, cJSON *m, cJSON *fi
   cJSON_AddStringToObject(m, "users", "users.tsv");
   cJSON_AddStringToObject(m, "user_features", "user_features.npy");
   if ((rc = write_tower(dir, s, m, files, err))) return rc;
-  return write_index(dir, s, m, files, err);
+  if ((rc = write_index(dir, s, m, files, err))) return rc;
+  for (size_t i = 0; i < s->n_extras; i++) {
+    const bundle_extra *x = &s->extras[i];
+    path_of(path, dir, x->name);
+    if ((rc = x->write(path, x->arg, err)) || (rc = add_file(files, dir, x->name, err))) return rc;
+    if (x->manifest_key) cJSON_AddStringToObject(m, x->manifest_key, x->name);
+  }
+  return 0;
+}
+
+/* "<prefix>-<16 hex>": a hash over every file's checksum, in name order, so
+ * equal contents give equal versions and any change gives a new one. */
+static void content_version(const bundle_spec *s, const cJSON *files, char *out, size_t len) {
+  XXH3_state_t *st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  for (const cJSON *f = files->child; f; f = f->next) {
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(f, "xxh3_64");
+    XXH3_64bits_update(st, f->string, strlen(f->string));
+    XXH3_64bits_update(st, sum->valuestring, strlen(sum->valuestring));
+  }
+  snprintf(out, len, "%s-%016" PRIx64, s->version_prefix ? s->version_prefix : "bundle",
+           XXH3_64bits_digest(st));
+  XXH3_freeState(st);
+}
+
+/* Adds the caller's extra manifest keys (training configuration, metrics). */
+static int merge_json(cJSON *m, const char *json, rec_error *err) {
+  if (!json) return 0;
+  cJSON *x = cJSON_Parse(json);
+  if (!cJSON_IsObject(x)) {
+    cJSON_Delete(x);
+    return rec_fail(err, REC_EINVAL, "manifest_json is not a JSON object");
+  }
+  while (x->child) {
+    cJSON *item = cJSON_DetachItemViaPointer(x, x->child);
+    cJSON_AddItemToObject(m, item->string, item);
+  }
+  cJSON_Delete(x);
+  return 0;
 }
 
 static int write_manifest(const char *dir, cJSON *m, rec_error *err) {
@@ -185,13 +225,19 @@ int bundle_write(const char *dir, const bundle_spec *s, rec_error *err) {
   if (mkdir(tmp, 0755) != 0) return rec_fail(err, REC_EIO, "%s: %s", tmp, strerror(errno));
   cJSON *m = cJSON_CreateObject();
   cJSON_AddNumberToObject(m, "format", BUNDLE_FORMAT);
-  cJSON_AddStringToObject(m, "version", s->version);
+  cJSON *version = cJSON_AddStringToObject(m, "version", s->version ? s->version : "");
   cJSON_AddNumberToObject(m, "dim", (double)s->dim);
   cJSON_AddNumberToObject(m, "item_count", (double)s->item_count);
   cJSON_AddNumberToObject(m, "user_count", (double)s->user_count);
   cJSON_AddNumberToObject(m, "user_feature_dim", (double)s->feature_dim);
   cJSON *files = cJSON_CreateObject();
-  if ((rc = write_data(tmp, s, m, files, err)) != 0) goto fail;
+  if ((rc = write_data(tmp, s, m, files, err)) != 0 || (rc = merge_json(m, s->manifest_json, err)))
+    goto fail;
+  if (!s->version) {
+    char v[REC_ID_MAX + 1];
+    content_version(s, files, v, sizeof v);
+    cJSON_SetValuestring(version, v);
+  }
   cJSON_AddItemToObject(m, "files", files);
   files = NULL;
   if ((rc = write_manifest(tmp, m, err)) != 0) goto fail;

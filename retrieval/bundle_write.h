@@ -9,8 +9,19 @@
 #include "common/err.h"
 #include "retrieval/tower.h"
 
+/* A further file for the bundle: write() creates 'path'; the writer lists
+ * it in the manifest with its size and checksum like every other file. */
+typedef struct bundle_extra {
+  const char *name;                   /* plain file name, e.g. "item_cf.tsv" */
+  const char *manifest_key;           /* top-level manifest key naming it, or NULL */
+  int (*write)(const char *path, void *arg, rec_error *err);
+  void *arg;
+} bundle_extra;
+
 typedef struct bundle_spec {
-  const char *version;                /* 1..128 bytes */
+  const char *version;                /* 1..128 bytes; NULL: "<version_prefix>-" + a hash
+                                       * of every file's content */
+  const char *version_prefix;         /* used when version is NULL; NULL: "bundle" */
   size_t dim;
   size_t item_count;
   const char *const *item_ids;        /* [item_count], unique, no tabs or newlines */
@@ -26,6 +37,10 @@ typedef struct bundle_spec {
   const tower_layer *layers;          /* feature_dim -> ... -> dim */
   const char *index_type;             /* FAISS factory string: "Flat", "HNSW32", ... */
   int ef_search;                      /* HNSW search breadth recorded in the manifest */
+  const bundle_extra *extras;         /* more files, may be NULL */
+  size_t n_extras;
+  const char *manifest_json;          /* a JSON object whose keys are added to the
+                                       * manifest ("training", "metrics", ...), or NULL */
 } bundle_spec;
 
 /* Writes the bundle to directory 'dir', which must not exist yet. Returns 0,

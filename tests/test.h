@@ -38,4 +38,5 @@ void suite_rpc(void);
 void suite_synth(void);
 void suite_metrics(void);
 void suite_chart(void);
+void suite_als(void);
 #endif
