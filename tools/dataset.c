@@ -228,7 +228,6 @@ static int event_row(void *ctx, const csv_row *r, int is_header, rec_error *err)
   dataset *d = c->d;
   if (is_header) {
     int rc = map_header(c, r, C_USER, C_RATING + 1, 3, err);
-    d->has_rating = c->col[C_RATING] >= 0;
     d->has_price = c->col[C_PRICE] >= 0;
     return rc;
   }
@@ -246,15 +245,16 @@ static int event_row(void *ctx, const csv_row *r, int is_header, rec_error *err)
   int rc;
   if ((rc = opt_num(c, r, C_QTY, 1, &e.quantity, err)) || (rc = opt_num(c, r, C_PRICE, 0, &e.price, err)))
     return rc;
-  if (d->has_rating) {
-    const char *rt = field(c, r, C_RATING);
-    if (!parse_num(rt, &e.rating) || e.rating < 0) return bad(r, err, "rating is not a number >= 0:", rt);
-  }
+  const char *rt = field(c, r, C_RATING);
+  e.rating = NAN; /* no rating: a purchase-like event */
+  if (*rt && (!parse_num(rt, &e.rating) || e.rating < 0))
+    return bad(r, err, "rating is not a number >= 0:", rt);
   if (e.quantity < 0 || e.price < 0) {
     d->report.returns++; /* a return, not a preference */
     return 0;
   }
   if (intern_user(d, user, &e.user) != 0) return rec_fail(err, REC_ENOMEM, "out of memory");
+  d->has_rating |= !isnan(e.rating);
   d->events[d->n_events++] = e;
   return 0;
 }
@@ -268,6 +268,7 @@ static int by_user_time(const void *a, const void *b) {
   if (x->item != y->item) return x->item < y->item ? -1 : 1;
   if (x->quantity != y->quantity) return x->quantity < y->quantity ? -1 : 1;
   if (x->price != y->price) return x->price < y->price ? -1 : 1;
+  if (isnan(x->rating) || isnan(y->rating)) return isnan(y->rating) - isnan(x->rating);
   return x->rating < y->rating ? -1 : x->rating > y->rating;
 }
 
@@ -305,7 +306,7 @@ static int compute_strength(dataset *d) {
   }
   for (size_t i = 0; i < d->n_events; i++) {
     ds_event *e = &d->events[i];
-    e->strength = d->has_rating
+    e->strength = !isnan(e->rating)
         ? ds_strength_rating(e->rating)
         : ds_strength_purchase(e->price, (float)user_price[e->user], e->quantity,
                                (float)(item_qty[e->item] / (double)item_n[e->item]));

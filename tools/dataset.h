@@ -11,7 +11,7 @@
  * Strength (purchases): s = 0.5 * price / (the user's mean item price)
  *                         + 0.5 * quantity / (the item's mean quantity),
  * strength = clip(log2(1 + s), 0.1, 5.0), so an average line scores 1.
- * Ratings (a rating column is mapped): strength = clip(rating / 2.5, 0.1, 5.0),
+ * Ratings (rows whose rating field is set): strength = clip(rating / 2.5, 0.1, 5.0),
  * so 2.5 of 5 stars scores 1 and 5 stars scores 2. */
 #ifndef REC_DATASET_H
 #define REC_DATASET_H
@@ -52,7 +52,8 @@ typedef struct ds_item {
 typedef struct ds_event {
   uint32_t user, item;
   int64_t time;              /* Unix seconds */
-  float quantity, price, rating, strength;
+  float quantity, price, strength;
+  float rating;              /* NaN when the row has none */
 } ds_event;
 
 typedef struct ds_report {
@@ -66,7 +67,8 @@ typedef struct dataset {
   const char **categories;   /* [n_categories] */
   ds_event *events;          /* [n_events], sorted by user, then time, then item */
   size_t *user_start;        /* [n_users + 1]: user u's events are [user_start[u], user_start[u+1]) */
-  bool has_rating, has_price;
+  bool has_rating;           /* some row has a rating */
+  bool has_price;            /* the price column is mapped */
   ds_report report;
   /* private */
   strmap *user_map, *item_map, *category_map;

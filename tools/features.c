@@ -183,7 +183,9 @@ static int assign_segments(profiles *p, const bool *active) {
   float q1 = n ? sorted[n / 4] : 0, q2 = n ? sorted[n / 2] : 0, q3 = n ? sorted[3 * n / 4] : 0;
   for (size_t u = 0; u < p->n_users; u++) {
     float m = p->mean_price[u];
-    p->segment[u] = m < q1 ? SEG_SMALL : m < q2 ? SEG_LOW : m < q3 ? SEG_AVERAGE : SEG_HIGH;
+    /* Without price spread (a ratings dataset) everyone is average. */
+    p->segment[u] = q1 == q3 ? SEG_AVERAGE
+                  : m < q1 ? SEG_SMALL : m < q2 ? SEG_LOW : m < q3 ? SEG_AVERAGE : SEG_HIGH;
   }
   free(sorted);
   return 0;

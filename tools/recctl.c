@@ -8,6 +8,7 @@
 #include "rec/v1/admin.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
 #include "server/rpc_client.h"
+#include "tools/cmd_build.h"
 #include "tools/synth.h"
 
 #include <cjson/cJSON.h>
@@ -37,7 +38,11 @@ static void usage(FILE *f) {
         "  status [--json]                         what the server has loaded\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
         "        [--index FAISS_SPEC] [--ef N] [--version V]\n"
-        "                                          write a deterministic synthetic bundle\n\n"
+        "                                          write a deterministic synthetic bundle\n"
+        "  build --interactions CSV --catalog CSV --out DIR [options]\n"
+        "                                          train a bundle from data (recctl build --help)\n"
+        "  eval --interactions CSV --catalog CSV [--json F] [--chart F.svg]\n"
+        "                                          compare models offline (recctl build --help)\n\n"
         "common options: --addr HOST:PORT (default 127.0.0.1:50051), --timeout-ms N (default 2000)\n",
         f);
 }
@@ -256,6 +261,8 @@ int main(int argc, char **argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (strcmp(argv[1], "build") == 0) return cmd_build(argc, argv);
+  if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
   opts o = {.addr = "127.0.0.1:50051", .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
             .dim = 32, .categories = 8, .seed = 42};
   int rc = parse(argc, argv, &o);

@@ -1,0 +1,208 @@
+/* tools/cmd_build.c - flags of `recctl build` and `recctl eval` into
+ * build_opts; see `recctl build --help`. */
+#include "tools/cmd_build.h"
+#include "tools/eval.h"
+#include "tools/pipeline.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: recctl build --interactions CSV --catalog CSV --out DIR [options]\n"
+    "       recctl eval  --interactions CSV --catalog CSV [--json FILE] [--chart FILE.svg] [options]\n\n"
+    "data:\n"
+    "  --schema FILE          'field = column name' lines mapping CSV columns\n"
+    "  --col FIELD=COLUMN     one mapping (fields: user item time quantity price event rating\n"
+    "                         c_item c_category c_subcategory c_brand c_price c_margin c_in_stock c_name)\n"
+    "model:\n"
+    "  --model twotower|als   (default twotower)\n"
+    "  --dim N --id-dim N --hidden N --epochs N --batch N --lr X --temperature X --seed N\n"
+    "  --factors N --iterations N --regularization X --alpha X      (ALS)\n"
+    "  --neighbours N         item-CF neighbours per item (default 50)\n"
+    "  --half-life-days X     popularity decay (default 90; 0 = none)\n"
+    "  --threads N            OpenMP/OpenBLAS threads (default: all cores)\n"
+    "bundle (build):\n"
+    "  --index SPEC           FAISS index (default Flat up to 20000 items, else HNSW32)\n"
+    "  --ef N                 HNSW efSearch recorded in the bundle (default 128)\n"
+    "  --version V            bundle version (default <model>-<content hash>)\n"
+    "  --no-eval              skip the holdout measurement recorded in the manifest\n"
+    "eval:\n"
+    "  --split user|global|both   per-user last-20% holdout, a global time cut, or both (default both)\n"
+    "  --bootstrap N          bootstrap resamples for the intervals (default 1000)\n"
+    "  --quiet                no progress output\n";
+
+typedef struct flagset {
+  build_opts *o;
+  const char **json, **chart, **split;
+  long *bootstrap;
+} flagset;
+
+static int bad_num(const char *flag, const char *v) {
+  fprintf(stderr, "recctl: %s: '%s' is not a valid number (see recctl build --help)\n", flag, v);
+  return 2;
+}
+
+static int get_long(const char *flag, const char *v, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (!*v || *end || errno || n < lo || n > hi) {
+    fprintf(stderr, "recctl: %s must be an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, v);
+    return 2;
+  }
+  *out = n;
+  return 0;
+}
+
+static int get_float(const char *flag, const char *v, float *out) {
+  char *end;
+  errno = 0;
+  float x = strtof(v, &end);
+  if (!*v || *end || errno || !isfinite(x)) return bad_num(flag, v);
+  *out = x;
+  return 0;
+}
+
+/* Integer flags with their ranges, written to a size_t/int/uint64 via a long. */
+static int int_flag(const char *a, const char *v, build_opts *o) {
+  long n;
+  int rc;
+#define LONG(name, lo, hi, dst) \
+  if (strcmp(a, name) == 0) return (rc = get_long(a, v, lo, hi, &n)) ? rc : ((dst) = n, 0)
+  LONG("--dim", 2, 1024, o->tt.dim);
+  LONG("--id-dim", 1, 1024, o->tt.id_dim);
+  LONG("--hidden", 1, 4096, o->tt.hidden);
+  LONG("--epochs", 1, 10000, o->tt.epochs);
+  LONG("--batch", 2, 65536, o->tt.batch);
+  LONG("--seed", 0, 2147483647, o->tt.seed);
+  LONG("--factors", 1, 1024, o->als.factors);
+  LONG("--iterations", 1, 1000, o->als.iterations);
+  LONG("--neighbours", 0, 1000, o->itemcf_neighbours);
+  LONG("--threads", 0, 256, o->threads);
+  LONG("--ef", 1, 65536, o->ef_search);
+#undef LONG
+  return -1;
+}
+
+static int float_flag(const char *a, const char *v, build_opts *o) {
+  float x;
+  int rc;
+#define FLT(name, dst) \
+  if (strcmp(a, name) == 0) return (rc = get_float(a, v, &x)) ? rc : ((dst) = x, 0)
+  FLT("--lr", o->tt.lr);
+  FLT("--temperature", o->tt.temperature);
+  FLT("--regularization", o->als.regularization);
+  FLT("--alpha", o->als.alpha);
+#undef FLT
+  if (strcmp(a, "--half-life-days") == 0) {
+    if ((rc = get_float(a, v, &x))) return rc;
+    o->half_life_days = x;
+    return 0;
+  }
+  return -1;
+}
+
+static int string_flag(const char *a, const char *v, flagset *f, char **storage) {
+  build_opts *o = f->o;
+  const char **dst = !strcmp(a, "--interactions") ? &o->interactions
+                   : !strcmp(a, "--catalog") ? &o->catalog : !strcmp(a, "--out") ? &o->out
+                   : !strcmp(a, "--model") ? &o->model : !strcmp(a, "--index") ? &o->index_type
+                   : !strcmp(a, "--version") ? &o->version : !strcmp(a, "--json") ? f->json
+                   : !strcmp(a, "--chart") ? f->chart : !strcmp(a, "--split") ? f->split : NULL;
+  if (dst) {
+    *dst = v;
+    return 0;
+  }
+  if (strcmp(a, "--schema") == 0) {
+    rec_error err = {0};
+    if (ds_schema_load(v, &o->schema, storage, &err) == 0) return 0;
+    fprintf(stderr, "recctl: %s\n", err.msg);
+    return 2;
+  }
+  if (strcmp(a, "--col") == 0) {
+    char *eq = strchr(v, '=');
+    if (eq) *eq = '\0';
+    if (eq && ds_schema_set(&o->schema, v, eq + 1) == 0) return 0;
+    fprintf(stderr, "recctl: --col wants FIELD=COLUMN with a known field, got '%s'\n", v);
+    return 2;
+  }
+  return -1;
+}
+
+static int parse(int argc, char **argv, flagset *f, char **storage) {
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fputs(USAGE, stdout);
+      return 1;
+    }
+    if (!strcmp(a, "--no-eval")) { f->o->evaluate = false; continue; }
+    if (!strcmp(a, "--quiet")) { f->o->quiet = true; continue; }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "recctl: %s needs a value (see recctl build --help)\n", a);
+      return 2;
+    }
+    const char *v = argv[++i];
+    int rc = int_flag(a, v, f->o);
+    if (rc < 0) rc = float_flag(a, v, f->o);
+    if (rc < 0 && strcmp(a, "--bootstrap") == 0) rc = get_long(a, v, 0, 100000, f->bootstrap);
+    if (rc < 0) rc = string_flag(a, v, f, storage);
+    if (rc < 0) {
+      fprintf(stderr, "recctl: unknown option %s (see recctl build --help)\n", a);
+      return 2;
+    }
+    if (rc) return rc;
+  }
+  f->o->als.seed = f->o->tt.seed;
+  return 0;
+}
+
+int cmd_build(int argc, char **argv) {
+  build_opts o;
+  build_opts_default(&o);
+  const char *unused = NULL;
+  long boot = 0;
+  char *storage = NULL;
+  flagset f = {&o, &unused, &unused, &unused, &boot};
+  int rc = parse(argc, argv, &f, &storage);
+  if (rc == 1) rc = 0;
+  else if (!rc) {
+    rec_error err = {0};
+    if (pipeline_build(&o, &err) != 0) {
+      fprintf(stderr, "recctl: build: %s\n", err.msg);
+      rc = 1;
+    }
+  }
+  free(storage);
+  return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+  eval_opts e = {.split = "both", .bootstrap = 1000};
+  build_opts_default(&e.b);
+  const char *json = NULL, *chart = NULL, *split = "both";
+  long boot = 1000;
+  char *storage = NULL;
+  flagset f = {&e.b, &json, &chart, &split, &boot};
+  int rc = parse(argc, argv, &f, &storage);
+  if (rc == 1) rc = 0;
+  else if (!rc && (!e.b.interactions || !e.b.catalog)) {
+    fprintf(stderr, "recctl: eval needs --interactions and --catalog (see recctl build --help)\n");
+    rc = 2;
+  } else if (!rc) {
+    e.json_path = json;
+    e.chart_path = chart;
+    e.split = split;
+    e.bootstrap = (int)boot;
+    rec_error err = {0};
+    if (eval_run(&e, &err) != 0) {
+      fprintf(stderr, "recctl: eval: %s\n", err.msg);
+      rc = 1;
+    }
+  }
+  free(storage);
+  return rc;
+}

@@ -1,0 +1,459 @@
+/* tools/pipeline.c - see pipeline.h. */
+#include "tools/pipeline.h"
+#include "common/catalog.h"
+#include "retrieval/bundle_write.h"
+#include "tools/progress.h"
+
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void build_opts_default(build_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->schema = DS_SCHEMA_DEFAULT;
+  o->model = "twotower";
+  o->tt = (tt_opts){.dim = 64, .id_dim = 64, .hidden = 128, .epochs = 10, .batch = 512,
+                    .lr = 0.003f, .temperature = 0.07f, .seed = 42};
+  o->als = (als_opts){.factors = 64, .iterations = 15, .regularization = 0.05f, .alpha = 20.0f,
+                      .cg_steps = 3, .seed = 42};
+  o->itemcf_neighbours = 50;
+  o->half_life_days = 90;
+  o->recent_max = 50;
+  o->ef_search = 128;
+  o->evaluate = true;
+}
+
+void pipeline_threads(int n) {
+  if (n <= 0) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    n = c > 0 ? (int)c : 1;
+  }
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+void trained_destroy(trained *t) {
+  free(t->item_emb);
+  free(t->user_feat);
+  for (size_t i = 0; i < t->n_layers; i++) {
+    free(t->layers[i].w);
+    free(t->layers[i].b);
+  }
+  memset(t, 0, sizeof *t);
+}
+
+int trained_scores(const trained *t, uint32_t u, float *scores) {
+  float q[1024 + 1], scratch[2 * 4096];
+  tower tw = {.n_layers = t->n_layers, .layers = (tower_layer *)t->layers,
+              .in_dim = t->feature_dim, .out_dim = t->dim, .max_width = 0};
+  for (size_t i = 0; i < t->n_layers; i++) {
+    size_t w = t->layers[i].out > t->layers[i].in ? t->layers[i].out : t->layers[i].in;
+    if (w > tw.max_width) tw.max_width = w;
+  }
+  if (t->dim > 1024 || tw.max_width > 4096) return REC_EINVAL;
+  if (tower_forward(&tw, t->user_feat + (size_t)u * t->feature_dim, q, scratch) != 0) {
+    memset(scores, 0, t->n_items * sizeof *scores); /* nothing known: no preference */
+    return 0;
+  }
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)t->n_items, (blasint)t->dim, 1.0f,
+              t->item_emb, (blasint)t->dim, q, 1, 0.0f, scores, 1);
+  return 0;
+}
+
+typedef struct epoch_ctx {
+  progress pr;
+  int epochs;
+} epoch_ctx;
+
+static void on_epoch(void *arg, int epoch, double loss) {
+  epoch_ctx *c = arg;
+  char note[64];
+  snprintf(note, sizeof note, "loss %.4f", loss);
+  progress_update(&c->pr, (size_t)epoch, note);
+}
+
+static int train_twotower(const dataset *d, const ui_matrix *R, const profiles *p,
+                          const build_opts *o, trained *t, rec_error *err) {
+  epoch_ctx ec = {.epochs = o->tt.epochs};
+  tt_opts to = o->tt;
+  to.progress = on_epoch;
+  to.progress_arg = &ec;
+  progress_start(&ec.pr, "two-tower", (size_t)to.epochs, o->quiet);
+  tt_model *m;
+  int rc = tt_train(d, R, p, &to, &m, err);
+  if (rc) return rc;
+  t->dim = to.dim;
+  t->feature_dim = tt_user_feature_dim(m);
+  t->item_emb = malloc(d->n_items * t->dim * sizeof(float));
+  t->user_feat = malloc((d->n_users + 1) * t->feature_dim * sizeof(float));
+  if (!t->item_emb || !t->user_feat || tt_item_embeddings(m, t->item_emb) || tt_user_tower(m, t->layers)) {
+    tt_free(m);
+    return rec_fail(err, REC_ENOMEM, "two-tower: out of memory");
+  }
+  t->n_layers = 2;
+  for (size_t u = 0; u < d->n_users; u++) tt_user_features(m, p, (uint32_t)u, t->user_feat + u * t->feature_dim);
+  t->loss = tt_last_loss(m);
+  char note[64];
+  snprintf(note, sizeof note, "%d epochs, final loss %.4f", to.epochs, t->loss);
+  progress_end(&ec.pr, note);
+  tt_free(m);
+  return 0;
+}
+
+static void on_sweep(void *arg, int it, double loss) {
+  epoch_ctx *c = arg;
+  char note[64];
+  snprintf(note, sizeof note, "loss %.4f", loss);
+  progress_update(&c->pr, (size_t)it, note);
+}
+
+/* Inner product to cosine: item v -> [v / M, sqrt(1 - |v|^2 / M^2)] with M
+ * the largest item norm, user u -> [u, 0]. Every item row has norm 1 and
+ * u . item = (u . v) / M, so the order of scores is kept exactly. */
+static void mips_to_cosine(const float *V, size_t n, size_t f, float *out) {
+  double M = 0;
+  for (size_t i = 0; i < n; i++) {
+    double s = cblas_sdot((blasint)f, V + i * f, 1, V + i * f, 1);
+    if (s > M) M = s;
+  }
+  M = M > 0 ? sqrt(M) : 1;
+  for (size_t i = 0; i < n; i++) {
+    double s = 0;
+    for (size_t k = 0; k < f; k++) {
+      out[i * (f + 1) + k] = (float)(V[i * f + k] / M);
+      s += (double)out[i * (f + 1) + k] * out[i * (f + 1) + k];
+    }
+    out[i * (f + 1) + f] = (float)sqrt(s < 1 ? 1 - s : 0);
+    float norm = cblas_snrm2((blasint)(f + 1), out + i * (f + 1), 1);
+    cblas_sscal((blasint)(f + 1), 1.0f / norm, out + i * (f + 1), 1);
+  }
+}
+
+static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, trained *t,
+                     rec_error *err) {
+  size_t f = o->als.factors;
+  epoch_ctx ec = {.epochs = o->als.iterations};
+  als_opts ao = o->als;
+  ao.progress = on_sweep;
+  ao.progress_arg = &ec;
+  float *V = malloc(d->n_items * f * sizeof *V);
+  t->dim = f + 1;
+  t->feature_dim = f;
+  t->user_feat = malloc((d->n_users + 1) * f * sizeof(float));
+  t->item_emb = malloc(d->n_items * (f + 1) * sizeof(float));
+  t->layers[0] = (tower_layer){f, f + 1, calloc(f * (f + 1), sizeof(float)),
+                               calloc(f + 1, sizeof(float)), TOWER_LINEAR};
+  t->n_layers = 1;
+  if (!V || !t->user_feat || !t->item_emb || !t->layers[0].w || !t->layers[0].b) {
+    free(V);
+    return rec_fail(err, REC_ENOMEM, "als: out of memory");
+  }
+  for (size_t k = 0; k < f; k++) t->layers[0].w[k * (f + 1) + k] = 1.0f; /* [u, 0] */
+  progress_start(&ec.pr, "als", (size_t)ao.iterations, o->quiet);
+  csr m = ui_matrix_csr(R);
+  int rc = als_train(&m, &ao, t->user_feat, V, err);
+  if (!rc) {
+    mips_to_cosine(V, d->n_items, f, t->item_emb);
+    t->loss = als_loss(&m, &ao, t->user_feat, V);
+    char note[64];
+    snprintf(note, sizeof note, "%d sweeps, loss %.4f", ao.iterations, t->loss);
+    progress_end(&ec.pr, note);
+  }
+  free(V);
+  return rc;
+}
+
+int pipeline_train(const dataset *d, const ui_matrix *R, const profiles *p, const build_opts *o,
+                   trained *out, rec_error *err) {
+  trained t = {.n_items = d->n_items, .n_users = d->n_users};
+  int rc;
+  if (strcmp(o->model, "twotower") == 0) rc = train_twotower(d, R, p, o, &t, err);
+  else if (strcmp(o->model, "als") == 0) rc = train_als(d, R, o, &t, err);
+  else rc = rec_fail(err, REC_EINVAL, "--model must be twotower or als, got '%s'", o->model);
+  if (rc) {
+    trained_destroy(&t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}
+
+/* ---- the bundle's derived files ---- */
+
+typedef struct build_ctx {
+  const build_opts *o;
+  dataset *d;
+  ui_matrix R;
+  profiles prof;
+  popularity pop;
+  itemcf cf;
+  float *cycle;
+  uint32_t *cycle_n;
+  trained t;
+} build_ctx;
+
+static int closed(FILE *fp, const char *path, rec_error *err) {
+  int bad = ferror(fp);
+  if (fclose(fp) != 0 || bad) return rec_fail(err, REC_EIO, "%s: write failed", path);
+  return 0;
+}
+
+#define OPEN_OR_FAIL(fp, path, err)                                            \
+  FILE *fp = fopen(path, "w");                                                 \
+  if (!fp) return rec_fail(err, REC_EIO, "%s: cannot create", path)
+
+static int write_itemcf(const char *path, void *arg, rec_error *err) {
+  const build_ctx *c = arg;
+  OPEN_OR_FAIL(fp, path, err);
+  fputs("item_id\tneighbour_id\tscore\n", fp);
+  for (size_t i = 0; i < c->cf.n_items; i++)
+    for (uint32_t k = 0; k < c->cf.count[i]; k++)
+      fprintf(fp, "%s\t%s\t%.6g\n", c->d->items[i].id,
+              c->d->items[c->cf.nbr[i * c->cf.per_item + k]].id,
+              (double)c->cf.sim[i * c->cf.per_item + k]);
+  return closed(fp, path, err);
+}
+
+/* Writes the top 'n' items of 'score' (optionally only category 'cat'). */
+static void top_list(FILE *fp, const build_ctx *c, const char *list, const float *score,
+                     int64_t cat, size_t n) {
+  const dataset *d = c->d;
+  uint32_t *idx = malloc(n * sizeof *idx);
+  size_t m = 0;
+  for (size_t i = 0; idx && i < d->n_items; i++) {
+    if (score[i] <= 0 || (cat >= 0 && d->items[i].category_idx != (uint32_t)cat)) continue;
+    size_t at;
+    if (m < n) at = m++;
+    else if (score[i] > score[idx[n - 1]]) at = n - 1;
+    else continue;
+    while (at > 0 && score[idx[at - 1]] < score[i]) {
+      idx[at] = idx[at - 1];
+      at--;
+    }
+    idx[at] = (uint32_t)i;
+  }
+  for (size_t k = 0; k < m; k++) fprintf(fp, "%s\t%s\t%.6g\n", list, d->items[idx[k]].id, (double)score[idx[k]]);
+  free(idx);
+}
+
+static int write_popularity(const char *path, void *arg, rec_error *err) {
+  const build_ctx *c = arg;
+  OPEN_OR_FAIL(fp, path, err);
+  char list[REC_ID_MAX + 16];
+  fputs("list\titem_id\tscore\n", fp);
+  top_list(fp, c, "global", c->pop.global, -1, 500);
+  for (size_t s = 0; s < SEG_COUNT; s++) {
+    snprintf(list, sizeof list, "segment:%s", SEGMENT_NAMES[s]);
+    top_list(fp, c, list, c->pop.by_segment + s * c->d->n_items, -1, 200);
+  }
+  for (size_t k = 0; k < c->d->n_categories; k++) {
+    snprintf(list, sizeof list, "category:%s", c->d->categories[k]);
+    top_list(fp, c, list, c->pop.global, (int64_t)k, 200);
+  }
+  return closed(fp, path, err);
+}
+
+static int write_profiles(const char *path, void *arg, rec_error *err) {
+  const build_ctx *c = arg;
+  const profiles *p = &c->prof;
+  OPEN_OR_FAIL(fp, path, err);
+  fputs("user_id\tmean_price\tsegment\trecent_items\n", fp);
+  for (size_t u = 0; u < p->n_users; u++) {
+    fprintf(fp, "%s\t%.4f\t%s\t", c->d->user_ids[u], (double)p->mean_price[u],
+            SEGMENT_NAMES[p->segment[u]]);
+    for (uint32_t k = 0; k < p->n_recent[u]; k++)
+      fprintf(fp, "%s%s", k ? " " : "", c->d->items[p->recent[u * p->recent_max + k]].id);
+    fputc('\n', fp);
+  }
+  return closed(fp, path, err);
+}
+
+/* Per (user, item): the last interaction time and how many there were.
+ * Events are sorted by user then time, so a later event overwrites. */
+static int write_purchases(const char *path, void *arg, rec_error *err) {
+  const build_ctx *c = arg;
+  const dataset *d = c->d;
+  int64_t *last = malloc((d->n_items + 1) * sizeof *last);
+  uint32_t *count = calloc(d->n_items + 1, sizeof *count);
+  FILE *fp = last && count ? fopen(path, "w") : NULL;
+  if (!fp) {
+    free(last);
+    free(count);
+    return rec_fail(err, REC_EIO, "%s: cannot create", path);
+  }
+  fputs("user_id\titem_id\tlast_time\tcount\n", fp);
+  for (size_t u = 0; u < d->n_users; u++) {
+    for (size_t e = d->user_start[u]; e < d->user_start[u + 1]; e++) {
+      last[d->events[e].item] = d->events[e].time;
+      count[d->events[e].item]++;
+    }
+    for (size_t k = c->R.rowptr[u]; k < c->R.rowptr[u + 1]; k++) {
+      uint32_t i = c->R.colidx[k];
+      fprintf(fp, "%s\t%s\t%lld\t%u\n", d->user_ids[u], d->items[i].id, (long long)last[i], count[i]);
+      count[i] = 0;
+    }
+  }
+  free(last);
+  free(count);
+  return closed(fp, path, err);
+}
+
+static int write_repurchase(const char *path, void *arg, rec_error *err) {
+  const build_ctx *c = arg;
+  OPEN_OR_FAIL(fp, path, err);
+  fputs("item_id\tcycle_days\tsamples\n", fp);
+  for (size_t i = 0; i < c->d->n_items; i++)
+    if (c->cycle_n[i]) fprintf(fp, "%s\t%.3f\t%u\n", c->d->items[i].id, (double)c->cycle[i], c->cycle_n[i]);
+  return closed(fp, path, err);
+}
+
+/* ---- build ---- */
+
+static char *training_json(const build_ctx *c) {
+  const build_opts *o = c->o;
+  const ds_report *r = &c->d->report;
+  cJSON *m = cJSON_CreateObject(), *t = cJSON_AddObjectToObject(m, "training");
+  cJSON_AddStringToObject(t, "model", o->model);
+  if (strcmp(o->model, "twotower") == 0) {
+    cJSON_AddNumberToObject(t, "dim", (double)o->tt.dim);
+    cJSON_AddNumberToObject(t, "id_dim", (double)o->tt.id_dim);
+    cJSON_AddNumberToObject(t, "hidden", (double)o->tt.hidden);
+    cJSON_AddNumberToObject(t, "epochs", o->tt.epochs);
+    cJSON_AddNumberToObject(t, "batch", (double)o->tt.batch);
+    cJSON_AddNumberToObject(t, "lr", o->tt.lr);
+    cJSON_AddNumberToObject(t, "temperature", o->tt.temperature);
+    cJSON_AddNumberToObject(t, "seed", (double)o->tt.seed);
+  } else {
+    cJSON_AddNumberToObject(t, "factors", (double)o->als.factors);
+    cJSON_AddNumberToObject(t, "iterations", o->als.iterations);
+    cJSON_AddNumberToObject(t, "regularization", o->als.regularization);
+    cJSON_AddNumberToObject(t, "alpha", o->als.alpha);
+    cJSON_AddNumberToObject(t, "seed", (double)o->als.seed);
+  }
+  cJSON_AddNumberToObject(t, "final_loss", c->t.loss);
+  cJSON_AddNumberToObject(t, "itemcf_neighbours", (double)o->itemcf_neighbours);
+  cJSON_AddNumberToObject(t, "half_life_days", o->half_life_days);
+  cJSON_AddNumberToObject(t, "users", (double)c->d->n_users);
+  cJSON_AddNumberToObject(t, "items", (double)c->d->n_items);
+  cJSON *data = cJSON_AddObjectToObject(t, "data");
+  cJSON_AddNumberToObject(data, "rows", (double)r->rows);
+  cJSON_AddNumberToObject(data, "kept", (double)r->kept);
+  cJSON_AddNumberToObject(data, "dropped_returns", (double)r->returns);
+  cJSON_AddNumberToObject(data, "dropped_duplicates", (double)r->duplicates);
+  cJSON_AddNumberToObject(data, "zero_price_kept", (double)r->zero_price);
+  char *s = cJSON_PrintUnformatted(m);
+  cJSON_Delete(m);
+  return s;
+}
+
+static int derive_features(build_ctx *c, rec_error *err) {
+  const build_opts *o = c->o;
+  dataset *d = c->d;
+  progress pr;
+  progress_start(&pr, "features", 4, o->quiet);
+  c->cycle = calloc(d->n_items + 1, sizeof *c->cycle);
+  c->cycle_n = calloc(d->n_items + 1, sizeof *c->cycle_n);
+  if (!c->cycle || !c->cycle_n || ui_matrix_build(d, NULL, &c->R) ||
+      profiles_build(d, NULL, o->recent_max, &c->prof) ||
+      popularity_build(d, NULL, &c->prof, o->half_life_days, &c->pop))
+    return rec_fail(err, REC_ENOMEM, "features: out of memory");
+  progress_update(&pr, 2, "matrix, profiles, popularity");
+  if (itemcf_build(&c->R, o->itemcf_neighbours, &c->cf) || repurchase_build(d, NULL, c->cycle, c->cycle_n))
+    return rec_fail(err, REC_ENOMEM, "features: out of memory");
+  char note[96];
+  snprintf(note, sizeof note, "%zu user-item pairs, item-CF top %zu", c->R.nnz, o->itemcf_neighbours);
+  progress_end(&pr, note);
+  return 0;
+}
+
+static int write_bundle(build_ctx *c, rec_error *err) {
+  const build_opts *o = c->o;
+  const dataset *d = c->d;
+  size_t n = d->n_items;
+  const char **ids = malloc(n * sizeof *ids), **cats = malloc(n * sizeof *cats);
+  float *price = malloc(n * sizeof *price);
+  bool *stock = malloc(n * sizeof *stock);
+  char *json = training_json(c);
+  int rc = REC_ENOMEM;
+  if (!ids || !cats || !price || !stock || !json) {
+    rec_fail(err, rc, "bundle: out of memory");
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++) {
+    ids[i] = d->items[i].id;
+    cats[i] = d->items[i].category;
+    price[i] = d->items[i].price;
+    stock[i] = d->items[i].in_stock;
+  }
+  bundle_extra extras[] = {{"item_cf.tsv", "item_cf", write_itemcf, c},
+                           {"popularity.tsv", "popularity", write_popularity, c},
+                           {"profiles.tsv", "profiles", write_profiles, c},
+                           {"purchases.tsv", "purchases", write_purchases, c},
+                           {"repurchase.tsv", "repurchase", write_repurchase, c}};
+  bundle_spec s = {.version = o->version, .version_prefix = o->model, .dim = c->t.dim,
+                   .item_count = n, .item_ids = ids, .item_categories = cats, .item_price = price,
+                   .item_in_stock = stock, .item_popularity = c->pop.global,
+                   .item_emb = c->t.item_emb, .user_count = d->n_users,
+                   .feature_dim = c->t.feature_dim, .user_ids = (const char *const *)d->user_ids,
+                   .user_features = c->t.user_feat, .n_layers = c->t.n_layers,
+                   .layers = c->t.layers,
+                   .index_type = o->index_type ? o->index_type : n <= 20000 ? "Flat" : "HNSW32",
+                   .ef_search = o->ef_search, .extras = extras,
+                   .n_extras = sizeof extras / sizeof *extras, .manifest_json = json};
+  progress pr;
+  progress_start(&pr, "bundle", 1, o->quiet);
+  /* One thread while FAISS builds: parallel HNSW insertion is not
+   * deterministic, and the same inputs must give the same bundle. */
+  pipeline_threads(1);
+  rc = bundle_write(o->out, &s, err);
+  pipeline_threads(o->threads);
+  char note[600];
+  snprintf(note, sizeof note, "%s (%s index, %zu items, dim %zu)", o->out, s.index_type, n, c->t.dim);
+  if (!rc) progress_end(&pr, note);
+done:
+  free(ids);
+  free(cats);
+  free(price);
+  free(stock);
+  free(json);
+  return rc;
+}
+
+static void build_ctx_destroy(build_ctx *c) {
+  dataset_free(c->d);
+  ui_matrix_destroy(&c->R);
+  profiles_destroy(&c->prof);
+  popularity_destroy(&c->pop);
+  itemcf_destroy(&c->cf);
+  free(c->cycle);
+  free(c->cycle_n);
+  trained_destroy(&c->t);
+}
+
+int pipeline_build(const build_opts *o, rec_error *err) {
+  if (!o->interactions || !o->catalog || !o->out)
+    return rec_fail(err, REC_EINVAL, "build needs --interactions, --catalog and --out");
+  if (access(o->out, F_OK) == 0)
+    return rec_fail(err, REC_EINVAL, "%s: already exists; bundles are immutable, choose a new --out", o->out);
+  pipeline_threads(o->threads);
+  build_ctx c = {.o = o};
+  progress pr;
+  progress_start(&pr, "load", 1, o->quiet);
+  int rc = dataset_load(o->interactions, o->catalog, &o->schema, &c.d, err);
+  if (rc) return rc;
+  char note[256];
+  const ds_report *r = &c.d->report;
+  snprintf(note, sizeof note, "%zu rows: kept %zu, dropped %zu returns and %zu duplicates, "
+           "%zu zero-price kept; %zu users, %zu items", r->rows, r->kept, r->returns,
+           r->duplicates, r->zero_price, c.d->n_users, c.d->n_items);
+  progress_end(&pr, note);
+  if (!(rc = derive_features(&c, err)) && !(rc = pipeline_train(c.d, &c.R, &c.prof, o, &c.t, err)))
+    rc = write_bundle(&c, err);
+  build_ctx_destroy(&c);
+  return rc;
+}
