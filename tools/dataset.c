@@ -245,6 +245,7 @@ static int event_row(void *ctx, const csv_row *r, int is_header, rec_error *err)
   int rc;
   if ((rc = opt_num(c, r, C_QTY, 1, &e.quantity, err)) || (rc = opt_num(c, r, C_PRICE, 0, &e.price, err)))
     return rc;
+  e.priced = *field(c, r, C_PRICE) != '\0';
   const char *rt = field(c, r, C_RATING);
   e.rating = NAN; /* no rating: a purchase-like event */
   if (*rt && (!parse_num(rt, &e.rating) || e.rating < 0))
@@ -310,7 +311,7 @@ static int compute_strength(dataset *d) {
         ? ds_strength_rating(e->rating)
         : ds_strength_purchase(e->price, (float)user_price[e->user], e->quantity,
                                (float)(item_qty[e->item] / (double)item_n[e->item]));
-    d->report.zero_price += d->has_price && e->price == 0;
+    d->report.zero_price += e->priced && e->price == 0;
   }
   free(user_price);
   free(item_qty);

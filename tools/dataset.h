@@ -54,6 +54,7 @@ typedef struct ds_event {
   int64_t time;              /* Unix seconds */
   float quantity, price, strength;
   float rating;              /* NaN when the row has none */
+  bool priced;               /* the row gave a price (0 is a real, promotional price) */
 } ds_event;
 
 typedef struct ds_report {

@@ -2,6 +2,7 @@
 #include "tools/pipeline.h"
 #include "common/catalog.h"
 #include "retrieval/bundle_write.h"
+#include "tools/eval.h"
 #include "tools/progress.h"
 
 #include <cblas.h>
@@ -195,6 +196,7 @@ typedef struct build_ctx {
   float *cycle;
   uint32_t *cycle_n;
   trained t;
+  char *metrics;             /* {"metrics": ...} from the holdout, or NULL */
 } build_ctx;
 
 static int closed(FILE *fp, const char *path, rec_error *err) {
@@ -314,10 +316,12 @@ static int write_repurchase(const char *path, void *arg, rec_error *err) {
 
 /* ---- build ---- */
 
+/* The manifest's "training" (configuration, data report) and "metrics" keys. */
 static char *training_json(const build_ctx *c) {
   const build_opts *o = c->o;
   const ds_report *r = &c->d->report;
-  cJSON *m = cJSON_CreateObject(), *t = cJSON_AddObjectToObject(m, "training");
+  cJSON *m = c->metrics ? cJSON_Parse(c->metrics) : cJSON_CreateObject();
+  cJSON *t = cJSON_AddObjectToObject(m, "training");
   cJSON_AddStringToObject(t, "model", o->model);
   if (strcmp(o->model, "twotower") == 0) {
     cJSON_AddNumberToObject(t, "dim", (double)o->tt.dim);
@@ -433,6 +437,30 @@ static void build_ctx_destroy(build_ctx *c) {
   free(c->cycle);
   free(c->cycle_n);
   trained_destroy(&c->t);
+  free(c->metrics);
+}
+
+/* Measures the model on a per-user holdout before training on everything. */
+static int holdout(build_ctx *c, rec_error *err) {
+  progress pr;
+  progress_start(&pr, "holdout eval", 1, c->o->quiet);
+  build_opts quiet = *c->o;
+  quiet.quiet = true;
+  int rc = eval_holdout_summary(c->d, &quiet, &c->metrics, err);
+  if (rc) return rc;
+  cJSON *j = cJSON_Parse(c->metrics), *m = cJSON_GetObjectItem(j, "metrics");
+  cJSON *mine = cJSON_GetObjectItem(m, strcmp(c->o->model, "als") == 0 ? "als" : "two-tower");
+  cJSON *pop = cJSON_GetObjectItem(m, "popularity");
+  char note[200];
+  snprintf(note, sizeof note, "Recall@50 %.4f NDCG@50 %.4f (popularity %.4f / %.4f), %d users",
+           cJSON_GetObjectItem(cJSON_GetObjectItem(mine, "recall@50"), "mean")->valuedouble,
+           cJSON_GetObjectItem(cJSON_GetObjectItem(mine, "ndcg@50"), "mean")->valuedouble,
+           cJSON_GetObjectItem(cJSON_GetObjectItem(pop, "recall@50"), "mean")->valuedouble,
+           cJSON_GetObjectItem(cJSON_GetObjectItem(pop, "ndcg@50"), "mean")->valuedouble,
+           cJSON_GetObjectItem(m, "test_users")->valueint);
+  cJSON_Delete(j);
+  progress_end(&pr, note);
+  return 0;
 }
 
 int pipeline_build(const build_opts *o, rec_error *err) {
@@ -452,8 +480,10 @@ int pipeline_build(const build_opts *o, rec_error *err) {
            "%zu zero-price kept; %zu users, %zu items", r->rows, r->kept, r->returns,
            r->duplicates, r->zero_price, c.d->n_users, c.d->n_items);
   progress_end(&pr, note);
-  if (!(rc = derive_features(&c, err)) && !(rc = pipeline_train(c.d, &c.R, &c.prof, o, &c.t, err)))
-    rc = write_bundle(&c, err);
+  rc = derive_features(&c, err);
+  if (!rc && o->evaluate) rc = holdout(&c, err);
+  if (!rc) rc = pipeline_train(c.d, &c.R, &c.prof, o, &c.t, err);
+  if (!rc) rc = write_bundle(&c, err);
   build_ctx_destroy(&c);
   return rc;
 }
