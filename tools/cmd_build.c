@@ -32,12 +32,18 @@ static const char USAGE[] =
     "eval:\n"
     "  --split user|global|both   per-user last-20% holdout, a global time cut, or both (default both)\n"
     "  --bootstrap N          bootstrap resamples for the intervals (default 1000)\n"
+    "import (recctl import --catalog CSV [--interactions CSV] --out DIR):\n"
+    "  --item-embeddings F.npy   (n_items, dim) float32, rows in catalog order\n"
+    "  --users FILE              one user id per line, rows of --user-features\n"
+    "  --user-features F.npy     (n_users, feature_dim) float32: the user tower's input\n"
+    "  --layer W.npy:B.npy:ACT   user-tower layer, W (in, out), ACT relu|tanh|linear; repeat per layer\n"
     "  --quiet                no progress output\n";
 
 typedef struct flagset {
   build_opts *o;
   const char **json, **chart, **split;
   long *bootstrap;
+  import_opts *imp;          /* recctl import only, else NULL */
 } flagset;
 
 static int bad_num(const char *flag, const char *v) {
@@ -122,6 +128,20 @@ static int string_flag(const char *a, const char *v, flagset *f, char **storage)
     fprintf(stderr, "recctl: %s\n", err.msg);
     return 2;
   }
+  if (f->imp && (dst = !strcmp(a, "--item-embeddings") ? &f->imp->item_embeddings
+                    : !strcmp(a, "--users") ? &f->imp->users
+                    : !strcmp(a, "--user-features") ? &f->imp->user_features : NULL)) {
+    *dst = v;
+    return 0;
+  }
+  if (f->imp && strcmp(a, "--layer") == 0) {
+    if (f->imp->n_layers == 2) {
+      fprintf(stderr, "recctl: at most two --layer\n");
+      return 2;
+    }
+    f->imp->layers[f->imp->n_layers++] = v;
+    return 0;
+  }
   if (strcmp(a, "--col") == 0) {
     char *eq = strchr(v, '=');
     if (eq) *eq = '\0';
@@ -166,7 +186,7 @@ int cmd_build(int argc, char **argv) {
   const char *unused = NULL;
   long boot = 0;
   char *storage = NULL;
-  flagset f = {&o, &unused, &unused, &unused, &boot};
+  flagset f = {&o, &unused, &unused, &unused, &boot, NULL};
   int rc = parse(argc, argv, &f, &storage);
   if (rc == 1) rc = 0;
   else if (!rc) {
@@ -186,7 +206,7 @@ int cmd_eval(int argc, char **argv) {
   const char *json = NULL, *chart = NULL, *split = "both";
   long boot = 1000;
   char *storage = NULL;
-  flagset f = {&e.b, &json, &chart, &split, &boot};
+  flagset f = {&e.b, &json, &chart, &split, &boot, NULL};
   int rc = parse(argc, argv, &f, &storage);
   if (rc == 1) rc = 0;
   else if (!rc && (!e.b.interactions || !e.b.catalog)) {
@@ -200,6 +220,27 @@ int cmd_eval(int argc, char **argv) {
     rec_error err = {0};
     if (eval_run(&e, &err) != 0) {
       fprintf(stderr, "recctl: eval: %s\n", err.msg);
+      rc = 1;
+    }
+  }
+  free(storage);
+  return rc;
+}
+
+int cmd_import(int argc, char **argv) {
+  import_opts im = {0};
+  build_opts_default(&im.b);
+  im.b.model = "import";
+  const char *unused = NULL;
+  long boot = 0;
+  char *storage = NULL;
+  flagset f = {&im.b, &unused, &unused, &unused, &boot, &im};
+  int rc = parse(argc, argv, &f, &storage);
+  if (rc == 1) rc = 0;
+  else if (!rc) {
+    rec_error err = {0};
+    if (pipeline_import(&im, &err) != 0) {
+      fprintf(stderr, "recctl: import: %s\n", err.msg);
       rc = 1;
     }
   }

@@ -356,14 +356,15 @@ int dataset_load(const char *interactions, const char *catalog_csv, const ds_sch
   if (!d) return rec_fail(err, REC_ENOMEM, "out of memory");
   arena_init(&d->strings, 1 << 16);
   load_ctx c = {.d = d, .s = s, .catalog_path = catalog_csv};
-  int rc = alloc_tables(d, count_lines(catalog_csv), count_lines(interactions));
+  int rc = alloc_tables(d, count_lines(catalog_csv), interactions ? count_lines(interactions) : 1);
   if (rc) {
     rec_fail(err, rc, "out of memory");
     goto fail;
   }
-  if ((rc = csv_read(catalog_csv, catalog_row, &c, err)) || (rc = csv_read(interactions, event_row, &c, err)))
+  if ((rc = csv_read(catalog_csv, catalog_row, &c, err)) ||
+      (interactions && (rc = csv_read(interactions, event_row, &c, err))))
     goto fail;
-  if (d->n_events == 0) {
+  if (interactions && d->n_events == 0) {
     rc = rec_fail(err, REC_ECORRUPT, "%s: no usable interactions (%zu returns dropped)",
                   interactions, d->report.returns);
     goto fail;

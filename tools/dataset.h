@@ -76,8 +76,9 @@ typedef struct dataset {
   arena strings;             /* every id and name */
 } dataset;
 
-/* Loads both files. Returns 0, or a negative code with 'err' naming
- * file:line (or file and column) and the problem; nothing allocated on failure. */
+/* Loads both files ('interactions' may be NULL: the catalog alone, no users).
+ * Returns 0, or a negative code with 'err' naming file:line (or file and
+ * column) and the problem; nothing allocated on failure. */
 int  dataset_load(const char *interactions, const char *catalog, const ds_schema *s,
                   dataset **out, rec_error *err);
 void dataset_free(dataset *d);                      /* NULL is a no-op */

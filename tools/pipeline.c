@@ -1,5 +1,7 @@
 /* tools/pipeline.c - see pipeline.h. */
 #include "tools/pipeline.h"
+#include "common/fileio.h"
+#include "common/npy.h"
 #include "common/catalog.h"
 #include "retrieval/bundle_write.h"
 #include "tools/eval.h"
@@ -197,6 +199,9 @@ typedef struct build_ctx {
   uint32_t *cycle_n;
   trained t;
   char *metrics;             /* {"metrics": ...} from the holdout, or NULL */
+  const char *const *user_ids; /* the bundle's users (rows of t.user_feat) */
+  size_t n_users;
+  char *user_text;           /* import: the users file, which user_ids point into */
 } build_ctx;
 
 static int closed(FILE *fp, const char *path, rec_error *err) {
@@ -323,7 +328,9 @@ static char *training_json(const build_ctx *c) {
   cJSON *m = c->metrics ? cJSON_Parse(c->metrics) : cJSON_CreateObject();
   cJSON *t = cJSON_AddObjectToObject(m, "training");
   cJSON_AddStringToObject(t, "model", o->model);
-  if (strcmp(o->model, "twotower") == 0) {
+  if (strcmp(o->model, "import") == 0) {
+    cJSON_AddStringToObject(t, "source", "recctl import: embeddings and user tower trained elsewhere");
+  } else if (strcmp(o->model, "twotower") == 0) {
     cJSON_AddNumberToObject(t, "dim", (double)o->tt.dim);
     cJSON_AddNumberToObject(t, "id_dim", (double)o->tt.id_dim);
     cJSON_AddNumberToObject(t, "hidden", (double)o->tt.hidden);
@@ -402,8 +409,8 @@ static int write_bundle(build_ctx *c, rec_error *err) {
   bundle_spec s = {.version = o->version, .version_prefix = o->model, .dim = c->t.dim,
                    .item_count = n, .item_ids = ids, .item_categories = cats, .item_price = price,
                    .item_in_stock = stock, .item_popularity = c->pop.global,
-                   .item_emb = c->t.item_emb, .user_count = d->n_users,
-                   .feature_dim = c->t.feature_dim, .user_ids = (const char *const *)d->user_ids,
+                   .item_emb = c->t.item_emb, .user_count = c->n_users,
+                   .feature_dim = c->t.feature_dim, .user_ids = c->user_ids,
                    .user_features = c->t.user_feat, .n_layers = c->t.n_layers,
                    .layers = c->t.layers,
                    .index_type = o->index_type ? o->index_type : n <= 20000 ? "Flat" : "HNSW32",
@@ -438,6 +445,8 @@ static void build_ctx_destroy(build_ctx *c) {
   free(c->cycle_n);
   trained_destroy(&c->t);
   free(c->metrics);
+  if (c->user_text) free((void *)c->user_ids);
+  free(c->user_text);
 }
 
 /* Measures the model on a per-user holdout before training on everything. */
@@ -483,6 +492,111 @@ int pipeline_build(const build_opts *o, rec_error *err) {
   rc = derive_features(&c, err);
   if (!rc && o->evaluate) rc = holdout(&c, err);
   if (!rc) rc = pipeline_train(c.d, &c.R, &c.prof, o, &c.t, err);
+  c.user_ids = (const char *const *)c.d->user_ids;
+  c.n_users = c.d->n_users;
+  if (!rc) rc = write_bundle(&c, err);
+  build_ctx_destroy(&c);
+  return rc;
+}
+
+/* ---- import ---- */
+
+static int import_items(build_ctx *c, const char *path, rec_error *err) {
+  npy_f32 a;
+  int rc = npy_f32_read(path, &a, err);
+  if (rc) return rc;
+  if (a.ndim != 2 || a.rows != c->d->n_items) {
+    npy_f32_destroy(&a);
+    return rec_fail(err, REC_EMISMATCH, "%s: shape (%zu, %zu), want one row per catalog item (%zu rows)",
+                    path, a.rows, a.cols, c->d->n_items);
+  }
+  for (size_t i = 0; i < a.rows; i++)
+    if (!tower_l2_normalize(a.data + i * a.cols, a.cols)) {
+      npy_f32_destroy(&a);
+      return rec_fail(err, REC_EINVAL, "%s: row %zu (item %s) is zero or not finite", path, i,
+                      c->d->items[i].id);
+    }
+  c->t.item_emb = a.data;
+  c->t.dim = a.cols;
+  return 0;
+}
+
+/* One user id per line, in the row order of the user-features matrix. */
+static int import_users(build_ctx *c, const char *ids_path, const char *feat_path, rec_error *err) {
+  size_t len, n = 0;
+  if (!(c->user_text = rec_read_file(ids_path, &len, err))) return err ? err->code : REC_EIO;
+  const char **ids = calloc(len / 2 + 2, sizeof *ids);
+  if (!ids) return rec_fail(err, REC_ENOMEM, "out of memory");
+  c->user_ids = ids;
+  int lineno = 0;
+  for (char *line = c->user_text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+    nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    lineno++;
+    size_t l = strlen(line);
+    if (l && line[l - 1] == '\r') line[--l] = '\0';
+    if (!l || l > REC_ID_MAX || strchr(line, '\t'))
+      return rec_fail(err, REC_EINVAL, "%s:%d: user id must be 1 to %d bytes without tabs", ids_path,
+                      lineno, REC_ID_MAX);
+    ids[n++] = line;
+  }
+  c->n_users = n;
+  npy_f32 a;
+  int rc = npy_f32_read(feat_path, &a, err);
+  if (rc) return rc;
+  c->t.user_feat = a.data;
+  c->t.feature_dim = a.cols;
+  if (a.ndim != 2 || a.rows != n)
+    return rec_fail(err, REC_EMISMATCH, "%s: shape (%zu, %zu), want one row per user in %s (%zu)",
+                    feat_path, a.rows, a.cols, ids_path, n);
+  return 0;
+}
+
+/* "W.npy:B.npy:activation" for each layer, chained feature_dim -> ... -> dim. */
+static int import_layers(build_ctx *c, const char *const *specs, size_t n, rec_error *err) {
+  if (n < 1 || n > 2) return rec_fail(err, REC_EINVAL, "give one or two --layer W.npy:B.npy:activation");
+  size_t in = c->t.feature_dim;
+  for (size_t i = 0; i < n; i++) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", specs[i]);
+    char *b = strchr(buf, ':'), *act = b ? strchr(b + 1, ':') : NULL;
+    if (!act || tower_act_parse(act + 1) < 0)
+      return rec_fail(err, REC_EINVAL, "--layer '%s': want W.npy:B.npy:relu|tanh|linear", specs[i]);
+    *b++ = '\0';
+    *act++ = '\0';
+    npy_f32 w, bias;
+    int rc = npy_f32_read(buf, &w, err);
+    if (rc) return rc;
+    tower_layer *l = &c->t.layers[c->t.n_layers++];
+    *l = (tower_layer){w.rows, w.cols, w.data, NULL, (tower_act)tower_act_parse(act)};
+    if ((rc = npy_f32_read(b, &bias, err))) return rc;
+    l->b = bias.data;
+    if (w.ndim != 2 || w.rows != in || bias.rows * bias.cols != w.cols)
+      return rec_fail(err, REC_EMISMATCH, "--layer %zu: weights (%zu, %zu) and bias of %zu; want "
+                      "(%zu, out) and out values (PyTorch Linear.weight is (out, in): save its .T)",
+                      i, w.rows, w.cols, bias.rows * bias.cols, in);
+    in = w.cols;
+  }
+  if (in != c->t.dim)
+    return rec_fail(err, REC_EMISMATCH, "the user tower gives %zu outputs, item embeddings have %zu",
+                    in, c->t.dim);
+  return 0;
+}
+
+int pipeline_import(const import_opts *o, rec_error *err) {
+  const build_opts *b = &o->b;
+  if (!b->catalog || !b->out || !o->item_embeddings || !o->users || !o->user_features)
+    return rec_fail(err, REC_EINVAL, "import needs --catalog, --item-embeddings, --users, "
+                    "--user-features, --layer and --out");
+  if (access(b->out, F_OK) == 0)
+    return rec_fail(err, REC_EINVAL, "%s: already exists; bundles are immutable, choose a new --out", b->out);
+  pipeline_threads(b->threads);
+  build_ctx c = {.o = b};
+  int rc = dataset_load(b->interactions, b->catalog, &b->schema, &c.d, err);
+  if (!rc) rc = derive_features(&c, err);
+  if (!rc) rc = import_items(&c, o->item_embeddings, err);
+  if (!rc) rc = import_users(&c, o->users, o->user_features, err);
+  if (!rc) rc = import_layers(&c, o->layers, o->n_layers, err);
   if (!rc) rc = write_bundle(&c, err);
   build_ctx_destroy(&c);
   return rc;

@@ -54,4 +54,18 @@ int  trained_scores(const trained *t, uint32_t u, float *scores);
 void pipeline_threads(int n);
 
 int pipeline_build(const build_opts *o, rec_error *err);
+
+/* `recctl import`: a bundle from item embeddings and a user tower trained
+ * elsewhere (.npy files) plus the catalog CSV; with b.interactions, also the
+ * item-CF, popularity and profile files. b.model is recorded as "import". */
+typedef struct import_opts {
+  build_opts b;
+  const char *item_embeddings;   /* (n_items, dim), rows in catalog order */
+  const char *users;             /* one user id per line */
+  const char *user_features;     /* (n_users, feature_dim) */
+  const char *layers[2];         /* "W.npy:B.npy:activation", W is (in, out) */
+  size_t n_layers;
+} import_opts;
+
+int pipeline_import(const import_opts *o, rec_error *err);
 #endif

@@ -42,7 +42,9 @@ static void usage(FILE *f) {
         "  build --interactions CSV --catalog CSV --out DIR [options]\n"
         "                                          train a bundle from data (recctl build --help)\n"
         "  eval --interactions CSV --catalog CSV [--json F] [--chart F.svg]\n"
-        "                                          compare models offline (recctl build --help)\n\n"
+        "                                          compare models offline (recctl build --help)\n"
+        "  import --catalog CSV --item-embeddings F --users F --user-features F --layer W:B:ACT --out DIR\n"
+        "                                          bundle a model trained elsewhere (recctl build --help)\n\n"
         "common options: --addr HOST:PORT (default 127.0.0.1:50051), --timeout-ms N (default 2000)\n",
         f);
 }
@@ -263,6 +265,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "build") == 0) return cmd_build(argc, argv);
   if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
+  if (strcmp(argv[1], "import") == 0) return cmd_import(argc, argv);
   opts o = {.addr = "127.0.0.1:50051", .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
             .dim = 32, .categories = 8, .seed = 42};
   int rc = parse(argc, argv, &o);
