@@ -37,7 +37,10 @@ void pipeline_threads(int n) {
     n = c > 0 ? (int)c : 1;
   }
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  /* The trainers' matrices are small (a batch of 512 by a few hundred):
+   * OpenBLAS's own threads cost more in hand-offs than they win, and ALS
+   * parallelises over rows with OpenMP instead. */
+  openblas_set_num_threads(1);
 }
 
 void trained_destroy(trained *t) {

@@ -50,7 +50,7 @@ void trained_destroy(trained *t);
 /* Scores every item for user u into scores[n_items]: tower(u) . item. */
 int  trained_scores(const trained *t, uint32_t u, float *scores);
 
-/* Sets OpenMP and OpenBLAS thread counts (0: all cores). */
+/* Sets the OpenMP thread count (0: all cores); OpenBLAS runs single-threaded. */
 void pipeline_threads(int n);
 
 int pipeline_build(const build_opts *o, rec_error *err);

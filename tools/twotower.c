@@ -102,23 +102,32 @@ static void table_grad(table *t, uint32_t r, const float *g, float scale) {
   cblas_saxpy((blasint)t->cols, scale, g, 1, t->p.g + (size_t)r * t->cols, 1);
 }
 
-static void adam(float *w, float *g, float *m, float *v, size_t n, float lr, uint64_t step) {
+/* Adam's bias corrections for one step, computed once and shared. */
+typedef struct adam_step {
+  float lr, c1, c2;
+} adam_step;
+
+static adam_step adam_at(float lr, uint64_t step) {
+  return (adam_step){lr, 1.0f - powf(0.9f, (float)step), 1.0f - powf(0.999f, (float)step)};
+}
+
+static void adam(float *w, float *g, float *m, float *v, size_t n, adam_step a) {
   const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-  float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
+  float lr1 = a.lr / a.c1, inv_c2 = 1.0f / a.c2;
   for (size_t i = 0; i < n; i++) {
     m[i] = b1 * m[i] + (1 - b1) * g[i];
     v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-    w[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    w[i] -= lr1 * m[i] / (sqrtf(v[i] * inv_c2) + eps);
     g[i] = 0;
   }
 }
 
-static void step_param(param *p, float lr, uint64_t step) { adam(p->w, p->g, p->m, p->v, p->n, lr, step); }
+static void step_param(param *p, adam_step a) { adam(p->w, p->g, p->m, p->v, p->n, a); }
 
-static void step_table(table *t, float lr, uint64_t step) {
+static void step_table(table *t, adam_step a) {
   for (size_t k = 0; k < t->n_touched; k++) {
     size_t off = (size_t)t->touched[k] * t->cols;
-    adam(t->p.w + off, t->p.g + off, t->p.m + off, t->p.v + off, t->cols, lr, step);
+    adam(t->p.w + off, t->p.g + off, t->p.m + off, t->p.v + off, t->cols, a);
     t->is_touched[t->touched[k]] = 0;
   }
   t->n_touched = 0;
@@ -376,12 +385,13 @@ static double softmax_loss(const tt_model *m, batch *b) {
       row[c] = c != a && b->item[c] == b->item[a] ? -INFINITY : row[c] - m->logq[b->item[c]];
       if (row[c] > mx) mx = row[c];
     }
-    double z = 0;
-    for (size_t c = 0; c < B; c++) z += exp((double)(row[c] - mx));
+    float z = 0;
+    for (size_t c = 0; c < B; c++) z += row[c] = expf(row[c] - mx); /* row now holds e^(l - max) */
     double scale = b->w[a] / wsum;
-    loss -= scale * ((double)(row[a] - mx) - log(z));
-    for (size_t c = 0; c < B; c++)
-      row[c] = (float)(scale * (exp((double)(row[c] - mx)) / z - (c == a)));
+    loss -= scale * (double)logf(row[a] / z);
+    float s = (float)scale / z;
+    for (size_t c = 0; c < B; c++) row[c] *= s;
+    row[a] -= (float)scale;
   }
   return loss;
 }
@@ -420,16 +430,15 @@ static void towers_backward(tt_model *m, const profiles *p, batch *b) {
 }
 
 static void optimizer_step(tt_model *m) {
-  float lr = m->o.lr;
-  uint64_t t = ++m->step;
+  adam_step a = adam_at(m->o.lr, ++m->step);
   dense *ls[] = {&m->it1, &m->it2, &m->ut1, &m->ut2};
   for (int i = 0; i < 4; i++) {
-    step_param(&ls[i]->w, lr, t);
-    step_param(&ls[i]->b, lr, t);
+    step_param(&ls[i]->w, a);
+    step_param(&ls[i]->b, a);
   }
-  step_table(&m->e_id, lr, t);
-  step_table(&m->e_cat, lr, t);
-  step_table(&m->e_price, lr, t);
+  step_table(&m->e_id, a);
+  step_table(&m->e_cat, a);
+  step_table(&m->e_price, a);
 }
 
 /* ---- training ---- */
