@@ -16,7 +16,8 @@ packages=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   libfaiss-dev libopenblas-dev libuv1-dev libcunit1-dev
   libcjson-dev libxxhash-dev libcsv-dev
-  python3 python3-grpcio python3-grpc-tools python3-pkg-resources
+  python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy
+  curl python3-rdata
 )
 
 missing=()

@@ -1,0 +1,311 @@
+#!/usr/bin/python3
+"""End-to-end tests of the offline pipeline: recctl build / eval / import on
+fixture CSVs and on the real Superstore data, the bundles served by a real
+recd and queried with recctl; bad inputs must name file:line and leave no
+partial bundle. With --quality, the MovieLens quality bar of issue 3.
+
+Usage: /usr/bin/python3 tests/e2e/test_offline.py --build BUILD [--quality]
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ARGS = None
+TMP = None
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def recctl(*args, timeout=300):
+    return subprocess.run([os.path.join(ARGS.build, "tools/recctl")] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def fixture(name, rows=None, catalog=None):
+    """A small shop: 30 users in 3 taste groups, 45 items in 3 categories."""
+    d = os.path.join(TMP, name)
+    os.makedirs(d, exist_ok=True)
+    if catalog is None:
+        catalog = "item_id,category,subcategory,brand,price,margin,in_stock,name\n" + "".join(
+            "I%02d,cat%d,,,%.2f,0.2,%d,\"Item %d, large\"\n" % (i, i % 3, 5 + i, 0 if i == 44 else 1, i)
+            for i in range(45))
+    if rows is None:
+        rows, t = [], 1600000000
+        for u in range(30):
+            for k in range(8):
+                item = (u % 3) + 3 * ((u * 5 + k * 7) % 15)
+                t += 3600
+                rows.append("U%02d,I%02d,%d,%d,%.2f,purchase," % (u, item, t, 1 + k % 2, 5 + item))
+        rows.append("U00,I03,1600000000,-1,8.00,return,")      # a return: dropped
+        rows.append("U01,I04,1600000001,1,0,purchase,")        # zero price: kept
+        rows.append(rows[0])                                   # exact duplicate: dropped
+        rows = "user_id,item_id,timestamp,quantity,price,event_type,rating\n" + "\n".join(rows) + "\n"
+    return write(os.path.join(d, "interactions.csv"), rows), write(os.path.join(d, "catalog.csv"), catalog)
+
+
+class Recd:
+    def __init__(self, bundle):
+        self.log = os.path.join(TMP, "recd-%d.log" % time.monotonic_ns())
+        self.proc = subprocess.Popen([os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle,
+                                      "--listen=127.0.0.1:0", "--threads=2"],
+                                     stdout=subprocess.DEVNULL, stderr=self._log_file())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = re.search(r'msg="serving" port=(\d+)', read(self.log))
+            if m:
+                self.addr = "127.0.0.1:" + m.group(1)
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.close()
+        raise AssertionError("recd did not start:\n" + read(self.log))
+
+    def _log_file(self):
+        self.log_f = open(self.log, "w")
+        return self.log_f
+
+    def recommend(self, user, k=5):
+        r = recctl("recommend", "--addr", self.addr, "--user", user, "-k", str(k), "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_f.close()
+        return self.proc.returncode
+
+
+class BuildTest(unittest.TestCase):
+    def build(self, *extra, inter=None, cat=None, out=None):
+        if inter is None:
+            inter, cat = fixture("shop")
+        out = out or os.path.join(TMP, "b-%d" % time.monotonic_ns())
+        r = recctl("build", "--interactions", inter, "--catalog", cat, "--out", out, "--epochs", "5",
+                   "--quiet", *extra)
+        return r, out
+
+    def test_build_serve_recommend(self):
+        r, out = self.build()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = load_json(os.path.join(out, "manifest.json"))
+        self.assertEqual(m["item_count"], 45)
+        self.assertEqual(m["user_count"], 30)
+        data = m["training"]["data"]
+        self.assertEqual((data["dropped_returns"], data["dropped_duplicates"], data["zero_price_kept"]),
+                         (1, 1, 1))
+        self.assertIn("recall@50", m["metrics"]["two-tower"])
+        for f in ("item_cf.tsv", "popularity.tsv", "profiles.tsv", "purchases.tsv", "repurchase.tsv"):
+            self.assertIn(f, m["files"])
+        d = Recd(out)
+        try:
+            j = d.recommend("U04", k=6)
+            self.assertEqual(j["strategy"], "personalized")
+            self.assertEqual(j["bundle_version"], m["version"])
+            self.assertEqual(len(j["items"]), 6)
+            self.assertNotIn("I44", [i["item_id"] for i in j["items"]])  # out of stock
+            # U04 is in taste group 1: its items are category cat1.
+            cats = [i["category"] for i in j["items"]]
+            self.assertGreaterEqual(cats.count("cat1"), 4, cats)
+        finally:
+            self.assertEqual(d.close(), 0)
+
+    def test_same_inputs_same_bundle_and_als(self):
+        r1, a = self.build("--no-eval")
+        r2, b = self.build("--no-eval")
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        va = load_json(os.path.join(a, "manifest.json"))["version"]
+        vb = load_json(os.path.join(b, "manifest.json"))["version"]
+        self.assertEqual(va, vb)
+        r3, c = self.build("--no-eval", "--model", "als", "--factors", "8")
+        self.assertEqual(r3.returncode, 0, r3.stderr)
+        self.assertTrue(load_json(os.path.join(c, "manifest.json"))["version"].startswith("als-"))
+
+    def expect_refused(self, inter, cat, want):
+        out = os.path.join(TMP, "refused")
+        r = recctl("build", "--interactions", inter, "--catalog", cat, "--out", out, "--quiet")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(want, r.stderr)
+        self.assertFalse(os.path.exists(out))
+        self.assertEqual(glob.glob(out + ".tmp-*"), [])
+
+    def test_bad_inputs_name_file_and_line(self):
+        head = "user_id,item_id,timestamp,quantity,price,event_type,rating\n"
+        ok = "U1,I01,1600000000,1,5,purchase,\n"
+        inter, cat = fixture("bad1", head + ok + "U1,I02,1600000000,two,5,purchase,\n")
+        self.expect_refused(inter, cat, "bad1/interactions.csv:3: not a number: 'two'")
+        inter, cat = fixture("bad2", head + ok + ok.replace("I01", "NOPE"))
+        self.expect_refused(inter, cat, "bad2/interactions.csv:3: item 'NOPE' is not in the catalog")
+        inter, cat = fixture("bad3", "user_id,item_id,quantity\nU1,I01,1\n")
+        self.expect_refused(inter, cat, "bad3/interactions.csv:1: missing required column 'timestamp'")
+        inter, cat = fixture("bad4", "")
+        self.expect_refused(inter, cat, "bad4/interactions.csv: empty file")
+        inter, cat = fixture("bad5", head + ok + "U1,I02,\"1600000000,1,5,purchase,\n")
+        self.expect_refused(inter, cat, "bad5/interactions.csv:3")
+        inter, cat = fixture("bad6", head + ok + "U1,I02,yesterday,1,5,purchase,\n")
+        self.expect_refused(inter, cat, "bad6/interactions.csv:3: time is not")
+        inter, cat = fixture("bad7", catalog="item_id,category\nI01,a\nI01,b\n")
+        self.expect_refused(inter, cat, "bad7/catalog.csv:3: duplicate item id 'I01'")
+        r = recctl("build", "--interactions", inter, "--catalog", cat)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--out", r.stderr)
+        r = recctl("build", "--epochs", "zero")
+        self.assertEqual(r.returncode, 2)
+
+    def test_schema_maps_other_column_names(self):
+        inter, cat = fixture("shop")
+        text = read(inter).replace("user_id,item_id,timestamp", "Customer ID,Product,Order Date", 1)
+        other = write(os.path.join(TMP, "shop", "renamed.csv"), text)
+        schema = write(os.path.join(TMP, "shop.schema"),
+                       "# Superstore-like names\nuser = Customer ID\nitem = Product\ntime = Order Date\n")
+        r, out = self.build("--schema", schema, "--no-eval", inter=other, cat=cat)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, out = self.build("--col", "user=Customer ID", "--col", "item=Product", "--col",
+                            "time=Order Date", "--no-eval", inter=other, cat=cat)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_eval_writes_table_json_chart(self):
+        inter, cat = fixture("shop")
+        js, svg = os.path.join(TMP, "e.json"), os.path.join(TMP, "e.svg")
+        r = recctl("eval", "--interactions", inter, "--catalog", cat, "--epochs", "3", "--quiet",
+                   "--bootstrap", "100", "--json", js, "--chart", svg)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for model in ("popularity", "item-cf", "als", "two-tower", "hybrid"):
+            self.assertIn(model, r.stdout)
+        j = load_json(js)
+        ci = j["splits"]["user"]["models"]["two-tower"]["all"]["ndcg@50"]
+        self.assertLessEqual(ci["lo"], ci["mean"])
+        self.assertLessEqual(ci["mean"], ci["hi"])
+        self.assertTrue(read(svg).startswith("<?xml"))
+
+    def test_import_numpy_model(self):
+        import numpy as np
+        inter, cat = fixture("shop")
+        rng = np.random.default_rng(3)
+        d = os.path.join(TMP, "imp")
+        os.makedirs(d, exist_ok=True)
+        np.save(os.path.join(d, "items.npy"), rng.normal(size=(45, 8)).astype("<f4"))
+        np.save(os.path.join(d, "feat.npy"), rng.normal(size=(3, 5)).astype("<f4"))
+        write(os.path.join(d, "users.txt"), "alice\nbob\ncarol\n")
+        np.save(os.path.join(d, "w0.npy"), rng.normal(size=(5, 8)).astype("<f4"))
+        np.save(os.path.join(d, "b0.npy"), np.zeros(8, "<f4"))
+        out = os.path.join(TMP, "imported")
+        args = ["import", "--catalog", cat, "--interactions", inter, "--item-embeddings",
+                os.path.join(d, "items.npy"), "--users", os.path.join(d, "users.txt"),
+                "--user-features", os.path.join(d, "feat.npy"), "--quiet"]
+        r = recctl(*args, "--layer", os.path.join(d, "w0.npy") + ":" + os.path.join(d, "b0.npy") + ":linear",
+                   "--out", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        srv = Recd(out)
+        try:
+            self.assertEqual(srv.recommend("bob", k=4)["strategy"], "personalized")
+        finally:
+            self.assertEqual(srv.close(), 0)
+        # (out, in) weights, as PyTorch stores them, are refused with a hint.
+        np.save(os.path.join(d, "wT.npy"), rng.normal(size=(8, 5)).astype("<f4"))
+        r = recctl(*args, "--layer", os.path.join(d, "wT.npy") + ":" + os.path.join(d, "b0.npy") + ":linear",
+                   "--out", out + "2")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(".T", r.stderr)
+        self.assertFalse(os.path.exists(out + "2"))
+
+
+class SuperstoreTest(unittest.TestCase):
+    """The real data the README's main command uses."""
+
+    @classmethod
+    def setUpClass(cls):
+        cache = os.path.join(REPO, ".cache", "data")
+        r = subprocess.run([os.path.join(REPO, "tools/data/fetch.sh"), cache, "superstore"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        cls.data = os.path.join(cache, "superstore")
+
+    def test_real_customer_gets_real_products(self):
+        out = os.path.join(TMP, "superstore")
+        r = recctl("build", "--interactions", os.path.join(self.data, "interactions.csv"), "--catalog",
+                   os.path.join(self.data, "catalog.csv"), "--out", out, "--quiet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        catalog = {l.split(",")[0] for l in read(os.path.join(self.data, "catalog.csv")).splitlines()}
+        srv = Recd(out)
+        try:
+            j = srv.recommend("CG-12520", k=10)
+            self.assertEqual(j["strategy"], "personalized")
+            self.assertEqual(len(j["items"]), 10)
+            self.assertTrue(all(i["item_id"] in catalog for i in j["items"]))
+        finally:
+            self.assertEqual(srv.close(), 0)
+
+
+class QualityTest(unittest.TestCase):
+    """Issue 3's bar on MovieLens latest-small, per-user holdout."""
+
+    def test_movielens_bar(self):
+        if not ARGS.quality:
+            self.skipTest("run with --quality")
+        cache = os.path.join(REPO, ".cache", "data")
+        r = subprocess.run([os.path.join(REPO, "tools/data/fetch.sh"), cache, "movielens"],
+                           capture_output=True, text=True, timeout=900)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ml = os.path.join(cache, "movielens")
+        js = os.path.join(TMP, "ml.json")
+        r = recctl("eval", "--interactions", os.path.join(ml, "interactions.csv"), "--catalog",
+                   os.path.join(ml, "catalog.csv"), "--split", "user", "--quiet", "--json", js, timeout=900)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        print(r.stdout)
+        models = load_json(js)["splits"]["user"]["models"]
+        get = lambda m, k: models[m]["all"][k]["mean"]
+        for m in ("two-tower", "hybrid"):
+            for k in ("recall@50", "ndcg@50"):
+                self.assertGreaterEqual(get(m, k), 1.5 * get("popularity", k), (m, k))
+        for k in ("recall@50", "ndcg@50"):
+            self.assertGreaterEqual(get("two-tower", k), 0.95 * get("als", k), k)
+
+
+def main():
+    global ARGS, TMP
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", required=True)
+    p.add_argument("--quality", action="store_true")
+    ARGS, rest = p.parse_known_args()
+    ARGS.build = os.path.abspath(ARGS.build)
+    TMP = tempfile.mkdtemp(prefix="recd_offline.")
+    try:
+        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+        return 0 if prog.result.wasSuccessful() else 1
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
