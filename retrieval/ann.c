@@ -23,18 +23,31 @@ static int wrap(FaissIndex *fi, ann_index **out, rec_error *err) {
   return 0;
 }
 
-int ann_index_build(const float *vecs, size_t n, size_t dim, const char *spec,
-                    ann_index **out, rec_error *err) {
+int ann_index_new(size_t dim, const char *spec, ann_index **out, rec_error *err) {
   FaissIndex *fi = NULL;
   if (dim == 0 || dim > 4096) return rec_fail(err, REC_EINVAL, "dimension %zu out of range", dim);
   if (faiss_index_factory(&fi, (int)dim, spec, METRIC_INNER_PRODUCT) != 0)
     return rec_fail(err, REC_EINVAL, "FAISS index '%s': %s", spec, faiss_get_last_error());
-  if (faiss_Index_add(fi, (idx_t)n, vecs) != 0) {
-    rec_fail(err, REC_EINVAL, "FAISS add to '%s': %s", spec, faiss_get_last_error());
-    faiss_Index_free(fi);
-    return REC_EINVAL;
-  }
   return wrap(fi, out, err);
+}
+
+int ann_index_add(ann_index *idx, const float *vecs, size_t n, rec_error *err) {
+  if (faiss_Index_add(idx->index, (idx_t)n, vecs) != 0)
+    return rec_fail(err, REC_EINVAL, "FAISS add: %s", faiss_get_last_error());
+  return 0;
+}
+
+int ann_index_build(const float *vecs, size_t n, size_t dim, const char *spec,
+                    ann_index **out, rec_error *err) {
+  ann_index *idx;
+  int rc = ann_index_new(dim, spec, &idx, err);
+  if (rc) return rc;
+  if ((rc = ann_index_add(idx, vecs, n, err))) {
+    ann_index_free(idx);
+    return rc;
+  }
+  *out = idx;
+  return 0;
 }
 
 int ann_index_open(const char *path, ann_index **out, rec_error *err) {

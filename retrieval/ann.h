@@ -10,9 +10,13 @@
 
 typedef struct ann_index ann_index; /* opaque */
 
-/* Builds an index over 'n' row-major vectors of 'dim' floats; row i gets
- * label i. 'spec' is a FAISS index_factory string such as "HNSW32" or "Flat";
- * the metric is always inner product. Returns 0 or REC_EINVAL/REC_ENOMEM. */
+/* An empty index for vectors of 'dim' floats. 'spec' is a FAISS
+ * index_factory string such as "HNSW32" or "Flat"; the metric is always inner
+ * product. Returns 0 or REC_EINVAL/REC_ENOMEM. */
+int  ann_index_new(size_t dim, const char *spec, ann_index **out, rec_error *err);
+/* Appends 'n' row-major vectors; they get the next labels in order. */
+int  ann_index_add(ann_index *idx, const float *vecs, size_t n, rec_error *err);
+/* ann_index_new + ann_index_add: row i of 'vecs' gets label i. */
 int  ann_index_build(const float *vecs, size_t n, size_t dim, const char *spec,
                      ann_index **out, rec_error *err);
 /* Opens an index file written by ann_index_write. */

@@ -111,8 +111,18 @@ static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *f
                        rec_error *err) {
   char path[PATHMAX];
   ann_index *idx;
-  int rc = ann_index_build(s->item_emb, s->item_count, s->dim, s->index_type, &idx, err);
+  int rc = ann_index_new(s->dim, s->index_type, &idx, err);
   if (rc) return rc;
+  /* In chunks, so a long HNSW build can report progress. */
+  for (size_t at = 0; at < s->item_count && !rc; at += 10000) {
+    size_t n = s->item_count - at < 10000 ? s->item_count - at : 10000;
+    rc = ann_index_add(idx, s->item_emb + at * s->dim, n, err);
+    if (!rc && s->progress) s->progress(s->progress_arg, at + n, s->item_count);
+  }
+  if (rc) {
+    ann_index_free(idx);
+    return rc;
+  }
   path_of(path, dir, "index.faiss");
   rc = ann_index_write(idx, path, err);
   ann_index_free(idx);

@@ -41,6 +41,8 @@ typedef struct bundle_spec {
   size_t n_extras;
   const char *manifest_json;          /* a JSON object whose keys are added to the
                                        * manifest ("training", "metrics", ...), or NULL */
+  void (*progress)(void *arg, size_t indexed, size_t total); /* index build; may be NULL */
+  void *progress_arg;
 } bundle_spec;
 
 /* Writes the bundle to directory 'dir', which must not exist yet. Returns 0,

@@ -385,6 +385,11 @@ static int derive_features(build_ctx *c, rec_error *err) {
   return 0;
 }
 
+static void on_indexed(void *arg, size_t done, size_t total) {
+  (void)total;
+  progress_update(arg, done, "items indexed");
+}
+
 static int write_bundle(build_ctx *c, rec_error *err) {
   const build_opts *o = c->o;
   const dataset *d = c->d;
@@ -420,7 +425,9 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                    .ef_search = o->ef_search, .extras = extras,
                    .n_extras = sizeof extras / sizeof *extras, .manifest_json = json};
   progress pr;
-  progress_start(&pr, "bundle", 1, o->quiet);
+  progress_start(&pr, "bundle", n, o->quiet);
+  s.progress = on_indexed;
+  s.progress_arg = &pr;
   /* One thread while FAISS builds: parallel HNSW insertion is not
    * deterministic, and the same inputs must give the same bundle. */
   pipeline_threads(1);
