@@ -1,0 +1,76 @@
+/* ranking/config.h - the ranking tier's configuration: one key = value file
+ * (docs/configuration.md), parsed and validated once into an immutable
+ * rank_config, so a reload can build a new one and swap a pointer. Every
+ * setting has a default; a bad one is refused with the key and its range. */
+#ifndef REC_RANK_CONFIG_H
+#define REC_RANK_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "common/candidate.h"
+#include "common/err.h"
+
+enum { RANK_SEGMENTS = 4 };                /* small, low, average, high */
+extern const char *const RANK_SEGMENT_NAMES[RANK_SEGMENTS];
+
+typedef enum { NORM_RANK, NORM_MINMAX } rank_norm;
+
+/* Soft rules a spending segment may override ("segment.<name>.<key>"). */
+typedef struct rank_soft {
+  float price_soft_ratio;     /* price.soft_ratio: penalise above this x mean price (1.5) */
+  float price_penalty;        /* price.penalty: multiplier above the soft ratio (0.8), 0..1 */
+  float price_cap_ratio;      /* price.cap_ratio: never above this x mean price (2.0); 0 = off */
+  float upsell_factor;        /* upsell.factor (0.1), 0..1 */
+  float upsell_price_weight;  /* upsell.price_weight (0.2), 0..10 */
+  float margin_weight;        /* margin.weight (0 = off), 0..1 */
+} rank_soft;
+
+typedef struct rank_pin {
+  char item[129];             /* item id */
+  uint32_t slot;              /* 1-based position in the slate */
+} rank_pin;
+
+typedef struct rank_boost {
+  char item[129];
+  float factor;               /* multiplier, 0.1..10 */
+} rank_boost;
+
+typedef struct rank_config {
+  /* candidates wanted per source on the first round (widened x4 when short) */
+  uint32_t cand_ann, cand_itemcf, cand_popularity;   /* candidates.ann 200, .itemcf 200, .popularity 100 */
+  /* blending */
+  float weight[REC_SRC_COUNT];        /* blend.ann 0.4, blend.itemcf 0.4, blend.popularity 0.2 */
+  rank_norm norm;                     /* blend.normalization: rank | minmax (rank) */
+  /* repurchase */
+  float repurchase_block;             /* repurchase.block_fraction (0.5): bought within this share of the cycle -> never */
+  float repurchase_due;               /* repurchase.due_fraction (1.0): at least this share of the cycle -> due */
+  float repurchase_boost;             /* repurchase.boost (0.15): due items x (1 + boost) */
+  /* soft rules, base and per segment (base with that segment's overrides applied) */
+  rank_soft soft;
+  rank_soft segment[RANK_SEGMENTS];
+  /* diversity */
+  bool mmr;                           /* diversity.mmr (true) */
+  float mmr_lambda;                   /* diversity.mmr_lambda (0.7), 0..1: 1 = relevance only */
+  uint32_t mmr_pool;                  /* diversity.mmr_pool (200): MMR considers the best N */
+  float category_share;               /* diversity.category_share (0.5): at most ceil(share*k) per category; 0 = off */
+  /* hard rules and promotions */
+  char **blocked;                     /* rules.blocked_items: comma-separated ids never returned */
+  size_t n_blocked;
+  rank_pin *pins;                     /* promotions.pin: "ID@SLOT, ID@SLOT" */
+  size_t n_pins;
+  rank_boost *boosts;                 /* promotions.boost: "ID:FACTOR, ID:FACTOR" */
+  size_t n_boosts;
+} rank_config;
+
+/* Defaults, then 'path' (NULL: defaults only). Returns 0 with *out owned by
+ * the caller (rank_config_free), or REC_EINVAL with 'err' naming file:line,
+ * the key and its allowed range. */
+int  rank_config_load(const char *path, rank_config **out, rec_error *err);
+/* Sets one key ("blend.ann", "segment.high.upsell.factor", ...) on a config
+ * being built; same validation and errors as the file. */
+int  rank_config_set(rank_config *c, const char *key, const char *value, rec_error *err);
+void rank_config_free(rank_config *c);               /* NULL is a no-op */
+/* Every key with its default, range and meaning, for --help and the docs. */
+void rank_config_usage(FILE *out);
+#endif
