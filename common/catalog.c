@@ -9,20 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The margin column is optional: bundles written before it lack it. */
 static const char HEADER[] = "item_id\tcategory\tprice\tin_stock\tpopularity";
-enum { NCOLS = 5 };
+static const char HEADER_MARGIN[] = "item_id\tcategory\tprice\tin_stock\tpopularity\tmargin";
+enum { NCOLS_MAX = 6 };
 
-/* Splits 'line' at tabs into exactly NCOLS NUL-terminated fields. */
-static bool split(char *line, char *f[NCOLS]) {
+/* Splits 'line' at tabs into exactly 'want' NUL-terminated fields. */
+static bool split(char *line, char *f[NCOLS_MAX], int want) {
   int n = 0;
   f[n++] = line;
   for (char *p = line; *p; p++) {
     if (*p != '\t') continue;
-    if (n == NCOLS) return false;
+    if (n == want) return false;
     *p = '\0';
     f[n++] = p + 1;
   }
-  return n == NCOLS;
+  return n == want;
 }
 
 static bool parse_float(const char *s, float *out) {
@@ -49,10 +51,11 @@ static int add_category(catalog *c, const char *name, uint32_t *idx) {
 }
 
 static int parse_row(catalog *c, const char *path, int lineno, char *line, rec_error *err) {
-  char *f[NCOLS];
+  char *f[NCOLS_MAX];
   size_t i = c->count;
-  if (!split(line, f))
-    return rec_fail(err, REC_ECORRUPT, "%s:%d: want %d tab-separated fields", path, lineno, NCOLS);
+  int want = c->has_margin ? 6 : 5;
+  if (!split(line, f, want))
+    return rec_fail(err, REC_ECORRUPT, "%s:%d: want %d tab-separated fields", path, lineno, want);
   size_t idlen = strlen(f[0]);
   if (idlen == 0 || idlen > REC_ID_MAX)
     return rec_fail(err, REC_ECORRUPT, "%s:%d: item_id must be 1 to %d bytes", path, lineno,
@@ -68,6 +71,12 @@ static int parse_row(catalog *c, const char *path, int lineno, char *line, rec_e
   if (!parse_float(f[4], &c->popularity[i]))
     return rec_fail(err, REC_ECORRUPT, "%s:%d: popularity '%s' is not a number >= 0", path,
                     lineno, f[4]);
+  if (c->has_margin) {
+    char *end;
+    c->margin[i] = strtof(f[5], &end);
+    if (end == f[5] || *end || !isfinite(c->margin[i]))
+      return rec_fail(err, REC_ECORRUPT, "%s:%d: margin '%s' is not a number", path, lineno, f[5]);
+  }
   if (strmap_put(c->id_map, f[0], idlen, (uint32_t)i) != 0)
     return rec_fail(err, REC_ECORRUPT, "%s:%d: duplicate item_id '%s'", path, lineno, f[0]);
   c->ids[i] = f[0];
@@ -100,9 +109,10 @@ static int alloc_columns(catalog *c, size_t n) {
   c->price = calloc(n, sizeof *c->price);
   c->in_stock = calloc(n, sizeof *c->in_stock);
   c->popularity = calloc(n, sizeof *c->popularity);
+  c->margin = calloc(n, sizeof *c->margin);
   c->by_popularity = calloc(n, sizeof *c->by_popularity);
   c->categories = calloc(n, sizeof *c->categories);
-  if (!c->ids || !c->category || !c->price || !c->in_stock || !c->popularity ||
+  if (!c->ids || !c->category || !c->price || !c->in_stock || !c->popularity || !c->margin ||
       !c->by_popularity || !c->categories)
     return REC_ENOMEM;
   if (strmap_new(n, &c->id_map) != 0 || strmap_new(n, &c->category_map) != 0) return REC_ENOMEM;
@@ -115,7 +125,8 @@ static int parse_rows(catalog *c, const char *path, rec_error *err) {
   char *nl = strchr(line, '\n');
   if (nl) *nl = '\0';
   if (nl && nl > line && nl[-1] == '\r') nl[-1] = '\0';
-  if (strcmp(line, HEADER) != 0)
+  c->has_margin = strcmp(line, HEADER_MARGIN) == 0;
+  if (!c->has_margin && strcmp(line, HEADER) != 0)
     return rec_fail(err, REC_ECORRUPT, "%s:1: header must be '%s'", path,
                     "item_id<TAB>category<TAB>price<TAB>in_stock<TAB>popularity");
   while (nl) {
@@ -170,6 +181,7 @@ void catalog_free(catalog *c) {
   free(c->price);
   free(c->in_stock);
   free(c->popularity);
+  free(c->margin);
   free(c->by_popularity);
   free(c->categories);
   strmap_free(c->id_map);

@@ -1,7 +1,8 @@
 /* common/catalog.h - the item table both tiers share: id, category, price,
  * stock and popularity of every item, addressed by a dense row number
  * ("item index") that is also the item's row in the embedding matrix and its
- * label in the FAISS index. Loaded once from a bundle's items.tsv, then
+ * label in the FAISS index. Loaded once from a bundle's items.tsv (optional
+ * sixth column: margin), then
  * immutable: any number of threads may read it. */
 #ifndef REC_CATALOG_H
 #define REC_CATALOG_H
@@ -20,6 +21,8 @@ typedef struct catalog {
   float *price;            /* [count] unit price, >= 0 */
   bool *in_stock;          /* [count] */
   float *popularity;       /* [count] popularity score, >= 0, higher is more popular */
+  float *margin;           /* [count] margin ratio (profit / revenue); 0 when not given */
+  bool has_margin;
   uint32_t *by_popularity; /* [count] item indexes, most popular first */
   size_t category_count;
   const char **categories; /* [category_count] category names */
@@ -29,7 +32,7 @@ typedef struct catalog {
 } catalog;
 
 /* Parses an items.tsv file (header: item_id category price in_stock
- * popularity). Returns 0, or REC_EIO / REC_ECORRUPT with 'err' naming
+ * popularity [margin]). Returns 0, or REC_EIO / REC_ECORRUPT with 'err' naming
  * file:line and the problem. */
 int  catalog_load(const char *path, catalog **out, rec_error *err);
 void catalog_free(catalog *c);                        /* NULL is a no-op */

@@ -50,10 +50,14 @@ static int check_spec(const bundle_spec *s, rec_error *err) {
 static int write_items(const char *path, const bundle_spec *s, rec_error *err) {
   FILE *fp = fopen(path, "w");
   if (!fp) return rec_fail(err, REC_EIO, "%s: %s", path, strerror(errno));
-  fputs("item_id\tcategory\tprice\tin_stock\tpopularity\n", fp);
-  for (size_t i = 0; i < s->item_count; i++)
-    fprintf(fp, "%s\t%s\t%.9g\t%d\t%.9g\n", s->item_ids[i], s->item_categories[i],
+  fputs(s->item_margin ? "item_id\tcategory\tprice\tin_stock\tpopularity\tmargin\n"
+                       : "item_id\tcategory\tprice\tin_stock\tpopularity\n", fp);
+  for (size_t i = 0; i < s->item_count; i++) {
+    fprintf(fp, "%s\t%s\t%.9g\t%d\t%.9g", s->item_ids[i], s->item_categories[i],
             (double)s->item_price[i], s->item_in_stock[i] ? 1 : 0, (double)s->item_popularity[i]);
+    if (s->item_margin) fprintf(fp, "\t%.6g", (double)s->item_margin[i]);
+    fputc('\n', fp);
+  }
   if (fclose(fp) != 0) return rec_fail(err, REC_EIO, "%s: write failed", path);
   return 0;
 }

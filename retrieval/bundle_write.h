@@ -29,6 +29,7 @@ typedef struct bundle_spec {
   const float *item_price;            /* [item_count] */
   const bool *item_in_stock;          /* [item_count] */
   const float *item_popularity;       /* [item_count] */
+  const float *item_margin;           /* [item_count] or NULL: no margin column */
   const float *item_emb;              /* [item_count x dim], L2-normalised rows */
   size_t user_count, feature_dim;
   const char *const *user_ids;        /* [user_count] */

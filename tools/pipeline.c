@@ -395,11 +395,11 @@ static int write_bundle(build_ctx *c, rec_error *err) {
   const dataset *d = c->d;
   size_t n = d->n_items;
   const char **ids = malloc(n * sizeof *ids), **cats = malloc(n * sizeof *cats);
-  float *price = malloc(n * sizeof *price);
+  float *price = malloc(n * sizeof *price), *margin = malloc(n * sizeof *margin);
   bool *stock = malloc(n * sizeof *stock);
   char *json = training_json(c);
   int rc = REC_ENOMEM;
-  if (!ids || !cats || !price || !stock || !json) {
+  if (!ids || !cats || !price || !margin || !stock || !json) {
     rec_fail(err, rc, "bundle: out of memory");
     goto done;
   }
@@ -408,6 +408,7 @@ static int write_bundle(build_ctx *c, rec_error *err) {
     cats[i] = d->items[i].category;
     price[i] = d->items[i].price;
     stock[i] = d->items[i].in_stock;
+    margin[i] = d->items[i].margin;
   }
   bundle_extra extras[] = {{"item_cf.tsv", "item_cf", write_itemcf, c},
                            {"popularity.tsv", "popularity", write_popularity, c},
@@ -416,7 +417,7 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                            {"repurchase.tsv", "repurchase", write_repurchase, c}};
   bundle_spec s = {.version = o->version, .version_prefix = o->model, .dim = c->t.dim,
                    .item_count = n, .item_ids = ids, .item_categories = cats, .item_price = price,
-                   .item_in_stock = stock, .item_popularity = c->pop.global,
+                   .item_in_stock = stock, .item_popularity = c->pop.global, .item_margin = margin,
                    .item_emb = c->t.item_emb, .user_count = c->n_users,
                    .feature_dim = c->t.feature_dim, .user_ids = c->user_ids,
                    .user_features = c->t.user_feat, .n_layers = c->t.n_layers,
@@ -440,6 +441,7 @@ done:
   free(ids);
   free(cats);
   free(price);
+  free(margin);
   free(stock);
   free(json);
   return rc;
