@@ -232,7 +232,8 @@ static int load_parts(bundle *b, const char *dir, const cJSON *m, rec_error *err
   if (b->tower.in_dim != b->feature_dim || b->tower.out_dim != b->dim)
     return rec_fail(err, REC_EMISMATCH, "%s/%s: user tower maps %zu -> %zu, bundle needs %zu -> %zu",
                     dir, BUNDLE_MANIFEST, b->tower.in_dim, b->tower.out_dim, b->feature_dim, b->dim);
-  return load_index(b, dir, m, err);
+  if ((rc = load_index(b, dir, m, err))) return rc;
+  return signals_load(dir, m, b->catalog, &b->sig, err);
 }
 
 int bundle_load(const char *dir, bundle **out, rec_error *err) {
@@ -299,6 +300,7 @@ void bundle_unref(bundle *b) {
   free(b->user_features);
   tower_destroy(&b->tower);
   ann_index_free(b->ann);
+  signals_destroy(&b->sig);
   strmap_free(b->user_map);
   free(b->user_text);
   free(b);

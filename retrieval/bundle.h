@@ -12,6 +12,7 @@
 #include "common/catalog.h"
 #include "common/err.h"
 #include "retrieval/ann.h"
+#include "retrieval/signals.h"
 #include "retrieval/tower.h"
 
 #define BUNDLE_FORMAT 1
@@ -29,6 +30,7 @@ typedef struct bundle {
   tower tower;               /* feature_dim -> dim */
   ann_index *ann;
   char index_type[32];       /* FAISS factory string, e.g. "HNSW32" */
+  signals sig;               /* item-CF, popularity lists, profiles, repurchase cycles */
   int ef_search;
   /* private */
   strmap *user_map;

@@ -1,0 +1,418 @@
+/* retrieval/signals.c - see signals.h. Each file is a tab-separated table
+ * with a header; each is read whole and parsed in two passes (count, then
+ * fill) so every array is allocated once. */
+#include "retrieval/signals.h"
+#include "common/fileio.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const SEGMENTS[SIG_SEGMENTS] = {"small", "low", "average", "high"};
+
+int signals_segment(const char *name) {
+  for (int i = 0; i < SIG_SEGMENTS; i++)
+    if (strcmp(name, SEGMENTS[i]) == 0) return i;
+  return -1;
+}
+
+typedef struct table {
+  const char *path;
+  char *text;           /* owned until handed to signals.text */
+  int lineno;
+  char *next;
+} table;
+
+/* Splits the next data line into exactly n fields; false at the end. */
+static bool row(table *t, char **f, int n, int *bad) {
+  *bad = 0;
+  while (t->next && *t->next) {
+    char *line = t->next, *nl = strchr(line, '\n');
+    t->next = nl ? nl + 1 : NULL;
+    if (nl) *nl = '\0';
+    t->lineno++;
+    if (!*line) continue;
+    int k = 0;
+    f[k++] = line;
+    for (char *p = line; *p; p++)
+      if (*p == '\t') {
+        *p = '\0';
+        if (k == n) {
+          *bad = 1;
+          return true;
+        }
+        f[k++] = p + 1;
+      }
+    *bad = k != n;
+    return true;
+  }
+  return false;
+}
+
+/* Opens the file the manifest names under 'key'; *present false if none. */
+static int open_table(const char *dir, const cJSON *m, const char *key, const char *header,
+                      table *t, bool *present, rec_error *err) {
+  const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, key);
+  *present = cJSON_IsString(name);
+  if (!*present) return 0;
+  static _Thread_local char path[4200];
+  snprintf(path, sizeof path, "%s/%s", dir, name->valuestring);
+  size_t len;
+  *t = (table){.path = path};
+  if (!(t->text = rec_read_file(path, &len, err))) return err ? err->code : REC_EIO;
+  char *nl = strchr(t->text, '\n');
+  if (!nl || (size_t)(nl - t->text) != strlen(header) || strncmp(t->text, header, strlen(header)) != 0) {
+    free(t->text);
+    return rec_fail(err, REC_ECORRUPT, "%s:1: header must be '%s'", path, header);
+  }
+  t->lineno = 1;
+  t->next = nl + 1;
+  return 0;
+}
+
+static int bad_row(const table *t, rec_error *err, const char *what, const char *v) {
+  return rec_fail(err, REC_ECORRUPT, "%s:%d: %s '%.100s'", t->path, t->lineno, what, v);
+}
+
+static bool num(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || *end || errno || !isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+static int item_of(const table *t, const catalog *c, const char *id, uint32_t *item, rec_error *err) {
+  if (!catalog_find(c, id, strlen(id), item)) return bad_row(t, err, "unknown item", id);
+  return 0;
+}
+
+/* A growable array of fixed-size records. */
+typedef struct vec {
+  void *data;
+  size_t n, cap, size;
+} vec;
+
+static void *vec_push(vec *v) {
+  if (v->n == v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 1024;
+    void *d = realloc(v->data, cap * v->size);
+    if (!d) return NULL;
+    v->data = d;
+    v->cap = cap;
+  }
+  return (char *)v->data + v->n++ * v->size;
+}
+
+/* Counting sort of (key, record) pairs into CSR offsets over 'nkeys' keys. */
+static uint32_t *csr_offsets(const uint32_t *keys, size_t n, size_t nkeys, uint32_t *order) {
+  uint32_t *off = calloc(nkeys + 1, sizeof *off);
+  if (!off) return NULL;
+  for (size_t k = 0; k < n; k++) off[keys[k] + 1]++;
+  for (size_t i = 0; i < nkeys; i++) off[i + 1] += off[i];
+  uint32_t *fill = malloc((nkeys + 1) * sizeof *fill);
+  if (!fill) {
+    free(off);
+    return NULL;
+  }
+  memcpy(fill, off, (nkeys + 1) * sizeof *fill);
+  for (size_t k = 0; k < n; k++) order[fill[keys[k]]++] = (uint32_t)k;
+  free(fill);
+  return off;
+}
+
+/* ---- item_cf.tsv: item_id neighbour_id score ---- */
+
+typedef struct cf_rec {
+  uint32_t item, nbr;
+  float sim;
+} cf_rec;
+
+static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
+  vec v = {.size = sizeof(cf_rec)};
+  char *f[3];
+  int bad, rc = 0;
+  while (!rc && row(t, f, 3, &bad)) {
+    cf_rec r;
+    double sim = 0;
+    if (bad) rc = bad_row(t, err, "want 3 tab-separated fields, got", f[0]);
+    else if (!(rc = item_of(t, c, f[0], &r.item, err)) && !(rc = item_of(t, c, f[1], &r.nbr, err))) {
+      if (!num(f[2], &sim)) rc = bad_row(t, err, "score is not a number:", f[2]);
+      r.sim = (float)sim;
+      cf_rec *slot = rc ? NULL : vec_push(&v);
+      if (!rc && !slot) rc = REC_ENOMEM;
+      if (slot) *slot = r;
+    }
+  }
+  const cf_rec *recs = v.data;
+  uint32_t *keys = malloc((v.n + 1) * sizeof *keys), *order = malloc((v.n + 1) * sizeof *order);
+  s->cf_nbr = malloc((v.n + 1) * sizeof *s->cf_nbr);
+  s->cf_sim = malloc((v.n + 1) * sizeof *s->cf_sim);
+  if (!rc && (!keys || !order || !s->cf_nbr || !s->cf_sim)) rc = REC_ENOMEM;
+  for (size_t k = 0; !rc && k < v.n; k++) keys[k] = recs[k].item;
+  if (!rc && !(s->cf_off = csr_offsets(keys, v.n, c->count, order))) rc = REC_ENOMEM;
+  for (size_t k = 0; !rc && k < v.n; k++) { /* stable: file order kept within an item */
+    s->cf_nbr[k] = recs[order[k]].nbr;
+    s->cf_sim[k] = recs[order[k]].sim;
+  }
+  free(keys);
+  free(order);
+  free(v.data);
+  return rc;
+}
+
+/* ---- popularity.tsv: list item_id score ---- */
+
+typedef struct pop_rec {
+  uint32_t list, item;
+  float score;
+} pop_rec;
+
+/* List index: 0..3 segments, 4 + category index; -1 for "global" (the
+ * catalog's own popularity order serves it); -2 unknown. */
+static int list_of(const catalog *c, const char *name) {
+  uint32_t cat;
+  if (strcmp(name, "global") == 0) return -1;
+  if (strncmp(name, "segment:", 8) == 0) return signals_segment(name + 8) >= 0 ? signals_segment(name + 8) : -2;
+  if (strncmp(name, "category:", 9) == 0 && catalog_find_category(c, name + 9, strlen(name + 9), &cat))
+    return SIG_SEGMENTS + (int)cat;
+  return -2;
+}
+
+static int load_popularity(table *t, const catalog *c, signals *s, rec_error *err) {
+  vec v = {.size = sizeof(pop_rec)};
+  char *f[3];
+  int bad, rc = 0;
+  while (!rc && row(t, f, 3, &bad)) {
+    pop_rec r;
+    double score = 0;
+    int list = bad ? -2 : list_of(c, f[0]);
+    if (bad) rc = bad_row(t, err, "want 3 tab-separated fields, got", f[0]);
+    else if (list == -2) rc = bad_row(t, err, "unknown list (global, segment:NAME, category:NAME)", f[0]);
+    else if (list == -1) continue;
+    else if (!(rc = item_of(t, c, f[1], &r.item, err)) && !num(f[2], &score))
+      rc = bad_row(t, err, "score is not a number:", f[2]);
+    if (rc) break;
+    r.list = (uint32_t)list;
+    r.score = (float)score;
+    pop_rec *slot = vec_push(&v);
+    if (!slot) rc = REC_ENOMEM;
+    else *slot = r;
+  }
+  size_t nl = SIG_SEGMENTS + c->category_count;
+  s->n_categories = c->category_count;
+  s->category_pop = calloc(c->category_count + 1, sizeof *s->category_pop);
+  size_t *counts = calloc(nl, sizeof *counts);
+  if (!rc && (!s->category_pop || !counts)) rc = REC_ENOMEM;
+  const pop_rec *recs = v.data;
+  for (size_t k = 0; !rc && k < v.n; k++) counts[recs[k].list]++;
+  for (size_t l = 0; !rc && l < nl; l++) {
+    sig_list *L = l < SIG_SEGMENTS ? &s->segment_pop[l] : &s->category_pop[l - SIG_SEGMENTS];
+    L->items = malloc((counts[l] + 1) * sizeof *L->items);
+    L->scores = malloc((counts[l] + 1) * sizeof *L->scores);
+    if (!L->items || !L->scores) rc = REC_ENOMEM;
+  }
+  for (size_t k = 0; !rc && k < v.n; k++) { /* the file lists each list best first */
+    size_t l = recs[k].list;
+    sig_list *L = l < SIG_SEGMENTS ? &s->segment_pop[l] : &s->category_pop[l - SIG_SEGMENTS];
+    L->items[L->n] = recs[k].item;
+    L->scores[L->n++] = recs[k].score;
+  }
+  free(counts);
+  free(v.data);
+  return rc;
+}
+
+/* ---- profiles.tsv: user_id mean_price segment recent_items ---- */
+
+static int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n + 1;
+}
+
+static int profile_row(table *t, const catalog *c, signals *s, char **f, vec *recent, rec_error *err) {
+  size_t p = s->n_profiles;
+  double mean;
+  int seg = signals_segment(f[2]);
+  if (!*f[0] || strlen(f[0]) > REC_ID_MAX) return bad_row(t, err, "user_id must be 1 to 128 bytes:", f[0]);
+  if (!num(f[1], &mean) || mean < 0) return bad_row(t, err, "mean_price is not a number >= 0:", f[1]);
+  if (seg < 0) return bad_row(t, err, "segment must be small, low, average or high, got", f[2]);
+  if (strmap_put(s->profile_map, f[0], strlen(f[0]), (uint32_t)p) != 0)
+    return bad_row(t, err, "duplicate user_id", f[0]);
+  s->profile_ids[p] = f[0];
+  s->mean_price[p] = (float)mean;
+  s->segment[p] = (uint8_t)seg;
+  s->recent_off[p] = (uint32_t)recent->n;
+  char *save = NULL;
+  for (char *id = strtok_r(f[3], " ", &save); id; id = strtok_r(NULL, " ", &save)) {
+    uint32_t *slot = vec_push(recent);
+    int rc = slot ? item_of(t, c, id, slot, err) : REC_ENOMEM;
+    if (rc) return rc;
+  }
+  s->recent_off[p + 1] = (uint32_t)recent->n;
+  s->n_profiles++;
+  return 0;
+}
+
+static int load_profiles(table *t, const catalog *c, signals *s, rec_error *err) {
+  size_t cap = (size_t)count_lines(t->next);
+  s->profile_ids = calloc(cap, sizeof *s->profile_ids);
+  s->mean_price = calloc(cap, sizeof *s->mean_price);
+  s->segment = calloc(cap, sizeof *s->segment);
+  s->recent_off = calloc(cap + 1, sizeof *s->recent_off);
+  if (!s->profile_ids || !s->mean_price || !s->segment || !s->recent_off ||
+      strmap_new(cap, &s->profile_map) != 0)
+    return REC_ENOMEM;
+  vec recent = {.size = sizeof(uint32_t)};
+  char *f[4];
+  int bad, rc = 0;
+  while (!rc && row(t, f, 4, &bad))
+    rc = bad ? bad_row(t, err, "want 4 tab-separated fields, got", f[0])
+             : profile_row(t, c, s, f, &recent, err);
+  s->recent = recent.data;
+  return rc;
+}
+
+/* ---- purchases.tsv: user_id item_id last_time count ---- */
+
+typedef struct purch_rec {
+  uint32_t profile;
+  sig_purchase p;
+} purch_rec;
+
+static int by_profile_item(const void *a, const void *b) {
+  const purch_rec *x = a, *y = b;
+  if (x->profile != y->profile) return x->profile < y->profile ? -1 : 1;
+  return x->p.item < y->p.item ? -1 : x->p.item > y->p.item;
+}
+
+static int load_purchases(table *t, const catalog *c, signals *s, rec_error *err) {
+  vec v = {.size = sizeof(purch_rec)};
+  char *f[4];
+  int bad, rc = 0;
+  while (!rc && row(t, f, 4, &bad)) {
+    purch_rec r;
+    double when = 0, count = 0;
+    if (bad) rc = bad_row(t, err, "want 4 tab-separated fields, got", f[0]);
+    else if (!s->profile_map || !strmap_get(s->profile_map, f[0], strlen(f[0]), &r.profile))
+      rc = bad_row(t, err, "user has no profile in profiles.tsv:", f[0]);
+    else if (!(rc = item_of(t, c, f[1], &r.p.item, err)) &&
+             (!num(f[2], &when) || !num(f[3], &count) || count < 1))
+      rc = bad_row(t, err, "last_time and count must be numbers (count >= 1), got", f[2]);
+    if (rc) break;
+    r.p.last_time = (int64_t)when;
+    r.p.count = (uint32_t)count;
+    purch_rec *slot = vec_push(&v);
+    if (!slot) rc = REC_ENOMEM;
+    else *slot = r;
+  }
+  purch_rec *recs = v.data;
+  if (!rc) qsort(recs, v.n, sizeof *recs, by_profile_item);
+  s->purch = malloc((v.n + 1) * sizeof *s->purch);
+  s->purch_off = calloc(s->n_profiles + 1, sizeof *s->purch_off);
+  if (!rc && (!s->purch || !s->purch_off)) rc = REC_ENOMEM;
+  for (size_t k = 0; !rc && k < v.n; k++) {
+    s->purch[k] = recs[k].p;
+    s->purch_off[recs[k].profile + 1]++;
+  }
+  for (size_t p = 0; !rc && p < s->n_profiles; p++) s->purch_off[p + 1] += s->purch_off[p];
+  free(v.data);
+  return rc;
+}
+
+/* ---- repurchase.tsv: item_id cycle_days samples ---- */
+
+static int load_repurchase(table *t, const catalog *c, signals *s, rec_error *err) {
+  char *f[3];
+  int bad, rc = 0;
+  while (!rc && row(t, f, 3, &bad)) {
+    uint32_t i;
+    double days;
+    if (bad) rc = bad_row(t, err, "want 3 tab-separated fields, got", f[0]);
+    else if (!(rc = item_of(t, c, f[0], &i, err))) {
+      if (!num(f[1], &days) || days < 0) rc = bad_row(t, err, "cycle_days is not a number >= 0:", f[1]);
+      else s->cycle_days[i] = (float)days;
+    }
+  }
+  return rc;
+}
+
+/* ---- the whole set ---- */
+
+typedef int (*loader)(table *, const catalog *, signals *, rec_error *);
+
+int signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out, rec_error *err) {
+  static const struct {
+    const char *key, *header;
+    loader load;
+  } FILES[] = {
+      {"item_cf", "item_id\tneighbour_id\tscore", load_itemcf},
+      {"popularity", "list\titem_id\tscore", load_popularity},
+      {"profiles", "user_id\tmean_price\tsegment\trecent_items", load_profiles},
+      {"purchases", "user_id\titem_id\tlast_time\tcount", load_purchases},
+      {"repurchase", "item_id\tcycle_days\tsamples", load_repurchase},
+  };
+  signals s = {.n_items = c->count};
+  s.cycle_days = calloc(c->count + 1, sizeof *s.cycle_days);
+  int rc = s.cycle_days ? 0 : rec_fail(err, REC_ENOMEM, "out of memory");
+  for (size_t k = 0; !rc && k < sizeof FILES / sizeof *FILES; k++) {
+    table t;
+    bool present;
+    rc = open_table(dir, m, FILES[k].key, FILES[k].header, &t, &present, err);
+    if (rc || !present) continue;
+    s.text[k] = t.text; /* ids point into it */
+    rc = FILES[k].load(&t, c, &s, err);
+    if (rc == REC_ENOMEM) rec_fail(err, rc, "%s: out of memory", t.path);
+  }
+  if (rc) {
+    signals_destroy(&s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void signals_destroy(signals *s) {
+  free(s->cf_off);
+  free(s->cf_nbr);
+  free(s->cf_sim);
+  for (int i = 0; i < SIG_SEGMENTS; i++) {
+    free(s->segment_pop[i].items);
+    free(s->segment_pop[i].scores);
+  }
+  for (size_t i = 0; s->category_pop && i < s->n_categories; i++) {
+    free(s->category_pop[i].items);
+    free(s->category_pop[i].scores);
+  }
+  free(s->category_pop);
+  free(s->cycle_days);
+  free(s->profile_ids);
+  free(s->mean_price);
+  free(s->segment);
+  free(s->recent_off);
+  free(s->recent);
+  free(s->purch_off);
+  free(s->purch);
+  strmap_free(s->profile_map);
+  for (int i = 0; i < 5; i++) free(s->text[i]);
+  memset(s, 0, sizeof *s);
+}
+
+bool signals_profile(const signals *s, const char *user, size_t len, uint32_t *row) {
+  return s->profile_map && strmap_get(s->profile_map, user, len, row);
+}
+
+const sig_purchase *signals_purchase(const signals *s, uint32_t profile, uint32_t item) {
+  size_t lo = s->purch_off ? s->purch_off[profile] : 0, hi = s->purch_off ? s->purch_off[profile + 1] : 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->purch[mid].item == item) return &s->purch[mid];
+    if (s->purch[mid].item < item) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}

@@ -1,0 +1,60 @@
+/* retrieval/signals.h - a bundle's behavioural data beside the embeddings:
+ * item-CF neighbours, popularity lists per spending segment and category,
+ * user profiles with purchase history, and repurchase cycles (the files
+ * docs/bundle.md lists after index.faiss). Optional: a bundle without them
+ * (recctl synth) has empty signals. Immutable after load; thread-safe reads. */
+#ifndef REC_SIGNALS_H
+#define REC_SIGNALS_H
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/catalog.h"
+#include "common/err.h"
+#include "common/strmap.h"
+
+enum { SIG_SEGMENTS = 4 };   /* small, low, average, high */
+
+typedef struct sig_purchase {
+  uint32_t item, count;
+  int64_t last_time;         /* Unix seconds */
+} sig_purchase;
+
+typedef struct sig_list {    /* items best first */
+  uint32_t *items;
+  float *scores;
+  size_t n;
+} sig_list;
+
+typedef struct signals {
+  size_t n_items, n_categories, n_profiles;
+  uint32_t *cf_off;          /* [n_items + 1]: item i's neighbours are cf_nbr/cf_sim[cf_off[i]..cf_off[i+1]) */
+  uint32_t *cf_nbr;
+  float *cf_sim;
+  sig_list segment_pop[SIG_SEGMENTS];
+  sig_list *category_pop;    /* [n_categories], by catalog category index */
+  float *cycle_days;         /* [n_items]: median repurchase interval, 0 = none */
+  const char **profile_ids;  /* [n_profiles] */
+  float *mean_price;         /* [n_profiles] */
+  uint8_t *segment;          /* [n_profiles] */
+  uint32_t *recent_off, *recent;  /* profile p's recent items, most recent first */
+  uint32_t *purch_off;       /* profile p's purchases, sorted by item */
+  sig_purchase *purch;
+  /* private */
+  strmap *profile_map;
+  char *text[5];
+} signals;
+
+/* Loads the files the manifest 'm' names under item_cf, popularity,
+ * profiles, purchases and repurchase (each optional) from 'dir', resolving
+ * item ids against 'c'. Returns 0, or REC_ECORRUPT naming file:line. */
+int  signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out, rec_error *err);
+void signals_destroy(signals *s);
+
+/* The profile row of a user id, if the bundle has one. */
+bool signals_profile(const signals *s, const char *user, size_t len, uint32_t *row);
+/* The user's purchase record of 'item', or NULL. */
+const sig_purchase *signals_purchase(const signals *s, uint32_t profile, uint32_t item);
+/* Segment index of a name ("small".."high"), or -1. */
+int  signals_segment(const char *name);
+#endif
