@@ -55,20 +55,29 @@ typedef struct rank_config {
   uint32_t mmr_pool;                  /* diversity.mmr_pool (200): MMR considers the best N */
   float category_share;               /* diversity.category_share (0.5): at most ceil(share*k) per category; 0 = off */
   /* hard rules and promotions */
-  char **blocked;                     /* rules.blocked_items: comma-separated ids never returned */
+  char **blocked;                     /* rules.blocked_items: comma-separated ids never returned (at most 10000) */
   size_t n_blocked;
-  rank_pin *pins;                     /* promotions.pin: "ID@SLOT, ID@SLOT" */
+  rank_pin *pins;                     /* promotions.pin: "ID@SLOT, ID@SLOT"; sorted by slot, slots and items distinct */
   size_t n_pins;
-  rank_boost *boosts;                 /* promotions.boost: "ID:FACTOR, ID:FACTOR" */
+  rank_boost *boosts;                 /* promotions.boost: "ID:FACTOR, ID:FACTOR"; sorted by item (bsearch), items distinct */
   size_t n_boosts;
 } rank_config;
 
-/* Defaults, then 'path' (NULL: defaults only). Returns 0 with *out owned by
- * the caller (rank_config_free), or REC_EINVAL with 'err' naming file:line,
- * the key and its allowed range. */
+/* Defaults, then 'path' (NULL: defaults only); rules that span keys (blend
+ * weights not all 0, due >= block fraction, cap ratio 0 or >= soft ratio) are
+ * checked after the whole file, so key order does not matter. Returns 0 with
+ * *out owned by the caller (rank_config_free), or REC_EINVAL with 'err' naming
+ * file:line, the key and its allowed range ("file: ..." for a cross-key rule),
+ * REC_EIO when the file cannot be read, REC_ENOMEM; on failure *out is
+ * untouched and nothing is leaked. A loaded config is only read, so any
+ * number of threads may share it. */
 int  rank_config_load(const char *path, rank_config **out, rec_error *err);
 /* Sets one key ("blend.ann", "segment.high.upsell.factor", ...) on a config
- * being built; same validation and errors as the file. */
+ * being built, which must come from rank_config_load (it carries which
+ * segment keys were set). Same validation and errors as a file line, without
+ * the file:line prefix; the cross-key rules are checked after this one key,
+ * so moving two related keys may need a particular order. On failure 'c' is
+ * unchanged. Not for a config other threads are reading. */
 int  rank_config_set(rank_config *c, const char *key, const char *value, rec_error *err);
 void rank_config_free(rank_config *c);               /* NULL is a no-op */
 /* Every key with its default, range and meaning, for --help and the docs. */

@@ -1,9 +1,12 @@
-/* retrieval/retrieve.c - user tower -> FAISS, or popularity for cold users. */
+/* retrieval/retrieve.c - see retrieve.h. Candidates are merged through a
+ * dense item -> slot table, so each source adds its score to one entry. */
 #include "retrieval/retrieve.h"
 #include "common/clock.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
+#include <string.h>
 
 /* Asked for more than 1/EXACT_SHARE of the catalog, ANN scans it exactly. */
 #define EXACT_SHARE 4
@@ -13,75 +16,139 @@ void retrieve_thread_init(void) {
   openblas_set_num_threads(1);
 }
 
-static int from_popularity(const bundle *b, size_t want, arena *a, retrieve_result *out) {
-  const catalog *c = b->catalog;
-  rec_candidate *cands = arena_calloc(a, want ? want : 1, sizeof *cands);
-  if (!cands) return REC_ENOMEM;
-  for (size_t i = 0; i < want; i++) {
-    uint32_t item = c->by_popularity[i];
-    cands[i].item = item;
-    cands[i].sources = 1u << REC_SRC_POPULARITY;
-    cands[i].raw[REC_SRC_POPULARITY] = c->popularity[item];
+typedef struct merge {
+  rec_candidate *cands;
+  size_t n;
+  int32_t *slot;             /* [n_items]: index into cands, -1 = not yet */
+} merge;
+
+static void add(merge *m, uint32_t item, rec_source s, float raw) {
+  int32_t at = m->slot[item];
+  if (at < 0) {
+    at = m->slot[item] = (int32_t)m->n++;
+    memset(&m->cands[at], 0, sizeof m->cands[at]);
+    m->cands[at].item = item;
   }
-  out->cands = cands;
-  out->n = want;
-  return 0;
+  rec_candidate *c = &m->cands[at];
+  c->raw[s] = c->sources & (1u << s) ? c->raw[s] + raw : raw;
+  c->sources |= 1u << s;
 }
 
-/* Every item scored against q. HNSW cannot promise to reach every node of its
- * graph, and searching it for a large share of the catalog costs more than a
- * scan, so such requests get this exact one instead. */
-static void exact_scan(const bundle *b, const float *q, rec_candidate *cands, float *scores) {
-  size_t n = b->catalog->count;
-  cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n, (blasint)b->dim, 1.0f, b->item_emb,
-              (blasint)b->dim, q, 1, 0.0f, scores, 1);
-  for (size_t i = 0; i < n; i++) {
-    cands[i].item = (uint32_t)i;
-    cands[i].sources = 1u << REC_SRC_ANN;
-    cands[i].raw[REC_SRC_ANN] = scores[i];
-  }
+/* ---- ANN ---- */
+
+/* q = normalised mean of the seeds' embeddings; false if it has no direction. */
+static bool seed_query(const bundle *b, const retrieve_req *r, float *q) {
+  memset(q, 0, b->dim * sizeof *q);
+  for (size_t i = 0; i < r->n_seeds; i++)
+    cblas_saxpy((blasint)b->dim, 1.0f, bundle_item_embedding(b, r->seeds[i]), 1, q, 1);
+  return r->n_seeds > 0 && tower_l2_normalize(q, b->dim);
 }
 
-static int from_ann(const bundle *b, uint32_t user, size_t want, arena *a, retrieve_result *out) {
+static int user_query(const bundle *b, const retrieve_req *r, arena *a, float *q, bool *ok) {
+  uint32_t user;
+  *ok = false;
+  if (!r->user_id || !bundle_find_user(b, r->user_id, r->user_len, &user)) return 0;
   float *scratch = arena_alloc(a, 2 * b->tower.max_width * sizeof(float));
-  float *q = arena_alloc(a, b->dim * sizeof(float));
-  int64_t *items = arena_alloc(a, want * sizeof(int64_t));
-  float *scores = arena_alloc(a, want * sizeof(float));
-  rec_candidate *cands = arena_calloc(a, want ? want : 1, sizeof *cands);
-  if (!scratch || !q || !items || !scores || !cands) return REC_ENOMEM;
-  int64_t t0 = rec_mono_ns();
-  if (tower_forward(&b->tower, bundle_user_features(b, user), q, scratch) != 0)
-    return from_popularity(b, want, a, out); /* a zero vector points nowhere */
-  int64_t t1 = rec_mono_ns();
-  size_t n = want;
-  if (out->exhausted) {
-    exact_scan(b, q, cands, scores);
-  } else {
-    if (ann_search(b->ann, q, want, items, scores, &n) != 0) return REC_EINTERNAL;
-    for (size_t i = 0; i < n; i++) {
-      cands[i].item = (uint32_t)items[i];
-      cands[i].sources = 1u << REC_SRC_ANN;
-      cands[i].raw[REC_SRC_ANN] = scores[i];
-    }
-  }
-  out->tower_ns = t1 - t0;
-  out->ann_ns = rec_mono_ns() - t1;
-  out->cands = cands;
-  out->n = n;
-  out->known_user = true;
+  if (!scratch) return REC_ENOMEM;
+  *ok = tower_forward(&b->tower, bundle_user_features(b, user), q, scratch) == 0;
   return 0;
+}
+
+static int from_ann(const bundle *b, const float *q, size_t want, arena *a, merge *m, bool *all) {
+  size_t total = b->catalog->count;
+  if (want > total / EXACT_SHARE) {
+    /* HNSW cannot promise to reach every node, and a large share of the
+     * catalog costs more through it than a scan: score every item exactly. */
+    float *scores = arena_alloc(a, total * sizeof *scores);
+    if (!scores) return REC_ENOMEM;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)total, (blasint)b->dim, 1.0f, b->item_emb,
+                (blasint)b->dim, q, 1, 0.0f, scores, 1);
+    for (size_t i = 0; i < total; i++) add(m, (uint32_t)i, REC_SRC_ANN, scores[i]);
+    *all = true;
+    return 0;
+  }
+  int64_t *items = arena_alloc(a, (want ? want : 1) * sizeof *items);
+  float *scores = arena_alloc(a, (want ? want : 1) * sizeof *scores);
+  size_t n;
+  if (!items || !scores) return REC_ENOMEM;
+  if (ann_search(b->ann, q, want, items, scores, &n) != 0) return REC_EINTERNAL;
+  for (size_t i = 0; i < n; i++) add(m, (uint32_t)items[i], REC_SRC_ANN, scores[i]);
+  return 0;
+}
+
+/* ---- item-CF ---- */
+
+/* Neighbours of the seeds (anchors first, then the most recent items), with
+ * similarities summed per item, until 'want' items have item-CF evidence:
+ * the seeds that say most about this moment come first. */
+static void from_itemcf(const bundle *b, const uint32_t *const seeds[2], const size_t n_seeds[2],
+                        size_t want, merge *m) {
+  const signals *s = &b->sig;
+  size_t have = 0;
+  if (!s->cf_off) return;
+  for (int g = 0; g < 2; g++)
+    for (size_t i = 0; i < n_seeds[g] && have < want; i++) {
+      uint32_t seed = seeds[g][i];
+      for (uint32_t k = s->cf_off[seed]; k < s->cf_off[seed + 1]; k++) {
+        int32_t at = m->slot[s->cf_nbr[k]];
+        have += at < 0 || !(m->cands[at].sources & (1u << REC_SRC_ITEM_CF));
+        add(m, s->cf_nbr[k], REC_SRC_ITEM_CF, s->cf_sim[k]);
+      }
+    }
+}
+
+/* ---- popularity ---- */
+
+static void from_list(const sig_list *l, size_t want, merge *m, size_t *taken) {
+  for (size_t i = 0; i < l->n && *taken < want; i++)
+    if (m->slot[l->items[i]] < 0 || !(m->cands[m->slot[l->items[i]]].sources & (1u << REC_SRC_POPULARITY))) {
+      add(m, l->items[i], REC_SRC_POPULARITY, l->scores[i]);
+      (*taken)++;
+    }
+}
+
+static void from_popularity(const bundle *b, const retrieve_req *r, size_t want, merge *m, bool *all) {
+  const catalog *c = b->catalog;
+  const signals *s = &b->sig;
+  size_t taken = 0;
+  for (size_t i = 0; i < r->n_categories && s->category_pop; i++)
+    from_list(&s->category_pop[r->categories[i]], want, m, &taken);
+  if (!r->n_categories && r->segment >= 0 && r->segment < SIG_SEGMENTS)
+    from_list(&s->segment_pop[r->segment], want, m, &taken);
+  for (size_t i = 0; i < c->count && taken < want; i++) {
+    uint32_t item = c->by_popularity[i];
+    if (m->slot[item] >= 0 && (m->cands[m->slot[item]].sources & (1u << REC_SRC_POPULARITY))) continue;
+    add(m, item, REC_SRC_POPULARITY, c->popularity[item]);
+    taken++;
+  }
+  *all = want >= c->count;
 }
 
 int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrieve_result *out) {
   size_t total = b->catalog->count;
-  size_t want = r->want < total ? r->want : total;
-  uint32_t user;
+  merge m = {.cands = arena_alloc(a, (total + 1) * sizeof *m.cands),
+             .slot = arena_alloc(a, (total + 1) * sizeof *m.slot)};
+  float *q = arena_alloc(a, b->dim * sizeof *q);
+  if (!m.cands || !m.slot || !q) return REC_ENOMEM;
+  memset(m.slot, 0xff, total * sizeof *m.slot);
   *out = (retrieve_result){0};
-  if (bundle_find_user(b, r->user_id, r->user_len, &user)) {
-    if (want > total / EXACT_SHARE) want = total;
-    out->exhausted = want == total;
-    return from_ann(b, user, want, a, out);
-  }
-  out->exhausted = want == total;
-  return from_popularity(b, want, a, out);
+  int64_t t0 = rec_mono_ns();
+  bool have_q = false, ann_all = false, pop_all = false;
+  int rc = r->similar ? (have_q = seed_query(b, r, q), 0) : user_query(b, r, a, q, &have_q);
+  out->known_user = !r->similar && have_q;
+  int64_t t1 = rec_mono_ns();
+  if (!rc && have_q) rc = from_ann(b, q, r->want_ann, a, &m, &ann_all);
+  int64_t t2 = rec_mono_ns();
+  const uint32_t *seeds[2] = {r->seeds, r->recent};
+  const size_t n_seeds[2] = {r->n_seeds, r->n_recent};
+  if (rc) return rc;
+  from_itemcf(b, seeds, n_seeds, r->want_cf, &m);
+  if (!r->similar) from_popularity(b, r, r->want_pop, &m, &pop_all);
+  out->tower_ns = t1 - t0;
+  out->ann_ns = t2 - t1;
+  out->sources_ns = rec_mono_ns() - t2;
+  out->cands = m.cands;
+  out->n = m.n;
+  out->exhausted = ann_all || pop_all || m.n == total;
+  return 0;
 }

@@ -1,7 +1,15 @@
-/* retrieval/retrieve.h - the candidate tier: for one user, the items most
- * worth ranking, each with its per-source raw scores. A known user is embedded
- * by the user tower and searched in the ANN index; a user the bundle does not
- * know gets the catalog's popularity list. Thread-safe; all memory comes from
+/* retrieval/retrieve.h - the candidate tier: for one request, the items most
+ * worth ranking from every source, deduplicated, each with its per-source raw
+ * scores:
+ *   ANN        nearest items to the user-tower vector (or, for SimilarItems,
+ *              to the mean embedding of the seed items);
+ *   item-CF    co-purchase neighbours of the request's anchor (cart,
+ *              session) items, then of the user's recent items, summed;
+ *   popularity the category lists of the request's include filter, else the
+ *              user's spending-segment list, continued by the global order.
+ * Asking ANN for more than a quarter of the catalog is an exact scan, and the
+ * popularity source continues through the whole catalog, so widening the
+ * request always ends with every item a candidate. Thread-safe; memory from
  * the caller's arena. */
 #ifndef REC_RETRIEVE_H
 #define REC_RETRIEVE_H
@@ -13,18 +21,25 @@
 #include "retrieval/bundle.h"
 
 typedef struct retrieve_req {
-  const char *user_id;
+  const char *user_id;          /* may be NULL (SimilarItems) */
   size_t user_len;
-  size_t want;          /* candidates wanted (capped at the catalog size) */
+  size_t want_ann, want_cf, want_pop;
+  const uint32_t *seeds;        /* anchor items (Recommend) or the items to match (SimilarItems) */
+  size_t n_seeds;
+  bool similar;                 /* SimilarItems: ANN queries the seeds' mean embedding */
+  const uint32_t *categories;   /* the include filter, for per-category popularity */
+  size_t n_categories;
+  int segment;                  /* the user's spending segment, -1 unknown */
+  const uint32_t *recent;       /* the user's recent items, most recent first */
+  size_t n_recent;
 } retrieve_req;
 
 typedef struct retrieve_result {
-  rec_candidate *cands; /* arena memory; best first, except after an exact scan */
+  rec_candidate *cands;         /* arena memory, in no particular order */
   size_t n;
-  bool known_user;      /* false: popularity fallback */
-  bool exhausted;       /* every item in the catalog was considered (for a known
-                         * user by an exact scan, as HNSW may not reach them all) */
-  int64_t tower_ns, ann_ns;
+  bool known_user;              /* the user has a user-tower vector */
+  bool exhausted;               /* every catalog item is a candidate */
+  int64_t tower_ns, ann_ns, sources_ns;
 } retrieve_result;
 
 /* Fills *out. Returns 0, REC_ENOMEM, or REC_EINTERNAL when FAISS fails. */

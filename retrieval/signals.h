@@ -11,14 +11,12 @@
 #include <stdint.h>
 #include "common/catalog.h"
 #include "common/err.h"
+#include "common/purchase.h"
 #include "common/strmap.h"
 
 enum { SIG_SEGMENTS = 4 };   /* small, low, average, high */
 
-typedef struct sig_purchase {
-  uint32_t item, count;
-  int64_t last_time;         /* Unix seconds */
-} sig_purchase;
+typedef rec_purchase sig_purchase;
 
 typedef struct sig_list {    /* items best first */
   uint32_t *items;

@@ -6,11 +6,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include "ranking/config.h"
 #include "retrieval/bundle.h"
 #include "server/config.h"
 
 typedef struct app {
   const recd_config *cfg;
+  const rank_config *rank_cfg; /* the ranking tier's settings */
   int64_t started_ns;          /* rec_mono_ns() at start */
   atomic_uint_fast64_t seq;    /* request ids made by the server */
   pthread_mutex_t mu;          /* guards 'current' */

@@ -18,6 +18,7 @@ typedef struct recd_config {
   int requests_per_method;
   int drain_ms;
   char log_level[8];
+  char ranking_config[4096];   /* the ranking tier's settings file, "" = defaults */
 } recd_config;
 
 /* Fills *cfg from defaults, then --config=FILE if given, then the other flags.

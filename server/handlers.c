@@ -23,19 +23,18 @@ static int by_u32(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Resolves exclude ids to sorted item rows; ids the catalog lacks cannot be
- * returned anyway and are skipped. */
-static int resolve_excludes(rpc_ctx *ctx, const catalog *c, const Rec__V1__RecommendRequest *q,
-                            rank_req *r) {
-  uint32_t *rows = arena_calloc(ctx->arena, q->n_exclude_item_ids + 1, sizeof *rows);
-  if (!rows) return REC_ENOMEM;
-  size_t n = 0;
-  for (size_t i = 0; i < q->n_exclude_item_ids; i++)
-    if (catalog_find(c, q->exclude_item_ids[i], strlen(q->exclude_item_ids[i]), &rows[n])) n++;
-  qsort(rows, n, sizeof *rows, by_u32);
-  r->exclude = rows;
-  r->n_exclude = n;
-  return 0;
+/* Item rows of the ids the catalog knows, sorted if asked; unknown ids
+ * cannot be returned anyway and are skipped. */
+static uint32_t *resolve_ids(arena *a, const catalog *c, char *const *ids, size_t n, bool sort,
+                             size_t *out_n) {
+  uint32_t *rows = arena_calloc(a, n + 1, sizeof *rows);
+  if (!rows) return NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (catalog_find(c, ids[i], strlen(ids[i]), &rows[m])) m++;
+  if (sort) qsort(rows, m, sizeof *rows, by_u32);
+  *out_n = m;
+  return rows;
 }
 
 static int resolve_categories(rpc_ctx *ctx, const catalog *c, char **names, size_t n,
@@ -75,23 +74,63 @@ static int resolve_filters(rpc_ctx *ctx, const catalog *c, const Rec__V1__Filter
   return 0;
 }
 
+static int by_boost_item(const void *a, const void *b) {
+  return by_u32(&((const rank_boost_row *)a)->item, &((const rank_boost_row *)b)->item);
+}
+
+/* The configuration's blocked items and promotions, as rows of this bundle. */
+static int resolve_config(arena *a, const catalog *c, const rank_config *cfg, rank_req *r) {
+  uint32_t *blocked = resolve_ids(a, c, cfg->blocked, cfg->n_blocked, true, &r->n_blocked);
+  rank_pin_row *pins = arena_calloc(a, cfg->n_pins + 1, sizeof *pins);
+  rank_boost_row *boosts = arena_calloc(a, cfg->n_boosts + 1, sizeof *boosts);
+  if (!blocked || !pins || !boosts) return REC_ENOMEM;
+  for (size_t i = 0; i < cfg->n_pins; i++)
+    if (catalog_find(c, cfg->pins[i].item, strlen(cfg->pins[i].item), &pins[r->n_pins].item))
+      pins[r->n_pins++].slot = cfg->pins[i].slot;
+  for (size_t i = 0; i < cfg->n_boosts; i++)
+    if (catalog_find(c, cfg->boosts[i].item, strlen(cfg->boosts[i].item), &boosts[r->n_boosts].item))
+      boosts[r->n_boosts++].factor = cfg->boosts[i].factor;
+  qsort(boosts, r->n_boosts, sizeof *boosts, by_boost_item);
+  r->blocked = blocked;
+  r->pins = pins;
+  r->boosts = boosts;
+  return 0;
+}
+
+/* Rules shared by Recommend and SimilarItems. */
+static int resolve_rules(rpc_ctx *ctx, const bundle *b, const Rec__V1__Filters *f, char **excl,
+                         size_t n_excl, rank_req *r) {
+  app *ap = ctx->app;
+  r->cfg = ap->rank_cfg;
+  r->now = rec_wall_ms() / 1000;
+  r->exclude = resolve_ids(ctx->arena, b->catalog, excl, n_excl, true, &r->n_exclude);
+  if (!r->exclude || resolve_config(ctx->arena, b->catalog, r->cfg, r)) return REC_ENOMEM;
+  return resolve_filters(ctx, b->catalog, f, r);
+}
+
+static int check_ids(rpc_ctx *ctx, const char *field, char **ids, size_t n, size_t max) {
+  if (n > max)
+    return rpc_fail(ctx, REC_EINVAL, "%s has %zu ids; at most %zu allowed", field, n, max);
+  for (size_t i = 0; i < n; i++)
+    if (strlen(ids[i]) > REC_ID_MAX)
+      return rpc_fail(ctx, REC_EINVAL, "%s[%zu] is longer than %d bytes", field, i, REC_ID_MAX);
+  return 0;
+}
+
 /* Checks what can be checked without a bundle. */
 static int validate(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__RecommendRequest *q) {
   size_t ulen = strlen(q->user_id);
+  int rc;
   if (ulen == 0) return rpc_fail(ctx, REC_EINVAL, "user_id is required");
   if (ulen > REC_ID_MAX)
     return rpc_fail(ctx, REC_EINVAL, "user_id is %zu bytes; at most %d allowed", ulen, REC_ID_MAX);
   if (q->k < 1 || q->k > cfg->max_k)
     return rpc_fail(ctx, REC_EINVAL, "k must be between 1 and %d, got %d", cfg->max_k, q->k);
-  if (q->n_exclude_item_ids > (size_t)cfg->max_exclude)
-    return rpc_fail(ctx, REC_EINVAL, "exclude_item_ids has %zu ids; at most %d allowed",
-                    q->n_exclude_item_ids, cfg->max_exclude);
-  if (q->n_anchor_item_ids > MAX_ANCHORS)
-    return rpc_fail(ctx, REC_EINVAL, "anchor_item_ids has %zu ids; at most %d allowed",
-                    q->n_anchor_item_ids, MAX_ANCHORS);
-  if (q->n_explain_item_ids > MAX_EXPLAIN)
-    return rpc_fail(ctx, REC_EINVAL, "explain_item_ids has %zu ids; at most %d allowed",
-                    q->n_explain_item_ids, MAX_EXPLAIN);
+  if ((rc = check_ids(ctx, "exclude_item_ids", q->exclude_item_ids, q->n_exclude_item_ids,
+                      (size_t)cfg->max_exclude)) ||
+      (rc = check_ids(ctx, "anchor_item_ids", q->anchor_item_ids, q->n_anchor_item_ids, MAX_ANCHORS)) ||
+      (rc = check_ids(ctx, "explain_item_ids", q->explain_item_ids, q->n_explain_item_ids, MAX_EXPLAIN)))
+    return rc;
   if (strlen(q->request_id) > REC_ID_MAX)
     return rpc_fail(ctx, REC_EINVAL, "request_id is longer than %d bytes", REC_ID_MAX);
   return 0;
@@ -117,6 +156,39 @@ static int parse_cursor(rpc_ctx *ctx, const recd_config *cfg, const char *cur, c
   return 0;
 }
 
+/* ---- building replies ---- */
+
+static const Rec__V1__Source SOURCE_PROTO[REC_SRC_COUNT] = {
+    REC__V1__SOURCE__SOURCE_ANN, REC__V1__SOURCE__SOURCE_ITEM_CF, REC__V1__SOURCE__SOURCE_POPULARITY};
+static const char *const SOURCE_NAMES[REC_SRC_COUNT] = {"ann", "item_cf", "popularity"};
+
+static Rec__V1__Explanation *explanation(arena *a, const rank_item *it) {
+  Rec__V1__Explanation *e = arena_alloc(a, sizeof *e);
+  Rec__V1__Adjustment **adj = arena_calloc(a, it->n_adj + 1, sizeof *adj);
+  if (!e || !adj) return NULL;
+  rec__v1__explanation__init(e);
+  e->blended = it->blended;
+  e->final_score = it->score;
+  e->adjustments = adj;
+  for (size_t i = 0; i < it->n_adj; i++) {
+    Rec__V1__Adjustment *x = arena_alloc(a, sizeof *x);
+    if (!x) return NULL;
+    rec__v1__adjustment__init(x);
+    x->rule = (char *)it->adj[i].rule;
+    x->factor = it->adj[i].factor;
+    adj[e->n_adjustments++] = x;
+  }
+  if (it->pinned) {
+    Rec__V1__Adjustment *x = arena_alloc(a, sizeof *x);
+    if (!x) return NULL;
+    rec__v1__adjustment__init(x);
+    x->rule = "promotion_pin";
+    x->factor = 1;
+    adj[e->n_adjustments++] = x;
+  }
+  return e;
+}
+
 static Rec__V1__ScoredItem *scored_item(arena *a, const bundle *b, const rank_item *it,
                                         bool explain) {
   Rec__V1__ScoredItem *s = arena_alloc(a, sizeof *s);
@@ -128,27 +200,27 @@ static Rec__V1__ScoredItem *scored_item(arena *a, const bundle *b, const rank_it
   s->category = (char *)b->catalog->categories[b->catalog->category[it->item]];
   s->price = b->catalog->price[it->item];
   s->sources = src;
-  static const Rec__V1__Source to_proto[REC_SRC_COUNT] = {
-      REC__V1__SOURCE__SOURCE_ANN, REC__V1__SOURCE__SOURCE_ITEM_CF,
-      REC__V1__SOURCE__SOURCE_POPULARITY};
   for (int k = 0; k < REC_SRC_COUNT; k++) {
     if (!(it->sources & (1u << k))) continue;
     Rec__V1__SourceScore *ss = arena_alloc(a, sizeof *ss);
     if (!ss) return NULL;
     rec__v1__source_score__init(ss);
-    ss->source = to_proto[k];
+    ss->source = SOURCE_PROTO[k];
     ss->raw = it->raw[k];
-    ss->normalized = it->score;
+    ss->normalized = it->norm[k];
     src[s->n_sources++] = ss;
   }
-  if (explain) {
-    s->explanation = arena_alloc(a, sizeof *s->explanation);
-    if (!s->explanation) return NULL;
-    rec__v1__explanation__init(s->explanation);
-    s->explanation->blended = it->score;
-    s->explanation->final_score = it->score;
-  }
+  if (explain && !(s->explanation = explanation(a, it))) return NULL;
   return s;
+}
+
+static Rec__V1__ScoredItem **scored_items(arena *a, const bundle *b, const rec_result *res,
+                                          bool explain, size_t *n) {
+  Rec__V1__ScoredItem **items = arena_calloc(a, res->n + 1, sizeof *items);
+  if (!items) return NULL;
+  for (*n = 0; *n < res->n; (*n)++)
+    if (!(items[*n] = scored_item(a, b, &res->items[*n], explain))) return NULL;
+  return items;
 }
 
 static int fill_verdicts(arena *a, const rec_result *res, Rec__V1__RecommendResponse *r) {
@@ -173,31 +245,41 @@ static int fill_timings(arena *a, const rec_result *res, int64_t start_ns,
   rec__v1__stage_timings__init(r->timings);
   r->timings->user_tower_us = (uint32_t)(res->tower_ns / 1000);
   r->timings->ann_us = (uint32_t)(res->ann_ns / 1000);
-  r->timings->ranking_us = (uint32_t)(res->rank_ns / 1000);
+  r->timings->ranking_us = (uint32_t)((res->rank_ns + res->sources_ns) / 1000);
   r->timings->total_us = (uint32_t)((rec_mono_ns() - start_ns) / 1000);
   return 0;
+}
+
+/* unknown_user, source_missing:<source> (for weighted sources), short_catalog. */
+static char **degraded(arena *a, const rank_config *cfg, const rec_result *res, size_t *n) {
+  char **d = arena_calloc(a, REC_SRC_COUNT + 3, sizeof *d);
+  if (!d) return NULL;
+  *n = 0;
+  if (!res->personalized) d[(*n)++] = "unknown_user";
+  for (int s = 0; s < REC_SRC_COUNT; s++)
+    if ((res->missing & (1u << s)) && cfg->weight[s] > 0)
+      if (!(d[(*n)++] = arena_printf(a, "source_missing:%s", SOURCE_NAMES[s]))) return NULL;
+  if (res->short_catalog) d[(*n)++] = "short_catalog";
+  return d;
+}
+
+static const char *request_id(rpc_ctx *ctx, const char *given) {
+  app *ap = ctx->app;
+  return given[0] ? given : arena_printf(ctx->arena, "recd-%" PRIuFAST64, atomic_fetch_add(&ap->seq, 1) + 1);
 }
 
 static int fill_response(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b,
                          const rec_request *rq, const rec_result *res, int64_t start_ns,
                          Rec__V1__RecommendResponse *r) {
   arena *a = ctx->arena;
-  app *ap = ctx->app;
-  r->items = arena_calloc(a, res->n + 1, sizeof *r->items);
-  r->degraded_reasons = arena_calloc(a, 2, sizeof *r->degraded_reasons);
-  r->bundle_version = arena_strndup(a, b->version, strlen(b->version));
-  if (!r->items || !r->degraded_reasons || !r->bundle_version) return REC_ENOMEM;
-  for (size_t i = 0; i < res->n; i++)
-    if (!(r->items[r->n_items++] = scored_item(a, b, &res->items[i], q->explain))) return REC_ENOMEM;
+  r->items = scored_items(a, b, res, q->explain, &r->n_items);
+  r->degraded_reasons = degraded(a, rq->rules.cfg, res, &r->n_degraded_reasons);
+  r->bundle_version = b->version;
   r->strategy = res->personalized ? REC__V1__STRATEGY__STRATEGY_PERSONALIZED
                                   : REC__V1__STRATEGY__STRATEGY_POPULARITY_FALLBACK;
-  if (!res->personalized) r->degraded_reasons[r->n_degraded_reasons++] = "unknown_user";
-  if (res->short_catalog) r->degraded_reasons[r->n_degraded_reasons++] = "short_catalog";
-  r->request_id = q->request_id[0]
-      ? q->request_id
-      : arena_printf(a, "recd-%" PRIuFAST64, atomic_fetch_add(&ap->seq, 1) + 1);
-  r->next_cursor = res->more ? arena_printf(a, "%zu@%s", rq->offset + rq->rules.k, b->version) : "";
-  if (!r->request_id || !r->next_cursor) return REC_ENOMEM;
+  r->request_id = (char *)request_id(ctx, q->request_id);
+  r->next_cursor = res->more ? arena_printf(a, "%zu@%s", rq->offset + rq->k, b->version) : "";
+  if (!r->items || !r->degraded_reasons || !r->request_id || !r->next_cursor) return REC_ENOMEM;
   if (fill_verdicts(a, res, r)) return REC_ENOMEM;
   return q->explain ? fill_timings(a, res, start_ns, r) : 0;
 }
@@ -206,15 +288,16 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
                Rec__V1__RecommendResponse *r) {
   app *ap = ctx->app;
   int64_t start = rec_mono_ns();
-  rec_request rq = {.user_id = q->user_id, .user_len = strlen(q->user_id),
+  rec_request rq = {.user_id = q->user_id, .user_len = strlen(q->user_id), .k = (size_t)q->k,
                     .explain_ids = (const char *const *)q->explain_item_ids,
                     .n_explain = q->n_explain_item_ids};
-  rq.rules.k = (size_t)q->k;
   int rc;
-  if ((rc = parse_cursor(ctx, ap->cfg, q->page_cursor, b, rq.rules.k, &rq.offset)) ||
-      (rc = resolve_excludes(ctx, b->catalog, q, &rq.rules)) ||
-      (rc = resolve_filters(ctx, b->catalog, q->filters, &rq.rules)))
+  if ((rc = parse_cursor(ctx, ap->cfg, q->page_cursor, b, rq.k, &rq.offset)) ||
+      (rc = resolve_rules(ctx, b, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &rq.rules)))
     return rc;
+  if (!(rq.seeds = resolve_ids(ctx->arena, b->catalog, q->anchor_item_ids, q->n_anchor_item_ids,
+                               false, &rq.n_seeds)))
+    return REC_ENOMEM;
   rec_result res;
   if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
     return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
@@ -225,23 +308,24 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
 
 static void release_bundle(void *b) { bundle_unref(b); }
 
+/* The reply's ids and categories point into the bundle: it is held until
+ * the RPC layer has packed the reply. */
+static int acquire(rpc_ctx *ctx, bundle **b) {
+  if (!(*b = app_acquire(ctx->app))) return rpc_fail(ctx, REC_EUNAVAIL, "no bundle loaded yet; retry shortly");
+  rpc_on_done(ctx, release_bundle, *b);
+  return 0;
+}
+
 static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
   const Rec__V1__RecommendRequest *q = (const Rec__V1__RecommendRequest *)in;
   app *ap = ctx->app;
+  bundle *b;
   int rc = validate(ctx, ap->cfg, q);
-  if (rc) return rc;
-  bundle *b = app_acquire(ap);
-  if (!b) return rpc_fail(ctx, REC_EUNAVAIL, "no bundle loaded yet; retry shortly");
+  if (rc || (rc = acquire(ctx, &b))) return rc;
   Rec__V1__RecommendResponse *r = arena_alloc(ctx->arena, sizeof *r);
-  if (!r) rc = REC_ENOMEM;
-  else {
-    rec__v1__recommend_response__init(r);
-    rc = run(ctx, q, b, r);
-  }
-  /* The reply's ids and categories point into the bundle: keep it until the
-   * RPC layer has packed the reply. */
-  rpc_on_done(ctx, release_bundle, b);
-  if (rc) return rc;
+  if (!r) return REC_ENOMEM;
+  rec__v1__recommend_response__init(r);
+  if ((rc = run(ctx, q, b, r))) return rc;
   *out = &r->base;
   return 0;
 }
@@ -249,6 +333,61 @@ static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage 
 const rpc_method h_recommend = {"/rec.v1.Ranking/Recommend",
                                 &rec__v1__recommend_request__descriptor,
                                 &rec__v1__recommend_response__descriptor, recommend};
+
+/* ---- SimilarItems ---- */
+
+static int validate_similar(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__SimilarItemsRequest *q) {
+  int rc;
+  if (q->n_item_ids == 0) return rpc_fail(ctx, REC_EINVAL, "item_ids is required (1 to %d ids)", MAX_ANCHORS);
+  if (q->k < 1 || q->k > cfg->max_k)
+    return rpc_fail(ctx, REC_EINVAL, "k must be between 1 and %d, got %d", cfg->max_k, q->k);
+  if ((rc = check_ids(ctx, "item_ids", q->item_ids, q->n_item_ids, MAX_ANCHORS)) ||
+      (rc = check_ids(ctx, "exclude_item_ids", q->exclude_item_ids, q->n_exclude_item_ids,
+                      (size_t)cfg->max_exclude)))
+    return rc;
+  if (strlen(q->request_id) > REC_ID_MAX)
+    return rpc_fail(ctx, REC_EINVAL, "request_id is longer than %d bytes", REC_ID_MAX);
+  return 0;
+}
+
+static int similar_items(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  const Rec__V1__SimilarItemsRequest *q = (const Rec__V1__SimilarItemsRequest *)in;
+  app *ap = ctx->app;
+  bundle *b;
+  int rc = validate_similar(ctx, ap->cfg, q);
+  if (rc || (rc = acquire(ctx, &b))) return rc;
+  rec_request rq = {.k = (size_t)q->k, .similar = true};
+  uint32_t *seeds = arena_calloc(ctx->arena, q->n_item_ids + 1, sizeof *seeds);
+  char **excl = arena_calloc(ctx->arena, q->n_exclude_item_ids + q->n_item_ids + 1, sizeof *excl);
+  if (!seeds || !excl) return REC_ENOMEM;
+  for (size_t i = 0; i < q->n_item_ids; i++)
+    if (!catalog_find(b->catalog, q->item_ids[i], strlen(q->item_ids[i]), &seeds[i]))
+      return rpc_fail(ctx, REC_EINVAL, "item_ids[%zu]: unknown item '%.128s' in bundle %s", i,
+                      q->item_ids[i], b->version);
+  /* The items asked about are never their own complements. */
+  memcpy(excl, q->exclude_item_ids, q->n_exclude_item_ids * sizeof *excl);
+  memcpy(excl + q->n_exclude_item_ids, q->item_ids, q->n_item_ids * sizeof *excl);
+  rq.seeds = seeds;
+  rq.n_seeds = q->n_item_ids;
+  if ((rc = resolve_rules(ctx, b, q->filters, excl, q->n_exclude_item_ids + q->n_item_ids, &rq.rules)))
+    return rc;
+  rec_result res;
+  if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
+    return rpc_fail(ctx, rc, "similar items failed: %s", rec_strerror(rc));
+  Rec__V1__SimilarItemsResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!r) return REC_ENOMEM;
+  rec__v1__similar_items_response__init(r);
+  r->items = scored_items(ctx->arena, b, &res, false, &r->n_items);
+  r->bundle_version = b->version;
+  r->request_id = (char *)request_id(ctx, q->request_id);
+  if (!r->items || !r->request_id) return REC_ENOMEM;
+  *out = &r->base;
+  return 0;
+}
+
+const rpc_method h_similar_items = {"/rec.v1.Ranking/SimilarItems",
+                                    &rec__v1__similar_items_request__descriptor,
+                                    &rec__v1__similar_items_response__descriptor, similar_items};
 
 static int status(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
   (void)in;

@@ -18,8 +18,6 @@
 #include <uv.h>
 
 /* Methods not built yet: registered so they answer UNIMPLEMENTED. */
-static const rpc_method similar_items = {"/rec.v1.Ranking/SimilarItems",
-    &rec__v1__similar_items_request__descriptor, &rec__v1__similar_items_response__descriptor, NULL};
 static const rpc_method retrieve = {"/rec.v1.Retrieval/Retrieve",
     &rec__v1__retrieve_request__descriptor, &rec__v1__retrieve_response__descriptor, NULL};
 static const rpc_method record = {"/rec.v1.Events/Record",
@@ -29,7 +27,7 @@ static const rpc_method reload = {"/rec.v1.Admin/Reload",
 
 /* Every rec.v1 method this process serves. */
 static const rpc_method *const METHODS[] = {
-    &h_recommend, &similar_items, &retrieve, &record, &reload, &h_status,
+    &h_recommend, &h_similar_items, &retrieve, &record, &reload, &h_status,
 };
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -85,8 +83,14 @@ int main(int argc, char **argv) {
   rec_log_set_level(level_of(cfg.log_level));
   signal(SIGPIPE, SIG_IGN);
   retrieve_thread_init();
+  rank_config *rank_cfg;
+  if (rank_config_load(cfg.ranking_config[0] ? cfg.ranking_config : NULL, &rank_cfg, &err) != 0) {
+    fprintf(stderr, "recd: %s\n", err.msg);
+    return 2;
+  }
   app ap;
   app_init(&ap, &cfg);
+  ap.rank_cfg = rank_cfg;
   rpc_server_opts o = {.listen = cfg.listen, .threads = cfg.threads,
                        .requests_per_method = cfg.requests_per_method,
                        .max_message_bytes = cfg.max_message_bytes,
@@ -98,6 +102,7 @@ int main(int argc, char **argv) {
   if (rpc_server_start(&o, &srv, &port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
     app_destroy(&ap);
+    rank_config_free(rank_cfg);
     return 1;
   }
   LOG_INFO("listening", "addr=%s port=%d threads=%d version=%s", cfg.listen, port, cfg.threads,
@@ -105,6 +110,7 @@ int main(int argc, char **argv) {
   if (load(&ap, cfg.bundle) != 0) {
     rpc_server_stop(srv, 0);
     app_destroy(&ap);
+    rank_config_free(rank_cfg);
     return 1;
   }
   rpc_server_set_serving(srv, true);
@@ -112,6 +118,7 @@ int main(int argc, char **argv) {
   wait_for_signal();
   rpc_server_stop(srv, cfg.drain_ms);
   app_destroy(&ap);
+  rank_config_free(rank_cfg);
   LOG_INFO("stopped", "%s", "");
   return 0;
 }

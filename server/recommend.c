@@ -1,16 +1,39 @@
-/* server/recommend.c - see recommend.h. The candidate count starts at four
- * times what the page needs plus the exclusions (filters usually drop few)
- * and grows fourfold while the page is short, up to the whole catalog. */
+/* server/recommend.c - see recommend.h. The first round asks each source for
+ * its configured count (ANN for at least four times the page); a short page
+ * multiplies every request by four, until ANN scans the whole catalog or the
+ * popularity order runs through it. */
 #include "server/recommend.h"
 #include "common/clock.h"
 #include "retrieval/retrieve.h"
 
 #include <string.h>
 
-static size_t first_want(const rec_request *r, size_t need, size_t total) {
-  size_t want = need * 4 + r->rules.n_exclude;
-  if (want < 100) want = 100;
-  return want < total ? want : total;
+static size_t at_least(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The user's profile: price, segment, purchases, recent items. */
+static void profile(const bundle *b, const rec_request *r, rank_req *rules, retrieve_req *rq,
+                    rec_result *out) {
+  const signals *s = &b->sig;
+  uint32_t p;
+  rules->segment = -1;
+  rq->segment = -1;
+  if (!r->user_id || !signals_profile(s, r->user_id, r->user_len, &p)) return;
+  out->profiled = true;
+  rules->mean_price = s->mean_price[p];
+  rules->segment = rq->segment = s->segment[p];
+  rules->purchases = s->purch ? s->purch + s->purch_off[p] : NULL;
+  rules->n_purchases = s->purch ? s->purch_off[p + 1] - s->purch_off[p] : 0;
+  rq->recent = s->recent + s->recent_off[p];
+  rq->n_recent = s->recent_off[p + 1] - s->recent_off[p];
+}
+
+static bool in_slate(const rank_item *items, size_t n, uint32_t item, size_t *at) {
+  for (size_t i = 0; i < n; i++)
+    if (items[i].item == item) {
+      *at = i;
+      return true;
+    }
+  return false;
 }
 
 static bool in_candidates(const retrieve_result *rr, uint32_t item) {
@@ -19,35 +42,46 @@ static bool in_candidates(const retrieve_result *rr, uint32_t item) {
   return false;
 }
 
-static bool in_slate(const rec_result *res, uint32_t item) {
-  for (size_t i = 0; i < res->n; i++)
-    if (res->items[i].item == item) return true;
-  return false;
+/* Why an item the caller asked about is not on this page. */
+static void verdict(const bundle *b, const rank_req *rules, const retrieve_result *rr,
+                    const rank_result *rk, size_t need, uint32_t item, arena *a, rec_verdict *v) {
+  rank_items it = {.catalog = b->catalog, .cycle_days = b->sig.cycle_days};
+  size_t at;
+  if ((v->reason = rank_ineligible_reason(&it, rules, item)) != NULL) {
+    v->stage = "rule";
+  } else if (!in_candidates(rr, item)) {
+    v->stage = "retrieval";
+    v->reason = arena_printf(a, "not among the %zu candidates retrieved", rr->n);
+  } else if (in_slate(rk->items, rk->n, item, &at)) {
+    v->stage = "cut";
+    v->reason = arena_printf(a, "at position %zu, on another page", at + 1);
+  } else if (in_slate(rk->ranked, rk->n_ranked, item, &at) && at < need) {
+    v->stage = "diversity";
+    v->reason = arena_printf(a, "ranked %zu by score, displaced by MMR or the category cap", at + 1);
+  } else {
+    v->stage = "cut";
+    v->reason = arena_printf(a, "scored below the top %zu", need);
+  }
 }
 
-/* Why each item the caller asked about is not on this page. */
-static int explain_missing(const bundle *b, const rec_request *r, const retrieve_result *rr,
-                           arena *a, rec_result *res) {
-  res->verdicts = arena_calloc(a, r->n_explain ? r->n_explain : 1, sizeof *res->verdicts);
+static int explain_missing(const bundle *b, const rec_request *r, const rank_req *rules,
+                           const retrieve_result *rr, const rank_result *rk, size_t need, arena *a,
+                           rec_result *res) {
+  res->verdicts = arena_calloc(a, r->n_explain + 1, sizeof *res->verdicts);
   if (!res->verdicts) return REC_ENOMEM;
   for (size_t i = 0; i < r->n_explain; i++) {
     const char *id = r->explain_ids[i];
     uint32_t item;
+    size_t at;
     rec_verdict *v = &res->verdicts[res->n_verdicts];
     v->item_id = id;
     if (!catalog_find(b->catalog, id, strlen(id), &item)) {
       v->stage = "unknown_item";
       v->reason = arena_printf(a, "not in the catalog of bundle %s", b->version);
-    } else if (in_slate(res, item)) {
+    } else if (in_slate(res->items, res->n, item, &at)) {
       continue;
-    } else if ((v->reason = rank_ineligible_reason(b->catalog, &r->rules, item)) != NULL) {
-      v->stage = "rule";
-    } else if (!in_candidates(rr, item)) {
-      v->stage = "retrieval";
-      v->reason = arena_printf(a, "not among the %zu candidates retrieved", rr->n);
     } else {
-      v->stage = "cut";
-      v->reason = r->offset ? "ranked on another page" : "ranked below the top k";
+      verdict(b, rules, rr, rk, need, item, a, v);
     }
     res->n_verdicts++;
   }
@@ -55,33 +89,48 @@ static int explain_missing(const bundle *b, const rec_request *r, const retrieve
 }
 
 int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *out) {
-  size_t total = b->catalog->count;
-  size_t need = r->offset + r->rules.k;
-  rank_req rules = r->rules;
-  rules.k = need + 1; /* one more than the page tells whether a next page exists */
-  rank_item *ranked = arena_alloc(a, rules.k * sizeof *ranked);
-  if (!ranked) return REC_ENOMEM;
-  retrieve_req rq = {r->user_id, r->user_len, first_want(r, need, total)};
-  retrieve_result rr;
-  size_t n;
+  const rank_config *cfg = r->rules.cfg;
+  size_t total = b->catalog->count, need = r->offset + r->k;
   memset(out, 0, sizeof *out);
-  for (;;) {
+  rank_req rules = r->rules;
+  rules.k = need + 1; /* one more than the pages so far tells whether another exists */
+  rules.page = r->k;
+  rules.similar = r->similar;
+  retrieve_req rq = {.user_id = r->user_id, .user_len = r->user_len, .seeds = r->seeds,
+                     .n_seeds = r->n_seeds, .similar = r->similar,
+                     .categories = rules.include_cats, .n_categories = rules.n_include_cats,
+                     .want_ann = at_least(cfg->cand_ann, 4 * need), .want_cf = cfg->cand_itemcf,
+                     .want_pop = at_least(cfg->cand_popularity, 2 * need)};
+  profile(b, r, &rules, &rq, out);
+  rank_items it = {.catalog = b->catalog, .emb = b->item_emb, .dim = b->dim,
+                   .cycle_days = b->sig.cycle_days};
+  retrieve_result rr;
+  rank_result rk;
+  size_t before = 0;
+  for (int round = 0;; round++) {
     int rc = retrieve_candidates(b, &rq, a, &rr);
     if (rc) return rc;
     int64_t t0 = rec_mono_ns();
-    if ((rc = rank_slate(b->catalog, rr.cands, rr.n, &rules, ranked, &n))) return rc;
+    if ((rc = rank_slate(&it, rr.cands, rr.n, &rules, a, &rk))) return rc;
     out->rank_ns += rec_mono_ns() - t0;
     out->tower_ns += rr.tower_ns;
     out->ann_ns += rr.ann_ns;
-    if (n >= rules.k || rr.exhausted) break;
-    rq.want = rq.want > total / 4 ? total : rq.want * 4;
+    out->sources_ns += rr.sources_ns;
+    /* Stop when the page is full, every item was considered, or widening
+     * found nothing new (SimilarItems has no popularity to fall back on). */
+    if (rk.n > need || rr.exhausted || (round > 0 && rr.n == before)) break;
+    before = rr.n;
+    rq.want_ann = rq.want_ann > total / 4 ? total : rq.want_ann * 4;
+    rq.want_cf *= 4;
+    rq.want_pop = rq.want_pop > total / 4 ? total : rq.want_pop * 4;
   }
   out->personalized = rr.known_user;
   out->candidates = rr.n;
-  out->short_catalog = n < need;
-  out->more = n > need;
-  size_t end = n < need ? n : need;
-  out->items = ranked + (r->offset < end ? r->offset : end);
+  out->missing = rk.missing;
+  out->short_catalog = rk.n < need;
+  out->more = rk.n > need;
+  size_t end = rk.n < need ? rk.n : need;
+  out->items = rk.items + (r->offset < end ? r->offset : end);
   out->n = r->offset < end ? end - r->offset : 0;
-  return explain_missing(b, r, &rr, a, out);
+  return explain_missing(b, r, &rules, &rr, &rk, need, a, out);
 }

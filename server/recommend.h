@@ -1,7 +1,8 @@
-/* server/recommend.h - the Recommend pipeline in plain C: candidates from the
- * candidate tier, then the ranking tier's rules and cut, widening the
- * candidate set until the page is full or the catalog is exhausted. No
- * protobuf here: handlers.c converts. Thread-safe; memory from the arena. */
+/* server/recommend.h - the Recommend and SimilarItems pipeline in plain C:
+ * the user's profile from the bundle, candidates from the candidate tier,
+ * the ranking tier's slate, widening the candidate set until the page is
+ * full or every item has been considered. No protobuf here: handlers.c
+ * converts. Thread-safe; memory from the arena. */
 #ifndef REC_RECOMMEND_H
 #define REC_RECOMMEND_H
 #include <stdbool.h>
@@ -11,28 +12,33 @@
 #include "retrieval/bundle.h"
 
 typedef struct rec_request {
-  const char *user_id;
+  const char *user_id;             /* NULL for SimilarItems */
   size_t user_len;
-  size_t offset;                 /* items to skip (paging) */
-  rank_req rules;                /* k and hard rules; item rows already resolved */
+  size_t k, offset;                /* page size and items to skip */
+  rank_req rules;                  /* filters, excludes, blocked, promotions, cfg, now */
+  const uint32_t *seeds;           /* anchors (Recommend) or the items to match (SimilarItems) */
+  size_t n_seeds;
+  bool similar;
   const char *const *explain_ids;
   size_t n_explain;
 } rec_request;
 
 typedef struct rec_verdict {
   const char *item_id;
-  const char *stage;             /* unknown_item, rule, retrieval, cut */
+  const char *stage;               /* unknown_item, rule, retrieval, cut, diversity */
   const char *reason;
 } rec_verdict;
 
 typedef struct rec_result {
-  rank_item *items;              /* the page, best first */
+  rank_item *items;                /* the page, best first */
   size_t n;
-  bool personalized;             /* false: the user is unknown, popularity served */
-  bool short_catalog;            /* fewer eligible items than offset + k */
-  bool more;                     /* another page exists */
-  size_t candidates;             /* candidates considered in the last round */
-  int64_t tower_ns, ann_ns, rank_ns;
+  bool personalized;               /* the user had a user-tower vector */
+  bool profiled;                   /* the user had a profile (price, segment, history) */
+  bool short_catalog;              /* fewer eligible items than offset + k */
+  bool more;                       /* another page exists */
+  uint32_t missing;                /* sources that produced no candidates */
+  size_t candidates;               /* candidates in the last round */
+  int64_t tower_ns, ann_ns, sources_ns, rank_ns;
   rec_verdict *verdicts;
   size_t n_verdicts;
 } rec_result;

@@ -20,7 +20,7 @@ static const struct {
     {"bundle", suite_bundle},     {"retrieve", suite_retrieve}, {"rank", suite_rank},
     {"config", suite_config},     {"recommend", suite_recommend}, {"rpc", suite_rpc},
     {"synth", suite_synth},       {"metrics", suite_metrics}, {"chart", suite_chart},
-    {"als", suite_als},
+    {"als", suite_als},           {"cfgtable", suite_cfgtable}, {"rank_config", suite_rank_config},
 };
 enum { NSUITES = sizeof SUITES / sizeof SUITES[0] };
 

@@ -39,4 +39,6 @@ void suite_synth(void);
 void suite_metrics(void);
 void suite_chart(void);
 void suite_als(void);
+void suite_cfgtable(void);
+void suite_rank_config(void);
 #endif
