@@ -365,8 +365,8 @@ static int similar_items(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMess
       return rpc_fail(ctx, REC_EINVAL, "item_ids[%zu]: unknown item '%.128s' in bundle %s", i,
                       q->item_ids[i], b->version);
   /* The items asked about are never their own complements. */
-  memcpy(excl, q->exclude_item_ids, q->n_exclude_item_ids * sizeof *excl);
-  memcpy(excl + q->n_exclude_item_ids, q->item_ids, q->n_item_ids * sizeof *excl);
+  for (size_t i = 0; i < q->n_exclude_item_ids; i++) excl[i] = q->exclude_item_ids[i];
+  for (size_t i = 0; i < q->n_item_ids; i++) excl[q->n_exclude_item_ids + i] = q->item_ids[i];
   rq.seeds = seeds;
   rq.n_seeds = q->n_item_ids;
   if ((rc = resolve_rules(ctx, b, q->filters, excl, q->n_exclude_item_ids + q->n_item_ids, &rq.rules)))

@@ -187,9 +187,9 @@ static void make_world(world *w, const char *dir, int64_t now) {
   cat(&itemcf, "item_id\tneighbour_id\tscore\n");
   cat(&popl, "list\titem_id\tscore\n");
   for (size_t i = 0; i < w->n; i++) {
-    ids[i] = calloc(16, 1), catn[i] = calloc(16, 1);
-    snprintf(ids[i], 16, "i%zu", i);
-    snprintf(catn[i], 16, "c%u", rnd((uint32_t)w->cats));
+    ids[i] = calloc(32, 1), catn[i] = calloc(32, 1);
+    snprintf(ids[i], 32, "i%zu", i);
+    snprintf(catn[i], 32, "c%u", rnd((uint32_t)w->cats));
     w->price[i] = 1 + (float)rnd(100);
     w->stock[i] = rnd(10) < 7;
     w->cycle[i] = rnd(3) ? 0 : 5 + (float)rnd(60);
@@ -204,8 +204,8 @@ static void make_world(world *w, const char *dir, int64_t now) {
     for (int k = 0; k < 5; k++) cat(&popl, "segment:%s\ti%u\t%d\n", SEG[s], rnd((uint32_t)w->n), 100 - k);
   float feat[30 * 4];
   for (size_t u = 0; u < w->users; u++) {
-    uids[u] = calloc(16, 1);
-    snprintf(uids[u], 16, "u%zu", u);
+    uids[u] = calloc(32, 1);
+    snprintf(uids[u], 32, "u%zu", u);
     w->mean[u] = rnd(4) ? 5 + (float)rnd(60) : 0;
     w->segment[u] = (int)rnd(4);
     for (size_t d = 0; d < 4; d++) feat[u * 4 + d] = (float)rnd(100) - 50.0f;
