@@ -85,16 +85,30 @@ typedef struct keyed {
   uint32_t at;
 } keyed;
 
-static int by_key_desc(const void *a, const void *b) {
-  const keyed *x = a, *y = b;
-  if (x->key != y->key) return x->key < y->key ? 1 : -1;
-  return x->at < y->at ? -1 : x->at > y->at;
+/* An unsigned key that orders floats from largest to smallest. */
+static uint32_t desc_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  u = u & 0x80000000u ? ~u : u | 0x80000000u; /* ascending as unsigned */
+  return ~u;
+}
+
+/* Sorts k[0..n) by key, largest first, ties in input order: an LSD radix
+ * sort, stable and linear, since this runs per source on every request. */
+static void sort_desc(keyed *k, keyed *tmp, size_t n) {
+  for (int shift = 0; shift < 32; shift += 8) {
+    size_t count[257] = {0};
+    for (size_t i = 0; i < n; i++) count[((desc_bits(k[i].key) >> shift) & 0xff) + 1]++;
+    for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+    for (size_t i = 0; i < n; i++) tmp[count[(desc_bits(k[i].key) >> shift) & 0xff]++] = k[i];
+    memcpy(k, tmp, n * sizeof *k);
+  }
 }
 
 /* norm[s] for every eligible item that has source s. */
 static int normalise(rank_item *items, size_t n, rank_norm how, arena *a) {
-  keyed *k = arena_alloc(a, (n ? n : 1) * sizeof *k);
-  if (!k) return REC_ENOMEM;
+  keyed *k = arena_alloc(a, (n ? n : 1) * sizeof *k), *tmp = arena_alloc(a, (n ? n : 1) * sizeof *tmp);
+  if (!k || !tmp) return REC_ENOMEM;
   for (int s = 0; s < REC_SRC_COUNT; s++) {
     size_t m = 0;
     float lo = INFINITY, hi = -INFINITY;
@@ -105,7 +119,7 @@ static int normalise(rank_item *items, size_t n, rank_norm how, arena *a) {
       hi = fmaxf(hi, items[i].raw[s]);
     }
     if (how == NORM_RANK) {
-      qsort(k, m, sizeof *k, by_key_desc);
+      sort_desc(k, tmp, m);
       for (size_t j = 0; j < m; j++) /* ties share the better rank */
         items[k[j].at].norm[s] = j > 0 && k[j].key == k[j - 1].key ? items[k[j - 1].at].norm[s]
                                                                   : (float)(m - j) / (float)m;
@@ -221,10 +235,15 @@ typedef struct picker {
   bool mmr;
 } picker;
 
+/* Eight partial sums: without -ffast-math the compiler keeps one sum's
+ * order, and eight independent ones let the multiplies overlap. */
 static float dot(const float *x, const float *y, size_t n) {
-  float s = 0;
-  for (size_t i = 0; i < n; i++) s += x[i] * y[i];
-  return s;
+  float s[8] = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += x[i + j] * y[i + j];
+  for (; i < n; i++) s[0] += x[i] * y[i];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 /* The next pick: best MMR value among items the category cap allows, or
