@@ -43,6 +43,8 @@ typedef struct rank_config {
   float weight[REC_SRC_COUNT];        /* blend.ann 0.4, blend.itemcf 0.4, blend.popularity 0.2 */
   rank_norm norm;                     /* blend.normalization: rank | minmax (rank) */
   /* repurchase */
+  bool exclude_purchased;             /* rules.exclude_purchased (true): bought, and the item has no
+                                       * repurchase cycle -> never */
   float repurchase_block;             /* repurchase.block_fraction (0.5): bought within this share of the cycle -> never */
   float repurchase_due;               /* repurchase.due_fraction (1.0): at least this share of the cycle -> due */
   float repurchase_boost;             /* repurchase.boost (0.15): due items x (1 + boost) */

@@ -75,6 +75,8 @@ const char *rank_ineligible_reason(const rank_items *it, const rank_req *r, uint
   double since = days_since(r, item), cycle = cycle_of(it, item);
   if (since >= 0 && cycle > 0 && since < r->cfg->repurchase_block * cycle)
     return "bought within the repurchase window (repurchase.block_fraction x cycle)";
+  if (since >= 0 && cycle == 0 && r->cfg->exclude_purchased)
+    return "already bought, and nobody buys it twice (rules.exclude_purchased)";
   return NULL;
 }
 

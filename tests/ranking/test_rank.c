@@ -83,6 +83,13 @@ static void hard_rules_each(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(rank_ineligible_reason(&it, &r6, C), "repurchase window"));
   p.last_time = r.now - 20 * DAY;
   CU_ASSERT_PTR_NULL(rank_ineligible_reason(&it, &r6, C));
+  /* An item without a cycle that the user bought is not offered again... */
+  rec_purchase q = {.item = D, .count = 1, .last_time = r.now - 300 * DAY};
+  r6.purchases = &q;
+  CU_ASSERT_PTR_NOT_NULL(strstr(rank_ineligible_reason(&it, &r6, D), "already bought"));
+  /* ...unless the configuration allows it. */
+  rank_config_set(cfg, "rules.exclude_purchased", "false", NULL);
+  CU_ASSERT_PTR_NULL(rank_ineligible_reason(&it, &r6, D));
   rank_config_free(cfg);
   catalog_free(c);
 }

@@ -259,6 +259,7 @@ static bool oracle_eligible(const world *w, const rank_config *cfg, const rec_re
   if (w->mean[user] > 0 && soft->price_cap_ratio > 0 && p > soft->price_cap_ratio * w->mean[user])
     return false;
   int64_t t = w->bought[user][i];
+  if (t && w->cycle[i] == 0 && cfg->exclude_purchased) return false;
   return !(t && w->cycle[i] > 0 && (double)(r->rules.now - t) < cfg->repurchase_block * w->cycle[i] * 86400.0);
 }
 
