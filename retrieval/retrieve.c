@@ -124,9 +124,17 @@ static void from_popularity(const bundle *b, const retrieve_req *r, size_t want,
   *all = want >= c->count;
 }
 
+/* The most candidates the sources can produce for this request. */
+static size_t capacity(const bundle *b, const retrieve_req *r) {
+  size_t total = b->catalog->count;
+  size_t ann = r->want_ann > total / EXACT_SHARE ? total : r->want_ann;
+  size_t cap = ann + r->want_cf + b->sig.cf_max + (r->similar ? 0 : r->want_pop);
+  return cap < total ? cap : total;
+}
+
 int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrieve_result *out) {
   size_t total = b->catalog->count;
-  merge m = {.cands = arena_alloc(a, (total + 1) * sizeof *m.cands),
+  merge m = {.cands = arena_alloc(a, (capacity(b, r) + 1) * sizeof *m.cands),
              .slot = arena_alloc(a, (total + 1) * sizeof *m.slot)};
   float *q = arena_alloc(a, b->dim * sizeof *q);
   if (!m.cands || !m.slot || !q) return REC_ENOMEM;

@@ -158,6 +158,8 @@ static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
     s->cf_nbr[k] = recs[order[k]].nbr;
     s->cf_sim[k] = recs[order[k]].sim;
   }
+  for (size_t i = 0; !rc && i < c->count; i++)
+    if (s->cf_off[i + 1] - s->cf_off[i] > s->cf_max) s->cf_max = s->cf_off[i + 1] - s->cf_off[i];
   free(keys);
   free(order);
   free(v.data);

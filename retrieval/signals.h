@@ -29,6 +29,7 @@ typedef struct signals {
   uint32_t *cf_off;          /* [n_items + 1]: item i's neighbours are cf_nbr/cf_sim[cf_off[i]..cf_off[i+1]) */
   uint32_t *cf_nbr;
   float *cf_sim;
+  uint32_t cf_max;           /* most neighbours of any item */
   sig_list segment_pop[SIG_SEGMENTS];
   sig_list *category_pop;    /* [n_categories], by catalog category index */
   float *cycle_days;         /* [n_items]: median repurchase interval, 0 = none */
