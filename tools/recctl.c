@@ -141,8 +141,25 @@ static void print_json(const Rec__V1__RecommendResponse *r) {
     cJSON_AddStringToObject(o, "category", it->category);
     cJSON_AddNumberToObject(o, "price", it->price);
     cJSON *src = cJSON_AddArrayToObject(o, "sources");
-    for (size_t s = 0; s < it->n_sources; s++)
-      cJSON_AddItemToArray(src, cJSON_CreateString(source_name(it->sources[s]->source)));
+    for (size_t s = 0; s < it->n_sources; s++) {
+      cJSON *so = cJSON_CreateObject();
+      cJSON_AddStringToObject(so, "source", source_name(it->sources[s]->source));
+      cJSON_AddNumberToObject(so, "raw", it->sources[s]->raw);
+      cJSON_AddNumberToObject(so, "normalized", it->sources[s]->normalized);
+      cJSON_AddItemToArray(src, so);
+    }
+    if (it->explanation) {
+      cJSON *ex = cJSON_AddObjectToObject(o, "explanation");
+      cJSON_AddNumberToObject(ex, "blended", it->explanation->blended);
+      cJSON *adj = cJSON_AddArrayToObject(ex, "adjustments");
+      for (size_t a = 0; a < it->explanation->n_adjustments; a++) {
+        cJSON *ao = cJSON_CreateObject();
+        cJSON_AddStringToObject(ao, "rule", it->explanation->adjustments[a]->rule);
+        cJSON_AddNumberToObject(ao, "factor", it->explanation->adjustments[a]->factor);
+        cJSON_AddItemToArray(adj, ao);
+      }
+      cJSON_AddNumberToObject(ex, "final", it->explanation->final_score);
+    }
     cJSON_AddItemToArray(items, o);
   }
   cJSON *ver = cJSON_AddArrayToObject(j, "verdicts");
@@ -170,7 +187,10 @@ static void print_table(const opts *o, const Rec__V1__RecommendResponse *r) {
            it->category, it->price);
     for (size_t s = 0; s < it->n_sources; s++)
       printf("%s%s", s ? "," : "", source_name(it->sources[s]->source));
-    printf("\n");
+    for (size_t a = 0; it->explanation && a < it->explanation->n_adjustments; a++)
+      printf("%s%s x%.3f", a ? ", " : "  [", it->explanation->adjustments[a]->rule,
+             (double)it->explanation->adjustments[a]->factor);
+    printf("%s\n", it->explanation && it->explanation->n_adjustments ? "]" : "");
   }
   for (size_t i = 0; i < r->n_verdicts; i++)
     printf("not shown: %s  stage=%s  %s\n", r->verdicts[i]->item_id, r->verdicts[i]->stage,

@@ -259,12 +259,29 @@ class SuperstoreTest(unittest.TestCase):
                    os.path.join(self.data, "catalog.csv"), "--out", out, "--quiet")
         self.assertEqual(r.returncode, 0, r.stderr)
         catalog = {l.split(",")[0] for l in read(os.path.join(self.data, "catalog.csv")).splitlines()}
+        bought = read(os.path.join(out, "profiles.tsv")).split("CG-12520\t", 1)[1].split("\n")[0]
+        recent = bought.split("\t")[2].split(" ")
         srv = Recd(out)
         try:
             j = srv.recommend("CG-12520", k=10)
             self.assertEqual(j["strategy"], "personalized")
             self.assertEqual(len(j["items"]), 10)
             self.assertTrue(all(i["item_id"] in catalog for i in j["items"]))
+            # The customer's own purchases (which nobody buys twice) are not offered again.
+            self.assertFalse(set(recent) & {i["item_id"] for i in j["items"]})
+            r = recctl("recommend", "--addr", srv.addr, "--user", "CG-12520", "-k", "10", "--explain",
+                       "--json", "--why", recent[0])
+            j = json.loads(r.stdout)
+            ex = j["items"][0]["explanation"]
+            factor = 1.0
+            for a in ex["adjustments"]:
+                factor *= a["factor"]
+            self.assertAlmostEqual(ex["blended"] * factor, ex["final"], places=4)
+            self.assertEqual(j["verdicts"][0]["stage"], "rule")
+            self.assertIn("already bought", j["verdicts"][0]["reason"])
+            # Prices above the customer's mean are adjusted: upsell or penalty.
+            rules = {a["rule"] for i in j["items"] for a in i["explanation"]["adjustments"]}
+            self.assertTrue(rules & {"upsell", "price_penalty"}, rules)
         finally:
             self.assertEqual(srv.close(), 0)
 

@@ -301,6 +301,7 @@ class RecommendTest(unittest.TestCase):
                               "-k", "4", "--json", check=True).stdout)
         self.assertEqual(len(j["items"]), 4)
         self.assertEqual(j["strategy"], "personalized")
+        self.assertIn("ann", [s["source"] for s in j["items"][0]["sources"]])
         self.assertEqual(recctl("health", "--addr", self.recd.addr).stdout.strip(), "SERVING")
         st = recctl("status", "--addr", self.recd.addr, check=True).stdout
         self.assertIn("items 3000", st)
