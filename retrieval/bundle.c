@@ -284,6 +284,56 @@ free_manifest:
   return rc;
 }
 
+/* Exact top-k of q over every item, by inner product (ties by row). */
+static void exact_topk(const bundle *b, const float *q, size_t k, int64_t *out, float *scores) {
+  size_t m = 0;
+  for (size_t i = 0; i < b->catalog->count; i++) {
+    const float *v = bundle_item_embedding(b, (uint32_t)i);
+    float s = 0;
+    for (size_t d = 0; d < b->dim; d++) s += q[d] * v[d];
+    size_t at;
+    if (m < k) at = m++;
+    else if (s > scores[k - 1]) at = k - 1;
+    else continue;
+    while (at > 0 && scores[at - 1] < s) {
+      scores[at] = scores[at - 1];
+      out[at] = out[at - 1];
+      at--;
+    }
+    scores[at] = s;
+    out[at] = (int64_t)i;
+  }
+}
+
+int bundle_check_recall(const bundle *b, size_t queries, size_t k, double floor, double *recall,
+                        rec_error *err) {
+  size_t n = b->catalog->count;
+  if (k > n) k = n;
+  if (queries > n) queries = n;
+  int64_t *a = malloc(k * sizeof *a), *e = malloc(k * sizeof *e);
+  float *sa = malloc(k * sizeof *sa), *se = malloc(k * sizeof *se);
+  if (!a || !e || !sa || !se) {
+    free(a), free(e), free(sa), free(se);
+    return rec_fail(err, REC_ENOMEM, "out of memory");
+  }
+  size_t hits = 0, total = 0;
+  for (size_t q = 0; q < queries; q++) {
+    const float *v = bundle_item_embedding(b, (uint32_t)(q * n / queries));
+    size_t got;
+    if (ann_search(b->ann, v, k, a, sa, &got) != 0) got = 0;
+    exact_topk(b, v, k, e, se);
+    for (size_t i = 0; i < got; i++)
+      for (size_t j = 0; j < k; j++) hits += a[i] == e[j];
+    total += k;
+  }
+  free(a), free(e), free(sa), free(se);
+  *recall = total ? (double)hits / (double)total : 1.0;
+  if (*recall < floor)
+    return rec_fail(err, REC_ECORRUPT, "%s: index recall@%zu %.3f on %zu smoke queries is below %.2f",
+                    b->path, k, *recall, queries, floor);
+  return 0;
+}
+
 bundle *bundle_ref(bundle *b) {
   atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
   return b;

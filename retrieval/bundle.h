@@ -43,6 +43,11 @@ typedef struct bundle {
  * *out holding one reference, or a negative code with 'err' naming the file
  * and what is wrong; nothing is left allocated on failure. */
 int  bundle_load(const char *dir, bundle **out, rec_error *err);
+/* Smoke test before a bundle may serve: 'queries' item embeddings (spread
+ * over the catalog) searched through the index and exactly; fails with
+ * REC_ECORRUPT when the mean recall@k of the index is below 'floor'. */
+int  bundle_check_recall(const bundle *b, size_t queries, size_t k, double floor, double *recall,
+                         rec_error *err);
 bundle *bundle_ref(bundle *b);
 void bundle_unref(bundle *b);                          /* NULL is a no-op */
 

@@ -1,12 +1,16 @@
 /* server/app.c - see app.h. */
 #include "server/app.h"
 #include "common/clock.h"
+#include "common/log.h"
+
+#include <stdio.h>
 
 void app_init(app *a, const recd_config *cfg) {
   a->cfg = cfg;
   a->started_ns = rec_mono_ns();
   atomic_init(&a->seq, 0);
   pthread_mutex_init(&a->mu, NULL);
+  pthread_mutex_init(&a->reload_mu, NULL);
   a->current = NULL;
 }
 
@@ -14,6 +18,7 @@ void app_destroy(app *a) {
   bundle_unref(a->current);
   a->current = NULL;
   pthread_mutex_destroy(&a->mu);
+  pthread_mutex_destroy(&a->reload_mu);
 }
 
 bundle *app_acquire(app *a) {
@@ -29,4 +34,30 @@ void app_swap(app *a, bundle *b) {
   a->current = b;
   pthread_mutex_unlock(&a->mu);
   bundle_unref(old);
+}
+
+int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[REC_ID_MAX + 1],
+               rec_error *err) {
+  pthread_mutex_lock(&a->reload_mu);
+  int64_t t0 = rec_mono_ns();
+  bundle *old = app_acquire(a), *b = NULL;
+  snprintf(old_v, REC_ID_MAX + 1, "%s", old ? old->version : "");
+  bundle_unref(old);
+  double recall = 1;
+  int rc = bundle_load(path, &b, err);
+  if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
+  if (rc) {
+    LOG_ERROR("bundle refused", "path=%s error=\"%s\" serving=%s", path, err ? err->msg : "",
+              old_v[0] ? old_v : "none");
+    bundle_unref(b);
+    pthread_mutex_unlock(&a->reload_mu);
+    return rc;
+  }
+  snprintf(new_v, REC_ID_MAX + 1, "%s", b->version);
+  LOG_INFO("bundle loaded", "version=%s previous=%s items=%zu users=%zu dim=%zu index=%s "
+           "smoke_recall=%.3f ms=%lld", b->version, old_v[0] ? old_v : "none", b->catalog->count,
+           b->user_count, b->dim, b->index_type, recall, (long long)((rec_mono_ns() - t0) / 1000000));
+  app_swap(a, b);
+  pthread_mutex_unlock(&a->reload_mu);
+  return 0;
 }

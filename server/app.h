@@ -17,12 +17,22 @@ typedef struct app {
   atomic_uint_fast64_t seq;    /* request ids made by the server */
   pthread_mutex_t mu;          /* guards 'current' */
   bundle *current;             /* NULL until the first load */
+  pthread_mutex_t reload_mu;   /* one reload at a time */
 } app;
 
 void app_init(app *a, const recd_config *cfg);
 void app_destroy(app *a);
 /* A reference to the current bundle (release with bundle_unref), or NULL. */
 bundle *app_acquire(app *a);
-/* Makes 'b' current, taking over the caller's reference; drops the old one. */
+/* Makes 'b' current, taking over the caller's reference; drops the old one.
+ * Requests in flight keep the bundle they started with. */
 void app_swap(app *a, bundle *b);
+
+/* Loads the bundle at 'path', checks it (every file against the manifest,
+ * every shape, and an index recall of at least 0.9 on smoke queries against
+ * exact search) and swaps it in; on failure the current bundle keeps serving.
+ * One reload at a time; the load runs on the calling thread. Writes the
+ * versions before and after (empty when none) into old_v / new_v. */
+int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[REC_ID_MAX + 1],
+               rec_error *err);
 #endif

@@ -416,3 +416,28 @@ static int status(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
 
 const rpc_method h_status = {"/rec.v1.Admin/Status", &rec__v1__status_request__descriptor,
                              &rec__v1__status_response__descriptor, status};
+
+/* ---- Admin.Reload ---- */
+
+/* Loads on this worker thread (the other workers go on serving the current
+ * bundle); a refused bundle leaves the current one serving. */
+static int reload(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  const Rec__V1__ReloadRequest *q = (const Rec__V1__ReloadRequest *)in;
+  app *ap = ctx->app;
+  const char *path = q->bundle_path[0] ? q->bundle_path : ap->cfg->bundle;
+  if (strlen(path) >= 4000) return rpc_fail(ctx, REC_EINVAL, "bundle_path is too long");
+  Rec__V1__ReloadResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  char *old_v = arena_alloc(ctx->arena, REC_ID_MAX + 1), *new_v = arena_alloc(ctx->arena, REC_ID_MAX + 1);
+  if (!r || !old_v || !new_v) return REC_ENOMEM;
+  int rc = app_reload(ap, path, old_v, new_v, &ctx->err);
+  if (rc == REC_EIO) rc = REC_EINVAL; /* an unreadable path is the caller's to fix */
+  if (rc) return rc;
+  rec__v1__reload_response__init(r);
+  r->previous_version = old_v;
+  r->version = new_v;
+  *out = &r->base;
+  return 0;
+}
+
+const rpc_method h_reload = {"/rec.v1.Admin/Reload", &rec__v1__reload_request__descriptor,
+                             &rec__v1__reload_response__descriptor, reload};

@@ -8,4 +8,5 @@
 extern const rpc_method h_recommend;   /* /rec.v1.Ranking/Recommend */
 extern const rpc_method h_similar_items; /* /rec.v1.Ranking/SimilarItems */
 extern const rpc_method h_status;      /* /rec.v1.Admin/Status */
+extern const rpc_method h_reload;      /* /rec.v1.Admin/Reload */
 #endif

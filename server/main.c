@@ -1,6 +1,5 @@
 /* server/main.c - recd: parse the configuration, listen, load the bundle,
  * report SERVING, and stop cleanly on SIGINT or SIGTERM. */
-#include "common/clock.h"
 #include "common/log.h"
 #include "rec/v1/admin.pb-c.h"
 #include "rec/v1/events.pb-c.h"
@@ -22,12 +21,10 @@ static const rpc_method retrieve = {"/rec.v1.Retrieval/Retrieve",
     &rec__v1__retrieve_request__descriptor, &rec__v1__retrieve_response__descriptor, NULL};
 static const rpc_method record = {"/rec.v1.Events/Record",
     &rec__v1__record_request__descriptor, &rec__v1__record_response__descriptor, NULL};
-static const rpc_method reload = {"/rec.v1.Admin/Reload",
-    &rec__v1__reload_request__descriptor, &rec__v1__reload_response__descriptor, NULL};
 
 /* Every rec.v1 method this process serves. */
 static const rpc_method *const METHODS[] = {
-    &h_recommend, &h_similar_items, &retrieve, &record, &reload, &h_status,
+    &h_recommend, &h_similar_items, &retrieve, &record, &h_reload, &h_status,
 };
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -35,38 +32,37 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_stop(h->loop);
 }
 
+/* SIGHUP reloads the configured path: point a `current` link at a new
+ * bundle directory, then send SIGHUP. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  (void)signum;
+  app *ap = h->data;
+  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
+  rec_error err = {0};
+  app_reload(ap, ap->cfg->bundle, old_v, new_v, &err); /* logs either way */
+}
+
 static rec_log_level level_of(const char *s) {
   return strcmp(s, "debug") == 0 ? REC_LOG_DEBUG : strcmp(s, "warn") == 0 ? REC_LOG_WARN
        : strcmp(s, "error") == 0 ? REC_LOG_ERROR : REC_LOG_INFO;
 }
 
-static int load(app *ap, const char *dir) {
-  int64_t t0 = rec_mono_ns();
-  bundle *b;
-  rec_error err = {0};
-  if (bundle_load(dir, &b, &err) != 0) {
-    LOG_ERROR("bundle refused", "path=%s error=\"%s\"", dir, err.msg);
-    return -1;
-  }
-  LOG_INFO("bundle loaded", "version=%s items=%zu users=%zu dim=%zu index=%s ms=%lld", b->version,
-           b->catalog->count, b->user_count, b->dim, b->index_type,
-           (long long)((rec_mono_ns() - t0) / 1000000));
-  app_swap(ap, b);
-  return 0;
-}
-
-/* Waits on libuv until SIGINT or SIGTERM. */
-static void wait_for_signal(void) {
+/* Waits on libuv until SIGINT or SIGTERM, reloading on SIGHUP. */
+static void wait_for_signal(app *ap) {
   uv_loop_t loop;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   uv_loop_init(&loop);
   uv_signal_init(&loop, &sigint);
   uv_signal_init(&loop, &sigterm);
+  uv_signal_init(&loop, &sighup);
+  sighup.data = ap;
   uv_signal_start(&sigint, on_signal, SIGINT);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
+  uv_signal_start(&sighup, on_sighup, SIGHUP);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_close((uv_handle_t *)&sigint, NULL);
   uv_close((uv_handle_t *)&sigterm, NULL);
+  uv_close((uv_handle_t *)&sighup, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
 }
@@ -107,7 +103,8 @@ int main(int argc, char **argv) {
   }
   LOG_INFO("listening", "addr=%s port=%d threads=%d version=%s", cfg.listen, port, cfg.threads,
            RECD_VERSION);
-  if (load(&ap, cfg.bundle) != 0) {
+  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
+  if (app_reload(&ap, cfg.bundle, old_v, new_v, &err) != 0) {
     rpc_server_stop(srv, 0);
     app_destroy(&ap);
     rank_config_free(rank_cfg);
@@ -115,7 +112,7 @@ int main(int argc, char **argv) {
   }
   rpc_server_set_serving(srv, true);
   LOG_INFO("serving", "port=%d", port);
-  wait_for_signal();
+  wait_for_signal(&ap);
   rpc_server_stop(srv, cfg.drain_ms);
   app_destroy(&ap);
   rank_config_free(rank_cfg);

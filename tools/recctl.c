@@ -22,7 +22,7 @@
 #define MAX_LIST 1000
 
 typedef struct opts {
-  const char *addr, *user, *out, *index, *version;
+  const char *addr, *user, *out, *index, *version, *bundle;
   long k, timeout_ms, items, users, dim, categories, seed, ef, wait_s;
   bool json, explain;
   const char *exclude[MAX_LIST], *include_cats[MAX_LIST], *explain_ids[MAX_LIST];
@@ -35,7 +35,9 @@ static void usage(FILE *f) {
         "  recommend --user U [-k N] [--exclude ID]... [--category C]... [--explain]\n"
         "            [--why ID]... [--json]        ask for a ranked slate\n"
         "  health [--wait SECONDS]                 print the serving status (exit 3 unless SERVING)\n"
-        "  status [--json]                         what the server has loaded\n"
+        "  status                                  what the server has loaded\n"
+        "  reload [--bundle DIR]                   load, check and swap in a bundle (default: the\n"
+        "                                          path recd was started with, e.g. a `current` link)\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
         "        [--index FAISS_SPEC] [--ef N] [--version V]\n"
         "                                          write a deterministic synthetic bundle\n"
@@ -88,6 +90,7 @@ static int parse(int argc, char **argv, opts *o) {
     if (strcmp(a, "--addr") == 0) o->addr = v;
     else if (strcmp(a, "--user") == 0) o->user = v;
     else if (strcmp(a, "--out") == 0) o->out = v;
+    else if (strcmp(a, "--bundle") == 0) o->bundle = v;
     else if (strcmp(a, "--index") == 0) o->index = v;
     else if (strcmp(a, "--version") == 0) o->version = v;
     else if (strcmp(a, "-k") == 0 || strcmp(a, "--k") == 0) rc = num("-k", v, -1000000, 1000000, &o->k);
@@ -263,6 +266,19 @@ static int cmd_status(rpc_client *c, const opts *o, arena *a) {
   return 0;
 }
 
+static int cmd_reload(rpc_client *c, const opts *o, arena *a) {
+  Rec__V1__ReloadRequest q = REC__V1__RELOAD_REQUEST__INIT;
+  q.bundle_path = (char *)(o->bundle ? o->bundle : "");
+  ProtobufCMessage *resp;
+  rpc_status st;
+  if (rpc_client_call(c, "/rec.v1.Admin/Reload", &q.base, &rec__v1__reload_response__descriptor,
+                      o->timeout_ms, a, &resp, &st))
+    return call_failed(o, &st);
+  const Rec__V1__ReloadResponse *r = (const Rec__V1__ReloadResponse *)resp;
+  printf("reloaded: %s -> %s\n", r->previous_version[0] ? r->previous_version : "(none)", r->version);
+  return 0;
+}
+
 static int cmd_synth(const opts *o) {
   if (!o->out) return bad("%s", "synth needs --out DIR");
   synth_opts s = {(size_t)o->items, (size_t)o->users, (size_t)o->dim, (size_t)o->categories,
@@ -292,7 +308,8 @@ int main(int argc, char **argv) {
   if (rc) return rc;
   const char *cmd = argv[1];
   if (strcmp(cmd, "synth") == 0) return cmd_synth(&o);
-  if (strcmp(cmd, "recommend") && strcmp(cmd, "health") && strcmp(cmd, "status"))
+  if (strcmp(cmd, "recommend") && strcmp(cmd, "health") && strcmp(cmd, "status") &&
+      strcmp(cmd, "reload"))
     return bad("unknown command '%s'", cmd);
   rpc_client *c;
   if (rpc_client_new(o.addr, &c) != 0) return bad("%s", "out of memory");
@@ -300,6 +317,7 @@ int main(int argc, char **argv) {
   arena_init(&a, 0);
   rc = strcmp(cmd, "recommend") == 0 ? cmd_recommend(c, &o, &a)
      : strcmp(cmd, "health") == 0    ? cmd_health(c, &o, &a)
+     : strcmp(cmd, "reload") == 0    ? cmd_reload(c, &o, &a)
                                      : cmd_status(c, &o, &a);
   arena_destroy(&a);
   rpc_client_free(c);

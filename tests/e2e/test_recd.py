@@ -96,6 +96,11 @@ def recctl(*args, check=False):
     return r
 
 
+def manifest_version(bundle):
+    with open(os.path.join(bundle, "manifest.json")) as f:
+        return json.load(f)["version"]
+
+
 def read_items(bundle):
     rows = {}
     with open(os.path.join(bundle, "items.tsv")) as f:
@@ -115,7 +120,7 @@ class RecommendTest(unittest.TestCase):
             recctl("synth", "--out", cls.bundle, "--items", "3000", "--users", "300",
                    "--dim", "32", "--categories", "6", "--seed", "5", check=True)
         cls.items = read_items(cls.bundle)
-        cls.version = json.load(open(os.path.join(cls.bundle, "manifest.json")))["version"]
+        cls.version = manifest_version(cls.bundle)
         cls.recd = Recd(cls.bundle)
 
     @classmethod
@@ -262,9 +267,9 @@ class RecommendTest(unittest.TestCase):
 
     def test_unbuilt_methods_are_unimplemented(self):
         import grpc
-        raw = self.recd.channel.unary_unary("/rec.v1.Admin/Reload")
+        raw = self.recd.channel.unary_unary("/rec.v1.Events/Record")
         details = self.assert_status(grpc.StatusCode.UNIMPLEMENTED, raw, b"", timeout=5)
-        self.assertIn("Reload", details)
+        self.assertIn("Record", details)
         raw = self.recd.channel.unary_unary("/rec.v1.Nope/Nothing")
         self.assert_status(grpc.StatusCode.UNIMPLEMENTED, raw, b"", timeout=5)
 
@@ -308,6 +313,69 @@ class RecommendTest(unittest.TestCase):
         r = recctl("recommend", "--addr", self.recd.addr, "--user", "U00002", "-k", "0")
         self.assertEqual(r.returncode, 1)
         self.assertIn("INVALID_ARGUMENT: k must be between 1 and 200, got 0", r.stderr)
+
+
+class ReloadTest(unittest.TestCase):
+    """Bundles swap under traffic; a broken one is refused and the old one serves."""
+
+    def test_reload_under_traffic_and_refusal(self):
+        import grpc
+        import threading
+        a, b = os.path.join(TMP, "rel_a"), os.path.join(TMP, "rel_b")
+        for path, seed in ((a, "1"), (b, "2")):
+            if not os.path.exists(path):
+                recctl("synth", "--out", path, "--items", "500", "--users", "50", "--seed", seed, check=True)
+        versions = {manifest_version(p) for p in (a, b)}
+        link = os.path.join(TMP, "current")
+        os.symlink(a, link)
+        d = Recd(link)
+        failures, seen, stop = [], set(), threading.Event()
+
+        def traffic():
+            while not stop.is_set():
+                try:
+                    r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U00001", k=5), timeout=10)
+                    seen.add(r.bundle_version)
+                except grpc.RpcError as e:
+                    failures.append(e.code())
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        try:
+            admin = pb["admin_grpc"].AdminStub(d.channel)
+            for i in range(20):
+                r = admin.Reload(pb["admin"].ReloadRequest(bundle_path=b if i % 2 == 0 else a), timeout=30)
+                self.assertIn(r.version, versions)
+            broken = os.path.join(TMP, "rel_broken")
+            shutil.rmtree(broken, ignore_errors=True)
+            shutil.copytree(a, broken)
+            with open(os.path.join(broken, "items.tsv"), "a") as f:
+                f.write("x\tc\t1\t1\t1\n")
+            with self.assertRaises(grpc.RpcError) as cm:
+                admin.Reload(pb["admin"].ReloadRequest(bundle_path=broken), timeout=30)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+            self.assertIn("items.tsv", cm.exception.details())
+            with self.assertRaises(grpc.RpcError) as cm:
+                admin.Reload(pb["admin"].ReloadRequest(bundle_path="/no/such/bundle"), timeout=30)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            # SIGHUP reloads the configured path: repoint the link first.
+            os.remove(link)
+            os.symlink(b, link)
+            d.proc.send_signal(signal.SIGHUP)
+            want = manifest_version(b)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                st = admin.Status(pb["admin"].StatusRequest(), timeout=5)
+                if st.bundle_version == want:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(st.bundle_version, want)
+        finally:
+            stop.set()
+            t.join()
+            self.assertEqual(d.close(), 0, d.output())
+        self.assertEqual(failures, [])
+        self.assertTrue(seen <= versions and seen, seen)
 
 
 class ProcessTest(unittest.TestCase):
