@@ -16,6 +16,8 @@ typedef struct recd_config {
   int max_message_bytes;
   int max_concurrent_streams;
   int requests_per_method;
+  int max_inflight;
+  int keepalive_ms, keepalive_timeout_ms;
   int drain_ms;
   char log_level[8];
   char ranking_config[4096];   /* the ranking tier's settings file, "" = defaults */

@@ -91,6 +91,8 @@ int main(int argc, char **argv) {
                        .requests_per_method = cfg.requests_per_method,
                        .max_message_bytes = cfg.max_message_bytes,
                        .max_concurrent_streams = cfg.max_concurrent_streams,
+                       .max_inflight = cfg.max_inflight, .keepalive_ms = cfg.keepalive_ms,
+                       .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .app = &ap, .thread_init = retrieve_thread_init};
   rpc_server *srv;

@@ -43,6 +43,9 @@ typedef struct rpc_server_opts {
   int requests_per_method;       /* requests kept posted per method and worker */
   int max_message_bytes;         /* larger requests fail RESOURCE_EXHAUSTED */
   int max_concurrent_streams;    /* per HTTP/2 connection */
+  int max_inflight;              /* calls past this fail RESOURCE_EXHAUSTED at once; 0 = no cap */
+  int keepalive_ms;              /* ping idle connections this often; 0 = gRPC's default */
+  int keepalive_timeout_ms;      /* and close them if a ping goes unanswered this long */
   const rpc_method *const *methods; /* unary methods; must outlive the server */
   size_t n_methods;
   void *app;                     /* handed to handlers in rpc_ctx.app */

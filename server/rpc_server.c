@@ -25,6 +25,7 @@ typedef struct ucall {
   grpc_byte_buffer *payload, *reply;
   grpc_slice status_details;
   int cancelled;
+  bool counted;             /* holds one of the server's in-flight slots */
   arena arena;
   struct ucall *next_free;
 } ucall;
@@ -49,6 +50,7 @@ struct rpc_server {
   reg_method *regs;
   size_t n_regs;
   atomic_bool stopping;
+  atomic_int inflight;      /* calls between arrival and their final status */
   rpc_health health;
 };
 
@@ -131,6 +133,8 @@ static void post_request(worker *from, worker *to, int reg) {
 }
 
 static void release(worker *w, ucall *c) {
+  if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
+  c->counted = false;
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
   if (c->finishing) grpc_slice_unref(c->status_details);
@@ -202,6 +206,18 @@ static void handle(worker *w, ucall *c) {
   }
   const rpc_method *m = s->regs[c->reg].m;
   ctx.deadline_ns = mono_deadline(c->deadline);
+  /* Past the cap, fail at once rather than queue: a queue that grows only
+   * turns overload into timeouts. Health always answers. */
+  bool health = m == &rpc__health_check || s->regs[c->reg].watch;
+  if (s->opts.max_inflight > 0 && !health) {
+    c->counted = true;
+    if (atomic_fetch_add(&s->inflight, 1) >= s->opts.max_inflight) {
+      rc = rpc_fail(&ctx, REC_EOVERLOAD, "server overloaded: %d calls in flight; retry with backoff",
+                    s->opts.max_inflight);
+      finish(w, c, rc, &ctx, NULL);
+      return;
+    }
+  }
   if (!c->payload)
     rc = rpc_fail(&ctx, REC_EINVAL, "request message missing");
   else if (!(in = decode(c, m->in)))
@@ -286,6 +302,12 @@ static grpc_server *create_server(const rpc_server_opts *o) {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = o->max_concurrent_streams}},
       /* Without this a second recd on the same port would silently share it. */
       {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = o->keepalive_ms ? o->keepalive_ms : 7200000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+       {.integer = o->keepalive_timeout_ms ? o->keepalive_timeout_ms : 20000}},
+      /* Clients may ping idle connections, but not more often than every 10 s. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 10000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
   };
   grpc_channel_args ca = {sizeof args / sizeof args[0], args};
   return grpc_server_create(&ca, NULL);
@@ -343,6 +365,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
   }
   s->opts = *o;
   atomic_init(&s->stopping, false);
+  atomic_init(&s->inflight, 0);
   s->workers = calloc((size_t)o->threads, sizeof *s->workers);
   if (!s->workers || rpc__health_init(&s->health, o->methods, o->n_methods) != 0) {
     s->opts.threads = 0;

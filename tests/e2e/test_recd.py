@@ -414,6 +414,34 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(d.close(), 0)
         self.assertIn('msg="stopped"', d.output())
 
+    def test_overload_fails_fast_and_recovers(self):
+        import grpc
+        bundle = os.path.join(TMP, "small")
+        if not os.path.exists(bundle):
+            recctl("synth", "--out", bundle, "--items", "200", "--users", "20", check=True)
+        d = Recd(bundle, "--max_inflight=1")
+        try:
+            req = pb["ranking"].RecommendRequest(user_id="U00001", k=50, explain=True)
+            codes = []
+            for _ in range(5):  # bounded: 5 bursts of 64 concurrent calls
+                futures = [d.ranking.Recommend.future(req, timeout=10) for _ in range(64)]
+                for f in futures:
+                    try:
+                        f.result()
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as e:
+                        codes.append(e.code())
+                        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                            self.assertIn("overloaded", e.details())
+                if grpc.StatusCode.RESOURCE_EXHAUSTED in codes:
+                    break
+            self.assertIn(grpc.StatusCode.RESOURCE_EXHAUSTED, codes)
+            self.assertEqual(set(codes), {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED})
+            self.assertEqual(len(d.ranking.Recommend(req, timeout=10).items), 50)  # still serving
+            self.assertEqual(recctl("health", "--addr", d.addr).returncode, 0)
+        finally:
+            self.assertEqual(d.close(), 0)
+
     def test_recctl_reports_connection_failure(self):
         import socket
         s = socket.socket()
