@@ -29,7 +29,8 @@ echo; echo "== training a bundle from them (recctl build: two-tower model, item-
   --out "$work/bundle"
 
 echo "== starting recd"
-"$bin/server/recd" --bundle="$work/bundle" --listen=127.0.0.1:0 2>"$work/recd.log" &
+"$bin/server/recd" --bundle="$work/bundle" --listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 \
+  2>"$work/recd.log" &
 pid=$!
 port=
 for _ in $(seq 1 300); do

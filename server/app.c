@@ -2,6 +2,7 @@
 #include "server/app.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "server/metrics.h"
 
 #include <stdio.h>
 
@@ -50,6 +51,7 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
     LOG_ERROR("bundle refused", "path=%s error=\"%s\" serving=%s", path, err ? err->msg : "",
               old_v[0] ? old_v : "none");
     bundle_unref(b);
+    metrics_reload(0);
     pthread_mutex_unlock(&a->reload_mu);
     return rc;
   }
@@ -58,6 +60,7 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
            "smoke_recall=%.3f ms=%lld", b->version, old_v[0] ? old_v : "none", b->catalog->count,
            b->user_count, b->dim, b->index_type, recall, (long long)((rec_mono_ns() - t0) / 1000000));
   app_swap(a, b);
+  metrics_reload(1);
   pthread_mutex_unlock(&a->reload_mu);
   return 0;
 }

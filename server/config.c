@@ -18,6 +18,8 @@ static const cfg_field FIELDS[] = {
     {"listen", STR(listen), .def = "0.0.0.0:50051",
      .help = "gRPC listen address host:port (port 0: any free port)"},
     {"bundle", STR(bundle), .def = "", .help = "bundle directory to serve (required)"},
+    {"admin_listen", STR(admin_listen), .def = "127.0.0.1:9464",
+     .help = "admin HTTP address: /metrics, /healthz, /readyz, /status (port 0: any free port)"},
     {"threads", INT(threads, 0, 256), .def = "0",
      .help = "completion-queue worker threads; 0 = one per core"},
     {"max_k", INT(max_k, 1, 10000), .def = "200", .help = "largest k a request may ask for"},

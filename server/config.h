@@ -10,6 +10,7 @@
 typedef struct recd_config {
   char listen[256];          /* gRPC address host:port */
   char bundle[4096];         /* bundle directory */
+  char admin_listen[256];    /* admin HTTP host:port */
   int threads;               /* completion-queue workers; 0 at parse = one per core */
   int max_k;
   int max_exclude;

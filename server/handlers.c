@@ -6,6 +6,7 @@
 #include "rec/v1/admin.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
 #include "server/app.h"
+#include "server/metrics.h"
 #include "server/recommend.h"
 
 #include <inttypes.h>
@@ -274,6 +275,8 @@ static int fill_response(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const
   arena *a = ctx->arena;
   r->items = scored_items(a, b, res, q->explain, &r->n_items);
   r->degraded_reasons = degraded(a, rq->rules.cfg, res, &r->n_degraded_reasons);
+  for (size_t i = 0; r->degraded_reasons && i < r->n_degraded_reasons; i++)
+    metrics_degraded(r->degraded_reasons[i]);
   r->bundle_version = b->version;
   r->strategy = res->personalized ? REC__V1__STRATEGY__STRATEGY_PERSONALIZED
                                   : REC__V1__STRATEGY__STRATEGY_POPULARITY_FALLBACK;
@@ -282,6 +285,15 @@ static int fill_response(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const
   if (!r->items || !r->degraded_reasons || !r->request_id || !r->next_cursor) return REC_ENOMEM;
   if (fill_verdicts(a, res, r)) return REC_ENOMEM;
   return q->explain ? fill_timings(a, res, start_ns, r) : 0;
+}
+
+static void record_stages(const rec_result *res, int64_t start_ns) {
+  metrics_observe_stage(STAGE_USER_TOWER, res->tower_ns);
+  metrics_observe_stage(STAGE_ANN, res->ann_ns);
+  metrics_observe_stage(STAGE_SOURCES, res->sources_ns);
+  metrics_observe_stage(STAGE_RANKING, res->rank_ns);
+  metrics_observe_stage(STAGE_TOTAL, rec_mono_ns() - start_ns);
+  metrics_candidates(res->per_source);
 }
 
 static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b,
@@ -301,6 +313,7 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
   rec_result res;
   if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
     return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
+  record_stages(&res, start);
   if (rpc_deadline_passed(ctx))
     return rpc_fail(ctx, REC_EDEADLINE, "deadline passed while ranking");
   return fill_response(ctx, q, b, &rq, &res, start, r);

@@ -8,7 +8,9 @@
 #include "retrieval/retrieve.h"
 #include "server/app.h"
 #include "server/config.h"
+#include "server/admin_http.h"
 #include "server/handlers.h"
+#include "server/metrics.h"
 #include "server/rpc.h"
 
 #include <signal.h>
@@ -27,6 +29,46 @@ static const rpc_method *const METHODS[] = {
     &h_recommend, &h_similar_items, &retrieve, &record, &h_reload, &h_status,
 };
 
+/* The main thread's libuv loop: signals, the admin port, and bundle loads
+ * on libuv's worker pool, so the loop answers /readyz while a bundle loads. */
+typedef struct runtime {
+  uv_loop_t loop;
+  uv_signal_t sigint, sigterm, sighup;
+  uv_work_t load;
+  app *ap;
+  rpc_server *srv;
+  admin_http *admin;
+  int port, load_rc, exit_code;
+  bool loading, served;
+  rec_error err;
+} runtime;
+
+static void load_work(uv_work_t *w) {
+  runtime *rt = w->data;
+  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
+  rt->load_rc = app_reload(rt->ap, rt->ap->cfg->bundle, old_v, new_v, &rt->err); /* logs */
+}
+
+static void load_done(uv_work_t *w, int status) {
+  runtime *rt = w->data;
+  rt->loading = false;
+  if (status == 0 && rt->load_rc == 0 && !rt->served) {
+    rt->served = true;
+    rpc_server_set_serving(rt->srv, true);
+    LOG_INFO("serving", "port=%d", rt->port);
+  } else if (!rt->served) {
+    rt->exit_code = 1; /* the first bundle was refused: nothing to serve */
+    uv_stop(&rt->loop);
+  }
+}
+
+static void start_load(runtime *rt) {
+  if (rt->loading) return; /* one at a time; a SIGHUP during a load is dropped */
+  rt->loading = true;
+  rt->load.data = rt;
+  uv_queue_work(&rt->loop, &rt->load, load_work, load_done);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   LOG_INFO("signal received; shutting down", "signal=%s", strsignal(signum));
   uv_stop(h->loop);
@@ -36,10 +78,7 @@ static void on_signal(uv_signal_t *h, int signum) {
  * bundle directory, then send SIGHUP. */
 static void on_sighup(uv_signal_t *h, int signum) {
   (void)signum;
-  app *ap = h->data;
-  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
-  rec_error err = {0};
-  app_reload(ap, ap->cfg->bundle, old_v, new_v, &err); /* logs either way */
+  start_load(h->data);
 }
 
 static rec_log_level level_of(const char *s) {
@@ -47,25 +86,26 @@ static rec_log_level level_of(const char *s) {
        : strcmp(s, "error") == 0 ? REC_LOG_ERROR : REC_LOG_INFO;
 }
 
-/* Waits on libuv until SIGINT or SIGTERM, reloading on SIGHUP. */
-static void wait_for_signal(app *ap) {
-  uv_loop_t loop;
-  uv_signal_t sigint, sigterm, sighup;
-  uv_loop_init(&loop);
-  uv_signal_init(&loop, &sigint);
-  uv_signal_init(&loop, &sigterm);
-  uv_signal_init(&loop, &sighup);
-  sighup.data = ap;
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
-  uv_signal_start(&sighup, on_sighup, SIGHUP);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&sigint, NULL);
-  uv_close((uv_handle_t *)&sigterm, NULL);
-  uv_close((uv_handle_t *)&sighup, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+static int run(runtime *rt) {
+  uv_signal_init(&rt->loop, &rt->sigint);
+  uv_signal_init(&rt->loop, &rt->sigterm);
+  uv_signal_init(&rt->loop, &rt->sighup);
+  rt->sighup.data = rt;
+  uv_signal_start(&rt->sigint, on_signal, SIGINT);
+  uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&rt->sighup, on_sighup, SIGHUP);
+  start_load(rt);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  /* Close every handle and let a load in progress finish before freeing. */
+  uv_close((uv_handle_t *)&rt->sigint, NULL);
+  uv_close((uv_handle_t *)&rt->sigterm, NULL);
+  uv_close((uv_handle_t *)&rt->sighup, NULL);
+  admin_http_close(rt->admin);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  return uv_loop_close(&rt->loop) == 0 ? rt->exit_code : 1;
 }
+
+static void observe(size_t method, int status, int64_t ns) { metrics_call(method, status, ns); }
 
 int main(int argc, char **argv) {
   recd_config cfg;
@@ -94,30 +134,34 @@ int main(int argc, char **argv) {
                        .max_inflight = cfg.max_inflight, .keepalive_ms = cfg.keepalive_ms,
                        .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
-                       .app = &ap, .thread_init = retrieve_thread_init};
-  rpc_server *srv;
-  int port;
-  if (rpc_server_start(&o, &srv, &port, &err) != 0) {
+                       .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
+  runtime rt = {.ap = &ap};
+  int admin_port = 0;
+  uv_loop_init(&rt.loop);
+  if (rpc_server_start(&o, &rt.srv, &rt.port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
+    uv_loop_close(&rt.loop);
     app_destroy(&ap);
     rank_config_free(rank_cfg);
     return 1;
   }
-  LOG_INFO("listening", "addr=%s port=%d threads=%d version=%s", cfg.listen, port, cfg.threads,
-           RECD_VERSION);
-  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
-  if (app_reload(&ap, cfg.bundle, old_v, new_v, &err) != 0) {
-    rpc_server_stop(srv, 0);
-    app_destroy(&ap);
-    rank_config_free(rank_cfg);
-    return 1;
+  static const char *names[METRICS_MAX_METHODS];
+  size_t n = rpc_method_count(rt.srv);
+  for (size_t i = 0; i < n && i < METRICS_MAX_METHODS; i++) names[i] = rpc_method_path(rt.srv, i);
+  metrics_set_methods(names, n);
+  if (admin_http_start(&rt.loop, cfg.admin_listen, &ap, rt.srv, &rt.admin, &admin_port, &err) != 0) {
+    fprintf(stderr, "recd: %s\n", err.msg);
+    rt.exit_code = 2;
+    uv_run(&rt.loop, UV_RUN_DEFAULT); /* finish closing the listener */
+    uv_loop_close(&rt.loop);
+  } else {
+    LOG_INFO("listening", "addr=%s port=%d admin_port=%d threads=%d version=%s", cfg.listen,
+             rt.port, admin_port, cfg.threads, RECD_VERSION);
+    rc = run(&rt);
   }
-  rpc_server_set_serving(srv, true);
-  LOG_INFO("serving", "port=%d", port);
-  wait_for_signal(&ap);
-  rpc_server_stop(srv, cfg.drain_ms);
+  rpc_server_stop(rt.srv, cfg.drain_ms);
   app_destroy(&ap);
   rank_config_free(rank_cfg);
-  LOG_INFO("stopped", "%s", "");
-  return 0;
+  LOG_INFO("stopped", "exit=%d", rt.exit_code ? rt.exit_code : rc);
+  return rt.exit_code ? rt.exit_code : rc;
 }

@@ -126,6 +126,8 @@ int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *o
   }
   out->personalized = rr.known_user;
   out->candidates = rr.n;
+  for (size_t i = 0; i < rr.n; i++)
+    for (int s = 0; s < REC_SRC_COUNT; s++) out->per_source[s] += (rr.cands[i].sources >> s) & 1;
   out->missing = rk.missing;
   out->short_catalog = rk.n < need;
   out->more = rk.n > need;

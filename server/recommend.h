@@ -38,6 +38,7 @@ typedef struct rec_result {
   bool more;                       /* another page exists */
   uint32_t missing;                /* sources that produced no candidates */
   size_t candidates;               /* candidates in the last round */
+  size_t per_source[REC_SRC_COUNT]; /* of which each source proposed */
   int64_t tower_ns, ann_ns, sources_ns, rank_ns;
   rec_verdict *verdicts;
   size_t n_verdicts;

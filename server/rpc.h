@@ -50,6 +50,10 @@ typedef struct rpc_server_opts {
   size_t n_methods;
   void *app;                     /* handed to handlers in rpc_ctx.app */
   void (*thread_init)(void);     /* run first on every worker thread; may be NULL */
+  /* Called once per finished call of a known method: its index (methods
+   * first, then grpc.health.v1 Check and Watch), gRPC status and time from
+   * arrival to status. May be NULL; must be thread-safe. */
+  void (*observe)(size_t method, int status, int64_t ns);
 } rpc_server_opts;
 
 /* Binds, registers methods and starts the workers. Health says NOT_SERVING
@@ -59,6 +63,12 @@ int  rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec
 /* Switches the health status; Watch streams hear of the change. Thread-safe. */
 void rpc_server_set_serving(rpc_server *s, bool serving);
 bool rpc_server_serving(const rpc_server *s);
+/* Calls between arrival and final status right now. */
+int  rpc_server_inflight(const rpc_server *s);
+/* The names observe() indexes by: each method's path, then the two health
+ * methods. Valid for the server's life. */
+const char *rpc_method_path(const rpc_server *s, size_t method);
+size_t rpc_method_count(const rpc_server *s);
 /* Stops accepting calls, lets calls in flight finish for up to 'drain_ms',
  * cancels the rest, joins the workers and frees the server. */
 void rpc_server_stop(rpc_server *s, int drain_ms);

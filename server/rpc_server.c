@@ -26,6 +26,8 @@ typedef struct ucall {
   grpc_slice status_details;
   int cancelled;
   bool counted;             /* holds one of the server's in-flight slots */
+  int64_t start_ns;         /* arrival, for the latency observed */
+  grpc_status_code status;  /* sent with the final batch */
   arena arena;
   struct ucall *next_free;
 } ucall;
@@ -133,6 +135,8 @@ static void post_request(worker *from, worker *to, int reg) {
 }
 
 static void release(worker *w, ucall *c) {
+  if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
+    w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns);
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   c->counted = false;
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
@@ -173,7 +177,7 @@ static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMes
     ops[n++].data.send_message.send_message = c->reply;
   }
   if (ctx->done) ctx->done(ctx->done_arg);
-  grpc_status_code code = rpc__status_of(rc);
+  grpc_status_code code = c->status = rpc__status_of(rc);
   if (code == GRPC_STATUS_INTERNAL)
     LOG_ERROR("internal error", "method=%s error=\"%s\"",
               c->reg >= 0 ? w->srv->regs[c->reg].m->path : "?", ctx->err.msg);
@@ -194,6 +198,7 @@ static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMes
 
 static void handle(worker *w, ucall *c) {
   rpc_server *s = w->srv;
+  c->start_ns = rec_mono_ns();
   rpc_ctx ctx = {.arena = &c->arena, .app = s->opts.app, .server = s};
   ProtobufCMessage *in = NULL, *out = NULL;
   int rc;
@@ -395,6 +400,16 @@ fail:
 }
 
 void rpc_server_set_serving(rpc_server *s, bool serving) { rpc__health_set(&s->health, serving); }
+
+int rpc_server_inflight(const rpc_server *s) {
+  return atomic_load(&((rpc_server *)s)->inflight);
+}
+
+size_t rpc_method_count(const rpc_server *s) { return s->n_regs; }
+
+const char *rpc_method_path(const rpc_server *s, size_t method) {
+  return method < s->n_regs ? s->regs[method].m->path : "";
+}
 
 bool rpc_server_serving(const rpc_server *s) {
   rpc_health *h = (rpc_health *)&s->health;

@@ -48,9 +48,11 @@ class Recd:
         self.log = open(os.path.join(TMP, "recd-%d.log" % time.monotonic_ns()), "w+")
         self.proc = subprocess.Popen(
             [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle,
-             "--listen=127.0.0.1:0", "--threads=2", "--max_message_bytes=65536"] + list(extra),
+             "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0", "--threads=2",
+             "--max_message_bytes=65536"] + list(extra),
             stdout=self.log, stderr=subprocess.STDOUT)
         self.port = self._wait_for(r'msg="serving" port=(\d+)')
+        self.admin_port = self._wait_for(r'admin_port=(\d+)')
         self.addr = "127.0.0.1:%d" % self.port
         import grpc
         self.channel = grpc.insecure_channel(self.addr)
@@ -378,6 +380,87 @@ class ReloadTest(unittest.TestCase):
         self.assertTrue(seen <= versions and seen, seen)
 
 
+class AdminHttpTest(unittest.TestCase):
+    """The admin port: Prometheus text checked by promtool and scraped by a real
+    Prometheus server, health and readiness, status JSON."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.bundle = os.path.join(TMP, "small")
+        if not os.path.exists(cls.bundle):
+            recctl("synth", "--out", cls.bundle, "--items", "200", "--users", "20", check=True)
+        cls.recd = Recd(cls.bundle)
+        for user in ("U00001", "nobody"):
+            cls.recd.ranking.Recommend(pb["ranking"].RecommendRequest(user_id=user, k=5), timeout=10)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.recd.close() == 0, cls.recd.output()
+
+    def get(self, path):
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.recd.admin_port, path), timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def test_metrics_pass_promtool(self):
+        code, text = self.get("/metrics")
+        self.assertEqual(code, 200)
+        self.assertRegex(text, r'recd_requests_total\{method="/rec.v1.Ranking/Recommend",status="OK"\} [1-9]')
+        self.assertIn('recd_degraded_total{reason="unknown_user"} 1', text)
+        self.assertIn('recd_stage_duration_seconds_bucket{stage="ann",le="+Inf"}', text)
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_health_ready_status_and_errors(self):
+        self.assertEqual(self.get("/healthz"), (200, "ok\n"))
+        self.assertEqual(self.get("/readyz")[0], 200)
+        code, body = self.get("/status")
+        self.assertEqual(code, 200)
+        st = json.loads(body)
+        self.assertTrue(st["serving"])
+        self.assertEqual(st["items"], 200)
+        self.assertEqual(self.get("/nope")[0], 404)
+
+    def test_prometheus_scrapes_and_queries(self):
+        import socket
+        import urllib.parse
+        import urllib.request
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        d = os.path.join(TMP, "prom")
+        os.makedirs(d, exist_ok=True)
+        cfg = os.path.join(d, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: recd\n"
+                    "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % self.recd.admin_port)
+        prom = subprocess.Popen(["prometheus", "--config.file=" + cfg, "--storage.tsdb.path=" + d + "/data",
+                                 "--web.listen-address=127.0.0.1:%d" % port],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            q = urllib.parse.quote('recd_requests_total{method="/rec.v1.Ranking/Recommend",status="OK"}')
+            deadline, result = time.monotonic() + 60, []
+            while time.monotonic() < deadline and not result:
+                time.sleep(1)
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/query?query=%s" % (port, q),
+                                                timeout=5) as r:
+                        result = json.load(r)["data"]["result"]
+                except OSError:
+                    pass
+            self.assertTrue(result, "Prometheus never returned the series")
+            self.assertGreaterEqual(float(result[0]["value"][1]), 2)
+        finally:
+            prom.terminate()
+            prom.wait(timeout=20)
+
+
 class ProcessTest(unittest.TestCase):
     """recd's command line, startup refusals and shutdown; recctl's failures."""
 
@@ -400,7 +483,7 @@ class ProcessTest(unittest.TestCase):
         recctl("synth", "--out", broken, "--items", "100", "--users", "10", check=True)
         with open(os.path.join(broken, "items.tsv"), "a") as f:
             f.write("extra\tline\t1\t1\t1\n")
-        r = self.run_recd("--bundle=" + broken, "--listen=127.0.0.1:0")
+        r = self.run_recd("--bundle=" + broken, "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0")
         self.assertEqual(r.returncode, 1)
         self.assertIn("items.tsv", r.stderr)
         self.assertIn("bundle refused", r.stderr)

@@ -1,0 +1,202 @@
+/* server/admin_http.c - see admin_http.h. http_parser reads the request;
+ * the answer is written whole and the connection closed. */
+#include "server/admin_http.h"
+#include "common/clock.h"
+#include "server/metrics.h"
+
+#include <cjson/cJSON.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct admin_http {
+  uv_tcp_t tcp;
+  app *ap;
+  rpc_server *srv;
+};
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  http_parser parser;
+  admin_http *h;
+  char url[256];
+  size_t url_len;
+  bool complete, too_long;
+  uv_write_t wr;
+  char *out;
+} conn;
+
+static void on_closed(uv_handle_t *handle) {
+  conn *c = handle->data;
+  free(c->out);
+  free(c);
+}
+
+static void on_written(uv_write_t *w, int status) {
+  (void)status;
+  conn *c = w->data;
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void reply(conn *c, int code, const char *reason, const char *type, const char *body) {
+  size_t len = strlen(body);
+  size_t cap = len + 256;
+  c->out = malloc(cap);
+  if (!c->out) {
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    return;
+  }
+  int n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n%s", code, reason, type, len, body);
+  uv_buf_t b = uv_buf_init(c->out, (unsigned)n);
+  c->wr.data = c;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static char *status_json(const admin_http *h) {
+  cJSON *j = cJSON_CreateObject();
+  bundle *b = app_acquire(h->ap);
+  cJSON_AddBoolToObject(j, "serving", rpc_server_serving(h->srv));
+  cJSON_AddStringToObject(j, "bundle_version", b ? b->version : "");
+  cJSON_AddStringToObject(j, "bundle_path", b ? b->path : "");
+  cJSON_AddNumberToObject(j, "items", b ? (double)b->catalog->count : 0);
+  cJSON_AddNumberToObject(j, "users", b ? (double)b->user_count : 0);
+  cJSON_AddNumberToObject(j, "inflight", rpc_server_inflight(h->srv));
+  cJSON_AddNumberToObject(j, "uptime_seconds", (double)((rec_mono_ns() - h->ap->started_ns) / 1000000000));
+  cJSON_AddStringToObject(j, "recd_version", RECD_VERSION);
+  bundle_unref(b);
+  char *s = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  return s;
+}
+
+static char *metrics_text(const admin_http *h) {
+  bundle *b = app_acquire(h->ap);
+  char *s = metrics_render(b ? b->version : "", rpc_server_serving(h->srv),
+                           (rec_mono_ns() - h->ap->started_ns) / 1000000000, rpc_server_inflight(h->srv));
+  bundle_unref(b);
+  return s;
+}
+
+static void route(conn *c) {
+  const admin_http *h = c->h;
+  char *body = NULL;
+  if (c->parser.method != HTTP_GET)
+    reply(c, 405, "Method Not Allowed", "text/plain", "GET only\n");
+  else if (strcmp(c->url, "/metrics") == 0 && (body = metrics_text(h)))
+    reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+  else if (strcmp(c->url, "/healthz") == 0)
+    reply(c, 200, "OK", "text/plain", "ok\n");
+  else if (strcmp(c->url, "/readyz") == 0)
+    rpc_server_serving(h->srv) ? reply(c, 200, "OK", "text/plain", "ready\n")
+                               : reply(c, 503, "Service Unavailable", "text/plain", "not ready\n");
+  else if (strcmp(c->url, "/status") == 0 && (body = status_json(h)))
+    reply(c, 200, "OK", "application/json", body);
+  else
+    reply(c, 404, "Not Found", "text/plain", "try /metrics, /healthz, /readyz or /status\n");
+  free(body);
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  conn *c = p->data;
+  if (c->url_len + len >= sizeof c->url) {
+    c->too_long = true;
+    return 0;
+  }
+  memcpy(c->url + c->url_len, at, len);
+  c->url[c->url_len += len] = '\0';
+  return 0;
+}
+
+static int on_complete(http_parser *p) {
+  ((conn *)p->data)->complete = true;
+  return 0;
+}
+
+static const http_parser_settings SETTINGS = {.on_url = on_url, .on_message_complete = on_complete};
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
+  (void)handle;
+  b->base = malloc(suggested);
+  b->len = b->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  conn *c = s->data;
+  if (nread > 0 && !c->out) {
+    size_t used = http_parser_execute(&c->parser, &SETTINGS, b->base, (size_t)nread);
+    if (c->too_long) reply(c, 414, "URI Too Long", "text/plain", "URI too long\n");
+    else if (used != (size_t)nread || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK)
+      reply(c, 400, "Bad Request", "text/plain", "malformed HTTP request\n");
+    else if (c->complete) route(c);
+  } else if (nread < 0 && !c->out) {
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+  }
+  free(b->base);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  admin_http *h = server->data;
+  if (status < 0) return;
+  conn *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->h = h;
+  uv_tcp_init(server->loop, &c->tcp);
+  c->tcp.data = c;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    return;
+  }
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static int parse_addr(const char *addr, struct sockaddr_storage *sa) {
+  char host[256];
+  const char *colon = strrchr(addr, ':');
+  if (!colon || (size_t)(colon - addr) >= sizeof host) return -1;
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = '\0';
+  int port = atoi(colon + 1);
+  if (host[0] == '[') { /* [::1]:port */
+    memmove(host, host + 1, strlen(host));
+    host[strlen(host) - 1] = '\0';
+    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa);
+  }
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)sa);
+}
+
+int admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv, admin_http **out,
+                     int *port, rec_error *err) {
+  struct sockaddr_storage sa;
+  if (parse_addr(addr, &sa) != 0) return rec_fail(err, REC_EINVAL, "admin_listen: want host:port, got '%s'", addr);
+  admin_http *h = calloc(1, sizeof *h);
+  if (!h) return rec_fail(err, REC_ENOMEM, "out of memory");
+  h->ap = ap;
+  h->srv = srv;
+  uv_tcp_init(loop, &h->tcp);
+  h->tcp.data = h;
+  int rc = uv_tcp_bind(&h->tcp, (const struct sockaddr *)&sa, 0);
+  if (!rc) rc = uv_listen((uv_stream_t *)&h->tcp, 64, on_connection);
+  if (rc) {
+    admin_http_close(h);
+    return rec_fail(err, REC_EINVAL, "admin_listen: cannot listen on %s: %s", addr, uv_strerror(rc));
+  }
+  struct sockaddr_storage bound;
+  int len = sizeof bound;
+  uv_tcp_getsockname(&h->tcp, (struct sockaddr *)&bound, &len);
+  *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                            : ((struct sockaddr_in *)&bound)->sin_port);
+  *out = h;
+  return 0;
+}
+
+static void on_listener_closed(uv_handle_t *handle) { free(handle->data); }
+
+void admin_http_close(admin_http *h) {
+  if (h) uv_close((uv_handle_t *)&h->tcp, on_listener_closed);
+}

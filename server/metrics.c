@@ -1,0 +1,173 @@
+/* server/metrics.c - fixed tables of atomic counters; see metrics.h. Latency
+ * histograms share one set of bucket bounds, in seconds as Prometheus
+ * expects. */
+#include "server/metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double BOUNDS[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+                                50e-3, 100e-3, 250e-3, 1.0};
+enum { NB = sizeof BOUNDS / sizeof BOUNDS[0] };
+
+typedef struct histogram {
+  atomic_uint_fast64_t bucket[NB + 1]; /* the last is +Inf */
+  atomic_uint_fast64_t sum_ns, count;
+} histogram;
+
+static const char *const *method_names;
+static size_t n_methods;
+static atomic_uint_fast64_t calls[METRICS_MAX_METHODS][METRICS_STATUSES];
+static histogram call_latency[METRICS_MAX_METHODS];
+static histogram stages[STAGE_COUNT];
+static atomic_uint_fast64_t candidates[3];
+static const char *const STAGE_NAMES[STAGE_COUNT] = {"user_tower", "ann", "sources", "ranking", "total"};
+static const char *const SOURCE_NAMES[3] = {"ann", "item_cf", "popularity"};
+static const char *const DEGRADED[] = {"unknown_user", "short_catalog", "source_missing:ann",
+                                       "source_missing:item_cf", "source_missing:popularity"};
+enum { ND = sizeof DEGRADED / sizeof DEGRADED[0] };
+static atomic_uint_fast64_t degraded[ND];
+static atomic_uint_fast64_t reloads[2];
+static const char *const STATUS_NAMES[METRICS_STATUSES] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+
+void metrics_set_methods(const char *const *names, size_t n) {
+  method_names = names;
+  n_methods = n < METRICS_MAX_METHODS ? n : METRICS_MAX_METHODS;
+}
+
+static void observe(histogram *h, int64_t ns) {
+  double s = (double)ns / 1e9;
+  size_t b = 0;
+  while (b < NB && s > BOUNDS[b]) b++;
+  atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&h->sum_ns, (uint_fast64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
+  atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+}
+
+void metrics_call(size_t method, int status, int64_t ns) {
+  if (method >= n_methods || status < 0 || status >= METRICS_STATUSES) return;
+  atomic_fetch_add_explicit(&calls[method][status], 1, memory_order_relaxed);
+  observe(&call_latency[method], ns);
+}
+
+void metrics_observe_stage(metrics_stage s, int64_t ns) { observe(&stages[s], ns); }
+
+void metrics_candidates(const size_t per_source[3]) {
+  for (int s = 0; s < 3; s++)
+    atomic_fetch_add_explicit(&candidates[s], per_source[s], memory_order_relaxed);
+}
+
+void metrics_degraded(const char *reason) {
+  for (size_t i = 0; i < ND; i++)
+    if (strcmp(DEGRADED[i], reason) == 0) atomic_fetch_add_explicit(&degraded[i], 1, memory_order_relaxed);
+}
+
+void metrics_reload(int ok) { atomic_fetch_add_explicit(&reloads[ok ? 0 : 1], 1, memory_order_relaxed); }
+
+/* ---- rendering ---- */
+
+typedef struct buf {
+  char *s;
+  size_t n, cap;
+} buf;
+
+static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(buf *b, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int m = b->s ? vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap) : -1;
+    va_end(ap);
+    if (m >= 0 && (size_t)m < b->cap - b->n) {
+      b->n += (size_t)m;
+      return;
+    }
+    size_t cap = b->cap ? b->cap * 2 : 16384;
+    char *s = realloc(b->s, cap);
+    if (!s) return; /* rendering stops short; the caller sees what fitted */
+    b->s = s;
+    b->cap = cap;
+  }
+}
+
+static uint64_t get(atomic_uint_fast64_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+
+static void put_histogram(buf *b, const char *name, const char *label, const char *value,
+                          histogram *h) {
+  uint64_t cum = 0;
+  for (size_t i = 0; i <= NB; i++) {
+    cum += get(&h->bucket[i]);
+    if (i < NB) put(b, "%s_bucket{%s=\"%s\",le=\"%g\"} %llu\n", name, label, value, BOUNDS[i], (unsigned long long)cum);
+    else put(b, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", name, label, value, (unsigned long long)cum);
+  }
+  put(b, "%s_sum{%s=\"%s\"} %.9f\n", name, label, value, (double)get(&h->sum_ns) / 1e9);
+  put(b, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)get(&h->count));
+}
+
+static void render_calls(buf *b) {
+  put(b, "# HELP recd_requests_total RPCs finished, by method and gRPC status.\n"
+         "# TYPE recd_requests_total counter\n");
+  for (size_t m = 0; m < n_methods; m++)
+    for (int s = 0; s < METRICS_STATUSES; s++)
+      if (get(&calls[m][s]) || s == 0)
+        put(b, "recd_requests_total{method=\"%s\",status=\"%s\"} %llu\n", method_names[m],
+            STATUS_NAMES[s], (unsigned long long)get(&calls[m][s]));
+  put(b, "# HELP recd_request_duration_seconds RPC latency inside recd, by method.\n"
+         "# TYPE recd_request_duration_seconds histogram\n");
+  for (size_t m = 0; m < n_methods; m++)
+    put_histogram(b, "recd_request_duration_seconds", "method", method_names[m], &call_latency[m]);
+}
+
+static void render_pipeline(buf *b) {
+  put(b, "# HELP recd_stage_duration_seconds Recommend pipeline time per stage.\n"
+         "# TYPE recd_stage_duration_seconds histogram\n");
+  for (int s = 0; s < STAGE_COUNT; s++)
+    put_histogram(b, "recd_stage_duration_seconds", "stage", STAGE_NAMES[s], &stages[s]);
+  put(b, "# HELP recd_candidates_total Candidates ranked, by the source that proposed them.\n"
+         "# TYPE recd_candidates_total counter\n");
+  for (int s = 0; s < 3; s++)
+    put(b, "recd_candidates_total{source=\"%s\"} %llu\n", SOURCE_NAMES[s], (unsigned long long)get(&candidates[s]));
+  put(b, "# HELP recd_degraded_total Responses degraded, by reason (unknown_user is the popularity fallback).\n"
+         "# TYPE recd_degraded_total counter\n");
+  for (size_t i = 0; i < ND; i++)
+    put(b, "recd_degraded_total{reason=\"%s\"} %llu\n", DEGRADED[i], (unsigned long long)get(&degraded[i]));
+}
+
+/* A label value with \\, \" and \n escaped, as the text format wants. */
+static void escape(const char *in, char *out, size_t cap) {
+  size_t n = 0;
+  for (; *in && n + 3 < cap; in++) {
+    if (*in == '\\' || *in == '"') out[n++] = '\\';
+    if (*in == '\n') {
+      out[n++] = '\\';
+      out[n++] = 'n';
+      continue;
+    }
+    out[n++] = *in;
+  }
+  out[n] = '\0';
+}
+
+char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight) {
+  buf b = {0};
+  char v[3 * 128 + 4];
+  escape(version, v, sizeof v);
+  render_calls(&b);
+  render_pipeline(&b);
+  put(&b, "# HELP recd_bundle_info The bundle serving now.\n# TYPE recd_bundle_info gauge\n"
+          "recd_bundle_info{version=\"%s\"} 1\n", v);
+  put(&b, "# HELP recd_reloads_total Bundle loads, by result.\n# TYPE recd_reloads_total counter\n"
+          "recd_reloads_total{result=\"ok\"} %llu\nrecd_reloads_total{result=\"refused\"} %llu\n",
+      (unsigned long long)get(&reloads[0]), (unsigned long long)get(&reloads[1]));
+  put(&b, "# HELP recd_serving 1 when health reports SERVING.\n# TYPE recd_serving gauge\nrecd_serving %d\n", serving);
+  put(&b, "# HELP recd_inflight_calls RPCs in flight.\n# TYPE recd_inflight_calls gauge\nrecd_inflight_calls %d\n", inflight);
+  put(&b, "# HELP recd_uptime_seconds Seconds since start.\n# TYPE recd_uptime_seconds gauge\nrecd_uptime_seconds %lld\n",
+      (long long)uptime_s);
+  return b.s;
+}

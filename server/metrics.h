@@ -1,0 +1,31 @@
+/* server/metrics.h - what recd counts, rendered as Prometheus text for the
+ * admin port's /metrics. Every recorder is a handful of relaxed atomic adds,
+ * safe from any thread; rendering reads the same atomics. */
+#ifndef REC_METRICS_H
+#define REC_METRICS_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum { METRICS_MAX_METHODS = 16, METRICS_STATUSES = 17 };
+
+typedef enum {
+  STAGE_USER_TOWER, STAGE_ANN, STAGE_SOURCES, STAGE_RANKING, STAGE_TOTAL, STAGE_COUNT
+} metrics_stage;
+
+/* Names the RPC methods (index = the RPC layer's method index). Call once
+ * before serving; 'names' must outlive the metrics. */
+void metrics_set_methods(const char *const *names, size_t n);
+
+/* One finished call of method 'method' with gRPC status 'status', taking 'ns'. */
+void metrics_call(size_t method, int status, int64_t ns);
+void metrics_observe_stage(metrics_stage s, int64_t ns);
+void metrics_candidates(const size_t per_source[3]);
+/* A response that was degraded for 'reason' (unknown_user, short_catalog,
+ * source_missing_ann, ...), or served from the popularity fallback. */
+void metrics_degraded(const char *reason);
+void metrics_reload(int ok);
+
+/* Renders every metric. 'version' is the bundle serving now ("" if none);
+ * 'inflight' the calls in flight. Returns a malloc'd string (caller frees). */
+char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight);
+#endif
