@@ -37,6 +37,8 @@ static const cfg_field FIELDS[] = {
      .help = "a connection whose keepalive ping is not answered in this time is closed"},
     {"requests_per_method", INT(requests_per_method, 1, 1024), .def = "16",
      .help = "requests kept posted per method and worker"},
+    {"drain_grace_ms", INT(drain_grace_ms, 0, 600000), .def = "0",
+     .help = "on SIGTERM, keep serving this long while health says NOT_SERVING"},
     {"drain_ms", INT(drain_ms, 0, 600000), .def = "5000",
      .help = "on shutdown, how long calls in flight may finish"},
     /* A string, not CFG_ENUM: the struct keeps the name, checked in check(). */

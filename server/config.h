@@ -20,6 +20,7 @@ typedef struct recd_config {
   int max_inflight;
   int keepalive_ms, keepalive_timeout_ms;
   int drain_ms;
+  int drain_grace_ms;
   char log_level[8];
   char ranking_config[4096];   /* the ranking tier's settings file, "" = defaults */
 } recd_config;

@@ -34,12 +34,13 @@ static const rpc_method *const METHODS[] = {
 typedef struct runtime {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm, sighup;
+  uv_timer_t grace;
   uv_work_t load;
   app *ap;
   rpc_server *srv;
   admin_http *admin;
   int port, load_rc, exit_code;
-  bool loading, served;
+  bool loading, served, draining;
   rec_error err;
 } runtime;
 
@@ -52,7 +53,7 @@ static void load_work(uv_work_t *w) {
 static void load_done(uv_work_t *w, int status) {
   runtime *rt = w->data;
   rt->loading = false;
-  if (status == 0 && rt->load_rc == 0 && !rt->served) {
+  if (status == 0 && rt->load_rc == 0 && !rt->served && !rt->draining) {
     rt->served = true;
     rpc_server_set_serving(rt->srv, true);
     LOG_INFO("serving", "port=%d", rt->port);
@@ -69,9 +70,19 @@ static void start_load(runtime *rt) {
   uv_queue_work(&rt->loop, &rt->load, load_work, load_done);
 }
 
+static void on_grace_over(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* SIGTERM/SIGINT: report NOT_SERVING at once (health, /readyz) so load
+ * balancers stop sending, keep answering for drain_grace_ms, then stop:
+ * rpc_server_stop refuses new calls and lets calls in flight finish. */
 static void on_signal(uv_signal_t *h, int signum) {
-  LOG_INFO("signal received; shutting down", "signal=%s", strsignal(signum));
-  uv_stop(h->loop);
+  runtime *rt = h->data;
+  LOG_INFO("signal received; draining", "signal=%s grace_ms=%d drain_ms=%d", strsignal(signum),
+           rt->ap->cfg->drain_grace_ms, rt->ap->cfg->drain_ms);
+  if (rt->draining) return;
+  rt->draining = true;
+  rpc_server_set_serving(rt->srv, false);
+  uv_timer_start(&rt->grace, on_grace_over, (uint64_t)rt->ap->cfg->drain_grace_ms, 0);
 }
 
 /* SIGHUP reloads the configured path: point a `current` link at a new
@@ -90,7 +101,8 @@ static int run(runtime *rt) {
   uv_signal_init(&rt->loop, &rt->sigint);
   uv_signal_init(&rt->loop, &rt->sigterm);
   uv_signal_init(&rt->loop, &rt->sighup);
-  rt->sighup.data = rt;
+  uv_timer_init(&rt->loop, &rt->grace);
+  rt->sigint.data = rt->sigterm.data = rt->sighup.data = rt;
   uv_signal_start(&rt->sigint, on_signal, SIGINT);
   uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
   uv_signal_start(&rt->sighup, on_sighup, SIGHUP);
@@ -100,6 +112,7 @@ static int run(runtime *rt) {
   uv_close((uv_handle_t *)&rt->sigint, NULL);
   uv_close((uv_handle_t *)&rt->sigterm, NULL);
   uv_close((uv_handle_t *)&rt->sighup, NULL);
+  uv_close((uv_handle_t *)&rt->grace, NULL);
   admin_http_close(rt->admin);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   return uv_loop_close(&rt->loop) == 0 ? rt->exit_code : 1;

@@ -525,6 +525,37 @@ class ProcessTest(unittest.TestCase):
         finally:
             self.assertEqual(d.close(), 0)
 
+    def test_sigterm_drains(self):
+        import grpc
+        bundle = os.path.join(TMP, "small")
+        if not os.path.exists(bundle):
+            recctl("synth", "--out", bundle, "--items", "200", "--users", "20", check=True)
+        d = Recd(bundle, "--drain_grace_ms=3000")
+        h = pb["health"]
+        check = d.channel.unary_unary("/grpc.health.v1.Health/Check",
+                                      request_serializer=h.HealthCheckRequest.SerializeToString,
+                                      response_deserializer=h.HealthCheckResponse.FromString)
+        self.assertEqual(check(h.HealthCheckRequest(), timeout=5).status, h.HealthCheckResponse.SERVING)
+        d.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        status = None
+        while time.monotonic() < deadline:
+            status = check(h.HealthCheckRequest(), timeout=5).status
+            if status == h.HealthCheckResponse.NOT_SERVING:
+                break
+            time.sleep(0.05)
+        self.assertEqual(status, h.HealthCheckResponse.NOT_SERVING)
+        # Still answering during the grace period...
+        r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U00001", k=3), timeout=5)
+        self.assertEqual(len(r.items), 3)
+        # ...then it stops cleanly; later calls find nobody.
+        d.proc.wait(timeout=20)
+        self.assertEqual(d.proc.returncode, 0)
+        with self.assertRaises(grpc.RpcError) as cm:
+            d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U00001", k=3), timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        d.close()
+
     def test_recctl_reports_connection_failure(self):
         import socket
         s = socket.socket()
