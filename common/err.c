@@ -19,6 +19,7 @@ const char *rec_strerror(int code) {
   case REC_EMISMATCH: return "mismatch";
   case REC_EOVERLOAD: return "overloaded";
   case REC_EINTERNAL: return "internal error";
+  case REC_EPRECOND: return "failed precondition";
   default: return "unknown error";
   }
 }

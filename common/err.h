@@ -19,6 +19,7 @@ enum {
   REC_EMISMATCH = -10,  /* files disagree (dimensions, counts, versions) */
   REC_EOVERLOAD = -11,  /* too many calls in flight */
   REC_EINTERNAL = -12,  /* a bug in recd */
+  REC_EPRECOND = -13,   /* the server is not set up for this (e.g. no event log) */
 };
 
 /* A static, human-readable name for 'code' ("invalid argument", ...). */

@@ -9,6 +9,8 @@
 #include "ranking/config.h"
 #include "retrieval/bundle.h"
 #include "server/config.h"
+#include "server/eventlog.h"
+#include "server/online.h"
 
 typedef struct app {
   const recd_config *cfg;
@@ -18,6 +20,8 @@ typedef struct app {
   pthread_mutex_t mu;          /* guards 'current' */
   bundle *current;             /* NULL until the first load */
   pthread_mutex_t reload_mu;   /* one reload at a time */
+  eventlog *log;               /* NULL without --event_log */
+  online *online;              /* events since the bundle, per user */
 } app;
 
 void app_init(app *a, const recd_config *cfg);

@@ -43,6 +43,10 @@ static const cfg_field FIELDS[] = {
      .help = "on shutdown, how long calls in flight may finish"},
     /* A string, not CFG_ENUM: the struct keeps the name, checked in check(). */
     {"log_level", STR(log_level), .def = "info", .help = "debug, info, warn or error"},
+    {"event_log", STR(event_log), .def = "",
+     .help = "directory of the durable event log (Events.Record); empty = events are refused"},
+    {"event_segment_mb", INT(event_segment_mb, 1, 4096), .def = "64",
+     .help = "event log segment size before a new file starts, in MiB"},
     {"ranking_config", STR(ranking_config), .def = "",
      .help = "ranking settings file (docs/configuration.md); empty = defaults"},
 };

@@ -22,7 +22,9 @@ typedef struct recd_config {
   int drain_ms;
   int drain_grace_ms;
   char log_level[8];
-  char ranking_config[4096];   /* the ranking tier's settings file, "" = defaults */
+  char ranking_config[4096];
+  char event_log[4096];        /* event log directory, "" = none */
+  int event_segment_mb;   /* the ranking tier's settings file, "" = defaults */
 } recd_config;
 
 /* Fills *cfg from defaults, then --config=FILE if given, then the other flags.

@@ -4,6 +4,7 @@
 #include "server/handlers.h"
 #include "common/clock.h"
 #include "rec/v1/admin.pb-c.h"
+#include "rec/v1/events.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
 #include "server/app.h"
 #include "server/metrics.h"
@@ -287,6 +288,37 @@ static int fill_response(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const
   return q->explain ? fill_timings(a, res, start_ns, r) : 0;
 }
 
+static int by_purchase_item(const void *a, const void *b) {
+  return by_u32(&((const rec_purchase *)a)->item, &((const rec_purchase *)b)->item);
+}
+
+/* The request's anchors, then the items the user's recorded events touched
+ * (most recent first), seed item-CF: a visitor the bundle has never seen
+ * still gets its session's neighbours. Recorded purchases join the bundle's
+ * for the repurchase rules. */
+static int session(rpc_ctx *ctx, const bundle *b, const Rec__V1__RecommendRequest *q, rec_request *rq) {
+  app *ap = ctx->app;
+  online_item *on = NULL;
+  size_t n_on = ap->online ? online_get(ap->online, q->user_id, strlen(q->user_id), ctx->arena, &on) : 0;
+  size_t n_anchor;
+  uint32_t *anchors = resolve_ids(ctx->arena, b->catalog, q->anchor_item_ids, q->n_anchor_item_ids, false, &n_anchor);
+  uint32_t *seeds = arena_calloc(ctx->arena, n_anchor + n_on + 1, sizeof *seeds);
+  rec_purchase *bought = arena_calloc(ctx->arena, n_on + 1, sizeof *bought);
+  if (!anchors || !seeds || !bought) return REC_ENOMEM;
+  memcpy(seeds, anchors, n_anchor * sizeof *seeds);
+  rq->n_seeds = n_anchor;
+  for (size_t i = 0; i < n_on; i++) {
+    uint32_t item;
+    if (!catalog_find(b->catalog, on[i].item, strlen(on[i].item), &item)) continue;
+    seeds[rq->n_seeds++] = item;
+    if (on[i].purchased) bought[rq->n_recorded++] = (rec_purchase){item, on[i].count, on[i].last_time};
+  }
+  qsort(bought, rq->n_recorded, sizeof *bought, by_purchase_item);
+  rq->seeds = seeds;
+  rq->recorded = bought;
+  return 0;
+}
+
 static void record_stages(const rec_result *res, int64_t start_ns) {
   metrics_observe_stage(STAGE_USER_TOWER, res->tower_ns);
   metrics_observe_stage(STAGE_ANN, res->ann_ns);
@@ -307,9 +339,7 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
   if ((rc = parse_cursor(ctx, ap->cfg, q->page_cursor, b, rq.k, &rq.offset)) ||
       (rc = resolve_rules(ctx, b, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &rq.rules)))
     return rc;
-  if (!(rq.seeds = resolve_ids(ctx->arena, b->catalog, q->anchor_item_ids, q->n_anchor_item_ids,
-                               false, &rq.n_seeds)))
-    return REC_ENOMEM;
+  if ((rc = session(ctx, b, q, &rq))) return rc;
   rec_result res;
   if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
     return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
@@ -454,3 +484,50 @@ static int reload(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
 
 const rpc_method h_reload = {"/rec.v1.Admin/Reload", &rec__v1__reload_request__descriptor,
                              &rec__v1__reload_response__descriptor, reload};
+
+/* ---- Events.Record ---- */
+
+static int check_event(rpc_ctx *ctx, size_t i, const Rec__V1__Event *e, int64_t now_ms, ev_record *r) {
+  size_t ul = strlen(e->user_id), il = strlen(e->item_id);
+  if (!ul || ul > REC_ID_MAX || !il || il > REC_ID_MAX)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu]: user_id and item_id must be 1 to %d bytes", i, REC_ID_MAX);
+  if (e->type < REC__V1__EVENT_TYPE__EVENT_TYPE_VIEW || e->type > REC__V1__EVENT_TYPE__EVENT_TYPE_PURCHASE)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu].type must be VIEW, ADD_TO_CART or PURCHASE", i);
+  if (e->quantity < 0 || !(e->price >= 0) || e->price > 1e12 || e->time_unix_ms < 0)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu]: quantity, price and time_unix_ms must be >= 0 "
+                    "(returns are not events)", i);
+  *r = (ev_record){.time_ms = e->time_unix_ms ? e->time_unix_ms : now_ms, .type = (int32_t)e->type,
+                   .quantity = e->quantity ? e->quantity : 1, .price = e->price,
+                   .user = e->user_id, .item = e->item_id, .user_len = (uint16_t)ul,
+                   .item_len = (uint16_t)il};
+  return 0;
+}
+
+/* OK only once every event is on disk; then they count for the user at once. */
+static int record(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  const Rec__V1__RecordRequest *q = (const Rec__V1__RecordRequest *)in;
+  app *ap = ctx->app;
+  if (!ap->log)
+    return rpc_fail(ctx, REC_EPRECOND, "this recd runs without --event_log; events are not recorded");
+  if (q->n_events < 1 || q->n_events > 1000)
+    return rpc_fail(ctx, REC_EINVAL, "events must hold 1 to 1000 events, got %zu", q->n_events);
+  ev_record *recs = arena_calloc(ctx->arena, q->n_events, sizeof *recs);
+  Rec__V1__RecordResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!recs || !r) return REC_ENOMEM;
+  int64_t now = rec_wall_ms();
+  int rc;
+  for (size_t i = 0; i < q->n_events; i++)
+    if ((rc = check_event(ctx, i, q->events[i], now, &recs[i]))) return rc;
+  uint64_t last;
+  if ((rc = eventlog_append(ap->log, recs, q->n_events, &last, &ctx->err)))
+    return rpc_fail(ctx, REC_EUNAVAIL, "%s", ctx->err.msg);
+  for (size_t i = 0; i < q->n_events; i++) online_apply(ap->online, &recs[i]);
+  rec__v1__record_response__init(r);
+  r->accepted = (uint32_t)q->n_events;
+  r->last_sequence = last;
+  *out = &r->base;
+  return 0;
+}
+
+const rpc_method h_record = {"/rec.v1.Events/Record", &rec__v1__record_request__descriptor,
+                             &rec__v1__record_response__descriptor, record};

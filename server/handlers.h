@@ -9,4 +9,5 @@ extern const rpc_method h_recommend;   /* /rec.v1.Ranking/Recommend */
 extern const rpc_method h_similar_items; /* /rec.v1.Ranking/SimilarItems */
 extern const rpc_method h_status;      /* /rec.v1.Admin/Status */
 extern const rpc_method h_reload;      /* /rec.v1.Admin/Reload */
+extern const rpc_method h_record;      /* /rec.v1.Events/Record */
 #endif

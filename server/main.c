@@ -1,5 +1,6 @@
 /* server/main.c - recd: parse the configuration, listen, load the bundle,
  * report SERVING, and stop cleanly on SIGINT or SIGTERM. */
+#include "common/clock.h"
 #include "common/log.h"
 #include "rec/v1/admin.pb-c.h"
 #include "rec/v1/events.pb-c.h"
@@ -21,12 +22,10 @@
 /* Methods not built yet: registered so they answer UNIMPLEMENTED. */
 static const rpc_method retrieve = {"/rec.v1.Retrieval/Retrieve",
     &rec__v1__retrieve_request__descriptor, &rec__v1__retrieve_response__descriptor, NULL};
-static const rpc_method record = {"/rec.v1.Events/Record",
-    &rec__v1__record_request__descriptor, &rec__v1__record_response__descriptor, NULL};
 
 /* Every rec.v1 method this process serves. */
 static const rpc_method *const METHODS[] = {
-    &h_recommend, &h_similar_items, &retrieve, &record, &h_reload, &h_status,
+    &h_recommend, &h_similar_items, &retrieve, &h_record, &h_reload, &h_status,
 };
 
 /* The main thread's libuv loop: signals, the admin port, and bundle loads
@@ -120,6 +119,26 @@ static int run(runtime *rt) {
 
 static void observe(size_t method, int status, int64_t ns) { metrics_call(method, status, ns); }
 
+static void replay(void *arg, uint64_t seq, const ev_record *r) {
+  (void)seq;
+  online_apply(arg, r);
+}
+
+/* The event log, replayed into the online state before anything is served. */
+static int open_events(app *ap, rec_error *err) {
+  if (online_new(&ap->online) != 0) return rec_fail(err, REC_ENOMEM, "out of memory");
+  if (!ap->cfg->event_log[0]) return 0;
+  size_t n;
+  int64_t t0 = rec_mono_ns();
+  int rc = eventlog_open(ap->cfg->event_log, (size_t)ap->cfg->event_segment_mb << 20, replay,
+                         ap->online, &ap->log, &n, err);
+  if (!rc)
+    LOG_INFO("event log replayed", "dir=%s events=%zu users=%zu last_sequence=%llu ms=%lld",
+             ap->cfg->event_log, n, online_users(ap->online),
+             (unsigned long long)eventlog_last_seq(ap->log), (long long)((rec_mono_ns() - t0) / 1000000));
+  return rc;
+}
+
 int main(int argc, char **argv) {
   recd_config cfg;
   rec_error err = {0};
@@ -150,10 +169,19 @@ int main(int argc, char **argv) {
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
   int admin_port = 0;
+  if (open_events(&ap, &err) != 0) {
+    fprintf(stderr, "recd: event log: %s\n", err.msg);
+    online_free(ap.online);
+    app_destroy(&ap);
+    rank_config_free(rank_cfg);
+    return 1;
+  }
   uv_loop_init(&rt.loop);
   if (rpc_server_start(&o, &rt.srv, &rt.port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
     uv_loop_close(&rt.loop);
+    eventlog_close(ap.log);
+    online_free(ap.online);
     app_destroy(&ap);
     rank_config_free(rank_cfg);
     return 1;
@@ -173,6 +201,8 @@ int main(int argc, char **argv) {
     rc = run(&rt);
   }
   rpc_server_stop(rt.srv, cfg.drain_ms);
+  eventlog_close(ap.log);
+  online_free(ap.online);
   app_destroy(&ap);
   rank_config_free(rank_cfg);
   LOG_INFO("stopped", "exit=%d", rt.exit_code ? rt.exit_code : rc);

@@ -10,14 +10,38 @@
 
 static size_t at_least(size_t a, size_t b) { return a > b ? a : b; }
 
+/* The bundle's purchases and those recorded since, merged by item (latest
+ * time, summed counts), sorted by item. */
+static int merge_purchases(const rec_purchase *x, size_t nx, const rec_purchase *y, size_t ny,
+                           arena *a, rank_req *rules) {
+  rec_purchase *m = arena_alloc(a, (nx + ny + 1) * sizeof *m);
+  if (!m) return REC_ENOMEM;
+  size_t i = 0, j = 0, n = 0;
+  while (i < nx || j < ny) {
+    if (j == ny || (i < nx && x[i].item < y[j].item)) m[n++] = x[i++];
+    else if (i == nx || y[j].item < x[i].item) m[n++] = y[j++];
+    else {
+      m[n] = x[i++];
+      m[n].count += y[j].count;
+      if (y[j].last_time > m[n].last_time) m[n].last_time = y[j].last_time;
+      j++, n++;
+    }
+  }
+  rules->purchases = m;
+  rules->n_purchases = n;
+  return 0;
+}
+
 /* The user's profile: price, segment, purchases, recent items. */
-static void profile(const bundle *b, const rec_request *r, rank_req *rules, retrieve_req *rq,
-                    rec_result *out) {
+static int profile(const bundle *b, const rec_request *r, rank_req *rules, retrieve_req *rq,
+                   arena *a, rec_result *out) {
   const signals *s = &b->sig;
   uint32_t p;
   rules->segment = -1;
   rq->segment = -1;
-  if (!r->user_id || !signals_profile(s, r->user_id, r->user_len, &p)) return;
+  rules->purchases = r->recorded;
+  rules->n_purchases = r->n_recorded;
+  if (!r->user_id || !signals_profile(s, r->user_id, r->user_len, &p)) return 0;
   out->profiled = true;
   rules->mean_price = s->mean_price[p];
   rules->segment = rq->segment = s->segment[p];
@@ -25,6 +49,8 @@ static void profile(const bundle *b, const rec_request *r, rank_req *rules, retr
   rules->n_purchases = s->purch ? s->purch_off[p + 1] - s->purch_off[p] : 0;
   rq->recent = s->recent + s->recent_off[p];
   rq->n_recent = s->recent_off[p + 1] - s->recent_off[p];
+  return r->n_recorded ? merge_purchases(rules->purchases, rules->n_purchases, r->recorded,
+                                         r->n_recorded, a, rules) : 0;
 }
 
 static bool in_slate(const rank_item *items, size_t n, uint32_t item, size_t *at) {
@@ -101,7 +127,7 @@ int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *o
                      .categories = rules.include_cats, .n_categories = rules.n_include_cats,
                      .want_ann = at_least(cfg->cand_ann, 4 * need), .want_cf = cfg->cand_itemcf,
                      .want_pop = at_least(cfg->cand_popularity, 2 * need)};
-  profile(b, r, &rules, &rq, out);
+  if (profile(b, r, &rules, &rq, a, out)) return REC_ENOMEM;
   rank_items it = {.catalog = b->catalog, .emb = b->item_emb, .dim = b->dim,
                    .cycle_days = b->sig.cycle_days};
   retrieve_result rr;

@@ -18,6 +18,8 @@ typedef struct rec_request {
   rank_req rules;                  /* filters, excludes, blocked, promotions, cfg, now */
   const uint32_t *seeds;           /* anchors (Recommend) or the items to match (SimilarItems) */
   size_t n_seeds;
+  const rec_purchase *recorded;    /* purchases recorded since the bundle, sorted by item */
+  size_t n_recorded;
   bool similar;
   const char *const *explain_ids;
   size_t n_explain;

@@ -7,6 +7,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "rec/v1/admin.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
+#include "server/eventlog.h"
 #include "server/rpc_client.h"
 #include "tools/cmd_build.h"
 #include "tools/synth.h"
@@ -22,7 +23,7 @@
 #define MAX_LIST 1000
 
 typedef struct opts {
-  const char *addr, *user, *out, *index, *version, *bundle;
+  const char *addr, *user, *out, *index, *version, *bundle, *log;
   long k, timeout_ms, items, users, dim, categories, seed, ef, wait_s;
   bool json, explain;
   const char *exclude[MAX_LIST], *include_cats[MAX_LIST], *explain_ids[MAX_LIST];
@@ -36,6 +37,7 @@ static void usage(FILE *f) {
         "            [--why ID]... [--json]        ask for a ranked slate\n"
         "  health [--wait SECONDS]                 print the serving status (exit 3 unless SERVING)\n"
         "  status                                  what the server has loaded\n"
+        "  events-csv --log DIR                    the event log as an interactions CSV (for recctl build)\n"
         "  reload [--bundle DIR]                   load, check and swap in a bundle (default: the\n"
         "                                          path recd was started with, e.g. a `current` link)\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
@@ -91,6 +93,7 @@ static int parse(int argc, char **argv, opts *o) {
     else if (strcmp(a, "--user") == 0) o->user = v;
     else if (strcmp(a, "--out") == 0) o->out = v;
     else if (strcmp(a, "--bundle") == 0) o->bundle = v;
+    else if (strcmp(a, "--log") == 0) o->log = v;
     else if (strcmp(a, "--index") == 0) o->index = v;
     else if (strcmp(a, "--version") == 0) o->version = v;
     else if (strcmp(a, "-k") == 0 || strcmp(a, "--k") == 0) rc = num("-k", v, -1000000, 1000000, &o->k);
@@ -279,6 +282,29 @@ static int cmd_reload(rpc_client *c, const opts *o, arena *a) {
   return 0;
 }
 
+/* One CSV row per logged event, in the interactions format of recctl build. */
+static void event_row(void *arg, uint64_t seq, const ev_record *r) {
+  (void)arg;
+  (void)seq;
+  static const char *const TYPES[] = {"unspecified", "view", "add_to_cart", "purchase"};
+  const char *type = r->type >= 0 && r->type <= 3 ? TYPES[r->type] : "unknown";
+  printf("\"%.*s\",\"%.*s\",%lld,%d,%.4f,%s,\n", (int)r->user_len, r->user, (int)r->item_len, r->item,
+         (long long)(r->time_ms / 1000), r->quantity, r->price, type);
+}
+
+static int cmd_events_csv(const opts *o) {
+  if (!o->log) return bad("%s", "events-csv needs --log DIR");
+  printf("user_id,item_id,timestamp,quantity,price,event_type,rating\n");
+  size_t n;
+  rec_error err = {0};
+  if (eventlog_scan(o->log, event_row, NULL, &n, &err) != 0) {
+    fprintf(stderr, "recctl: %s\n", err.msg);
+    return 1;
+  }
+  fprintf(stderr, "%zu events\n", n);
+  return 0;
+}
+
 static int cmd_synth(const opts *o) {
   if (!o->out) return bad("%s", "synth needs --out DIR");
   synth_opts s = {(size_t)o->items, (size_t)o->users, (size_t)o->dim, (size_t)o->categories,
@@ -308,6 +334,7 @@ int main(int argc, char **argv) {
   if (rc) return rc;
   const char *cmd = argv[1];
   if (strcmp(cmd, "synth") == 0) return cmd_synth(&o);
+  if (strcmp(cmd, "events-csv") == 0) return cmd_events_csv(&o);
   if (strcmp(cmd, "recommend") && strcmp(cmd, "health") && strcmp(cmd, "status") &&
       strcmp(cmd, "reload"))
     return bad("unknown command '%s'", cmd);
