@@ -107,7 +107,7 @@ static int list_segments(const char *dir, char ***out, size_t *n, rec_error *err
     (*n)++;
   }
   closedir(d);
-  qsort(names, *n, sizeof *names, by_name);
+  if (*n) qsort(names, *n, sizeof *names, by_name);
   *out = names;
   return 0;
 }

@@ -71,8 +71,7 @@ class Recd:
                 break
             time.sleep(0.05)
         self.close()
-        self.log.seek(0)
-        raise AssertionError("recd did not log %r:\n%s" % (pattern, self.log.read()))
+        raise AssertionError("recd did not log %r:\n%s" % (pattern, self.output()))
 
     def output(self):
         with open(self.log.name) as f:
