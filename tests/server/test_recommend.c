@@ -309,11 +309,29 @@ static void one_trial(int trial, const rank_config *cfg) {
   free(w);
 }
 
-static void k_guarantee_against_an_oracle(void) {
+/* Random settings of the rules the oracle rewrites, and of diversity. */
+static rank_config *random_config(void) {
   rank_config *cfg = cfg_default();
+  char v[32];
+  snprintf(v, sizeof v, "%u", 1 + rnd(4));
+  rank_config_set(cfg, "price.cap_ratio", rnd(3) ? v : "0", NULL);
+  snprintf(v, sizeof v, "0.%u", rnd(10));
+  rank_config_set(cfg, "repurchase.block_fraction", v, NULL);
+  rank_config_set(cfg, "rules.exclude_purchased", rnd(2) ? "true" : "false", NULL);
+  rank_config_set(cfg, "diversity.mmr", rnd(2) ? "true" : "false", NULL);
+  snprintf(v, sizeof v, "0.%u", rnd(10));
+  rank_config_set(cfg, "diversity.category_share", v, NULL);
+  rank_config_set(cfg, "blend.normalization", rnd(2) ? "rank" : "minmax", NULL);
+  return cfg;
+}
+
+static void k_guarantee_against_an_oracle(void) {
   rng_state = 20261122;
-  for (int trial = 0; trial < 60; trial++) one_trial(trial, cfg);
-  rank_config_free(cfg);
+  for (int trial = 0; trial < 60; trial++) {
+    rank_config *cfg = random_config();
+    one_trial(trial, cfg);
+    rank_config_free(cfg);
+  }
 }
 
 void suite_recommend(void) {
