@@ -142,7 +142,9 @@ int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrie
   *out = (retrieve_result){0};
   int64_t t0 = rec_mono_ns();
   bool have_q = false, ann_all = false, pop_all = false;
-  int rc = r->similar ? (have_q = seed_query(b, r, q), 0) : user_query(b, r, a, q, &have_q);
+  int rc = 0;
+  if (r->similar) have_q = seed_query(b, r, q);
+  else rc = user_query(b, r, a, q, &have_q);
   out->known_user = !r->similar && have_q;
   int64_t t1 = rec_mono_ns();
   if (!rc && have_q) rc = from_ann(b, q, r->want_ann, a, &m, &ann_all);
