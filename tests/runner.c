@@ -21,6 +21,8 @@ static const struct {
     {"config", suite_config},     {"recommend", suite_recommend}, {"rpc", suite_rpc},
     {"synth", suite_synth},       {"metrics", suite_metrics}, {"chart", suite_chart},
     {"als", suite_als},           {"cfgtable", suite_cfgtable}, {"rank_config", suite_rank_config},
+    {"dataset", suite_dataset},   {"features", suite_features}, {"twotower", suite_twotower},
+    {"pipeline", suite_pipeline},
 };
 enum { NSUITES = sizeof SUITES / sizeof SUITES[0] };
 

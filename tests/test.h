@@ -41,4 +41,8 @@ void suite_chart(void);
 void suite_als(void);
 void suite_cfgtable(void);
 void suite_rank_config(void);
+void suite_dataset(void);
+void suite_features(void);
+void suite_twotower(void);
+void suite_pipeline(void);
 #endif

@@ -73,7 +73,13 @@ int csv_read(const char *path, csv_row_fn fn, void *ctx, rec_error *err) {
   ssize_t len;
   while (!r.rc && (len = getline(&line, &cap, fp)) > 0) {
     r.row.line++;
-    if (csv_parse(&p, line, (size_t)len, on_field, on_row, &r) != (size_t)len && !r.rc)
+    char *at = line;
+    /* A UTF-8 byte-order mark (Excel's "CSV UTF-8") is not part of the header. */
+    if (r.row.line == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+      at += 3;
+      len -= 3;
+    }
+    if (csv_parse(&p, at, (size_t)len, on_field, on_row, &r) != (size_t)len && !r.rc)
       r.rc = rec_fail(err, REC_ECORRUPT, "%s:%zu: %s", path, r.row.line, csv_strerror(csv_error(&p)));
   }
   if (!r.rc && csv_fini(&p, on_field, on_row, &r) != 0)

@@ -58,7 +58,9 @@ int ds_schema_load(const char *path, ds_schema *s, char **storage, rec_error *er
   buf[got] = '\0';
   fclose(fp);
   int lineno = 0;
-  for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+  for (char *line = buf, *nl; line; line = nl ? nl + 1 : NULL) { /* every physical line counts */
+    nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
     lineno++;
     char *t = trim(line), *eq = strchr(t, '=');
     if (!*t || *t == '#') continue;
@@ -90,7 +92,12 @@ bool ds_parse_time(const char *s, int64_t *out) {
   if (*rest || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return false;
   struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
                   .tm_min = mi, .tm_sec = se};
-  *out = (int64_t)timegm(&tm);
+  time_t t = timegm(&tm);
+  struct tm back;
+  /* timegm rolls 2016-02-30 over into March: refuse dates that do not exist. */
+  if (!gmtime_r(&t, &back) || back.tm_year != y - 1900 || back.tm_mon != mo - 1 || back.tm_mday != d)
+    return false;
+  *out = (int64_t)t;
   return true;
 }
 
@@ -327,13 +334,14 @@ static int index_users(dataset *d) {
   return 0;
 }
 
-/* An upper bound on a file's rows: its newlines plus one. */
+/* An upper bound on a file's rows: its line ends (\n or a lone \r, which
+ * libcsv also accepts) plus one. */
 static size_t count_lines(const char *path) {
   FILE *fp = fopen(path, "rb");
   if (!fp) return 0;
   size_t n = 1;
   int ch;
-  while ((ch = getc(fp)) != EOF) n += ch == '\n';
+  while ((ch = getc(fp)) != EOF) n += ch == '\n' || ch == '\r';
   fclose(fp);
   return n;
 }
