@@ -5,6 +5,7 @@
  * that touch only the row's observed entries, so a sweep costs
  * O(nnz * k * cg_steps + rows * k^2) instead of a dense solve per row. */
 #include "tools/als.h"
+#include "common/rng.h"
 #include "common/xmath.h"
 
 #include <cblas.h>
@@ -26,20 +27,6 @@ enum { MAX_FACTORS = 1024 };
 #define PARALLEL_FOR
 #endif
 
-typedef struct rng { uint64_t s; } rng;
-
-static uint64_t next(rng *r) { /* splitmix64 */
-  uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-/* Box-Muller; the +1e-300 keeps log() finite when the uniform draw is 0. */
-static float normal(rng *r) {
-  double u = (double)(next(r) >> 11) * 0x1.0p-53, v = (double)(next(r) >> 11) * 0x1.0p-53;
-  return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v));
-}
 
 /* malloc(n * size) that refuses sizes whose product overflows. */
 static void *xalloc(size_t n, size_t size) {
@@ -287,8 +274,8 @@ static int transpose(const csr *R, transposed *t, rec_error *err) {
   return 0;
 }
 
-static void init_factors(float *A, size_t n, rng *r) {
-  for (size_t i = 0; i < n; i++) A[i] = 0.01f * normal(r);
+static void init_factors(float *A, size_t n, rec_rng *r) {
+  for (size_t i = 0; i < n; i++) A[i] = 0.01f * (float)rec_rng_normal(r);
 }
 
 int als_train(const csr *R, const als_opts *o, float *U, float *V, rec_error *err) {
@@ -303,7 +290,7 @@ int als_train(const csr *R, const als_opts *o, float *U, float *V, rec_error *er
   if (!G) return rec_fail(err, REC_ENOMEM, "als: no memory for a %zu x %zu Gram matrix", k, k);
   transposed T;
   if ((rc = transpose(R, &T, err))) goto free_gram;
-  rng g = {o->seed};
+  rec_rng g = {o->seed};
   init_factors(U, R->rows * k, &g);
   init_factors(V, R->cols * k, &g);
   for (int it = 1; it <= o->iterations; it++) {

@@ -3,6 +3,7 @@
  * the usual few hundred items; a flag per entry stops a ranked list that
  * repeats an item from scoring it twice. */
 #include "tools/metrics.h"
+#include "common/rng.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -133,19 +134,11 @@ double metrics_novelty(const uint32_t *const *lists, const size_t *lens, size_t 
   return slots ? bits / (double)slots : 0;
 }
 
-typedef struct rng { uint64_t s; } rng;
-
-static uint64_t next(rng *r) { /* splitmix64 */
-  uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 /* Uniform in [0, n) without modulo bias: draws below 2^64 mod n are redrawn. */
-static size_t below(rng *r, size_t n) {
+static size_t below(rec_rng *r, size_t n) {
   uint64_t reject = -(uint64_t)n % n, x;
-  while ((x = next(r)) < reject) {}
+  while ((x = rec_rng_next(r)) < reject) {}
   return (size_t)(x % n);
 }
 
@@ -180,7 +173,7 @@ metrics_ci metrics_bootstrap(const double *values, size_t n, int resamples, uint
     if (b <= SIZE_MAX / sizeof *heap && (heap = malloc(b * sizeof *heap)) != NULL) means = heap;
     else b = BOOT_STACK;
   }
-  rng r = {seed};
+  rec_rng r = {seed};
   for (size_t j = 0; j < b; j++) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += values[below(&r, n)];

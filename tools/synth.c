@@ -3,6 +3,7 @@
  * = x) plus a little noise: the bundle exercises the real forward pass while
  * keeping answers predictable enough to test. */
 #include "tools/synth.h"
+#include "common/rng.h"
 #include "retrieval/bundle_write.h"
 
 #include <math.h>
@@ -11,19 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct rng { uint64_t s; } rng;
-
-static uint64_t next(rng *r) { /* splitmix64 */
-  uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static double uniform(rng *r) { return (double)(next(r) >> 11) * 0x1.0p-53; }
-static float normal(rng *r) {
-  double u = uniform(r), v = uniform(r);
-  return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v));
-}
+static float normal(rec_rng *r) { return (float)rec_rng_normal(r); }
 
 static void normalize(float *v, size_t n) {
   double s = 0;
@@ -71,7 +60,7 @@ static void free_data(synth_data *d, const synth_opts *o) {
   }
 }
 
-static void make_items(synth_data *d, const synth_opts *o, rng *r) {
+static void make_items(synth_data *d, const synth_opts *o, rec_rng *r) {
   size_t D = o->dim, C = o->categories, N = o->items;
   for (size_t c = 0; c < C; c++) {
     char name[64];
@@ -84,18 +73,18 @@ static void make_items(synth_data *d, const synth_opts *o, rng *r) {
     char id[32];
     snprintf(id, sizeof id, "P%06zu", i);
     d->item_ids[i] = strdup(id);
-    size_t c = (size_t)(next(r) % C);
+    size_t c = (size_t)(rec_rng_next(r) % C);
     d->item_cats[i] = d->cat_names[c];
     float *e = d->emb + i * D;
     for (size_t j = 0; j < D; j++) e[j] = d->centroids[c * D + j] + 0.6f * normal(r) / sqrtf((float)D);
     normalize(e, D);
     d->price[i] = roundf(100.0f * (float)exp(2.0 + 0.4 * (double)c / (double)C + 0.6 * normal(r))) / 100.0f;
-    d->stock[i] = uniform(r) < 0.95;
-    d->pop[i] = (float)(1000.0 / pow(1.0 + (double)(next(r) % N), 0.8));
+    d->stock[i] = rec_rng_uniform(r) < 0.95;
+    d->pop[i] = (float)(1000.0 / pow(1.0 + (double)(rec_rng_next(r) % N), 0.8));
   }
 }
 
-static void make_users(synth_data *d, const synth_opts *o, rng *r) {
+static void make_users(synth_data *d, const synth_opts *o, rec_rng *r) {
   size_t D = o->dim, F = D + 2;
   for (size_t u = 0; u < o->users; u++) {
     char id[32];
@@ -107,12 +96,12 @@ static void make_users(synth_data *d, const synth_opts *o, rng *r) {
      * centroid plus the noise of a handful of draws. */
     for (size_t j = 0; j < D; j++) f[j] = d->centroids[c * D + j] + 0.3f * normal(r) / sqrtf((float)D);
     normalize(f, D);
-    f[D] = (float)(2.0 + uniform(r));   /* log average price */
-    f[D + 1] = (float)(next(r) % 4);    /* spending segment */
+    f[D] = (float)(2.0 + rec_rng_uniform(r));   /* log average price */
+    f[D + 1] = (float)(rec_rng_next(r) % 4);    /* spending segment */
   }
 }
 
-static bool make_tower(synth_data *d, const synth_opts *o, rng *r) {
+static bool make_tower(synth_data *d, const synth_opts *o, rec_rng *r) {
   size_t D = o->dim, F = D + 2, H = 2 * D;
   tower_layer *l0 = &d->layers[0], *l1 = &d->layers[1];
   *l0 = (tower_layer){F, H, calloc(F * H, sizeof(float)), calloc(H, sizeof(float)), TOWER_RELU};
@@ -151,7 +140,7 @@ int synth_bundle(const char *dir, const synth_opts *o, rec_error *err) {
     return rec_fail(err, REC_EINVAL, "synth: want 1 <= categories <= items <= 10M, users <= 10M, "
                     "2 <= dim <= 1024");
   synth_data d = {0};
-  rng r = {o->seed};
+  rec_rng r = {o->seed};
   int rc;
   if (!alloc_data(&d, o)) {
     rc = rec_fail(err, REC_ENOMEM, "synth: out of memory");

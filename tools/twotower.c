@@ -3,6 +3,7 @@
  * the softmax gradient back through normalisation, the dense layers and into
  * the embedding rows the batch touched. */
 #include "tools/twotower.h"
+#include "common/rng.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -38,28 +39,22 @@ struct tt_model {
   float *logq;                   /* [n_items] log sampling probability */
   float *hist_w;                 /* [n_users x recent_max] strength of each recent item */
   float price_mu, price_sd;      /* standardisation of log(1 + mean price) */
-  uint64_t rng, step;
+  rec_rng rng;
+  uint64_t step;
   double last_loss;
 };
 
 /* ---- small utilities ---- */
 
-static uint64_t next(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-static double uniform(uint64_t *s) { return (double)(next(s) >> 11) * 0x1.0p-53; }
 
-static int param_init(param *p, size_t n, float scale, uint64_t *rng) {
+static int param_init(param *p, size_t n, float scale, rec_rng *rng) {
   p->n = n;
   p->w = malloc(n * sizeof *p->w);
   p->g = calloc(n, sizeof *p->g);
   p->m = calloc(n, sizeof *p->m);
   p->v = calloc(n, sizeof *p->v);
   if (!p->w || !p->g || !p->m || !p->v) return REC_ENOMEM;
-  for (size_t i = 0; i < n; i++) p->w[i] = scale ? (float)((2 * uniform(rng) - 1) * scale) : 0;
+  for (size_t i = 0; i < n; i++) p->w[i] = scale ? (float)((2 * rec_rng_uniform(rng) - 1) * scale) : 0;
   return 0;
 }
 
@@ -70,7 +65,7 @@ static void param_free(param *p) {
   free(p->v);
 }
 
-static int dense_init(dense *l, size_t in, size_t out, uint64_t *rng) {
+static int dense_init(dense *l, size_t in, size_t out, rec_rng *rng) {
   l->in = in;
   l->out = out;
   float glorot = sqrtf(6.0f / (float)(in + out));
@@ -78,7 +73,7 @@ static int dense_init(dense *l, size_t in, size_t out, uint64_t *rng) {
   return 0;
 }
 
-static int table_init(table *t, size_t rows, size_t cols, float scale, uint64_t *rng) {
+static int table_init(table *t, size_t rows, size_t cols, float scale, rec_rng *rng) {
   t->rows = rows;
   t->cols = cols;
   t->touched = malloc((rows + 1) * sizeof *t->touched);
@@ -246,7 +241,7 @@ static int model_new(const dataset *d, const profiles *p, const ui_matrix *R, co
   m->o = *o;
   m->n_items = d->n_items;
   m->n_users = d->n_users;
-  m->rng = o->seed;
+  m->rng.s = o->seed;
   size_t ncat = d->n_categories ? d->n_categories : 1, H = o->hidden;
   m->item_cat = calloc(d->n_items + 1, sizeof *m->item_cat);
   m->item_bucket = calloc(d->n_items + 1, sizeof *m->item_bucket);
@@ -457,9 +452,9 @@ static example *examples_of(const ui_matrix *R) {
   return ex;
 }
 
-static void shuffle(example *ex, size_t n, uint64_t *rng) {
+static void shuffle(example *ex, size_t n, rec_rng *rng) {
   for (size_t i = n; i > 1; i--) {
-    size_t j = (size_t)(next(rng) % i);
+    size_t j = (size_t)(rec_rng_next(rng) % i);
     example t = ex[i - 1];
     ex[i - 1] = ex[j];
     ex[j] = t;
