@@ -346,7 +346,7 @@ class ReloadTest(unittest.TestCase):
         t.start()
         try:
             admin = pb["admin_grpc"].AdminStub(d.channel)
-            for i in range(20):
+            for i in range(100):
                 r = admin.Reload(pb["admin"].ReloadRequest(bundle_path=b if i % 2 == 0 else a), timeout=30)
                 self.assertIn(r.version, versions)
             broken = os.path.join(TMP, "rel_broken")
