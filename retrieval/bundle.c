@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <xxhash.h>
 
 #define PATHMAX 4096
 
@@ -334,6 +335,21 @@ int bundle_check_recall(const bundle *b, size_t queries, size_t k, double floor,
   return 0;
 }
 
+uint32_t bundle_shard_of(const char *id, uint32_t shards) {
+  return shards > 1 ? (uint32_t)(XXH3_64bits(id, strlen(id)) % shards) : 0;
+}
+
+int bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards) {
+  b->shard = shard;
+  b->shards = shards;
+  if (shards <= 1) return 0;
+  b->shard_keep = malloc(b->catalog->count + 1);
+  if (!b->shard_keep) return REC_ENOMEM;
+  for (size_t i = 0; i < b->catalog->count; i++)
+    b->shard_keep[i] = bundle_shard_of(b->catalog->ids[i], shards) == shard;
+  return 0;
+}
+
 bundle *bundle_ref(bundle *b) {
   atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
   return b;
@@ -351,6 +367,7 @@ void bundle_unref(bundle *b) {
   tower_destroy(&b->tower);
   ann_index_free(b->ann);
   signals_destroy(&b->sig);
+  free(b->shard_keep);
   strmap_free(b->user_map);
   free(b->user_text);
   free(b);

@@ -31,6 +31,8 @@ typedef struct bundle {
   ann_index *ann;
   char index_type[32];       /* FAISS factory string, e.g. "HNSW32" */
   signals sig;               /* item-CF, popularity lists, profiles, repurchase cycles */
+  uint8_t *shard_keep;       /* [count] 1 for the items this shard serves; NULL: all */
+  uint32_t shard, shards;    /* this shard's index and the shard count (0 of 1: unsharded) */
   int ef_search;
   /* private */
   strmap *user_map;
@@ -48,6 +50,11 @@ int  bundle_load(const char *dir, bundle **out, rec_error *err);
  * REC_ECORRUPT when the mean recall@k of the index is below 'floor'. */
 int  bundle_check_recall(const bundle *b, size_t queries, size_t k, double floor, double *recall,
                          rec_error *err);
+/* Makes this bundle serve shard 'shard' of 'shards': the items whose id
+ * hashes (XXH3-64) to it modulo 'shards'. Call before sharing the bundle. */
+int  bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards);
+/* The shard an item id belongs to. */
+uint32_t bundle_shard_of(const char *id, uint32_t shards);
 bundle *bundle_ref(bundle *b);
 void bundle_unref(bundle *b);                          /* NULL is a no-op */
 

@@ -20,9 +20,11 @@ typedef struct merge {
   rec_candidate *cands;
   size_t n;
   int32_t *slot;             /* [n_items]: index into cands, -1 = not yet */
+  const uint8_t *keep;       /* a shard's items, NULL: all */
 } merge;
 
 static void add(merge *m, uint32_t item, rec_source s, float raw) {
+  if (m->keep && !m->keep[item]) return; /* another shard's item */
   int32_t at = m->slot[item];
   if (at < 0) {
     at = m->slot[item] = (int32_t)m->n++;
@@ -127,15 +129,17 @@ static void from_popularity(const bundle *b, const retrieve_req *r, size_t want,
 /* The most candidates the sources can produce for this request. */
 static size_t capacity(const bundle *b, const retrieve_req *r) {
   size_t total = b->catalog->count;
-  size_t ann = r->want_ann > total / EXACT_SHARE ? total : r->want_ann;
-  size_t cap = ann + r->want_cf + b->sig.cf_max + (r->similar ? 0 : r->want_pop);
+  size_t want = b->shards > 1 ? r->want_ann * b->shards : r->want_ann;
+  size_t ann = want > total / EXACT_SHARE ? total : want;
+  size_t pop = b->shards > 1 ? r->want_pop * b->shards : r->want_pop;
+  size_t cap = ann + r->want_cf + b->sig.cf_max + (r->similar ? 0 : pop);
   return cap < total ? cap : total;
 }
 
 int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrieve_result *out) {
   size_t total = b->catalog->count;
   merge m = {.cands = arena_alloc(a, (capacity(b, r) + 1) * sizeof *m.cands),
-             .slot = arena_alloc(a, (total + 1) * sizeof *m.slot)};
+             .slot = arena_alloc(a, (total + 1) * sizeof *m.slot), .keep = b->shard_keep};
   float *q = arena_alloc(a, b->dim * sizeof *q);
   if (!m.cands || !m.slot || !q) return REC_ENOMEM;
   memset(m.slot, 0xff, total * sizeof *m.slot);
@@ -147,13 +151,15 @@ int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrie
   else rc = user_query(b, r, a, q, &have_q);
   out->known_user = !r->similar && have_q;
   int64_t t1 = rec_mono_ns();
-  if (!rc && have_q) rc = from_ann(b, q, r->want_ann, a, &m, &ann_all);
+  /* A shard keeps about 1/shards of what ANN finds: ask for that much more. */
+  size_t want_ann = b->shards > 1 ? r->want_ann * b->shards : r->want_ann;
+  if (!rc && have_q) rc = from_ann(b, q, want_ann, a, &m, &ann_all);
   int64_t t2 = rec_mono_ns();
   const uint32_t *seeds[2] = {r->seeds, r->recent};
   const size_t n_seeds[2] = {r->n_seeds, r->n_recent};
   if (rc) return rc;
   from_itemcf(b, seeds, n_seeds, r->want_cf, &m);
-  if (!r->similar) from_popularity(b, r, r->want_pop, &m, &pop_all);
+  if (!r->similar) from_popularity(b, r, b->shards > 1 ? r->want_pop * b->shards : r->want_pop, &m, &pop_all);
   out->tower_ns = t1 - t0;
   out->ann_ns = t2 - t1;
   out->sources_ns = rec_mono_ns() - t2;

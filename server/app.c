@@ -5,6 +5,7 @@
 #include "server/metrics.h"
 
 #include <stdio.h>
+#include <string.h>
 
 void app_init(app *a, const recd_config *cfg) {
   a->cfg = cfg;
@@ -47,6 +48,8 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   double recall = 1;
   int rc = bundle_load(path, &b, err);
   if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
+  if (!rc && strcmp(a->cfg->role, "retrieval") == 0)
+    rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count);
   if (rc) {
     LOG_ERROR("bundle refused", "path=%s error=\"%s\" serving=%s", path, err ? err->msg : "",
               old_v[0] ? old_v : "none");

@@ -22,6 +22,7 @@ typedef struct app {
   pthread_mutex_t reload_mu;   /* one reload at a time */
   eventlog *log;               /* NULL without --event_log */
   online *online;              /* events since the bundle, per user */
+  struct fanout *shards;       /* role=ranking: the candidate tier; NULL otherwise */
 } app;
 
 void app_init(app *a, const recd_config *cfg);

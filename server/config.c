@@ -18,6 +18,14 @@ static const cfg_field FIELDS[] = {
     {"listen", STR(listen), .def = "0.0.0.0:50051",
      .help = "gRPC listen address host:port (port 0: any free port)"},
     {"bundle", STR(bundle), .def = "", .help = "bundle directory to serve (required)"},
+    {"role", STR(role), .def = "all",
+     .help = "all (both tiers in one process), retrieval (serves Retrieve) or ranking (calls --retrieval)"},
+    {"retrieval", STR(retrieval), .def = "",
+     .help = "role=ranking: the candidate tier's shards, host:port[,host:port...]"},
+    {"shard", STR(shard), .def = "0/1",
+     .help = "role=retrieval: which shard of how many this process serves, I/N"},
+    {"retrieval_timeout_ms", INT(retrieval_timeout_ms, 1, 60000), .def = "200",
+     .help = "role=ranking: longest wait for the shards (less when the caller's deadline is nearer)"},
     {"admin_listen", STR(admin_listen), .def = "127.0.0.1:9464",
      .help = "admin HTTP address: /metrics, /healthz, /readyz, /status (port 0: any free port)"},
     {"threads", INT(threads, 0, 256), .def = "0",
@@ -57,6 +65,16 @@ static int check(recd_config *cfg, rec_error *err) {
   if (!strchr(cfg->listen, ':'))
     return rec_fail(err, REC_EINVAL, "listen: want host:port, got '%s'", cfg->listen);
   const char *lv = cfg->log_level;
+  if (strcmp(cfg->role, "all") && strcmp(cfg->role, "retrieval") && strcmp(cfg->role, "ranking"))
+    return rec_fail(err, REC_EINVAL, "role: must be all, retrieval or ranking, got '%s'", cfg->role);
+  if (!strcmp(cfg->role, "ranking") && !cfg->retrieval[0])
+    return rec_fail(err, REC_EINVAL, "retrieval: role=ranking needs --retrieval=host:port[,host:port...]");
+  unsigned si, sn;
+  char tail;
+  if (sscanf(cfg->shard, "%u/%u%c", &si, &sn, &tail) != 2 || sn < 1 || sn > 1024 || si >= sn)
+    return rec_fail(err, REC_EINVAL, "shard: want I/N with 0 <= I < N <= 1024, got '%s'", cfg->shard);
+  cfg->shard_index = si;
+  cfg->shard_count = sn;
   if (strcmp(lv, "debug") && strcmp(lv, "info") && strcmp(lv, "warn") && strcmp(lv, "error"))
     return rec_fail(err, REC_EINVAL, "log_level: must be debug, info, warn or error, got '%s'", lv);
   if (cfg->threads == 0) {

@@ -11,6 +11,11 @@ typedef struct recd_config {
   char listen[256];          /* gRPC address host:port */
   char bundle[4096];         /* bundle directory */
   char admin_listen[256];    /* admin HTTP host:port */
+  char role[16];             /* all, retrieval or ranking */
+  char retrieval[4096];      /* role=ranking: shard addresses, comma-separated */
+  char shard[32];            /* role=retrieval: "I/N" */
+  unsigned shard_index, shard_count; /* parsed from shard */
+  int retrieval_timeout_ms;
   int threads;               /* completion-queue workers; 0 at parse = one per core */
   int max_k;
   int max_exclude;

@@ -6,9 +6,13 @@
 #include "rec/v1/admin.pb-c.h"
 #include "rec/v1/events.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
+#include "rec/v1/retrieval.pb-c.h"
+#include "retrieval/retrieve.h"
 #include "server/app.h"
 #include "server/metrics.h"
 #include "server/recommend.h"
+#include "server/rpc_client.h"
+#include "server/rpc_fanout.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -252,9 +256,11 @@ static int fill_timings(arena *a, const rec_result *res, int64_t start_ns,
   return 0;
 }
 
-/* unknown_user, source_missing:<source> (for weighted sources), short_catalog. */
-static char **degraded(arena *a, const rank_config *cfg, const rec_result *res, size_t *n) {
-  char **d = arena_calloc(a, REC_SRC_COUNT + 3, sizeof *d);
+/* unknown_user, source_missing:<source> (for weighted sources), short_catalog,
+ * then what the remote candidate tier reported. */
+static char **degraded(arena *a, const rank_config *cfg, const rec_result *res,
+                       const char *const *notes, size_t n_notes, size_t *n) {
+  char **d = arena_calloc(a, REC_SRC_COUNT + 3 + n_notes, sizeof *d);
   if (!d) return NULL;
   *n = 0;
   if (!res->personalized) d[(*n)++] = "unknown_user";
@@ -262,6 +268,7 @@ static char **degraded(arena *a, const rank_config *cfg, const rec_result *res, 
     if ((res->missing & (1u << s)) && cfg->weight[s] > 0)
       if (!(d[(*n)++] = arena_printf(a, "source_missing:%s", SOURCE_NAMES[s]))) return NULL;
   if (res->short_catalog) d[(*n)++] = "short_catalog";
+  for (size_t i = 0; i < n_notes; i++) d[(*n)++] = (char *)notes[i];
   return d;
 }
 
@@ -270,12 +277,109 @@ static const char *request_id(rpc_ctx *ctx, const char *given) {
   return given[0] ? given : arena_printf(ctx->arena, "recd-%" PRIuFAST64, atomic_fetch_add(&ap->seq, 1) + 1);
 }
 
+/* Role=ranking: the candidate tier's shards, asked in parallel. */
+typedef struct remote {
+  rpc_ctx *ctx;
+  const char *notes[8];      /* degraded reasons, each once */
+  size_t n_notes;
+} remote;
+
+static void note(remote *rm, const char *s) {
+  for (size_t i = 0; i < rm->n_notes; i++)
+    if (strcmp(rm->notes[i], s) == 0) return;
+  if (s && rm->n_notes < sizeof rm->notes / sizeof *rm->notes) rm->notes[rm->n_notes++] = s;
+}
+
+static Rec__V1__RetrieveRequest *remote_request(arena *a, const bundle *b, const retrieve_req *rq) {
+  Rec__V1__RetrieveRequest *q = arena_alloc(a, sizeof *q);
+  Rec__V1__Filters *f = arena_alloc(a, sizeof *f);
+  char **recent = arena_calloc(a, rq->n_seeds + rq->n_recent + 1, sizeof *recent);
+  char **cats = arena_calloc(a, rq->n_categories + 1, sizeof *cats);
+  if (!q || !f || !recent || !cats) return NULL;
+  rec__v1__retrieve_request__init(q);
+  rec__v1__filters__init(f);
+  q->user_id = arena_strndup(a, rq->user_id, rq->user_len);
+  size_t want = rq->want_ann > rq->want_pop ? rq->want_ann : rq->want_pop;
+  q->num_candidates = (int32_t)(want < 10000 ? want : 10000);
+  for (size_t i = 0; i < rq->n_seeds; i++) recent[q->n_recent_item_ids++] = (char *)b->catalog->ids[rq->seeds[i]];
+  for (size_t i = 0; i < rq->n_recent; i++) recent[q->n_recent_item_ids++] = (char *)b->catalog->ids[rq->recent[i]];
+  q->recent_item_ids = recent;
+  for (size_t i = 0; i < rq->n_categories; i++) cats[i] = (char *)b->catalog->categories[rq->categories[i]];
+  f->include_categories = cats;
+  f->n_include_categories = rq->n_categories;
+  q->filters = f;
+  q->segment = rq->segment;
+  return q->user_id ? q : NULL;
+}
+
+/* Merges the shards' candidates (disjoint item sets) into one list of this
+ * process's catalog rows; ids the catalog lacks are skipped. */
+static int merge_remote(arena *a, const bundle *b, Rec__V1__RetrieveResponse **rs, size_t n,
+                        retrieve_result *out) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) total += rs[i] ? rs[i]->n_candidates : 0;
+  rec_candidate *c = arena_calloc(a, total + 1, sizeof *c);
+  if (!c) return REC_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; rs[i] && j < rs[i]->n_candidates; j++) {
+      const Rec__V1__Candidate *x = rs[i]->candidates[j];
+      if (!catalog_find(b->catalog, x->item_id, strlen(x->item_id), &c[out->n].item)) continue;
+      for (size_t k = 0; k < x->n_scores; k++)
+        for (int s = 0; s < REC_SRC_COUNT; s++)
+          if (x->scores[k]->source == SOURCE_PROTO[s]) {
+            c[out->n].sources |= 1u << s;
+            c[out->n].raw[s] = x->scores[k]->raw;
+          }
+      out->n++;
+    }
+  out->cands = c;
+  return 0;
+}
+
+static int remote_retrieve(void *arg, const bundle *b, const retrieve_req *rq, arena *a, retrieve_result *out) {
+  remote *rm = arg;
+  app *ap = rm->ctx->app;
+  size_t n = fanout_count(ap->shards);
+  int64_t now = rec_mono_ns(), left = rm->ctx->deadline_ns - now;
+  int64_t budget = (int64_t)ap->cfg->retrieval_timeout_ms * 1000000;
+  if (left < INT64_MAX / 2 && left * 4 / 5 < budget) budget = left * 4 / 5; /* keep a fifth to rank */
+  Rec__V1__RetrieveRequest *q = remote_request(a, b, rq);
+  ProtobufCMessage **rs = arena_calloc(a, n, sizeof *rs);
+  int *st = arena_calloc(a, n, sizeof *st);
+  if (!q || !rs || !st) return REC_ENOMEM;
+  fanout_call(ap->shards, "/rec.v1.Retrieval/Retrieve", &q->base, &rec__v1__retrieve_response__descriptor,
+              now + budget, a, rs, st);
+  *out = (retrieve_result){.exhausted = true};
+  size_t answered = 0;
+  for (size_t i = 0; i < n; i++) {
+    Rec__V1__RetrieveResponse *r = (Rec__V1__RetrieveResponse *)rs[i];
+    if (!r) {
+      note(rm, arena_printf(a, "shard_unavailable:%s:%s", fanout_target(ap->shards, i), rpc_status_name(st[i])));
+      out->exhausted = false;
+      continue;
+    }
+    answered++;
+    out->known_user |= r->known_user;
+    out->exhausted &= r->exhausted;
+  }
+  out->sources_ns = rec_mono_ns() - now;
+  if (answered) return merge_remote(a, b, (Rec__V1__RetrieveResponse **)rs, n, out);
+  /* No shard answered: popularity and co-purchases from this process, flagged. */
+  note(rm, "retrieval_unavailable");
+  retrieve_req local = *rq;
+  local.user_id = NULL;
+  local.want_ann = 0;
+  return retrieve_candidates(b, &local, a, out);
+}
+
 static int fill_response(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b,
                          const rec_request *rq, const rec_result *res, int64_t start_ns,
                          Rec__V1__RecommendResponse *r) {
   arena *a = ctx->arena;
+  const remote *rm = rq->retrieve_arg;
   r->items = scored_items(a, b, res, q->explain, &r->n_items);
-  r->degraded_reasons = degraded(a, rq->rules.cfg, res, &r->n_degraded_reasons);
+  r->degraded_reasons = degraded(a, rq->rules.cfg, res, rm ? rm->notes : NULL, rm ? rm->n_notes : 0,
+                                 &r->n_degraded_reasons);
   for (size_t i = 0; r->degraded_reasons && i < r->n_degraded_reasons; i++)
     metrics_degraded(r->degraded_reasons[i]);
   r->bundle_version = b->version;
@@ -340,6 +444,12 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
       (rc = resolve_rules(ctx, b, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &rq.rules)))
     return rc;
   if ((rc = session(ctx, b, q, &rq))) return rc;
+  remote *rm = ap->shards ? arena_calloc(ctx->arena, 1, sizeof *rm) : NULL;
+  if (rm) {
+    rm->ctx = ctx;
+    rq.retrieve = remote_retrieve;
+    rq.retrieve_arg = rm;
+  }
   rec_result res;
   if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
     return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
@@ -448,7 +558,7 @@ static int status(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
     bundle_unref(b);
     if (!r->bundle_version || !r->bundle_path) return REC_ENOMEM;
   }
-  r->role = "all";
+  r->role = (char *)ap->cfg->role;
   r->serving = rpc_server_serving(ctx->server);
   r->uptime_seconds = (uint64_t)((rec_mono_ns() - ap->started_ns) / 1000000000);
   r->threads = (uint32_t)ap->cfg->threads;
@@ -531,3 +641,64 @@ static int record(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
 
 const rpc_method h_record = {"/rec.v1.Events/Record", &rec__v1__record_request__descriptor,
                              &rec__v1__record_response__descriptor, record};
+
+/* ---- Retrieval.Retrieve (the candidate tier on its own) ---- */
+
+static Rec__V1__Candidate *candidate(arena *a, const bundle *b, const rec_candidate *c) {
+  Rec__V1__Candidate *x = arena_alloc(a, sizeof *x);
+  Rec__V1__SourceScore **sc = arena_calloc(a, REC_SRC_COUNT, sizeof *sc);
+  if (!x || !sc) return NULL;
+  rec__v1__candidate__init(x);
+  x->item_id = (char *)b->catalog->ids[c->item];
+  x->scores = sc;
+  for (int s = 0; s < REC_SRC_COUNT; s++) {
+    if (!(c->sources & (1u << s))) continue;
+    Rec__V1__SourceScore *ss = arena_alloc(a, sizeof *ss);
+    if (!ss) return NULL;
+    rec__v1__source_score__init(ss);
+    ss->source = SOURCE_PROTO[s];
+    ss->raw = c->raw[s];
+    sc[x->n_scores++] = ss;
+  }
+  return x;
+}
+
+static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  const Rec__V1__RetrieveRequest *q = (const Rec__V1__RetrieveRequest *)in;
+  size_t ulen = strlen(q->user_id);
+  int rc;
+  bundle *b;
+  if (ulen == 0 || ulen > REC_ID_MAX) return rpc_fail(ctx, REC_EINVAL, "user_id must be 1 to %d bytes", REC_ID_MAX);
+  if (q->num_candidates < 1 || q->num_candidates > 10000)
+    return rpc_fail(ctx, REC_EINVAL, "num_candidates must be between 1 and 10000, got %d", q->num_candidates);
+  if ((rc = check_ids(ctx, "recent_item_ids", q->recent_item_ids, q->n_recent_item_ids, 1000)) ||
+      (rc = acquire(ctx, &b)))
+    return rc;
+  rank_req cats = {0};
+  if ((rc = resolve_filters(ctx, b->catalog, q->filters, &cats))) return rc;
+  size_t n_seeds;
+  uint32_t *seeds = resolve_ids(ctx->arena, b->catalog, q->recent_item_ids, q->n_recent_item_ids, false, &n_seeds);
+  if (!seeds) return REC_ENOMEM;
+  size_t want = (size_t)q->num_candidates;
+  retrieve_req rq = {.user_id = q->user_id, .user_len = ulen, .want_ann = want, .want_cf = want,
+                     .want_pop = want, .seeds = seeds, .n_seeds = n_seeds, .categories = cats.include_cats,
+                     .n_categories = cats.n_include_cats, .segment = q->segment >= 0 && q->segment < 4 ? q->segment : -1};
+  retrieve_result rr;
+  if ((rc = retrieve_candidates(b, &rq, ctx->arena, &rr))) return rpc_fail(ctx, rc, "retrieve failed: %s", rec_strerror(rc));
+  Rec__V1__RetrieveResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!r) return REC_ENOMEM;
+  rec__v1__retrieve_response__init(r);
+  if (!(r->candidates = arena_calloc(ctx->arena, rr.n + 1, sizeof *r->candidates))) return REC_ENOMEM;
+  for (size_t i = 0; i < rr.n; i++)
+    if (!(r->candidates[r->n_candidates++] = candidate(ctx->arena, b, &rr.cands[i]))) return REC_ENOMEM;
+  r->bundle_version = b->version;
+  r->shard = b->shard;
+  r->shard_count = b->shards ? b->shards : 1;
+  r->exhausted = rr.exhausted;
+  r->known_user = rr.known_user;
+  *out = &r->base;
+  return 0;
+}
+
+const rpc_method h_retrieve = {"/rec.v1.Retrieval/Retrieve", &rec__v1__retrieve_request__descriptor,
+                               &rec__v1__retrieve_response__descriptor, retrieve};

@@ -10,4 +10,5 @@ extern const rpc_method h_similar_items; /* /rec.v1.Ranking/SimilarItems */
 extern const rpc_method h_status;      /* /rec.v1.Admin/Status */
 extern const rpc_method h_reload;      /* /rec.v1.Admin/Reload */
 extern const rpc_method h_record;      /* /rec.v1.Events/Record */
+extern const rpc_method h_retrieve;    /* /rec.v1.Retrieval/Retrieve */
 #endif

@@ -12,6 +12,7 @@
 #include "server/admin_http.h"
 #include "server/handlers.h"
 #include "server/metrics.h"
+#include "server/rpc_fanout.h"
 #include "server/rpc.h"
 
 #include <signal.h>
@@ -20,12 +21,10 @@
 #include <uv.h>
 
 /* Methods not built yet: registered so they answer UNIMPLEMENTED. */
-static const rpc_method retrieve = {"/rec.v1.Retrieval/Retrieve",
-    &rec__v1__retrieve_request__descriptor, &rec__v1__retrieve_response__descriptor, NULL};
 
 /* Every rec.v1 method this process serves. */
 static const rpc_method *const METHODS[] = {
-    &h_recommend, &h_similar_items, &retrieve, &h_record, &h_reload, &h_status,
+    &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload, &h_status,
 };
 
 /* The main thread's libuv loop: signals, the admin port, and bundle loads
@@ -169,6 +168,12 @@ int main(int argc, char **argv) {
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
   int admin_port = 0;
+  if (strcmp(cfg.role, "ranking") == 0 && fanout_new(cfg.retrieval, &ap.shards, &err) != 0) {
+    fprintf(stderr, "recd: retrieval: %s\n", err.msg);
+    app_destroy(&ap);
+    rank_config_free(rank_cfg);
+    return 2;
+  }
   if (open_events(&ap, &err) != 0) {
     fprintf(stderr, "recd: event log: %s\n", err.msg);
     online_free(ap.online);
@@ -196,13 +201,14 @@ int main(int argc, char **argv) {
     uv_run(&rt.loop, UV_RUN_DEFAULT); /* finish closing the listener */
     uv_loop_close(&rt.loop);
   } else {
-    LOG_INFO("listening", "addr=%s port=%d admin_port=%d threads=%d version=%s", cfg.listen,
-             rt.port, admin_port, cfg.threads, RECD_VERSION);
+    LOG_INFO("listening", "addr=%s port=%d admin_port=%d threads=%d role=%s shard=%s version=%s",
+             cfg.listen, rt.port, admin_port, cfg.threads, cfg.role, cfg.shard, RECD_VERSION);
     rc = run(&rt);
   }
   rpc_server_stop(rt.srv, cfg.drain_ms);
   eventlog_close(ap.log);
   online_free(ap.online);
+  fanout_free(ap.shards);
   app_destroy(&ap);
   rank_config_free(rank_cfg);
   LOG_INFO("stopped", "exit=%d", rt.exit_code ? rt.exit_code : rc);

@@ -4,7 +4,6 @@
  * popularity order runs through it. */
 #include "server/recommend.h"
 #include "common/clock.h"
-#include "retrieval/retrieve.h"
 
 #include <string.h>
 
@@ -134,7 +133,8 @@ int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *o
   rank_result rk;
   size_t before = 0;
   for (int round = 0;; round++) {
-    int rc = retrieve_candidates(b, &rq, a, &rr);
+    int rc = r->retrieve ? r->retrieve(r->retrieve_arg, b, &rq, a, &rr)
+                         : retrieve_candidates(b, &rq, a, &rr);
     if (rc) return rc;
     int64_t t0 = rec_mono_ns();
     if ((rc = rank_slate(&it, rr.cands, rr.n, &rules, a, &rk))) return rc;

@@ -10,6 +10,7 @@
 #include "common/arena.h"
 #include "ranking/rank.h"
 #include "retrieval/bundle.h"
+#include "retrieval/retrieve.h"
 
 typedef struct rec_request {
   const char *user_id;             /* NULL for SimilarItems */
@@ -20,6 +21,10 @@ typedef struct rec_request {
   size_t n_seeds;
   const rec_purchase *recorded;    /* purchases recorded since the bundle, sorted by item */
   size_t n_recorded;
+  /* The candidate tier: NULL calls retrieve_candidates in this process;
+   * role=ranking asks remote shards instead. */
+  int (*retrieve)(void *arg, const bundle *b, const retrieve_req *rq, arena *a, retrieve_result *out);
+  void *retrieve_arg;
   bool similar;
   const char *const *explain_ids;
   size_t n_explain;

@@ -268,13 +268,14 @@ class RecommendTest(unittest.TestCase):
         self.assert_status(grpc.StatusCode.INVALID_ARGUMENT, self.recd.ranking.SimilarItems,
                            pb["ranking"].SimilarItemsRequest(k=3), timeout=5)
 
-    def test_unbuilt_methods_are_unimplemented(self):
+    def test_unknown_methods_are_unimplemented(self):
         import grpc
-        raw = self.recd.channel.unary_unary("/rec.v1.Retrieval/Retrieve")
-        details = self.assert_status(grpc.StatusCode.UNIMPLEMENTED, raw, b"", timeout=5)
-        self.assertIn("Retrieve", details)
         raw = self.recd.channel.unary_unary("/rec.v1.Nope/Nothing")
-        self.assert_status(grpc.StatusCode.UNIMPLEMENTED, raw, b"", timeout=5)
+        details = self.assert_status(grpc.StatusCode.UNIMPLEMENTED, raw, b"", timeout=5)
+        self.assertIn("/rec.v1.Nope/Nothing", details)
+        # Every rec.v1 method is built: an empty Retrieve is a bad request, not a missing method.
+        raw = self.recd.channel.unary_unary("/rec.v1.Retrieval/Retrieve")
+        self.assertIn("user_id", self.assert_status(grpc.StatusCode.INVALID_ARGUMENT, raw, b"", timeout=5))
 
     def test_health_check_and_watch(self):
         import grpc
@@ -596,6 +597,75 @@ class EventsTest(unittest.TestCase):
             self.assertEqual(b.returncode, 0, b.stderr)
         finally:
             self.assertEqual(d2.close(), 0, d2.output())
+
+
+class TiersTest(unittest.TestCase):
+    """Two retrieval shards and one ranking process on loopback."""
+
+    def test_shards_answer_and_a_lost_shard_degrades_not_fails(self):
+        import grpc
+        import threading
+        from rec.v1 import retrieval_pb2, retrieval_pb2_grpc
+        bundle = shop_bundle("shop_tiers")
+        shards = [Recd(bundle, "--role=retrieval", "--shard=%d/2" % i) for i in range(2)]
+        rank = None
+        try:
+            # The shards hold disjoint parts of the catalog.
+            sets = []
+            for i, sh in enumerate(shards):
+                r = retrieval_pb2_grpc.RetrievalStub(sh.channel).Retrieve(
+                    retrieval_pb2.RetrieveRequest(user_id="U04", num_candidates=50), timeout=10)
+                self.assertEqual((r.shard, r.shard_count), (i, 2))
+                sets.append({c.item_id for c in r.candidates})
+            self.assertTrue(sets[0] and sets[1])
+            self.assertFalse(sets[0] & sets[1])
+            rank = Recd(bundle, "--role=ranking", "--retrieval=%s,%s" % (shards[0].addr, shards[1].addr))
+            req = pb["ranking"].RecommendRequest(user_id="U04", k=6)
+            r = rank.ranking.Recommend(req, timeout=10)
+            self.assertEqual(len(r.items), 6)
+            self.assertEqual(r.strategy, pb["ranking"].STRATEGY_PERSONALIZED)
+            self.assertFalse([d for d in r.degraded_reasons if "shard" in d or "retrieval" in d])
+            self.assertTrue({i.item_id for i in r.items} & sets[0] or {i.item_id for i in r.items} & sets[1])
+            # Kill one shard under load: answers keep coming, flagged.
+            errors, flagged, stop = [], [], threading.Event()
+
+            def load():
+                while not stop.is_set():
+                    try:
+                        x = rank.ranking.Recommend(req, timeout=10)
+                        if any(d.startswith("shard_unavailable:") for d in x.degraded_reasons):
+                            flagged.append(len(x.items))
+                    except grpc.RpcError as e:
+                        errors.append(e.code())
+
+            t = threading.Thread(target=load)
+            t.start()
+            time.sleep(0.3)
+            shards[1].proc.kill()
+            deadline = time.monotonic() + 10
+            while not flagged and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stop.set()
+            t.join()
+            self.assertEqual(errors, [])
+            self.assertTrue(flagged)
+            self.assertTrue(all(n == 6 for n in flagged))
+            # Without any shard the ranking tier still answers, from popularity, flagged.
+            shards[0].proc.kill()
+            r = rank.ranking.Recommend(req, timeout=10)
+            self.assertEqual(len(r.items), 6)
+            self.assertIn("retrieval_unavailable", r.degraded_reasons)
+        finally:
+            if rank:
+                self.assertEqual(rank.close(), 0, rank.output())
+            for sh in shards:
+                sh.close()
+
+    def test_ranking_role_needs_shards(self):
+        r = subprocess.run([os.path.join(ARGS.build, "server/recd"), "--bundle=/x", "--role=ranking"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("retrieval: role=ranking needs --retrieval", r.stderr)
 
 
 class ProcessTest(unittest.TestCase):
