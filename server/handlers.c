@@ -432,6 +432,27 @@ static void record_stages(const rec_result *res, int64_t start_ns) {
   metrics_candidates(res->per_source);
 }
 
+/* When the caller's deadline is near, cheaper first: no MMR, then
+ * popularity alone; each step is named in degraded_reasons. */
+static int degrade_for_deadline(rpc_ctx *ctx, rec_request *rq, remote *rm) {
+  app *ap = ctx->app;
+  int64_t left_ms = (ctx->deadline_ns - rec_mono_ns()) / 1000000;
+  if (ctx->deadline_ns == INT64_MAX) return 0;
+  if (left_ms < ap->cfg->degrade_popularity_below_ms) {
+    rq->popularity_only = true;
+    note(rm, "deadline:popularity_only");
+  }
+  if (left_ms < ap->cfg->degrade_mmr_below_ms && rq->rules.cfg->mmr) {
+    rank_config *c = arena_alloc(ctx->arena, sizeof *c);
+    if (!c) return REC_ENOMEM;
+    *c = *rq->rules.cfg; /* a shallow copy: the lists stay shared and read-only */
+    c->mmr = false;
+    rq->rules.cfg = c;
+    note(rm, "deadline:mmr_skipped");
+  }
+  return 0;
+}
+
 static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b,
                Rec__V1__RecommendResponse *r) {
   app *ap = ctx->app;
@@ -444,12 +465,12 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
       (rc = resolve_rules(ctx, b, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &rq.rules)))
     return rc;
   if ((rc = session(ctx, b, q, &rq))) return rc;
-  remote *rm = ap->shards ? arena_calloc(ctx->arena, 1, sizeof *rm) : NULL;
-  if (rm) {
-    rm->ctx = ctx;
-    rq.retrieve = remote_retrieve;
-    rq.retrieve_arg = rm;
-  }
+  remote *rm = arena_calloc(ctx->arena, 1, sizeof *rm);
+  if (!rm) return REC_ENOMEM;
+  rm->ctx = ctx;
+  rq.retrieve_arg = rm; /* holds the notes for degraded_reasons */
+  if (ap->shards) rq.retrieve = remote_retrieve;
+  if ((rc = degrade_for_deadline(ctx, &rq, rm))) return rc;
   rec_result res;
   if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
     return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));

@@ -127,6 +127,10 @@ int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *o
                      .want_ann = at_least(cfg->cand_ann, 4 * need), .want_cf = cfg->cand_itemcf,
                      .want_pop = at_least(cfg->cand_popularity, 2 * need)};
   if (profile(b, r, &rules, &rq, a, out)) return REC_ENOMEM;
+  if (r->popularity_only) {
+    rq.user_id = NULL;
+    rq.want_ann = rq.want_cf = 0;
+  }
   rank_items it = {.catalog = b->catalog, .emb = b->item_emb, .dim = b->dim,
                    .cycle_days = b->sig.cycle_days};
   retrieve_result rr;

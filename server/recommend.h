@@ -26,6 +26,7 @@ typedef struct rec_request {
   int (*retrieve)(void *arg, const bundle *b, const retrieve_req *rq, arena *a, retrieve_result *out);
   void *retrieve_arg;
   bool similar;
+  bool popularity_only;            /* deadline near: no ANN, no item-CF */
   const char *const *explain_ids;
   size_t n_explain;
 } rec_request;

@@ -661,6 +661,31 @@ class TiersTest(unittest.TestCase):
             for sh in shards:
                 sh.close()
 
+    def test_near_deadline_degrades_cheaper_first(self):
+        bundle = os.path.join(TMP, "small")
+        if not os.path.exists(bundle):
+            recctl("synth", "--out", bundle, "--items", "200", "--users", "20", check=True)
+        req = pb["ranking"].RecommendRequest(user_id="U00001", k=5)
+        # Thresholds above any real deadline make every call "near" its deadline.
+        d = Recd(bundle, "--degrade_mmr_below_ms=600000")
+        try:
+            r = d.ranking.Recommend(req, timeout=10)
+            self.assertIn("deadline:mmr_skipped", r.degraded_reasons)
+            self.assertEqual(r.strategy, pb["ranking"].STRATEGY_PERSONALIZED)
+            self.assertEqual(len(r.items), 5)
+            r = d.ranking.Recommend(req)  # no deadline at all: nothing to degrade for
+            self.assertNotIn("deadline:mmr_skipped", r.degraded_reasons)
+        finally:
+            self.assertEqual(d.close(), 0)
+        d = Recd(bundle, "--degrade_popularity_below_ms=600000")
+        try:
+            r = d.ranking.Recommend(req, timeout=10)
+            self.assertIn("deadline:popularity_only", r.degraded_reasons)
+            self.assertEqual(r.strategy, pb["ranking"].STRATEGY_POPULARITY_FALLBACK)
+            self.assertEqual(len(r.items), 5)
+        finally:
+            self.assertEqual(d.close(), 0)
+
     def test_ranking_role_needs_shards(self):
         r = subprocess.run([os.path.join(ARGS.build, "server/recd"), "--bundle=/x", "--role=ranking"],
                            capture_output=True, text=True, timeout=30)
