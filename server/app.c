@@ -5,6 +5,7 @@
 #include "server/metrics.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void app_init(app *a, const recd_config *cfg) {
@@ -13,7 +14,9 @@ void app_init(app *a, const recd_config *cfg) {
   atomic_init(&a->seq, 0);
   pthread_mutex_init(&a->mu, NULL);
   pthread_mutex_init(&a->reload_mu, NULL);
+  pthread_mutex_init(&a->ranking_mu, NULL);
   a->current = NULL;
+  a->ranking = NULL;
 }
 
 void app_destroy(app *a) {
@@ -21,6 +24,8 @@ void app_destroy(app *a) {
   a->current = NULL;
   pthread_mutex_destroy(&a->mu);
   pthread_mutex_destroy(&a->reload_mu);
+  app_ranking_unref(a->ranking);
+  pthread_mutex_destroy(&a->ranking_mu);
 }
 
 bundle *app_acquire(app *a) {
@@ -38,6 +43,34 @@ void app_swap(app *a, bundle *b) {
   bundle_unref(old);
 }
 
+app_ranking *app_acquire_ranking(app *a) {
+  pthread_mutex_lock(&a->ranking_mu);
+  app_ranking *r = a->ranking;
+  if (r) atomic_fetch_add(&r->refs, 1);
+  pthread_mutex_unlock(&a->ranking_mu);
+  return r;
+}
+
+void app_ranking_unref(app_ranking *r) {
+  if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+  rank_config_free(r->cfg);
+  free(r);
+}
+
+/* Reads the ranking settings file (or the defaults) into a new reference. */
+static int load_ranking(const app *a, app_ranking **out, rec_error *err) {
+  app_ranking *r = calloc(1, sizeof *r);
+  if (!r) return rec_fail(err, REC_ENOMEM, "out of memory");
+  int rc = rank_config_load(a->cfg->ranking_config[0] ? a->cfg->ranking_config : NULL, &r->cfg, err);
+  if (rc) {
+    free(r);
+    return rc == REC_EIO ? REC_EINVAL : rc;
+  }
+  atomic_init(&r->refs, 1);
+  *out = r;
+  return 0;
+}
+
 int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[REC_ID_MAX + 1],
                rec_error *err) {
   pthread_mutex_lock(&a->reload_mu);
@@ -46,7 +79,9 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   snprintf(old_v, REC_ID_MAX + 1, "%s", old ? old->version : "");
   bundle_unref(old);
   double recall = 1;
-  int rc = bundle_load(path, &b, err);
+  app_ranking *ranking = NULL;
+  int rc = load_ranking(a, &ranking, err);
+  if (!rc) rc = bundle_load(path, &b, err);
   if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
   if (!rc && strcmp(a->cfg->role, "retrieval") == 0)
     rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count);
@@ -54,6 +89,7 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
     LOG_ERROR("bundle refused", "path=%s error=\"%s\" serving=%s", path, err ? err->msg : "",
               old_v[0] ? old_v : "none");
     bundle_unref(b);
+    app_ranking_unref(ranking);
     metrics_reload(0);
     pthread_mutex_unlock(&a->reload_mu);
     return rc;
@@ -63,6 +99,11 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
            "smoke_recall=%.3f ms=%lld", b->version, old_v[0] ? old_v : "none", b->catalog->count,
            b->user_count, b->dim, b->index_type, recall, (long long)((rec_mono_ns() - t0) / 1000000));
   app_swap(a, b);
+  pthread_mutex_lock(&a->ranking_mu);
+  app_ranking *old_ranking = a->ranking;
+  a->ranking = ranking;
+  pthread_mutex_unlock(&a->ranking_mu);
+  app_ranking_unref(old_ranking);
   metrics_reload(1);
   pthread_mutex_unlock(&a->reload_mu);
   return 0;

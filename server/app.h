@@ -14,7 +14,8 @@
 
 typedef struct app {
   const recd_config *cfg;
-  const rank_config *rank_cfg; /* the ranking tier's settings */
+  pthread_mutex_t ranking_mu;  /* guards 'ranking' */
+  struct app_ranking *ranking; /* the ranking tier's settings, swapped on reload */
   int64_t started_ns;          /* rec_mono_ns() at start */
   atomic_uint_fast64_t seq;    /* request ids made by the server */
   pthread_mutex_t mu;          /* guards 'current' */
@@ -25,17 +26,29 @@ typedef struct app {
   struct fanout *shards;       /* role=ranking: the candidate tier; NULL otherwise */
 } app;
 
+/* The ranking settings a request uses, reference-counted like the bundle. */
+typedef struct app_ranking {
+  rank_config *cfg;
+  atomic_int refs;
+} app_ranking;
+
 void app_init(app *a, const recd_config *cfg);
 void app_destroy(app *a);
 /* A reference to the current bundle (release with bundle_unref), or NULL. */
 bundle *app_acquire(app *a);
+/* A reference to the current ranking settings (release with
+ * app_ranking_unref), or NULL before the first load. */
+app_ranking *app_acquire_ranking(app *a);
+void app_ranking_unref(app_ranking *r);                /* NULL is a no-op */
+
 /* Makes 'b' current, taking over the caller's reference; drops the old one.
  * Requests in flight keep the bundle they started with. */
 void app_swap(app *a, bundle *b);
 
 /* Loads the bundle at 'path', checks it (every file against the manifest,
  * every shape, and an index recall of at least 0.9 on smoke queries against
- * exact search) and swaps it in; on failure the current bundle keeps serving.
+ * exact search), reads the ranking settings file again, and swaps both in;
+ * on any failure the current bundle and settings keep serving.
  * One reload at a time; the load runs on the calling thread. Writes the
  * versions before and after (empty when none) into old_v / new_v. */
 int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[REC_ID_MAX + 1],

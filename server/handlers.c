@@ -104,10 +104,9 @@ static int resolve_config(arena *a, const catalog *c, const rank_config *cfg, ra
 }
 
 /* Rules shared by Recommend and SimilarItems. */
-static int resolve_rules(rpc_ctx *ctx, const bundle *b, const Rec__V1__Filters *f, char **excl,
-                         size_t n_excl, rank_req *r) {
-  app *ap = ctx->app;
-  r->cfg = ap->rank_cfg;
+static int resolve_rules(rpc_ctx *ctx, const bundle *b, const rank_config *cfg,
+                         const Rec__V1__Filters *f, char **excl, size_t n_excl, rank_req *r) {
+  r->cfg = cfg;
   r->now = rec_wall_ms() / 1000;
   r->exclude = resolve_ids(ctx->arena, b->catalog, excl, n_excl, true, &r->n_exclude);
   if (!r->exclude || resolve_config(ctx->arena, b->catalog, r->cfg, r)) return REC_ENOMEM;
@@ -453,7 +452,7 @@ static int degrade_for_deadline(rpc_ctx *ctx, rec_request *rq, remote *rm) {
   return 0;
 }
 
-static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b,
+static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b, const rank_config *cfg,
                Rec__V1__RecommendResponse *r) {
   app *ap = ctx->app;
   int64_t start = rec_mono_ns();
@@ -462,7 +461,7 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
                     .n_explain = q->n_explain_item_ids};
   int rc;
   if ((rc = parse_cursor(ctx, ap->cfg, q->page_cursor, b, rq.k, &rq.offset)) ||
-      (rc = resolve_rules(ctx, b, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &rq.rules)))
+      (rc = resolve_rules(ctx, b, cfg, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &rq.rules)))
     return rc;
   if ((rc = session(ctx, b, q, &rq))) return rc;
   remote *rm = arena_calloc(ctx->arena, 1, sizeof *rm);
@@ -481,12 +480,20 @@ static int run(rpc_ctx *ctx, const Rec__V1__RecommendRequest *q, const bundle *b
 }
 
 static void release_bundle(void *b) { bundle_unref(b); }
+static void release_ranking(void *r) { app_ranking_unref(r); }
 
-/* The reply's ids and categories point into the bundle: it is held until
- * the RPC layer has packed the reply. */
-static int acquire(rpc_ctx *ctx, bundle **b) {
-  if (!(*b = app_acquire(ctx->app))) return rpc_fail(ctx, REC_EUNAVAIL, "no bundle loaded yet; retry shortly");
+/* The bundle and the ranking settings a call uses, held until the RPC layer
+ * has packed the reply (whose ids point into the bundle): a reload swaps
+ * both for later calls only. */
+static int acquire(rpc_ctx *ctx, bundle **b, const rank_config **cfg) {
+  app_ranking *r = app_acquire_ranking(ctx->app);
+  if (!r || !(*b = app_acquire(ctx->app))) {
+    app_ranking_unref(r);
+    return rpc_fail(ctx, REC_EUNAVAIL, "no bundle loaded yet; retry shortly");
+  }
   rpc_on_done(ctx, release_bundle, *b);
+  rpc_on_done(ctx, release_ranking, r);
+  if (cfg) *cfg = r->cfg;
   return 0;
 }
 
@@ -495,11 +502,12 @@ static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage 
   app *ap = ctx->app;
   bundle *b;
   int rc = validate(ctx, ap->cfg, q);
-  if (rc || (rc = acquire(ctx, &b))) return rc;
+  const rank_config *cfg;
+  if (rc || (rc = acquire(ctx, &b, &cfg))) return rc;
   Rec__V1__RecommendResponse *r = arena_alloc(ctx->arena, sizeof *r);
   if (!r) return REC_ENOMEM;
   rec__v1__recommend_response__init(r);
-  if ((rc = run(ctx, q, b, r))) return rc;
+  if ((rc = run(ctx, q, b, cfg, r))) return rc;
   *out = &r->base;
   return 0;
 }
@@ -529,7 +537,8 @@ static int similar_items(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMess
   app *ap = ctx->app;
   bundle *b;
   int rc = validate_similar(ctx, ap->cfg, q);
-  if (rc || (rc = acquire(ctx, &b))) return rc;
+  const rank_config *cfg;
+  if (rc || (rc = acquire(ctx, &b, &cfg))) return rc;
   rec_request rq = {.k = (size_t)q->k, .similar = true};
   uint32_t *seeds = arena_calloc(ctx->arena, q->n_item_ids + 1, sizeof *seeds);
   char **excl = arena_calloc(ctx->arena, q->n_exclude_item_ids + q->n_item_ids + 1, sizeof *excl);
@@ -543,7 +552,7 @@ static int similar_items(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMess
   for (size_t i = 0; i < q->n_item_ids; i++) excl[q->n_exclude_item_ids + i] = q->item_ids[i];
   rq.seeds = seeds;
   rq.n_seeds = q->n_item_ids;
-  if ((rc = resolve_rules(ctx, b, q->filters, excl, q->n_exclude_item_ids + q->n_item_ids, &rq.rules)))
+  if ((rc = resolve_rules(ctx, b, cfg, q->filters, excl, q->n_exclude_item_ids + q->n_item_ids, &rq.rules)))
     return rc;
   rec_result res;
   if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
@@ -693,7 +702,7 @@ static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *
   if (q->num_candidates < 1 || q->num_candidates > 10000)
     return rpc_fail(ctx, REC_EINVAL, "num_candidates must be between 1 and 10000, got %d", q->num_candidates);
   if ((rc = check_ids(ctx, "recent_item_ids", q->recent_item_ids, q->n_recent_item_ids, 1000)) ||
-      (rc = acquire(ctx, &b)))
+      (rc = acquire(ctx, &b, NULL)))
     return rc;
   rank_req cats = {0};
   if ((rc = resolve_filters(ctx, b->catalog, q->filters, &cats))) return rc;

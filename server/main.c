@@ -155,9 +155,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "recd: %s\n", err.msg);
     return 2;
   }
+  rank_config_free(rank_cfg); /* checked here so a bad file stops recd at once; each load reads it */
   app ap;
   app_init(&ap, &cfg);
-  ap.rank_cfg = rank_cfg;
   rpc_server_opts o = {.listen = cfg.listen, .threads = cfg.threads,
                        .requests_per_method = cfg.requests_per_method,
                        .max_message_bytes = cfg.max_message_bytes,
@@ -171,14 +171,12 @@ int main(int argc, char **argv) {
   if (strcmp(cfg.role, "ranking") == 0 && fanout_new(cfg.retrieval, &ap.shards, &err) != 0) {
     fprintf(stderr, "recd: retrieval: %s\n", err.msg);
     app_destroy(&ap);
-    rank_config_free(rank_cfg);
     return 2;
   }
   if (open_events(&ap, &err) != 0) {
     fprintf(stderr, "recd: event log: %s\n", err.msg);
     online_free(ap.online);
     app_destroy(&ap);
-    rank_config_free(rank_cfg);
     return 1;
   }
   uv_loop_init(&rt.loop);
@@ -188,7 +186,6 @@ int main(int argc, char **argv) {
     eventlog_close(ap.log);
     online_free(ap.online);
     app_destroy(&ap);
-    rank_config_free(rank_cfg);
     return 1;
   }
   static const char *names[METRICS_MAX_METHODS];
@@ -210,7 +207,6 @@ int main(int argc, char **argv) {
   online_free(ap.online);
   fanout_free(ap.shards);
   app_destroy(&ap);
-  rank_config_free(rank_cfg);
   LOG_INFO("stopped", "exit=%d", rt.exit_code ? rt.exit_code : rc);
   return rt.exit_code ? rt.exit_code : rc;
 }

@@ -25,8 +25,9 @@ typedef struct rpc_ctx {
   void *app;             /* rpc_server_opts.app */
   rec_error err;         /* set with rpc_fail when returning an error */
   rpc_server *server;
-  void (*done)(void *);  /* set with rpc_on_done */
-  void *done_arg;
+  void (*done[2])(void *); /* set with rpc_on_done */
+  void *done_arg[2];
+  int n_done;
 } rpc_ctx;
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);
@@ -77,7 +78,7 @@ void rpc_server_stop(rpc_server *s, int drain_ms);
 int  rpc_fail(rpc_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Runs fn(arg) once the reply has been packed (or the call failed): for
  * handlers whose reply points into shared data they hold a reference to.
- * One per call. */
+ * Up to two per call. */
 void rpc_on_done(rpc_ctx *ctx, void (*fn)(void *), void *arg);
 /* True once the caller's deadline has passed. */
 bool rpc_deadline_passed(const rpc_ctx *ctx);

@@ -487,6 +487,39 @@ def shop_bundle(name):
     return os.path.join(d, "bundle")
 
 
+class RankingReloadTest(unittest.TestCase):
+    def test_ranking_settings_reload_with_the_bundle(self):
+        import grpc
+        bundle = os.path.join(TMP, "small")
+        if not os.path.exists(bundle):
+            recctl("synth", "--out", bundle, "--items", "200", "--users", "20", check=True)
+        conf = os.path.join(TMP, "rank.conf")
+        with open(conf, "w") as f:
+            f.write("diversity.mmr = true\n")
+        d = Recd(bundle, "--ranking_config=" + conf)
+        try:
+            req = pb["ranking"].RecommendRequest(user_id="U00001", k=5)
+            first = d.ranking.Recommend(req, timeout=10)
+            pinned = next(i for i in read_items(bundle) if i not in [x.item_id for x in first.items]
+                          and read_items(bundle)[i]["in_stock"])
+            with open(conf, "w") as f:
+                f.write("promotions.pin = %s@1\n" % pinned)
+            admin = pb["admin_grpc"].AdminStub(d.channel)
+            admin.Reload(pb["admin"].ReloadRequest(), timeout=30)
+            r = d.ranking.Recommend(req, timeout=10)
+            self.assertEqual(r.items[0].item_id, pinned)
+            with open(conf, "w") as f:
+                f.write("diversity.mmr_lambda = 7\n")
+            with self.assertRaises(grpc.RpcError) as cm:
+                admin.Reload(pb["admin"].ReloadRequest(), timeout=30)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("diversity.mmr_lambda", cm.exception.details())
+            r = d.ranking.Recommend(req, timeout=10)  # the previous settings still serve
+            self.assertEqual(r.items[0].item_id, pinned)
+        finally:
+            self.assertEqual(d.close(), 0)
+
+
 class EventsTest(unittest.TestCase):
     """Events.Record: durable before OK, replayed after a crash, shaping the next answer."""
 
