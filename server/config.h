@@ -4,6 +4,7 @@
  * docs/configuration.md; `recd --help` prints the same table. */
 #ifndef REC_CONFIG_H
 #define REC_CONFIG_H
+#include <stdbool.h>
 #include <stdio.h>
 #include "common/err.h"
 
@@ -11,6 +12,7 @@ typedef struct recd_config {
   char listen[256];          /* gRPC address host:port */
   char bundle[4096];         /* bundle directory */
   char admin_listen[256];    /* admin HTTP host:port */
+  bool watch_bundle;         /* reload when the bundle path changes */
   char role[16];             /* all, retrieval or ranking */
   char retrieval[4096];      /* role=ranking: shard addresses, comma-separated */
   char shard[32];            /* role=retrieval: "I/N" */

@@ -33,12 +33,13 @@ typedef struct runtime {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t grace;
+  uv_fs_event_t watch;       /* the bundle path's directory, with --watch_bundle */
   uv_work_t load;
   app *ap;
   rpc_server *srv;
   admin_http *admin;
   int port, load_rc, exit_code;
-  bool loading, served, draining;
+  bool loading, served, draining, pending;
   rec_error err;
 } runtime;
 
@@ -48,9 +49,15 @@ static void load_work(uv_work_t *w) {
   rt->load_rc = app_reload(rt->ap, rt->ap->cfg->bundle, old_v, new_v, &rt->err); /* logs */
 }
 
+static void start_load(runtime *rt);
+
 static void load_done(uv_work_t *w, int status) {
   runtime *rt = w->data;
   rt->loading = false;
+  if (rt->pending && !rt->draining) { /* the link moved again while loading */
+    rt->pending = false;
+    start_load(rt);
+  }
   if (status == 0 && rt->load_rc == 0 && !rt->served && !rt->draining) {
     rt->served = true;
     rpc_server_set_serving(rt->srv, true);
@@ -62,7 +69,10 @@ static void load_done(uv_work_t *w, int status) {
 }
 
 static void start_load(runtime *rt) {
-  if (rt->loading) return; /* one at a time; a SIGHUP during a load is dropped */
+  if (rt->loading) { /* one at a time; the latest request runs after */
+    rt->pending = true;
+    return;
+  }
   rt->loading = true;
   rt->load.data = rt;
   uv_queue_work(&rt->loop, &rt->load, load_work, load_done);
@@ -95,6 +105,26 @@ static rec_log_level level_of(const char *s) {
        : strcmp(s, "error") == 0 ? REC_LOG_ERROR : REC_LOG_INFO;
 }
 
+/* --watch_bundle: the directory holding the bundle path changed; reload if
+ * the change was to that name (a `current` link swapped by rename). */
+static void on_path_changed(uv_fs_event_t *h, const char *name, int events, int status) {
+  (void)events;
+  runtime *rt = h->data;
+  const char *path = rt->ap->cfg->bundle, *slash = strrchr(path, '/');
+  if (status == 0 && name && strcmp(name, slash ? slash + 1 : path) == 0) start_load(rt);
+}
+
+static void watch_bundle(runtime *rt) {
+  char dir[4096];
+  const char *path = rt->ap->cfg->bundle, *slash = strrchr(path, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+  uv_fs_event_init(&rt->loop, &rt->watch);
+  rt->watch.data = rt;
+  int rc = uv_fs_event_start(&rt->watch, on_path_changed, dir[0] ? dir : "/", 0);
+  if (rc) LOG_WARN("cannot watch the bundle path", "dir=%s error=\"%s\"", dir, uv_strerror(rc));
+  else LOG_INFO("watching the bundle path", "path=%s", path);
+}
+
 static int run(runtime *rt) {
   uv_signal_init(&rt->loop, &rt->sigint);
   uv_signal_init(&rt->loop, &rt->sigterm);
@@ -104,6 +134,7 @@ static int run(runtime *rt) {
   uv_signal_start(&rt->sigint, on_signal, SIGINT);
   uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
   uv_signal_start(&rt->sighup, on_sighup, SIGHUP);
+  if (rt->ap->cfg->watch_bundle) watch_bundle(rt);
   start_load(rt);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   /* Close every handle and let a load in progress finish before freeing. */
@@ -111,6 +142,7 @@ static int run(runtime *rt) {
   uv_close((uv_handle_t *)&rt->sigterm, NULL);
   uv_close((uv_handle_t *)&rt->sighup, NULL);
   uv_close((uv_handle_t *)&rt->grace, NULL);
+  if (rt->ap->cfg->watch_bundle) uv_close((uv_handle_t *)&rt->watch, NULL);
   admin_http_close(rt->admin);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   return uv_loop_close(&rt->loop) == 0 ? rt->exit_code : 1;

@@ -487,6 +487,31 @@ def shop_bundle(name):
     return os.path.join(d, "bundle")
 
 
+class WatchTest(unittest.TestCase):
+    def test_repointed_link_is_loaded(self):
+        a, b = os.path.join(TMP, "rel_a"), os.path.join(TMP, "rel_b")
+        for path, seed in ((a, "1"), (b, "2")):
+            if not os.path.exists(path):
+                recctl("synth", "--out", path, "--items", "500", "--users", "50", "--seed", seed, check=True)
+        link = os.path.join(TMP, "watched")
+        os.symlink(a, link)
+        d = Recd(link, "--watch_bundle=true")
+        try:
+            admin = pb["admin_grpc"].AdminStub(d.channel)
+            self.assertEqual(admin.Status(pb["admin"].StatusRequest(), timeout=5).bundle_version,
+                             manifest_version(a))
+            os.symlink(b, link + ".tmp")
+            os.rename(link + ".tmp", link)  # the atomic way to repoint a link
+            want, deadline = manifest_version(b), time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if admin.Status(pb["admin"].StatusRequest(), timeout=5).bundle_version == want:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(admin.Status(pb["admin"].StatusRequest(), timeout=5).bundle_version, want)
+        finally:
+            self.assertEqual(d.close(), 0, d.output())
+
+
 class RankingReloadTest(unittest.TestCase):
     def test_ranking_settings_reload_with_the_bundle(self):
         import grpc
