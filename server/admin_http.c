@@ -75,8 +75,14 @@ static char *status_json(const admin_http *h) {
 
 static char *metrics_text(const admin_http *h) {
   bundle *b = app_acquire(h->ap);
+  metrics_log log = {.enabled = h->ap->log != NULL};
+  if (log.enabled) {
+    log.applied = atomic_load(&h->ap->events_applied);
+    log.durable = eventlog_last_seq(h->ap->log);
+  }
   char *s = metrics_render(b ? b->version : "", rpc_server_serving(h->srv),
-                           (rec_mono_ns() - h->ap->started_ns) / 1000000000, rpc_server_inflight(h->srv));
+                           (rec_mono_ns() - h->ap->started_ns) / 1000000000, rpc_server_inflight(h->srv),
+                           &log);
   bundle_unref(b);
   return s;
 }

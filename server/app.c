@@ -12,6 +12,7 @@ void app_init(app *a, const recd_config *cfg) {
   a->cfg = cfg;
   a->started_ns = rec_mono_ns();
   atomic_init(&a->seq, 0);
+  atomic_init(&a->events_applied, 0);
   pthread_mutex_init(&a->mu, NULL);
   pthread_mutex_init(&a->reload_mu, NULL);
   pthread_mutex_init(&a->ranking_mu, NULL);

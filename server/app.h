@@ -24,6 +24,7 @@ typedef struct app {
   eventlog *log;               /* NULL without --event_log */
   online *online;              /* events since the bundle, per user */
   struct fanout *shards;       /* role=ranking: the candidate tier; NULL otherwise */
+  atomic_uint_fast64_t events_applied; /* last event-log sequence applied to 'online' */
 } app;
 
 /* The ranking settings a request uses, reference-counted like the bundle. */

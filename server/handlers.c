@@ -349,11 +349,12 @@ static int remote_retrieve(void *arg, const bundle *b, const retrieve_req *rq, a
   fanout_call(ap->shards, "/rec.v1.Retrieval/Retrieve", &q->base, &rec__v1__retrieve_response__descriptor,
               now + budget, a, rs, st);
   *out = (retrieve_result){.exhausted = true};
-  size_t answered = 0;
+  size_t answered = 0, missing = 0;
   for (size_t i = 0; i < n; i++) {
     Rec__V1__RetrieveResponse *r = (Rec__V1__RetrieveResponse *)rs[i];
     if (!r) {
       note(rm, arena_printf(a, "shard_unavailable:%s:%s", fanout_target(ap->shards, i), rpc_status_name(st[i])));
+      missing++;
       out->exhausted = false;
       continue;
     }
@@ -362,6 +363,7 @@ static int remote_retrieve(void *arg, const bundle *b, const retrieve_req *rq, a
     out->exhausted &= r->exhausted;
   }
   out->sources_ns = rec_mono_ns() - now;
+  if (missing && answered) note(rm, arena_printf(a, "shards_answered:%zu/%zu", answered, n));
   if (answered) return merge_remote(a, b, (Rec__V1__RetrieveResponse **)rs, n, out);
   /* No shard answered: popularity and co-purchases from this process, flagged. */
   note(rm, "retrieval_unavailable");
@@ -662,6 +664,11 @@ static int record(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
   if ((rc = eventlog_append(ap->log, recs, q->n_events, &last, &ctx->err)))
     return rpc_fail(ctx, REC_EUNAVAIL, "%s", ctx->err.msg);
   for (size_t i = 0; i < q->n_events; i++) online_apply(ap->online, &recs[i]);
+  /* Appends finish in any order; the applied mark only moves forward. */
+  uint_fast64_t seen = atomic_load(&ap->events_applied);
+  while (seen < last && !atomic_compare_exchange_weak(&ap->events_applied, &seen, last)) {
+  }
+  metrics_events(q->n_events);
   rec__v1__record_response__init(r);
   r->accepted = (uint32_t)q->n_events;
   r->last_sequence = last;

@@ -31,6 +31,7 @@ static const char *const DEGRADED[] = {"unknown_user", "short_catalog", "source_
 enum { ND = sizeof DEGRADED / sizeof DEGRADED[0] };
 static atomic_uint_fast64_t degraded[ND];
 static atomic_uint_fast64_t reloads[2];
+static atomic_uint_fast64_t events;
 static const char *const STATUS_NAMES[METRICS_STATUSES] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
     "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
@@ -69,6 +70,8 @@ void metrics_degraded(const char *reason) {
 }
 
 void metrics_reload(int ok) { atomic_fetch_add_explicit(&reloads[ok ? 0 : 1], 1, memory_order_relaxed); }
+
+void metrics_events(size_t n) { atomic_fetch_add_explicit(&events, n, memory_order_relaxed); }
 
 /* ---- rendering ---- */
 
@@ -154,7 +157,8 @@ static void escape(const char *in, char *out, size_t cap) {
   out[n] = '\0';
 }
 
-char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight) {
+char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight,
+                     const metrics_log *log) {
   buf b = {0};
   char v[3 * 128 + 4];
   escape(version, v, sizeof v);
@@ -165,6 +169,16 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
   put(&b, "# HELP recd_reloads_total Bundle loads, by result.\n# TYPE recd_reloads_total counter\n"
           "recd_reloads_total{result=\"ok\"} %llu\nrecd_reloads_total{result=\"refused\"} %llu\n",
       (unsigned long long)get(&reloads[0]), (unsigned long long)get(&reloads[1]));
+  put(&b, "# HELP recd_events_recorded_total Events made durable by Events.Record.\n"
+          "# TYPE recd_events_recorded_total counter\nrecd_events_recorded_total %llu\n",
+      (unsigned long long)get(&events));
+  if (log->enabled)
+    put(&b, "# HELP recd_event_log_sequence Last event-log sequence durable on disk.\n"
+            "# TYPE recd_event_log_sequence gauge\nrecd_event_log_sequence %llu\n"
+            "# HELP recd_event_log_lag_events Durable events not yet applied to the online state.\n"
+            "# TYPE recd_event_log_lag_events gauge\nrecd_event_log_lag_events %llu\n",
+        (unsigned long long)log->durable,
+        (unsigned long long)(log->durable > log->applied ? log->durable - log->applied : 0));
   put(&b, "# HELP recd_serving 1 when health reports SERVING.\n# TYPE recd_serving gauge\nrecd_serving %d\n", serving);
   put(&b, "# HELP recd_inflight_calls RPCs in flight.\n# TYPE recd_inflight_calls gauge\nrecd_inflight_calls %d\n", inflight);
   put(&b, "# HELP recd_uptime_seconds Seconds since start.\n# TYPE recd_uptime_seconds gauge\nrecd_uptime_seconds %lld\n",

@@ -24,8 +24,15 @@ void metrics_candidates(const size_t per_source[3]);
  * source_missing_ann, ...), or served from the popularity fallback. */
 void metrics_degraded(const char *reason);
 void metrics_reload(int ok);
+/* n events made durable and applied. */
+void metrics_events(size_t n);
 
 /* Renders every metric. 'version' is the bundle serving now ("" if none);
  * 'inflight' the calls in flight. Returns a malloc'd string (caller frees). */
-char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight);
+typedef struct metrics_log {
+  int enabled;                  /* recd runs with an event log */
+  uint64_t durable, applied;    /* last sequence on disk / in the online state */
+} metrics_log;
+char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight,
+                     const metrics_log *log);
 #endif

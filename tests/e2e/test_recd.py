@@ -574,6 +574,15 @@ class EventsTest(unittest.TestCase):
             self.record(d, [("visitor", top, E.EVENT_TYPE_PURCHASE)])
             again = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="visitor", k=6), timeout=10)
             self.assertNotIn(top, [i.item_id for i in again.items])
+            import urllib.request
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % d.admin_port, timeout=10) as m:
+                text = m.read().decode()
+            self.assertIn("recd_events_recorded_total 3", text)
+            self.assertIn("recd_event_log_sequence 3", text)
+            self.assertIn("recd_event_log_lag_events 0", text)
+            check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                                   text=True, timeout=30)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         finally:
             self.assertEqual(d.close(), 0, d.output())
 
