@@ -32,7 +32,8 @@ typedef struct recd_config {
   char log_level[8];
   char ranking_config[4096];
   char event_log[4096];        /* event log directory, "" = none */
-  int event_segment_mb;   /* the ranking tier's settings file, "" = defaults */
+  int event_segment_mb;
+  int event_commit_us;   /* the ranking tier's settings file, "" = defaults */
 } recd_config;
 
 /* Fills *cfg from defaults, then --config=FILE if given, then the other flags.

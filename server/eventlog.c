@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -26,6 +27,7 @@ struct eventlog {
   uint64_t next_seq;         /* sequence of the next record */
   uint64_t written, durable; /* last sequence written / made durable */
   bool syncing, failed;
+  int64_t commit_delay_us;
 };
 
 static void put_u16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
@@ -252,7 +254,11 @@ static int wait_durable(eventlog *l, uint64_t seq, rec_error *err) {
       continue;
     }
     l->syncing = true;
-    uint64_t target = l->written;
+    int64_t delay = l->commit_delay_us;
+    pthread_mutex_unlock(&l->mu);
+    if (delay > 0) nanosleep(&(struct timespec){delay / 1000000, (delay % 1000000) * 1000}, NULL);
+    pthread_mutex_lock(&l->mu);
+    uint64_t target = l->written; /* whatever joined during the delay rides along */
     int fd = l->fd;
     pthread_mutex_unlock(&l->mu);
     int rc = fdatasync(fd);
@@ -289,6 +295,12 @@ int eventlog_append(eventlog *l, const ev_record *recs, size_t n, uint64_t *last
   pthread_mutex_unlock(&l->mu);
   free(buf);
   return rc;
+}
+
+void eventlog_set_commit_delay(eventlog *l, int64_t us) {
+  pthread_mutex_lock(&l->mu);
+  l->commit_delay_us = us;
+  pthread_mutex_unlock(&l->mu);
 }
 
 uint64_t eventlog_last_seq(eventlog *l) {

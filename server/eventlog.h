@@ -34,6 +34,9 @@ typedef void (*ev_replay_fn)(void *arg, uint64_t seq, const ev_record *r);
  * REC_ECORRUPT with 'err' naming the file and offset. */
 int  eventlog_open(const char *dir, size_t segment_bytes, ev_replay_fn fn, void *arg,
                    eventlog **out, size_t *replayed, rec_error *err);
+/* Group commit: the syncing appender first waits this long for others to
+ * join its fdatasync (0: sync at once). Fewer syncs, longer calls. */
+void eventlog_set_commit_delay(eventlog *l, int64_t us);
 /* Appends n records and returns once they are durable; *last_seq is the
  * sequence of the last one. Thread-safe. REC_EIO when the disk refuses (the
  * log then refuses every later append too: nothing half-acknowledged). */

@@ -163,7 +163,10 @@ static int open_events(app *ap, rec_error *err) {
   int64_t t0 = rec_mono_ns();
   int rc = eventlog_open(ap->cfg->event_log, (size_t)ap->cfg->event_segment_mb << 20, replay,
                          ap->online, &ap->log, &n, err);
-  if (!rc) atomic_store(&ap->events_applied, eventlog_last_seq(ap->log));
+  if (!rc) {
+    atomic_store(&ap->events_applied, eventlog_last_seq(ap->log));
+    eventlog_set_commit_delay(ap->log, ap->cfg->event_commit_us);
+  }
   if (!rc)
     LOG_INFO("event log replayed", "dir=%s events=%zu users=%zu last_sequence=%llu ms=%lld",
              ap->cfg->event_log, n, online_users(ap->online),

@@ -615,7 +615,7 @@ class EventsTest(unittest.TestCase):
         E = pb["events"]
         bundle = shop_bundle("shop_events")
         log = os.path.join(TMP, "log_kill")
-        d = Recd(bundle, "--event_log=" + log)
+        d = Recd(bundle, "--event_log=" + log, "--event_commit_us=2000")  # group commit waits 2 ms
         acked, stop = [], threading.Event()
 
         def stream():
