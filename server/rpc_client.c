@@ -1,6 +1,7 @@
 /* server/rpc_client.c - one batch per call: send metadata, message and
  * half-close, receive metadata, message and status; pluck the completion. */
 #include "server/rpc_client.h"
+#include "server/rpc_internal.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -42,27 +43,6 @@ const char *rpc_status_name(int code) {
   return code >= 0 && code < (int)(sizeof names / sizeof names[0]) ? names[code] : "UNKNOWN";
 }
 
-static grpc_byte_buffer *encode(const ProtobufCMessage *m) {
-  size_t len = protobuf_c_message_get_packed_size(m);
-  grpc_slice s = grpc_slice_malloc(len);
-  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  return bb;
-}
-
-static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
-                                arena *a) {
-  grpc_byte_buffer_reader r;
-  if (!grpc_byte_buffer_reader_init(&r, bb)) return NULL;
-  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-  grpc_byte_buffer_reader_destroy(&r);
-  ProtobufCMessage *m = protobuf_c_message_unpack(d, &a->pb, GRPC_SLICE_LENGTH(s),
-                                                  GRPC_SLICE_START_PTR(s));
-  grpc_slice_unref(s);
-  return m;
-}
-
 int rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *resp_desc, int64_t timeout_ms, arena *a,
                     ProtobufCMessage **resp, rpc_status *st) {
@@ -72,7 +52,7 @@ int rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *r
   grpc_slice mslice = grpc_slice_from_static_string(method);
   grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                              mslice, NULL, deadline, NULL);
-  grpc_byte_buffer *send = encode(req), *recv = NULL;
+  grpc_byte_buffer *send = rpc__pack(req), *recv = NULL;
   grpc_metadata_array init_md, trail_md;
   grpc_metadata_array_init(&init_md);
   grpc_metadata_array_init(&trail_md);
@@ -103,7 +83,7 @@ int rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *r
   snprintf(st->message, sizeof st->message, "%.*s", (int)GRPC_SLICE_LENGTH(details),
            (const char *)GRPC_SLICE_START_PTR(details));
   if (status != GRPC_STATUS_OK) goto done;
-  if (!recv || !(*resp = decode(recv, resp_desc, a))) {
+  if (!recv || !(*resp = rpc__unpack(recv, resp_desc, a))) {
     st->code = GRPC_STATUS_INTERNAL;
     snprintf(st->message, sizeof st->message, "reply is not a valid %s", resp_desc->name);
     goto done;

@@ -1,6 +1,7 @@
 /* server/rpc_fanout.c - see rpc_fanout.h. Every call carries the deadline,
  * so gRPC itself ends the slow ones: the wait is for exactly n completions. */
 #include "server/rpc_fanout.h"
+#include "server/rpc_internal.h"
 #include "common/clock.h"
 
 #include <grpc/byte_buffer.h>
@@ -71,25 +72,6 @@ void fanout_free(fanout *f) {
 size_t fanout_count(const fanout *f) { return f->n; }
 const char *fanout_target(const fanout *f, size_t i) { return f->targets[i]; }
 
-static grpc_byte_buffer *encode(const ProtobufCMessage *m) {
-  size_t len = protobuf_c_message_get_packed_size(m);
-  grpc_slice s = grpc_slice_malloc(len);
-  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  return bb;
-}
-
-static ProtobufCMessage *decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d, arena *a) {
-  grpc_byte_buffer_reader r;
-  if (!grpc_byte_buffer_reader_init(&r, bb)) return NULL;
-  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-  grpc_byte_buffer_reader_destroy(&r);
-  ProtobufCMessage *m = protobuf_c_message_unpack(d, &a->pb, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-  grpc_slice_unref(s);
-  return m;
-}
-
 static bool start(grpc_channel *ch, grpc_completion_queue *cq, const char *method,
                   const grpc_byte_buffer *send, gpr_timespec deadline, leg *l) {
   l->send = grpc_byte_buffer_copy((grpc_byte_buffer *)send);
@@ -123,7 +105,7 @@ void fanout_call(fanout *f, const char *method, const ProtobufCMessage *req,
   int64_t left = deadline_ns - rec_mono_ns();
   gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                        gpr_time_from_nanos(left > 0 ? left : 0, GPR_TIMESPAN));
-  grpc_byte_buffer *send = encode(req);
+  grpc_byte_buffer *send = rpc__pack(req);
   leg *legs = calloc(f->n, sizeof *legs);
   size_t started = 0;
   for (size_t i = 0; legs && i < f->n; i++) started += start(f->channels[i], cq, method, send, deadline, &legs[i]);
@@ -135,7 +117,7 @@ void fanout_call(fanout *f, const char *method, const ProtobufCMessage *req,
     resps[i] = NULL;
     status[i] = legs ? (int)legs[i].status : GRPC_STATUS_RESOURCE_EXHAUSTED;
     if (!legs) continue;
-    if (legs[i].status == GRPC_STATUS_OK && legs[i].recv) resps[i] = decode(legs[i].recv, resp_desc, a);
+    if (legs[i].status == GRPC_STATUS_OK && legs[i].recv) resps[i] = rpc__unpack(legs[i].recv, resp_desc, a);
     if (legs[i].recv) grpc_byte_buffer_destroy(legs[i].recv);
     if (legs[i].send) grpc_byte_buffer_destroy(legs[i].send);
     grpc_slice_unref(legs[i].details);

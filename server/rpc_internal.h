@@ -23,6 +23,11 @@ typedef struct rpc_health {
   rpc_watch *watches;     /* open Watch streams */
 } rpc_health;
 
+/* A message packed into a new byte buffer (caller destroys it). */
+grpc_byte_buffer *rpc__pack(const ProtobufCMessage *m);
+/* A byte buffer decoded into 'a'; NULL if it is not a valid 'd'. */
+ProtobufCMessage *rpc__unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d, arena *a);
+
 /* The gRPC status for a rec error code (one table, in rpc_status.c). */
 grpc_status_code rpc__status_of(int code);
 

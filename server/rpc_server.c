@@ -152,17 +152,6 @@ static void release(worker *w, ucall *c) {
   ucall_put(w, c);
 }
 
-static ProtobufCMessage *decode(ucall *c, const ProtobufCMessageDescriptor *d) {
-  grpc_byte_buffer_reader r;
-  if (!grpc_byte_buffer_reader_init(&r, c->payload)) return NULL;
-  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-  grpc_byte_buffer_reader_destroy(&r);
-  ProtobufCMessage *m = protobuf_c_message_unpack(d, &c->arena.pb, GRPC_SLICE_LENGTH(s),
-                                                  GRPC_SLICE_START_PTR(s));
-  grpc_slice_unref(s);
-  return m;
-}
-
 /* Sends the reply (when rc == 0) or the mapped status, and asks to hear when
  * the call is over; the completion releases the call. */
 static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMessage *out) {
@@ -172,11 +161,7 @@ static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMes
   ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
   if (rc == 0 && !out) rc = rpc_fail(ctx, REC_EINTERNAL, "handler returned no reply");
   if (rc == 0) {
-    size_t len = protobuf_c_message_get_packed_size(out);
-    grpc_slice s = grpc_slice_malloc(len);
-    protobuf_c_message_pack(out, GRPC_SLICE_START_PTR(s));
-    c->reply = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
+    c->reply = rpc__pack(out);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->reply;
   }
@@ -229,7 +214,7 @@ static void handle(worker *w, ucall *c) {
   }
   if (!c->payload)
     rc = rpc_fail(&ctx, REC_EINVAL, "request message missing");
-  else if (!(in = decode(c, m->in)))
+  else if (!(in = rpc__unpack(c->payload, m->in, &c->arena)))
     rc = rpc_fail(&ctx, REC_EINVAL, "request body is not a valid %s protobuf message", m->in->name);
   else if (s->regs[c->reg].watch) {
     rpc__health_watch_start(&s->health, c->call, in);
