@@ -88,6 +88,17 @@ int ann_set_ef_search(ann_index *idx, int ef, rec_error *err) {
   return 0;
 }
 
+int ann__search_ef(const void *index, const float *q, int64_t k, int ef, float *dist, int64_t *labels);
+
+int ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items,
+                  float *scores, size_t *n) {
+  if (ann__search_ef(idx->index, q, (int64_t)k, ef, scores, items) != 0) return REC_EINTERNAL;
+  size_t m = 0;
+  while (m < k && items[m] >= 0) m++;
+  *n = m;
+  return 0;
+}
+
 int ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,
                size_t *n) {
   if (faiss_Index_search(idx->index, 1, q, (idx_t)k, scores, items) != 0) return REC_EINTERNAL;

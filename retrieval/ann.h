@@ -30,6 +30,11 @@ size_t ann_dim(const ann_index *idx);
  * Call before sharing the index between threads. */
 int  ann_set_ef_search(ann_index *idx, int ef, rec_error *err);
 
+/* As ann_search, with HNSW's search breadth 'ef' for this call only (fewer
+ * nodes visited: faster, less exact). Other index types ignore 'ef'. */
+int  ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items,
+                   float *scores, size_t *n);
+
 /* Writes up to k nearest items, best first, into caller-owned 'items' and
  * 'scores' (k entries each) and their count into *n. Returns 0 or REC_EINTERNAL. */
 int  ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,

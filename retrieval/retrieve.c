@@ -56,7 +56,7 @@ static int user_query(const bundle *b, const retrieve_req *r, arena *a, float *q
   return 0;
 }
 
-static int from_ann(const bundle *b, const float *q, size_t want, arena *a, merge *m, bool *all) {
+static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena *a, merge *m, bool *all) {
   size_t total = b->catalog->count;
   if (want > total / EXACT_SHARE) {
     /* HNSW cannot promise to reach every node, and a large share of the
@@ -73,7 +73,9 @@ static int from_ann(const bundle *b, const float *q, size_t want, arena *a, merg
   float *scores = arena_alloc(a, (want ? want : 1) * sizeof *scores);
   size_t n;
   if (!items || !scores) return REC_ENOMEM;
-  if (ann_search(b->ann, q, want, items, scores, &n) != 0) return REC_EINTERNAL;
+  if ((ef > 0 ? ann_search_ef(b->ann, q, want, ef, items, scores, &n)
+              : ann_search(b->ann, q, want, items, scores, &n)) != 0)
+    return REC_EINTERNAL;
   for (size_t i = 0; i < n; i++) add(m, (uint32_t)items[i], REC_SRC_ANN, scores[i]);
   return 0;
 }
@@ -153,7 +155,7 @@ int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrie
   int64_t t1 = rec_mono_ns();
   /* A shard keeps about 1/shards of what ANN finds: ask for that much more. */
   size_t want_ann = b->shards > 1 ? r->want_ann * b->shards : r->want_ann;
-  if (!rc && have_q) rc = from_ann(b, q, want_ann, a, &m, &ann_all);
+  if (!rc && have_q) rc = from_ann(b, q, want_ann, r->ef, a, &m, &ann_all);
   int64_t t2 = rec_mono_ns();
   const uint32_t *seeds[2] = {r->seeds, r->recent};
   const size_t n_seeds[2] = {r->n_seeds, r->n_recent};

@@ -30,6 +30,7 @@ typedef struct retrieve_req {
   const uint32_t *categories;   /* the include filter, for per-category popularity */
   size_t n_categories;
   int segment;                  /* the user's spending segment, -1 unknown */
+  int ef;                       /* HNSW breadth for this request; 0: the bundle's */
   const uint32_t *recent;       /* the user's recent items, most recent first */
   size_t n_recent;
 } retrieve_req;

@@ -24,6 +24,8 @@ static const cfg_field FIELDS[] = {
      .help = "role=ranking: the candidate tier's shards, host:port[,host:port...]"},
     {"shard", STR(shard), .def = "0/1",
      .help = "role=retrieval: which shard of how many this process serves, I/N"},
+    {"degrade_ef_below_ms", INT(degrade_ef_below_ms, 0, 600000), .def = "10",
+     .help = "with less time than this left before the caller's deadline, search HNSW with efSearch 16"},
     {"degrade_mmr_below_ms", INT(degrade_mmr_below_ms, 0, 600000), .def = "5",
      .help = "with less time than this left before the caller's deadline, skip MMR"},
     {"degrade_popularity_below_ms", INT(degrade_popularity_below_ms, 0, 600000), .def = "2",

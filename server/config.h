@@ -18,7 +18,7 @@ typedef struct recd_config {
   char shard[32];            /* role=retrieval: "I/N" */
   unsigned shard_index, shard_count; /* parsed from shard */
   int retrieval_timeout_ms;
-  int degrade_mmr_below_ms, degrade_popularity_below_ms;
+  int degrade_ef_below_ms, degrade_mmr_below_ms, degrade_popularity_below_ms;
   int threads;               /* completion-queue workers; 0 at parse = one per core */
   int max_k;
   int max_exclude;

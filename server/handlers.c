@@ -433,12 +433,17 @@ static void record_stages(const rec_result *res, int64_t start_ns) {
   metrics_candidates(res->per_source);
 }
 
-/* When the caller's deadline is near, cheaper first: no MMR, then
- * popularity alone; each step is named in degraded_reasons. */
+/* When the caller's deadline is near, cheaper first: a narrower HNSW
+ * search, then no MMR, then popularity alone; each step is named in
+ * degraded_reasons. */
 static int degrade_for_deadline(rpc_ctx *ctx, rec_request *rq, remote *rm) {
   app *ap = ctx->app;
   int64_t left_ms = (ctx->deadline_ns - rec_mono_ns()) / 1000000;
   if (ctx->deadline_ns == INT64_MAX) return 0;
+  if (left_ms < ap->cfg->degrade_ef_below_ms) {
+    rq->ann_ef = 16;
+    note(rm, "deadline:ef_reduced");
+  }
   if (left_ms < ap->cfg->degrade_popularity_below_ms) {
     rq->popularity_only = true;
     note(rm, "deadline:popularity_only");

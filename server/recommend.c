@@ -125,7 +125,7 @@ int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *o
                      .n_seeds = r->n_seeds, .similar = r->similar,
                      .categories = rules.include_cats, .n_categories = rules.n_include_cats,
                      .want_ann = at_least(cfg->cand_ann, 4 * need), .want_cf = cfg->cand_itemcf,
-                     .want_pop = at_least(cfg->cand_popularity, 2 * need)};
+                     .want_pop = at_least(cfg->cand_popularity, 2 * need), .ef = r->ann_ef};
   if (profile(b, r, &rules, &rq, a, out)) return REC_ENOMEM;
   if (r->popularity_only) {
     rq.user_id = NULL;

@@ -27,6 +27,7 @@ typedef struct rec_request {
   void *retrieve_arg;
   bool similar;
   bool popularity_only;            /* deadline near: no ANN, no item-CF */
+  int ann_ef;                      /* HNSW breadth for this request; 0: the bundle's */
   const char *const *explain_ids;
   size_t n_explain;
 } rec_request;

@@ -734,9 +734,10 @@ class TiersTest(unittest.TestCase):
             recctl("synth", "--out", bundle, "--items", "200", "--users", "20", check=True)
         req = pb["ranking"].RecommendRequest(user_id="U00001", k=5)
         # Thresholds above any real deadline make every call "near" its deadline.
-        d = Recd(bundle, "--degrade_mmr_below_ms=600000")
+        d = Recd(bundle, "--degrade_mmr_below_ms=600000", "--degrade_ef_below_ms=600000")
         try:
             r = d.ranking.Recommend(req, timeout=10)
+            self.assertIn("deadline:ef_reduced", r.degraded_reasons)
             self.assertIn("deadline:mmr_skipped", r.degraded_reasons)
             self.assertEqual(r.strategy, pb["ranking"].STRATEGY_PERSONALIZED)
             self.assertEqual(len(r.items), 5)

@@ -66,6 +66,28 @@ static void hnsw_recall_against_exact(void) {
   free(v);
 }
 
+/* A narrower search for one call: still finds the query's own vector, and
+ * the index's own breadth is unchanged for the next call. */
+static void per_call_breadth(void) {
+  float *v = random_unit_vectors(5);
+  ann_index *idx;
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, N, D, "HNSW32", &idx, NULL), 0);
+  CU_ASSERT_EQUAL(ann_set_ef_search(idx, 64, NULL), 0);
+  int64_t items[K];
+  float scores[K];
+  size_t n;
+  CU_ASSERT_EQUAL(ann_search_ef(idx, v + 11 * D, K, 16, items, scores, &n), 0);
+  CU_ASSERT_EQUAL(n, K);
+  CU_ASSERT_EQUAL(items[0], 11);
+  ann_index *flat;
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, N, D, "Flat", &flat, NULL), 0);
+  CU_ASSERT_EQUAL(ann_search_ef(flat, v + 3 * D, K, 16, items, scores, &n), 0); /* ef ignored */
+  CU_ASSERT_EQUAL(items[0], 3);
+  ann_index_free(flat);
+  ann_index_free(idx);
+  free(v);
+}
+
 static void write_and_open(void) {
   float *v = random_unit_vectors(3);
   ann_index *idx, *back;
@@ -104,6 +126,7 @@ static void more_wanted_than_stored(void) {
 void suite_ann(void) {
   static const test_case cases[] = {{"exact_index_finds_self_first", exact_index_finds_self_first},
                                     {"hnsw_recall_against_exact", hnsw_recall_against_exact},
+                                    {"per_call_breadth", per_call_breadth},
                                     {"write_and_open", write_and_open},
                                     {"more_wanted_than_stored", more_wanted_than_stored},
                                     {NULL, NULL}};
