@@ -51,7 +51,7 @@ static int bad_num(const char *flag, const char *v) {
   return 2;
 }
 
-static int get_long(const char *flag, const char *v, long lo, long hi, long *out) {
+int flag_long(const char *flag, const char *v, long lo, long hi, long *out) {
   char *end;
   errno = 0;
   long n = strtol(v, &end, 10);
@@ -77,7 +77,7 @@ static int int_flag(const char *a, const char *v, build_opts *o) {
   long n;
   int rc;
 #define LONG(name, lo, hi, dst) \
-  if (strcmp(a, name) == 0) return (rc = get_long(a, v, lo, hi, &n)) ? rc : ((dst) = n, 0)
+  if (strcmp(a, name) == 0) return (rc = flag_long(a, v, lo, hi, &n)) ? rc : ((dst) = n, 0)
   LONG("--dim", 2, 1024, o->tt.dim);
   LONG("--id-dim", 1, 1024, o->tt.id_dim);
   LONG("--hidden", 1, 4096, o->tt.hidden);
@@ -168,7 +168,7 @@ static int parse(int argc, char **argv, flagset *f, char **storage) {
     const char *v = argv[++i];
     int rc = int_flag(a, v, f->o);
     if (rc < 0) rc = float_flag(a, v, f->o);
-    if (rc < 0 && strcmp(a, "--bootstrap") == 0) rc = get_long(a, v, 0, 100000, f->bootstrap);
+    if (rc < 0 && strcmp(a, "--bootstrap") == 0) rc = flag_long(a, v, 0, 100000, f->bootstrap);
     if (rc < 0) rc = string_flag(a, v, f, storage);
     if (rc < 0) {
       fprintf(stderr, "recctl: unknown option %s (see recctl build --help)\n", a);

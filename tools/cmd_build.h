@@ -6,4 +6,8 @@
 int cmd_build(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+
+/* Parses flag value 'v' as an integer in [lo, hi] into *out; on failure
+ * prints one line naming the flag and the range and returns 2 (bad usage). */
+int flag_long(const char *flag, const char *v, long lo, long hi, long *out);
 #endif

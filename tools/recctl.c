@@ -60,18 +60,6 @@ static int bad(const char *fmt, const char *arg) {
   return 2;
 }
 
-static int num(const char *flag, const char *v, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long n = strtol(v, &end, 10);
-  if (!*v || *end || errno || n < lo || n > hi) {
-    fprintf(stderr, "recctl: %s must be an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, v);
-    return 2;
-  }
-  *out = n;
-  return 0;
-}
-
 static int push(const char **list, size_t *n, const char *v, const char *flag) {
   if (*n == MAX_LIST) return bad("too many %s values", flag);
   list[(*n)++] = v;
@@ -96,15 +84,15 @@ static int parse(int argc, char **argv, opts *o) {
     else if (strcmp(a, "--log") == 0) o->log = v;
     else if (strcmp(a, "--index") == 0) o->index = v;
     else if (strcmp(a, "--version") == 0) o->version = v;
-    else if (strcmp(a, "-k") == 0 || strcmp(a, "--k") == 0) rc = num("-k", v, -1000000, 1000000, &o->k);
-    else if (strcmp(a, "--timeout-ms") == 0) rc = num(a, v, 1, 3600000, &o->timeout_ms);
-    else if (strcmp(a, "--wait") == 0) rc = num(a, v, 0, 3600, &o->wait_s);
-    else if (strcmp(a, "--items") == 0) rc = num(a, v, 1, 10000000, &o->items);
-    else if (strcmp(a, "--users") == 0) rc = num(a, v, 0, 10000000, &o->users);
-    else if (strcmp(a, "--dim") == 0) rc = num(a, v, 2, 1024, &o->dim);
-    else if (strcmp(a, "--categories") == 0) rc = num(a, v, 1, 100000, &o->categories);
-    else if (strcmp(a, "--seed") == 0) rc = num(a, v, 0, 2147483647, &o->seed);
-    else if (strcmp(a, "--ef") == 0) rc = num(a, v, 1, 65536, &o->ef);
+    else if (strcmp(a, "-k") == 0 || strcmp(a, "--k") == 0) rc = flag_long("-k", v, -1000000, 1000000, &o->k);
+    else if (strcmp(a, "--timeout-ms") == 0) rc = flag_long(a, v, 1, 3600000, &o->timeout_ms);
+    else if (strcmp(a, "--wait") == 0) rc = flag_long(a, v, 0, 3600, &o->wait_s);
+    else if (strcmp(a, "--items") == 0) rc = flag_long(a, v, 1, 10000000, &o->items);
+    else if (strcmp(a, "--users") == 0) rc = flag_long(a, v, 0, 10000000, &o->users);
+    else if (strcmp(a, "--dim") == 0) rc = flag_long(a, v, 2, 1024, &o->dim);
+    else if (strcmp(a, "--categories") == 0) rc = flag_long(a, v, 1, 100000, &o->categories);
+    else if (strcmp(a, "--seed") == 0) rc = flag_long(a, v, 0, 2147483647, &o->seed);
+    else if (strcmp(a, "--ef") == 0) rc = flag_long(a, v, 1, 65536, &o->ef);
     else if (strcmp(a, "--exclude") == 0) rc = push(o->exclude, &o->n_exclude, v, a);
     else if (strcmp(a, "--category") == 0) rc = push(o->include_cats, &o->n_include_cats, v, a);
     else if (strcmp(a, "--why") == 0) rc = push(o->explain_ids, &o->n_explain_ids, v, a);
