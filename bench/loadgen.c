@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
+#include "server/rpc_internal.h" /* the one unary client batch */
 
 #include <errno.h>
 #include <grpc/byte_buffer.h>
@@ -45,11 +46,7 @@ typedef struct hist {
 /* One call slot; its address is the completion tag. A slot carries at most
  * one call at a time and is reused for the next as soon as it completes. */
 typedef struct slot {
-  grpc_call *call;
-  grpc_byte_buffer *send, *recv;
-  grpc_metadata_array init_md, trail_md;
-  grpc_status_code status;
-  grpc_slice details;
+  rpc_unary u;               /* u.call is NULL while the slot is free */
   int64_t t0;
 } slot;
 
@@ -248,49 +245,19 @@ static grpc_byte_buffer *next_request(bench *b) {
 }
 
 /* Frees what start_call and the completion left in the slot. */
-static void end_call(slot *s) {
-  grpc_byte_buffer_destroy(s->send);
-  if (s->recv) grpc_byte_buffer_destroy(s->recv);
-  grpc_slice_unref(s->details);
-  grpc_metadata_array_destroy(&s->init_md);
-  grpc_metadata_array_destroy(&s->trail_md);
-  grpc_call_unref(s->call);
-  s->call = NULL;
-}
+static void end_call(slot *s) { rpc__unary_end(&s->u); }
 
 /* Starts one call on the next channel. Returns 0, or -1 if gRPC refused the batch. */
 static int start_call(bench *b, slot *s) {
   static const char *const paths[] = {"/grpc.health.v1.Health/Check", "/rec.v1.Ranking/Recommend"};
   grpc_channel *ch = b->chans[b->next_chan++ % (size_t)b->o->channels];
   s->t0 = rec_mono_ns();
-  gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                       gpr_time_from_millis(b->o->timeout_ms, GPR_TIMESPAN));
-  s->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, b->cq,
-                                     grpc_slice_from_static_string(paths[b->o->recommend]), NULL,
-                                     deadline, NULL);
-  s->send = next_request(b);
-  s->recv = NULL;
-  s->status = GRPC_STATUS_UNKNOWN;
-  s->details = grpc_empty_slice();
-  grpc_metadata_array_init(&s->init_md);
-  grpc_metadata_array_init(&s->trail_md);
-  grpc_op ops[6];
-  memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = s->send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &s->recv;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &s->trail_md;
-  ops[5].data.recv_status_on_client.status = &s->status;
-  ops[5].data.recv_status_on_client.status_details = &s->details;
-  grpc_call_error e = grpc_call_start_batch(s->call, ops, 6, s, NULL);
-  if (e != GRPC_CALL_OK) {
-    fprintf(stderr, "recd-loadgen: grpc_call_start_batch failed: %d\n", (int)e);
+  grpc_byte_buffer *send = next_request(b);
+  bool started = rpc__unary_start(&s->u, ch, b->cq, paths[b->o->recommend], send,
+                                  rpc__deadline_in((int64_t)b->o->timeout_ms * 1000000), s);
+  grpc_byte_buffer_destroy(send);
+  if (!started) {
+    fprintf(stderr, "recd-loadgen: grpc_call_start_batch failed\n");
     end_call(s);
     return -1;
   }
@@ -299,9 +266,9 @@ static int start_call(bench *b, slot *s) {
 }
 
 static void count(bench *b, const slot *s, bool batch_ok, int64_t now) {
-  int code = (int)s->status;
+  int code = (int)s->u.status;
   int err = !batch_ok || code < 0 || code >= N_GRPC_CODES ? ERR_OTHER
-          : code == GRPC_STATUS_OK && !s->recv ? ERR_NO_MESSAGE
+          : code == GRPC_STATUS_OK && !s->u.recv ? ERR_NO_MESSAGE
           : code;
   if (b->ph != PH_MEASURE) {
     b->other_calls++;
@@ -311,7 +278,7 @@ static void count(bench *b, const slot *s, bool batch_ok, int64_t now) {
   b->win.calls++;
   if (!b->win.by_code[err]++)
     snprintf(b->win.first_details[err], sizeof b->win.first_details[err], "%.*s",
-             (int)GRPC_SLICE_LENGTH(s->details), (const char *)GRPC_SLICE_START_PTR(s->details));
+             (int)GRPC_SLICE_LENGTH(s->u.details), (const char *)GRPC_SLICE_START_PTR(s->u.details));
   b->win.errors += err != GRPC_STATUS_OK;
   hist_add(&b->win.lat, (uint64_t)((now - s->t0) / 1000));
 }
@@ -334,7 +301,7 @@ static void advance(bench *b, int64_t now) {
 
 static void cancel_all(bench *b) {
   for (long i = 0; i < b->o->concurrency; i++)
-    if (b->slots[i].call) grpc_call_cancel(b->slots[i].call, NULL);
+    if (b->slots[i].u.call) grpc_call_cancel(b->slots[i].u.call, NULL);
   b->cancelled = true;
 }
 

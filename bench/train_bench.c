@@ -7,11 +7,11 @@
  *
  * usage: recd-train-bench [--interactions N] [--items N] [--users N]
  *                         [--epochs N] [--threads N] [--dir DIR] */
-#include "tools/als.h"
-#include "tools/dataset.h"
-#include "tools/features.h"
-#include "tools/pipeline.h"
-#include "tools/twotower.h"
+#include "tools/offline/als.h"
+#include "tools/offline/dataset.h"
+#include "tools/offline/features.h"
+#include "tools/offline/train.h"
+#include "tools/offline/twotower.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -105,7 +105,7 @@ int main(int argc, char **argv) {
   }
   char tmp[] = "/tmp/recd-train-bench.XXXXXX";
   if (!dir && !(dir = mkdtemp(tmp))) return 1;
-  pipeline_threads(threads);
+  train_threads(threads);
   printf("machine: %ld cores; threads %d (0 = all)\n", sysconf(_SC_NPROCESSORS_ONLN), threads);
   double t0 = now();
   write_data(dir, n, items, users);

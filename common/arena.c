@@ -23,6 +23,7 @@ void arena_init(arena *a, size_t block_size) {
   a->head = NULL;
   a->block_size = block_size ? block_size : 16384;
   a->used_total = 0;
+  a->budget = SIZE_MAX;
   a->pb.alloc = pb_alloc;
   a->pb.free = pb_free;
   a->pb.allocator_data = a;
@@ -58,9 +59,15 @@ void arena_reset(arena *a) {
   a->used_total = 0;
 }
 
+void arena_fail_after(arena *a, size_t n) { a->budget = n; }
+
 void *arena_alloc(arena *a, size_t n) {
   size_t need = (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1);
   if (need < n) return NULL;
+  if (a->budget != SIZE_MAX && a->budget-- == 0) {
+    a->budget = 0;
+    return NULL;
+  }
   arena_block *b = a->head;
   if (!b || b->cap - b->used < need) {
     size_t cap = need > a->block_size ? need : a->block_size;

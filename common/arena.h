@@ -12,6 +12,7 @@ typedef struct arena {
   arena_block *head;      /* block being filled; older blocks chain behind */
   size_t block_size;      /* size of ordinary blocks */
   size_t used_total;      /* bytes handed out since the last reset */
+  size_t budget;          /* allocations left before they fail; SIZE_MAX: no limit */
   ProtobufCAllocator pb;  /* protobuf-c allocator drawing from this arena */
 } arena;
 
@@ -31,5 +32,10 @@ void *arena_calloc(arena *a, size_t count, size_t size);
 char *arena_strndup(arena *a, const char *s, size_t n);
 /* printf into the arena; NULL on OOM or a format error. */
 char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Fault injection, SQLite-style: the next 'n' allocations succeed, every
+ * later one fails as if memory ran out, until arena_init or a call with
+ * SIZE_MAX. Tests walk every failure path of a request with it. */
+void  arena_fail_after(arena *a, size_t n);
 
 #endif

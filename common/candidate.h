@@ -11,6 +11,9 @@ typedef enum rec_source {
   REC_SRC_COUNT
 } rec_source;
 
+/* "ann", "item_cf", "popularity": the one names table for logs, metrics and explain. */
+const char *rec_source_name(rec_source s);
+
 typedef struct rec_candidate {
   uint32_t item;              /* catalog row */
   uint32_t sources;           /* bit (1u << rec_source) per proposing source */

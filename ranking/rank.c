@@ -2,6 +2,7 @@
  * per-source normalisation and the blend, soft rules, then the slate. */
 #include "ranking/rank.h"
 #include "common/err.h"
+#include "common/search.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,25 +17,13 @@ static bool contains(const uint32_t *v, size_t n, uint32_t x) {
 }
 
 static bool sorted_contains(const uint32_t *v, size_t n, uint32_t x) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (v[mid] == x) return true;
-    if (v[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return false;
+  return rec_search_u32(v, n, sizeof *v, 0, x) < n;
 }
 
 static const rec_purchase *purchase_of(const rank_req *r, uint32_t item) {
-  size_t lo = 0, hi = r->n_purchases;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (r->purchases[mid].item == item) return &r->purchases[mid];
-    if (r->purchases[mid].item < item) lo = mid + 1;
-    else hi = mid;
-  }
-  return NULL;
+  size_t i = rec_search_u32(r->purchases, r->n_purchases, sizeof *r->purchases,
+                            offsetof(rec_purchase, item), item);
+  return i < r->n_purchases ? &r->purchases[i] : NULL;
 }
 
 static const rank_soft *soft_of(const rank_req *r) {
@@ -155,14 +144,8 @@ static void adjust(rank_item *it, const char *rule, float factor) {
 }
 
 static float boost_of(const rank_req *r, uint32_t item) {
-  size_t lo = 0, hi = r->n_boosts;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (r->boosts[mid].item == item) return r->boosts[mid].factor;
-    if (r->boosts[mid].item < item) lo = mid + 1;
-    else hi = mid;
-  }
-  return 1.0f;
+  size_t i = rec_search_u32(r->boosts, r->n_boosts, sizeof *r->boosts, offsetof(rank_boost_row, item), item);
+  return i < r->n_boosts ? r->boosts[i].factor : 1.0f;
 }
 
 static void soft_rules(const rank_items *itv, const rank_req *r, rank_item *it) {

@@ -340,13 +340,16 @@ uint32_t bundle_shard_of(const char *id, uint32_t shards) {
 }
 
 int bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards) {
+  unsigned char *keep = NULL;
+  if (shards > 1) { /* allocate first: a failure leaves the bundle as it was */
+    if (!(keep = malloc(b->catalog->count + 1))) return REC_ENOMEM;
+    for (size_t i = 0; i < b->catalog->count; i++)
+      keep[i] = bundle_shard_of(b->catalog->ids[i], shards) == shard;
+  }
+  free(b->shard_keep);
+  b->shard_keep = keep;
   b->shard = shard;
   b->shards = shards;
-  if (shards <= 1) return 0;
-  b->shard_keep = malloc(b->catalog->count + 1);
-  if (!b->shard_keep) return REC_ENOMEM;
-  for (size_t i = 0; i < b->catalog->count; i++)
-    b->shard_keep[i] = bundle_shard_of(b->catalog->ids[i], shards) == shard;
   return 0;
 }
 

@@ -3,6 +3,7 @@
  * fill) so every array is allocated once. */
 #include "retrieval/signals.h"
 #include "common/fileio.h"
+#include "common/search.h"
 
 #include <errno.h>
 #include <math.h>
@@ -409,12 +410,9 @@ bool signals_profile(const signals *s, const char *user, size_t len, uint32_t *r
 }
 
 const sig_purchase *signals_purchase(const signals *s, uint32_t profile, uint32_t item) {
-  size_t lo = s->purch_off ? s->purch_off[profile] : 0, hi = s->purch_off ? s->purch_off[profile + 1] : 0;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (s->purch[mid].item == item) return &s->purch[mid];
-    if (s->purch[mid].item < item) lo = mid + 1;
-    else hi = mid;
-  }
-  return NULL;
+  if (!s->purch_off || !s->purch) return NULL;
+  const sig_purchase *p = s->purch + s->purch_off[profile];
+  size_t n = s->purch_off[profile + 1] - s->purch_off[profile];
+  size_t i = rec_search_u32(p, n, sizeof *p, offsetof(sig_purchase, item), item);
+  return i < n ? &p[i] : NULL;
 }

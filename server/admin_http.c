@@ -1,5 +1,6 @@
 /* server/admin_http.c - see admin_http.h. http_parser reads the request;
- * the answer is written whole and the connection closed. */
+ * the answer is written whole and the connection closed. The listener keeps
+ * a list of its open connections so that closing it closes them too. */
 #include "server/admin_http.h"
 #include "common/clock.h"
 #include "server/metrics.h"
@@ -10,33 +11,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct conn conn;
+
 struct admin_http {
   uv_tcp_t tcp;
   app *ap;
   rpc_server *srv;
+  conn *conns;               /* open connections */
+  size_t handles;            /* the listener and each connection, until libuv has closed them */
 };
 
-typedef struct conn {
+struct conn {
   uv_tcp_t tcp;
   http_parser parser;
   admin_http *h;
+  conn *prev, *next;
   char url[256];
   size_t url_len;
   bool complete, too_long;
   uv_write_t wr;
   char *out;
-} conn;
+};
+
+static void release(admin_http *h) {
+  if (--h->handles == 0) free(h);
+}
 
 static void on_closed(uv_handle_t *handle) {
   conn *c = handle->data;
+  admin_http *h = c->h;
+  if (c->prev) c->prev->next = c->next;
+  else h->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
   free(c->out);
   free(c);
+  release(h);
 }
 
+static void close_conn(conn *c) {
+  if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* Also called with UV_ECANCELED when admin_http_close closed the connection
+ * under the write. */
 static void on_written(uv_write_t *w, int status) {
   (void)status;
-  conn *c = w->data;
-  uv_close((uv_handle_t *)&c->tcp, on_closed);
+  close_conn(w->data);
 }
 
 static void reply(conn *c, int code, const char *reason, const char *type, const char *body) {
@@ -44,16 +64,23 @@ static void reply(conn *c, int code, const char *reason, const char *type, const
   size_t cap = len + 256;
   c->out = malloc(cap);
   if (!c->out) {
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    close_conn(c);
     return;
   }
-  int n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "Connection: close\r\n\r\n%s", code, reason, type, len, body);
+  int n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+                   "Connection: close\r\n\r\n%s", code, reason, type, len,
+                   code == 405 ? "Allow: GET\r\n" : "", body);
   uv_buf_t b = uv_buf_init(c->out, (unsigned)n);
   c->wr.data = c;
   uv_read_stop((uv_stream_t *)&c->tcp);
-  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) close_conn(c);
+}
+
+/* A 200 with 'body' (malloc'd, freed here), or a 500 when making it failed. */
+static void reply_made(conn *c, const char *type, char *body) {
+  if (body) reply(c, 200, "OK", type, body);
+  else reply(c, 500, "Internal Server Error", "text/plain", "out of memory\n");
+  free(body);
 }
 
 static char *status_json(const admin_http *h) {
@@ -79,6 +106,8 @@ static char *metrics_text(const admin_http *h) {
   if (log.enabled) {
     log.applied = atomic_load(&h->ap->events_applied);
     log.durable = eventlog_last_seq(h->ap->log);
+    log.corrupt = eventlog_corrupt_records(h->ap->log);
+    log.syncs = eventlog_syncs(h->ap->log);
   }
   char *s = metrics_render(b ? b->version : "", rpc_server_serving(h->srv),
                            (rec_mono_ns() - h->ap->started_ns) / 1000000000, rpc_server_inflight(h->srv),
@@ -87,23 +116,23 @@ static char *metrics_text(const admin_http *h) {
   return s;
 }
 
+/* Routes on the path; a query string is ignored. */
 static void route(conn *c) {
   const admin_http *h = c->h;
-  char *body = NULL;
+  c->url[strcspn(c->url, "?")] = '\0';
   if (c->parser.method != HTTP_GET)
     reply(c, 405, "Method Not Allowed", "text/plain", "GET only\n");
-  else if (strcmp(c->url, "/metrics") == 0 && (body = metrics_text(h)))
-    reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+  else if (strcmp(c->url, "/metrics") == 0)
+    reply_made(c, "text/plain; version=0.0.4; charset=utf-8", metrics_text(h));
   else if (strcmp(c->url, "/healthz") == 0)
     reply(c, 200, "OK", "text/plain", "ok\n");
   else if (strcmp(c->url, "/readyz") == 0)
     rpc_server_serving(h->srv) ? reply(c, 200, "OK", "text/plain", "ready\n")
                                : reply(c, 503, "Service Unavailable", "text/plain", "not ready\n");
-  else if (strcmp(c->url, "/status") == 0 && (body = status_json(h)))
-    reply(c, 200, "OK", "application/json", body);
+  else if (strcmp(c->url, "/status") == 0)
+    reply_made(c, "application/json", status_json(h));
   else
     reply(c, 404, "Not Found", "text/plain", "try /metrics, /healthz, /readyz or /status\n");
-  free(body);
 }
 
 static int on_url(http_parser *p, const char *at, size_t len) {
@@ -117,8 +146,11 @@ static int on_url(http_parser *p, const char *at, size_t len) {
   return 0;
 }
 
+/* One request per connection: pausing stops a pipelined second request
+ * from adding its URL to the first one's. */
 static int on_complete(http_parser *p) {
   ((conn *)p->data)->complete = true;
+  http_parser_pause(p, 1);
   return 0;
 }
 
@@ -135,11 +167,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   if (nread > 0 && !c->out) {
     size_t used = http_parser_execute(&c->parser, &SETTINGS, b->base, (size_t)nread);
     if (c->too_long) reply(c, 414, "URI Too Long", "text/plain", "URI too long\n");
+    else if (c->complete) route(c);
     else if (used != (size_t)nread || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK)
       reply(c, 400, "Bad Request", "text/plain", "malformed HTTP request\n");
-    else if (c->complete) route(c);
   } else if (nread < 0 && !c->out) {
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    close_conn(c);
   }
   free(b->base);
 }
@@ -152,8 +184,12 @@ static void on_connection(uv_stream_t *server, int status) {
   c->h = h;
   uv_tcp_init(server->loop, &c->tcp);
   c->tcp.data = c;
+  c->next = h->conns;
+  if (h->conns) h->conns->prev = c;
+  h->conns = c;
+  h->handles++;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    close_conn(c);
     return;
   }
   http_parser_init(&c->parser, HTTP_REQUEST);
@@ -161,29 +197,33 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+/* "host:port" or "[v6 host]:port", the port 0 to 65535 in digits. */
 static int parse_addr(const char *addr, struct sockaddr_storage *sa) {
-  char host[256];
+  char host[256], *end;
   const char *colon = strrchr(addr, ':');
-  if (!colon || (size_t)(colon - addr) >= sizeof host) return -1;
-  memcpy(host, addr, (size_t)(colon - addr));
-  host[colon - addr] = '\0';
-  int port = atoi(colon + 1);
-  if (host[0] == '[') { /* [::1]:port */
-    memmove(host, host + 1, strlen(host));
-    host[strlen(host) - 1] = '\0';
-    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa);
+  if (!colon || (size_t)(colon - addr) >= sizeof host || colon[1] < '0' || colon[1] > '9') return -1;
+  unsigned long port = strtoul(colon + 1, &end, 10);
+  if (*end || port > 65535) return -1;
+  size_t n = (size_t)(colon - addr);
+  memcpy(host, addr, n);
+  host[n] = '\0';
+  if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+    host[n - 1] = '\0';
+    return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)sa);
   }
-  return uv_ip4_addr(host, port, (struct sockaddr_in *)sa);
+  return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa);
 }
 
 int admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv, admin_http **out,
                      int *port, rec_error *err) {
   struct sockaddr_storage sa;
-  if (parse_addr(addr, &sa) != 0) return rec_fail(err, REC_EINVAL, "admin_listen: want host:port, got '%s'", addr);
+  if (parse_addr(addr, &sa) != 0)
+    return rec_fail(err, REC_EINVAL, "admin_listen: want host:port (port 0 to 65535), got '%s'", addr);
   admin_http *h = calloc(1, sizeof *h);
   if (!h) return rec_fail(err, REC_ENOMEM, "out of memory");
   h->ap = ap;
   h->srv = srv;
+  h->handles = 1;
   uv_tcp_init(loop, &h->tcp);
   h->tcp.data = h;
   int rc = uv_tcp_bind(&h->tcp, (const struct sockaddr *)&sa, 0);
@@ -201,8 +241,10 @@ int admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv
   return 0;
 }
 
-static void on_listener_closed(uv_handle_t *handle) { free(handle->data); }
+static void on_listener_closed(uv_handle_t *handle) { release(handle->data); }
 
 void admin_http_close(admin_http *h) {
-  if (h) uv_close((uv_handle_t *)&h->tcp, on_listener_closed);
+  if (!h) return;
+  for (conn *c = h->conns; c; c = c->next) close_conn(c);
+  uv_close((uv_handle_t *)&h->tcp, on_listener_closed);
 }

@@ -84,7 +84,7 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   int rc = load_ranking(a, &ranking, err);
   if (!rc) rc = bundle_load(path, &b, err);
   if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
-  if (!rc && strcmp(a->cfg->role, "retrieval") == 0)
+  if (!rc && a->cfg->role == REC_ROLE_RETRIEVAL)
     rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count);
   if (rc) {
     LOG_ERROR("bundle refused", "path=%s error=\"%s\" serving=%s", path, err ? err->msg : "",

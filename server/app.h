@@ -12,8 +12,20 @@
 #include "server/eventlog.h"
 #include "server/online.h"
 
+/* How a reload ends: rc 0 and the versions before and after ("" when
+ * none), or an error code and its message in 'err'. */
+typedef void (*app_reload_fn)(void *arg, int rc, const char *old_v, const char *new_v,
+                              const rec_error *err);
+/* Queues a reload of 'path' to run off the serving threads and returns 0
+ * ('done' runs once later, on another thread), or fails at once (shutting
+ * down, out of memory) with 'err' filled and never calls 'done'. */
+typedef int (*app_reload_start_fn)(void *owner, const char *path, app_reload_fn done, void *arg,
+                                   rec_error *err);
+
 typedef struct app {
   const recd_config *cfg;
+  app_reload_start_fn reload_start; /* NULL: this process cannot reload on request */
+  void *reload_owner;               /* its first argument */
   pthread_mutex_t ranking_mu;  /* guards 'ranking' */
   struct app_ranking *ranking; /* the ranking tier's settings, swapped on reload */
   int64_t started_ns;          /* rec_mono_ns() at start */

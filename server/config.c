@@ -14,11 +14,17 @@
 #define INT(f, lo, hi) .type = CFG_INT, .offset = offsetof(recd_config, f), .size = sizeof(int), \
                        .min = lo, .max = hi
 
+static const char *const ROLE_NAMES[REC_ROLE_COUNT + 1] = {
+    [REC_ROLE_ALL] = "all", [REC_ROLE_RETRIEVAL] = "retrieval", [REC_ROLE_RANKING] = "ranking", NULL};
+
+const char *rec_role_name(rec_role r) { return r >= 0 && r < REC_ROLE_COUNT ? ROLE_NAMES[r] : "?"; }
+
 static const cfg_field FIELDS[] = {
     {"listen", STR(listen), .def = "0.0.0.0:50051",
      .help = "gRPC listen address host:port (port 0: any free port)"},
     {"bundle", STR(bundle), .def = "", .help = "bundle directory to serve (required)"},
-    {"role", STR(role), .def = "all",
+    {"role", .type = CFG_ENUM, .offset = offsetof(recd_config, role), .size = sizeof(int),
+     .names = ROLE_NAMES, .def = "all",
      .help = "all (both tiers in one process), retrieval (serves Retrieve) or ranking (calls --retrieval)"},
     {"retrieval", STR(retrieval), .def = "",
      .help = "role=ranking: the candidate tier's shards, host:port[,host:port...]"},
@@ -76,9 +82,7 @@ static int check(recd_config *cfg, rec_error *err) {
   if (!strchr(cfg->listen, ':'))
     return rec_fail(err, REC_EINVAL, "listen: want host:port, got '%s'", cfg->listen);
   const char *lv = cfg->log_level;
-  if (strcmp(cfg->role, "all") && strcmp(cfg->role, "retrieval") && strcmp(cfg->role, "ranking"))
-    return rec_fail(err, REC_EINVAL, "role: must be all, retrieval or ranking, got '%s'", cfg->role);
-  if (!strcmp(cfg->role, "ranking") && !cfg->retrieval[0])
+  if (cfg->role == REC_ROLE_RANKING && !cfg->retrieval[0])
     return rec_fail(err, REC_EINVAL, "retrieval: role=ranking needs --retrieval=host:port[,host:port...]");
   unsigned si, sn;
   char tail;

@@ -8,12 +8,22 @@
 #include <stdio.h>
 #include "common/err.h"
 
+/* What a recd process serves: one names table (rec_role_name) for the
+ * flag, the logs and Admin.Status. */
+typedef enum rec_role {
+  REC_ROLE_ALL,          /* both tiers in one process */
+  REC_ROLE_RETRIEVAL,    /* the candidate tier, one shard */
+  REC_ROLE_RANKING,      /* the ranking tier, asking remote shards */
+  REC_ROLE_COUNT
+} rec_role;
+const char *rec_role_name(rec_role r);
+
 typedef struct recd_config {
   char listen[256];          /* gRPC address host:port */
   char bundle[4096];         /* bundle directory */
   char admin_listen[256];    /* admin HTTP host:port */
   bool watch_bundle;         /* reload when the bundle path changes */
-  char role[16];             /* all, retrieval or ranking */
+  rec_role role;
   char retrieval[4096];      /* role=ranking: shard addresses, comma-separated */
   char shard[32];            /* role=retrieval: "I/N" */
   unsigned shard_index, shard_count; /* parsed from shard */

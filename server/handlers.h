@@ -1,14 +1,30 @@
-/* server/handlers.h - the rec.v1 methods recd implements. Each converts the
- * protobuf request to plain C, validates it, runs the pipeline, and converts
- * the result back; main.c lists them in its method table. */
+/* server/handlers.h - the rec.v1 services recd implements, one file each:
+ *   svc_ranking.c    Ranking.Recommend, Ranking.SimilarItems
+ *   svc_retrieval.c  Retrieval.Retrieve (the candidate tier on its own)
+ *   svc_events.c     Events.Record
+ *   svc_admin.c      Admin.Status, Admin.Reload
+ * Each converts its request (server/convert.h), runs the pipeline and
+ * converts the answer back; main.c lists them in its method table. Every
+ * handler expects rpc_ctx.app to be a server/app.h 'app'. */
 #ifndef REC_HANDLERS_H
 #define REC_HANDLERS_H
+#include "ranking/config.h"
+#include "retrieval/bundle.h"
 #include "server/rpc.h"
 
-extern const rpc_method h_recommend;   /* /rec.v1.Ranking/Recommend */
+extern const rpc_method h_recommend;     /* /rec.v1.Ranking/Recommend */
 extern const rpc_method h_similar_items; /* /rec.v1.Ranking/SimilarItems */
-extern const rpc_method h_status;      /* /rec.v1.Admin/Status */
-extern const rpc_method h_reload;      /* /rec.v1.Admin/Reload */
-extern const rpc_method h_record;      /* /rec.v1.Events/Record */
-extern const rpc_method h_retrieve;    /* /rec.v1.Retrieval/Retrieve */
+extern const rpc_method h_retrieve;      /* /rec.v1.Retrieval/Retrieve */
+extern const rpc_method h_record;        /* /rec.v1.Events/Record */
+extern const rpc_method h_status;        /* /rec.v1.Admin/Status */
+extern const rpc_method h_reload;        /* /rec.v1.Admin/Reload */
+
+/* ---- shared by the services (svc_common.c) ---- */
+
+/* The bundle and ranking settings a call uses, held until the RPC layer has
+ * packed the reply (whose ids point into the bundle): a reload swaps both
+ * for later calls only. 'cfg' may be NULL. UNAVAILABLE before the first load. */
+int svc_acquire(rpc_ctx *ctx, const bundle **b, const rank_config **cfg);
+/* The caller's request id, or a new "recd-<n>"; NULL when out of memory. */
+char *svc_request_id(rpc_ctx *ctx, const char *given);
 #endif

@@ -15,67 +15,137 @@
 #include "server/rpc_fanout.h"
 #include "server/rpc.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
-
-/* Methods not built yet: registered so they answer UNIMPLEMENTED. */
 
 /* Every rec.v1 method this process serves. */
 static const rpc_method *const METHODS[] = {
     &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload, &h_status,
 };
 
+/* One bundle load: the first, SIGHUP's, the watch's or Admin.Reload's. */
+typedef struct load_job {
+  uv_work_t work;
+  struct runtime *rt;
+  char path[4096];
+  app_reload_fn done;        /* Admin.Reload's completion; NULL for the others */
+  void *arg;
+  int rc;
+  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
+  rec_error err;
+  struct load_job *next;
+} load_job;
+
 /* The main thread's libuv loop: signals, the admin port, and bundle loads
- * on libuv's worker pool, so the loop answers /readyz while a bundle loads. */
+ * on libuv's worker pool, so neither the loop (which answers /readyz) nor
+ * a gRPC worker (Admin.Reload) waits for a load. Loads run one at a time,
+ * in the order asked; any thread may queue one. */
 typedef struct runtime {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t grace;
   uv_fs_event_t watch;       /* the bundle path's directory, with --watch_bundle */
-  uv_work_t load;
+  uv_async_t wake;           /* a load was queued */
   app *ap;
   rpc_server *srv;
   admin_http *admin;
-  int port, load_rc, exit_code;
-  bool loading, served, draining, pending;
-  rec_error err;
+  int port, exit_code;
+  bool served, draining;
+  pthread_mutex_t mu;        /* guards the queue and 'accepting' */
+  load_job *head, *tail;     /* queued loads */
+  bool accepting;            /* false once the loop is closing */
+  load_job *running;         /* loop thread only */
 } runtime;
 
 static void load_work(uv_work_t *w) {
-  runtime *rt = w->data;
-  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
-  rt->load_rc = app_reload(rt->ap, rt->ap->cfg->bundle, old_v, new_v, &rt->err); /* logs */
+  load_job *j = w->data;
+  j->rc = app_reload(j->rt->ap, j->path, j->old_v, j->new_v, &j->err); /* logs */
 }
 
-static void start_load(runtime *rt);
+static void start_next(runtime *rt);
 
 static void load_done(uv_work_t *w, int status) {
-  runtime *rt = w->data;
-  rt->loading = false;
-  if (rt->pending && !rt->draining) { /* the link moved again while loading */
-    rt->pending = false;
-    start_load(rt);
-  }
-  if (status == 0 && rt->load_rc == 0 && !rt->served && !rt->draining) {
+  load_job *j = w->data;
+  runtime *rt = j->rt;
+  rt->running = NULL;
+  if (status != 0 && j->rc == 0) j->rc = rec_fail(&j->err, REC_EINTERNAL, "load cancelled");
+  if (j->rc == 0 && !rt->served && !rt->draining) {
     rt->served = true;
     rpc_server_set_serving(rt->srv, true);
     LOG_INFO("serving", "port=%d", rt->port);
-  } else if (!rt->served) {
+  } else if (j->rc != 0 && !rt->served) {
     rt->exit_code = 1; /* the first bundle was refused: nothing to serve */
     uv_stop(&rt->loop);
   }
+  if (j->done) j->done(j->arg, j->rc, j->old_v, j->new_v, &j->err);
+  free(j);
+  start_next(rt);
+}
+
+static void start_next(runtime *rt) {
+  if (rt->running) return;
+  pthread_mutex_lock(&rt->mu);
+  load_job *j = rt->head;
+  if (j && !(rt->head = j->next)) rt->tail = NULL;
+  pthread_mutex_unlock(&rt->mu);
+  if (!j) return;
+  rt->running = j;
+  j->work.data = j;
+  uv_queue_work(&rt->loop, &j->work, load_work, load_done);
+}
+
+static void on_wake(uv_async_t *h) { start_next(h->data); }
+
+/* Queues a load of 'path' (any thread). A load without a caller waiting
+ * (SIGHUP, the watch) that is already queued for the same path is not
+ * queued twice: the queued one will see the latest link. */
+static int queue_load(void *owner, const char *path, app_reload_fn done, void *arg, rec_error *err) {
+  runtime *rt = owner;
+  load_job *j = calloc(1, sizeof *j);
+  if (!j) return rec_fail(err, REC_ENOMEM, "out of memory");
+  *j = (load_job){.rt = rt, .done = done, .arg = arg};
+  snprintf(j->path, sizeof j->path, "%s", path);
+  pthread_mutex_lock(&rt->mu);
+  bool dup = false;
+  for (load_job *q = rt->head; q && !done; q = q->next) dup |= !q->done && strcmp(q->path, path) == 0;
+  bool ok = rt->accepting && !dup;
+  if (ok) {
+    if (rt->tail) rt->tail->next = j;
+    else rt->head = j;
+    rt->tail = j;
+    uv_async_send(&rt->wake);
+  }
+  pthread_mutex_unlock(&rt->mu);
+  if (ok) return 0;
+  free(j);
+  return dup ? 0 : rec_fail(err, REC_EUNAVAIL, "recd is shutting down; reload refused");
 }
 
 static void start_load(runtime *rt) {
-  if (rt->loading) { /* one at a time; the latest request runs after */
-    rt->pending = true;
-    return;
+  rec_error err;
+  if (queue_load(rt, rt->ap->cfg->bundle, NULL, NULL, &err) != 0)
+    LOG_WARN("bundle load not queued", "error=\"%s\"", err.msg);
+}
+
+/* Stops taking loads and refuses the queued ones; the one running finishes. */
+static void close_loads(runtime *rt) {
+  pthread_mutex_lock(&rt->mu);
+  rt->accepting = false;
+  load_job *j = rt->head;
+  rt->head = rt->tail = NULL;
+  pthread_mutex_unlock(&rt->mu);
+  while (j) {
+    load_job *next = j->next;
+    rec_fail(&j->err, REC_EUNAVAIL, "recd is shutting down; reload refused");
+    if (j->done) j->done(j->arg, REC_EUNAVAIL, "", "", &j->err);
+    free(j);
+    j = next;
   }
-  rt->loading = true;
-  rt->load.data = rt;
-  uv_queue_work(&rt->loop, &rt->load, load_work, load_done);
+  uv_close((uv_handle_t *)&rt->wake, NULL);
 }
 
 static void on_grace_over(uv_timer_t *t) { uv_stop(t->loop); }
@@ -138,6 +208,7 @@ static int run(runtime *rt) {
   start_load(rt);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   /* Close every handle and let a load in progress finish before freeing. */
+  close_loads(rt);
   uv_close((uv_handle_t *)&rt->sigint, NULL);
   uv_close((uv_handle_t *)&rt->sigterm, NULL);
   uv_close((uv_handle_t *)&rt->sighup, NULL);
@@ -168,9 +239,10 @@ static int open_events(app *ap, rec_error *err) {
     eventlog_set_commit_delay(ap->log, ap->cfg->event_commit_us);
   }
   if (!rc)
-    LOG_INFO("event log replayed", "dir=%s events=%zu users=%zu last_sequence=%llu ms=%lld",
+    LOG_INFO("event log replayed", "dir=%s events=%zu users=%zu last_sequence=%llu corrupt_records=%llu ms=%lld",
              ap->cfg->event_log, n, online_users(ap->online),
-             (unsigned long long)eventlog_last_seq(ap->log), (long long)((rec_mono_ns() - t0) / 1000000));
+             (unsigned long long)eventlog_last_seq(ap->log),
+             (unsigned long long)eventlog_corrupt_records(ap->log), (long long)((rec_mono_ns() - t0) / 1000000));
   return rc;
 }
 
@@ -203,8 +275,11 @@ int main(int argc, char **argv) {
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
+  pthread_mutex_init(&rt.mu, NULL);
+  ap.reload_start = queue_load;
+  ap.reload_owner = &rt;
   int admin_port = 0;
-  if (strcmp(cfg.role, "ranking") == 0 && fanout_new(cfg.retrieval, &ap.shards, &err) != 0) {
+  if (cfg.role == REC_ROLE_RANKING && fanout_new(cfg.retrieval, &ap.shards, &err) != 0) {
     fprintf(stderr, "recd: retrieval: %s\n", err.msg);
     app_destroy(&ap);
     return 2;
@@ -216,8 +291,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   uv_loop_init(&rt.loop);
+  uv_async_init(&rt.loop, &rt.wake, on_wake);
+  rt.wake.data = &rt;
+  rt.accepting = true;
   if (rpc_server_start(&o, &rt.srv, &rt.port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
+    close_loads(&rt);
+    uv_run(&rt.loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt.loop);
     eventlog_close(ap.log);
     online_free(ap.online);
@@ -231,11 +311,12 @@ int main(int argc, char **argv) {
   if (admin_http_start(&rt.loop, cfg.admin_listen, &ap, rt.srv, &rt.admin, &admin_port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
     rt.exit_code = 2;
+    close_loads(&rt);
     uv_run(&rt.loop, UV_RUN_DEFAULT); /* finish closing the listener */
     uv_loop_close(&rt.loop);
   } else {
     LOG_INFO("listening", "addr=%s port=%d admin_port=%d threads=%d role=%s shard=%s version=%s",
-             cfg.listen, rt.port, admin_port, cfg.threads, cfg.role, cfg.shard, RECD_VERSION);
+             cfg.listen, rt.port, admin_port, cfg.threads, rec_role_name(cfg.role), cfg.shard, RECD_VERSION);
     rc = run(&rt);
   }
   rpc_server_stop(rt.srv, cfg.drain_ms);
@@ -243,6 +324,7 @@ int main(int argc, char **argv) {
   online_free(ap.online);
   fanout_free(ap.shards);
   app_destroy(&ap);
+  pthread_mutex_destroy(&rt.mu);
   LOG_INFO("stopped", "exit=%d", rt.exit_code ? rt.exit_code : rc);
   return rt.exit_code ? rt.exit_code : rc;
 }

@@ -2,6 +2,7 @@
  * histograms share one set of bucket bounds, in seconds as Prometheus
  * expects. */
 #include "server/metrics.h"
+#include "server/rpc_client.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -23,19 +24,12 @@ static size_t n_methods;
 static atomic_uint_fast64_t calls[METRICS_MAX_METHODS][METRICS_STATUSES];
 static histogram call_latency[METRICS_MAX_METHODS];
 static histogram stages[STAGE_COUNT];
-static atomic_uint_fast64_t candidates[3];
+static atomic_uint_fast64_t candidates[REC_SRC_COUNT];
 static const char *const STAGE_NAMES[STAGE_COUNT] = {"user_tower", "ann", "sources", "ranking", "total"};
-static const char *const SOURCE_NAMES[3] = {"ann", "item_cf", "popularity"};
-static const char *const DEGRADED[] = {"unknown_user", "short_catalog", "source_missing:ann",
-                                       "source_missing:item_cf", "source_missing:popularity"};
-enum { ND = sizeof DEGRADED / sizeof DEGRADED[0] };
-static atomic_uint_fast64_t degraded[ND];
+static atomic_uint_fast64_t degraded[REC_DEG_COUNT];
+static atomic_uint_fast64_t strategies[REC_STRATEGY_COUNT];
 static atomic_uint_fast64_t reloads[2];
 static atomic_uint_fast64_t events;
-static const char *const STATUS_NAMES[METRICS_STATUSES] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
 
 void metrics_set_methods(const char *const *names, size_t n) {
   method_names = names;
@@ -59,14 +53,18 @@ void metrics_call(size_t method, int status, int64_t ns) {
 
 void metrics_observe_stage(metrics_stage s, int64_t ns) { observe(&stages[s], ns); }
 
-void metrics_candidates(const size_t per_source[3]) {
-  for (int s = 0; s < 3; s++)
+void metrics_candidates(const size_t per_source[REC_SRC_COUNT]) {
+  for (int s = 0; s < REC_SRC_COUNT; s++)
     atomic_fetch_add_explicit(&candidates[s], per_source[s], memory_order_relaxed);
 }
 
-void metrics_degraded(const char *reason) {
-  for (size_t i = 0; i < ND; i++)
-    if (strcmp(DEGRADED[i], reason) == 0) atomic_fetch_add_explicit(&degraded[i], 1, memory_order_relaxed);
+void metrics_degraded(rec_degraded reason) {
+  if (reason >= 0 && reason < REC_DEG_COUNT)
+    atomic_fetch_add_explicit(&degraded[reason], 1, memory_order_relaxed);
+}
+
+void metrics_strategy(rec_strategy s) {
+  if (s >= 0 && s < REC_STRATEGY_COUNT) atomic_fetch_add_explicit(&strategies[s], 1, memory_order_relaxed);
 }
 
 void metrics_reload(int ok) { atomic_fetch_add_explicit(&reloads[ok ? 0 : 1], 1, memory_order_relaxed); }
@@ -120,7 +118,7 @@ static void render_calls(buf *b) {
     for (int s = 0; s < METRICS_STATUSES; s++)
       if (get(&calls[m][s]) || s == 0)
         put(b, "recd_requests_total{method=\"%s\",status=\"%s\"} %llu\n", method_names[m],
-            STATUS_NAMES[s], (unsigned long long)get(&calls[m][s]));
+            rpc_status_name(s), (unsigned long long)get(&calls[m][s]));
   put(b, "# HELP recd_request_duration_seconds RPC latency inside recd, by method.\n"
          "# TYPE recd_request_duration_seconds histogram\n");
   for (size_t m = 0; m < n_methods; m++)
@@ -134,12 +132,16 @@ static void render_pipeline(buf *b) {
     put_histogram(b, "recd_stage_duration_seconds", "stage", STAGE_NAMES[s], &stages[s]);
   put(b, "# HELP recd_candidates_total Candidates ranked, by the source that proposed them.\n"
          "# TYPE recd_candidates_total counter\n");
-  for (int s = 0; s < 3; s++)
-    put(b, "recd_candidates_total{source=\"%s\"} %llu\n", SOURCE_NAMES[s], (unsigned long long)get(&candidates[s]));
-  put(b, "# HELP recd_degraded_total Responses degraded, by reason (unknown_user is the popularity fallback).\n"
+  for (int s = 0; s < REC_SRC_COUNT; s++)
+    put(b, "recd_candidates_total{source=\"%s\"} %llu\n", rec_source_name(s), (unsigned long long)get(&candidates[s]));
+  put(b, "# HELP recd_degraded_total Responses degraded, by reason (docs/api.md lists them).\n"
          "# TYPE recd_degraded_total counter\n");
-  for (size_t i = 0; i < ND; i++)
-    put(b, "recd_degraded_total{reason=\"%s\"} %llu\n", DEGRADED[i], (unsigned long long)get(&degraded[i]));
+  for (int i = 0; i < REC_DEG_COUNT; i++)
+    put(b, "recd_degraded_total{reason=\"%s\"} %llu\n", rec_degraded_name(i), (unsigned long long)get(&degraded[i]));
+  put(b, "# HELP recd_recommend_strategy_total Recommend responses by strategy.\n"
+         "# TYPE recd_recommend_strategy_total counter\n");
+  for (int i = 0; i < REC_STRATEGY_COUNT; i++)
+    put(b, "recd_recommend_strategy_total{strategy=\"%s\"} %llu\n", rec_strategy_name(i), (unsigned long long)get(&strategies[i]));
 }
 
 /* A label value with \\, \" and \n escaped, as the text format wants. */
@@ -179,6 +181,12 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
             "# TYPE recd_event_log_lag_events gauge\nrecd_event_log_lag_events %llu\n",
         (unsigned long long)log->durable,
         (unsigned long long)(log->durable > log->applied ? log->durable - log->applied : 0));
+  if (log->enabled)
+    put(&b, "# HELP recd_event_log_corrupt_records Damaged event-log records skipped at start (the log names them).\n"
+            "# TYPE recd_event_log_corrupt_records gauge\nrecd_event_log_corrupt_records %llu\n"
+            "# HELP recd_event_log_syncs_total Group commits: one fdatasync covers every batch waiting.\n"
+            "# TYPE recd_event_log_syncs_total counter\nrecd_event_log_syncs_total %llu\n",
+        (unsigned long long)log->corrupt, (unsigned long long)log->syncs);
   put(&b, "# HELP recd_serving 1 when health reports SERVING.\n# TYPE recd_serving gauge\nrecd_serving %d\n", serving);
   put(&b, "# HELP recd_inflight_calls RPCs in flight.\n# TYPE recd_inflight_calls gauge\nrecd_inflight_calls %d\n", inflight);
   put(&b, "# HELP recd_uptime_seconds Seconds since start.\n# TYPE recd_uptime_seconds gauge\nrecd_uptime_seconds %lld\n",

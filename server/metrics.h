@@ -5,6 +5,8 @@
 #define REC_METRICS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "common/candidate.h"
+#include "server/recommend.h"
 
 enum { METRICS_MAX_METHODS = 16, METRICS_STATUSES = 17 };
 
@@ -19,10 +21,11 @@ void metrics_set_methods(const char *const *names, size_t n);
 /* One finished call of method 'method' with gRPC status 'status', taking 'ns'. */
 void metrics_call(size_t method, int status, int64_t ns);
 void metrics_observe_stage(metrics_stage s, int64_t ns);
-void metrics_candidates(const size_t per_source[3]);
-/* A response that was degraded for 'reason' (unknown_user, short_catalog,
- * source_missing_ann, ...), or served from the popularity fallback. */
-void metrics_degraded(const char *reason);
+void metrics_candidates(const size_t per_source[REC_SRC_COUNT]);
+/* A response that was degraded for 'reason'. */
+void metrics_degraded(rec_degraded reason);
+/* A Recommend response served with 'strategy'. */
+void metrics_strategy(rec_strategy s);
 void metrics_reload(int ok);
 /* n events made durable and applied. */
 void metrics_events(size_t n);
@@ -32,6 +35,8 @@ void metrics_events(size_t n);
 typedef struct metrics_log {
   int enabled;                  /* recd runs with an event log */
   uint64_t durable, applied;    /* last sequence on disk / in the online state */
+  uint64_t corrupt;             /* damaged records skipped when the log was opened */
+  uint64_t syncs;               /* group commits (fdatasync rounds) so far */
 } metrics_log;
 char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight,
                      const metrics_log *log);

@@ -7,6 +7,61 @@
 
 #include <string.h>
 
+static const char *const DEGRADED_NAMES[REC_DEG_COUNT] = {
+    [REC_DEG_UNKNOWN_USER] = "unknown_user",
+    [REC_DEG_SOURCE_MISSING + REC_SRC_ANN] = "source_missing:ann",
+    [REC_DEG_SOURCE_MISSING + REC_SRC_ITEM_CF] = "source_missing:item_cf",
+    [REC_DEG_SOURCE_MISSING + REC_SRC_POPULARITY] = "source_missing:popularity",
+    [REC_DEG_SHORT_CATALOG] = "short_catalog",
+    [REC_DEG_DEADLINE_EF] = "deadline:ef_reduced",
+    [REC_DEG_DEADLINE_MMR] = "deadline:mmr_skipped",
+    [REC_DEG_DEADLINE_POPULARITY] = "deadline:popularity_only",
+    [REC_DEG_SHARD_UNAVAILABLE] = "shard_unavailable",
+    [REC_DEG_SHARDS_ANSWERED] = "shards_answered",
+    [REC_DEG_RETRIEVAL_UNAVAILABLE] = "retrieval_unavailable",
+};
+
+const char *rec_degraded_name(rec_degraded d) {
+  return d >= 0 && d < REC_DEG_COUNT ? DEGRADED_NAMES[d] : "unknown";
+}
+
+const char *rec_strategy_name(rec_strategy s) {
+  return s == REC_STRATEGY_PERSONALIZED ? "personalized" : "popularity_fallback";
+}
+
+void rec_notes_add(rec_notes *ns, rec_degraded reason, const char *detail) {
+  if (!ns) return;
+  for (size_t i = 0; i < ns->n; i++) {
+    const rec_note *x = &ns->at[i];
+    if (x->reason == reason && (x->detail == detail || (x->detail && detail && strcmp(x->detail, detail) == 0)))
+      return;
+  }
+  if (ns->n < REC_NOTES_MAX) ns->at[ns->n++] = (rec_note){reason, detail};
+}
+
+int recommend_apply_deadline(rec_request *r, const rec_deadline_policy *p, int64_t deadline_ns,
+                             arena *a) {
+  if (deadline_ns == INT64_MAX) return 0;
+  int64_t left_ms = (deadline_ns - rec_mono_ns()) / 1000000;
+  if (left_ms < p->ef_below_ms) {
+    r->ann_ef = 16;
+    rec_notes_add(r->notes, REC_DEG_DEADLINE_EF, NULL);
+  }
+  if (left_ms < p->popularity_below_ms) {
+    r->popularity_only = true;
+    rec_notes_add(r->notes, REC_DEG_DEADLINE_POPULARITY, NULL);
+  }
+  if (left_ms < p->mmr_below_ms && r->rules.cfg->mmr) {
+    rank_config *c = arena_alloc(a, sizeof *c);
+    if (!c) return REC_ENOMEM;
+    *c = *r->rules.cfg; /* a shallow copy: the lists stay shared and read-only */
+    c->mmr = false;
+    r->rules.cfg = c;
+    rec_notes_add(r->notes, REC_DEG_DEADLINE_MMR, NULL);
+  }
+  return 0;
+}
+
 static size_t at_least(size_t a, size_t b) { return a > b ? a : b; }
 
 /* The bundle's purchases and those recorded since, merged by item (latest
@@ -113,56 +168,112 @@ static int explain_missing(const bundle *b, const rec_request *r, const rank_req
   return 0;
 }
 
-int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *out) {
+struct rec_run {
+  const bundle *b;
+  const rec_request *r;
+  arena *a;
+  rank_req rules;
+  retrieve_req rq;
+  rank_items it;
+  retrieve_result rr;              /* the last round's candidates */
+  rank_result rk;                  /* and their ranking */
+  size_t need, before;
+  int round;
+  rec_result acc;                  /* timings and profile, gathered across rounds */
+};
+
+int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **out) {
   const rank_config *cfg = r->rules.cfg;
-  size_t total = b->catalog->count, need = r->offset + r->k;
-  memset(out, 0, sizeof *out);
-  rank_req rules = r->rules;
-  rules.k = need + 1; /* one more than the pages so far tells whether another exists */
-  rules.page = r->k;
-  rules.similar = r->similar;
-  retrieve_req rq = {.user_id = r->user_id, .user_len = r->user_len, .seeds = r->seeds,
-                     .n_seeds = r->n_seeds, .similar = r->similar,
-                     .categories = rules.include_cats, .n_categories = rules.n_include_cats,
-                     .want_ann = at_least(cfg->cand_ann, 4 * need), .want_cf = cfg->cand_itemcf,
-                     .want_pop = at_least(cfg->cand_popularity, 2 * need), .ef = r->ann_ef};
-  if (profile(b, r, &rules, &rq, a, out)) return REC_ENOMEM;
+  rec_run *run = arena_calloc(a, 1, sizeof *run);
+  if (!run) return REC_ENOMEM;
+  run->b = b;
+  run->r = r;
+  run->a = a;
+  run->need = r->offset + r->k;
+  run->rules = r->rules;
+  run->rules.k = run->need + 1; /* one more than the pages so far tells whether another exists */
+  run->rules.page = r->k;
+  run->rules.similar = r->similar;
+  run->rq = (retrieve_req){.user_id = r->user_id, .user_len = r->user_len, .seeds = r->seeds,
+                           .n_seeds = r->n_seeds, .similar = r->similar,
+                           .categories = run->rules.include_cats, .n_categories = run->rules.n_include_cats,
+                           .want_ann = at_least(cfg->cand_ann, 4 * run->need), .want_cf = cfg->cand_itemcf,
+                           .want_pop = at_least(cfg->cand_popularity, 2 * run->need), .ef = r->ann_ef};
+  uint32_t row;
+  run->acc.known_user = !r->similar && r->user_id && bundle_find_user(b, r->user_id, r->user_len, &row);
+  if (profile(b, r, &run->rules, &run->rq, a, &run->acc)) return REC_ENOMEM;
   if (r->popularity_only) {
-    rq.user_id = NULL;
-    rq.want_ann = rq.want_cf = 0;
+    run->rq.user_id = NULL;
+    run->rq.want_ann = run->rq.want_cf = 0;
   }
-  rank_items it = {.catalog = b->catalog, .emb = b->item_emb, .dim = b->dim,
-                   .cycle_days = b->sig.cycle_days};
-  retrieve_result rr;
-  rank_result rk;
-  size_t before = 0;
-  for (int round = 0;; round++) {
-    int rc = r->retrieve ? r->retrieve(r->retrieve_arg, b, &rq, a, &rr)
-                         : retrieve_candidates(b, &rq, a, &rr);
-    if (rc) return rc;
-    int64_t t0 = rec_mono_ns();
-    if ((rc = rank_slate(&it, rr.cands, rr.n, &rules, a, &rk))) return rc;
-    out->rank_ns += rec_mono_ns() - t0;
-    out->tower_ns += rr.tower_ns;
-    out->ann_ns += rr.ann_ns;
-    out->sources_ns += rr.sources_ns;
-    /* Stop when the page is full, every item was considered, or widening
-     * found nothing new (SimilarItems has no popularity to fall back on). */
-    if (rk.n > need || rr.exhausted || (round > 0 && rr.n == before)) break;
-    before = rr.n;
-    rq.want_ann = rq.want_ann > total / 4 ? total : rq.want_ann * 4;
-    rq.want_cf *= 4;
-    rq.want_pop = rq.want_pop > total / 4 ? total : rq.want_pop * 4;
+  run->it = (rank_items){.catalog = b->catalog, .emb = b->item_emb, .dim = b->dim,
+                         .cycle_days = b->sig.cycle_days};
+  *out = run;
+  return 0;
+}
+
+const retrieve_req *recommend_want(const rec_run *run) { return &run->rq; }
+
+int recommend_step(rec_run *run, const retrieve_result *rr, bool *again) {
+  size_t total = run->b->catalog->count;
+  int64_t t0 = rec_mono_ns();
+  run->rr = *rr;
+  int rc = rank_slate(&run->it, rr->cands, rr->n, &run->rules, run->a, &run->rk);
+  if (rc) return rc;
+  run->acc.rank_ns += rec_mono_ns() - t0;
+  run->acc.tower_ns += rr->tower_ns;
+  run->acc.ann_ns += rr->ann_ns;
+  run->acc.sources_ns += rr->sources_ns;
+  /* Stop when the page is full, every item was considered, or widening
+   * found nothing new (SimilarItems has no popularity to fall back on). */
+  *again = !(run->rk.n > run->need || rr->exhausted || (run->round > 0 && rr->n == run->before));
+  if (!*again) return 0;
+  run->round++;
+  run->before = rr->n;
+  retrieve_req *q = &run->rq;
+  q->want_ann = q->want_ann > total / 4 ? total : q->want_ann * 4;
+  q->want_cf *= 4;
+  q->want_pop = q->want_pop > total / 4 ? total : q->want_pop * 4;
+  return 0;
+}
+
+/* The reasons a response is degraded that the pipeline itself sees. */
+static void note_degraded(const rec_run *run, const rec_result *out) {
+  const rec_request *r = run->r;
+  if (r->similar) return;
+  if (!out->known_user) rec_notes_add(r->notes, REC_DEG_UNKNOWN_USER, NULL);
+  for (int s = 0; s < REC_SRC_COUNT; s++)
+    if ((out->missing & (1u << s)) && run->rules.cfg->weight[s] > 0)
+      rec_notes_add(r->notes, (rec_degraded)(REC_DEG_SOURCE_MISSING + s), NULL);
+  if (out->short_catalog) rec_notes_add(r->notes, REC_DEG_SHORT_CATALOG, NULL);
+}
+
+int recommend_finish(rec_run *run, rec_result *out) {
+  const retrieve_result *rr = &run->rr;
+  const rank_result *rk = &run->rk;
+  size_t need = run->need, offset = run->r->offset;
+  *out = run->acc;
+  out->strategy = rr->known_user ? REC_STRATEGY_PERSONALIZED : REC_STRATEGY_POPULARITY_FALLBACK;
+  out->candidates = rr->n;
+  for (size_t i = 0; i < rr->n; i++)
+    for (int s = 0; s < REC_SRC_COUNT; s++) out->per_source[s] += (rr->cands[i].sources >> s) & 1;
+  out->missing = rk->missing;
+  out->short_catalog = rk->n < need;
+  out->more = rk->n > need;
+  size_t end = rk->n < need ? rk->n : need;
+  out->items = rk->items + (offset < end ? offset : end);
+  out->n = offset < end ? end - offset : 0;
+  note_degraded(run, out);
+  return explain_missing(run->b, run->r, &run->rules, rr, rk, need, run->a, out);
+}
+
+int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *out) {
+  rec_run *run;
+  int rc = recommend_begin(b, r, a, &run);
+  for (bool again = !rc; again;) {
+    retrieve_result rr;
+    if ((rc = retrieve_candidates(b, recommend_want(run), a, &rr)) || (rc = recommend_step(run, &rr, &again)))
+      break;
   }
-  out->personalized = rr.known_user;
-  out->candidates = rr.n;
-  for (size_t i = 0; i < rr.n; i++)
-    for (int s = 0; s < REC_SRC_COUNT; s++) out->per_source[s] += (rr.cands[i].sources >> s) & 1;
-  out->missing = rk.missing;
-  out->short_catalog = rk.n < need;
-  out->more = rk.n > need;
-  size_t end = rk.n < need ? rk.n : need;
-  out->items = rk.items + (r->offset < end ? r->offset : end);
-  out->n = r->offset < end ? end - r->offset : 0;
-  return explain_missing(b, r, &rules, &rr, &rk, need, a, out);
+  return rc ? rc : recommend_finish(run, out);
 }

@@ -1,8 +1,15 @@
 /* server/recommend.h - the Recommend and SimilarItems pipeline in plain C:
  * the user's profile from the bundle, candidates from the candidate tier,
  * the ranking tier's slate, widening the candidate set until the page is
- * full or every item has been considered. No protobuf here: handlers.c
- * converts. Thread-safe; memory from the arena. */
+ * full or every item has been considered, and the deadline policy that
+ * makes a call cheaper when its caller's deadline is near. No protobuf
+ * here: server/convert.c converts.
+ *
+ * The pipeline runs in rounds so that the candidate tier can answer later:
+ * recommend_begin, then for each round hand recommend_want's request to the
+ * candidate tier (in process, or remote shards) and its answer to
+ * recommend_step, until it says the page is settled; recommend_run does all
+ * of it in process. Thread-safe; every allocation comes from the arena. */
 #ifndef REC_RECOMMEND_H
 #define REC_RECOMMEND_H
 #include <stdbool.h>
@@ -11,6 +18,43 @@
 #include "ranking/rank.h"
 #include "retrieval/bundle.h"
 #include "retrieval/retrieve.h"
+
+/* Why a response is not what a healthy recd would serve: one names table
+ * (rec_degraded_name) for the API's degraded_reasons, logs and metrics. */
+typedef enum rec_degraded {
+  REC_DEG_UNKNOWN_USER,              /* the bundle does not know the user */
+  REC_DEG_SOURCE_MISSING,            /* + rec_source: a weighted source proposed nothing */
+  REC_DEG_SHORT_CATALOG = REC_DEG_SOURCE_MISSING + REC_SRC_COUNT, /* fewer eligible items than asked */
+  REC_DEG_DEADLINE_EF,               /* deadline near: a narrower HNSW search */
+  REC_DEG_DEADLINE_MMR,              /* deadline near: no MMR */
+  REC_DEG_DEADLINE_POPULARITY,       /* deadline near: popularity alone */
+  REC_DEG_SHARD_UNAVAILABLE,         /* a retrieval shard did not answer (detail: target:status) */
+  REC_DEG_SHARDS_ANSWERED,           /* some shards answered (detail: a/n) */
+  REC_DEG_RETRIEVAL_UNAVAILABLE,     /* no shard answered: popularity and item-CF from here */
+  REC_DEG_COUNT
+} rec_degraded;
+const char *rec_degraded_name(rec_degraded d);   /* "unknown_user", "deadline:mmr_skipped", ... */
+
+typedef struct rec_note {
+  rec_degraded reason;
+  const char *detail;              /* NULL, or what follows "name:" in the API */
+} rec_note;
+
+enum { REC_NOTES_MAX = 16 };
+typedef struct rec_notes {
+  rec_note at[REC_NOTES_MAX];
+  size_t n;
+} rec_notes;
+/* Adds a note once (the same reason and detail twice is one note); past
+ * REC_NOTES_MAX the rest are dropped. 'detail' must outlive the notes. */
+void rec_notes_add(rec_notes *ns, rec_degraded reason, const char *detail);
+
+typedef enum rec_strategy {
+  REC_STRATEGY_PERSONALIZED,         /* the user's tower vector drove retrieval */
+  REC_STRATEGY_POPULARITY_FALLBACK,  /* it did not: unknown user, deadline or no shard */
+  REC_STRATEGY_COUNT
+} rec_strategy;
+const char *rec_strategy_name(rec_strategy s);   /* "personalized", "popularity_fallback" */
 
 typedef struct rec_request {
   const char *user_id;             /* NULL for SimilarItems */
@@ -21,15 +65,12 @@ typedef struct rec_request {
   size_t n_seeds;
   const rec_purchase *recorded;    /* purchases recorded since the bundle, sorted by item */
   size_t n_recorded;
-  /* The candidate tier: NULL calls retrieve_candidates in this process;
-   * role=ranking asks remote shards instead. */
-  int (*retrieve)(void *arg, const bundle *b, const retrieve_req *rq, arena *a, retrieve_result *out);
-  void *retrieve_arg;
   bool similar;
   bool popularity_only;            /* deadline near: no ANN, no item-CF */
   int ann_ef;                      /* HNSW breadth for this request; 0: the bundle's */
   const char *const *explain_ids;
   size_t n_explain;
+  rec_notes *notes;                /* degraded reasons are added here; may be NULL */
 } rec_request;
 
 typedef struct rec_verdict {
@@ -41,7 +82,8 @@ typedef struct rec_verdict {
 typedef struct rec_result {
   rank_item *items;                /* the page, best first */
   size_t n;
-  bool personalized;               /* the user had a user-tower vector */
+  rec_strategy strategy;
+  bool known_user;                 /* the bundle knows the user (has a tower input) */
   bool profiled;                   /* the user had a profile (price, segment, history) */
   bool short_catalog;              /* fewer eligible items than offset + k */
   bool more;                       /* another page exists */
@@ -53,6 +95,30 @@ typedef struct rec_result {
   size_t n_verdicts;
 } rec_result;
 
-/* Returns 0, REC_ENOMEM or REC_EINTERNAL. */
+/* The deadline thresholds (ms left) below which each cheaper step applies. */
+typedef struct rec_deadline_policy {
+  int ef_below_ms, mmr_below_ms, popularity_below_ms;
+} rec_deadline_policy;
+
+/* Makes 'r' cheaper when the caller's deadline is near: a narrower HNSW
+ * search, then no MMR, then popularity alone, each noted in r->notes.
+ * INT64_MAX means no deadline. The settings copy comes from 'a'. Returns 0
+ * or REC_ENOMEM. */
+int recommend_apply_deadline(rec_request *r, const rec_deadline_policy *p, int64_t deadline_ns,
+                             arena *a);
+
+typedef struct rec_run rec_run;    /* one call's pipeline, in its arena */
+
+/* Starts the pipeline for 'r' (which, like 'b', must outlive the run). */
+int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **out);
+/* The candidate tier's request for the next round. */
+const retrieve_req *recommend_want(const rec_run *run);
+/* Ranks one round's candidates. Sets *again when the page is not settled
+ * and a wider round should run (recommend_want then has it). */
+int recommend_step(rec_run *run, const retrieve_result *rr, bool *again);
+/* After the last round: the page, its verdicts, and the degraded notes. */
+int recommend_finish(rec_run *run, rec_result *out);
+
+/* All of it in this process. Returns 0, REC_ENOMEM or REC_EINTERNAL. */
 int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *out);
 #endif

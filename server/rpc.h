@@ -6,8 +6,12 @@
  *
  * Threads: N workers, each with its own completion queue, on which requests
  * for every method are pre-posted; a handler runs inline on the worker that
- * received its call, so it must not block. grpc.health.v1.Health (Check and
- * Watch) is built in and reports SERVING only after rpc_server_set_serving. */
+ * received its call, so it must not block. A handler whose answer needs a
+ * wait (a shard's reply, an fdatasync, a bundle load) starts that work and
+ * returns RPC_PENDING; whoever finishes the work calls rpc_complete, from any
+ * thread, exactly once. Until then the call, its ctx and its arena stay
+ * alive and count as in flight. grpc.health.v1.Health (Check and Watch) is
+ * built in and reports SERVING only after rpc_server_set_serving. */
 #ifndef REC_RPC_H
 #define REC_RPC_H
 #include <stdbool.h>
@@ -18,16 +22,21 @@
 #include "common/err.h"
 
 typedef struct rpc_server rpc_server;
+typedef struct rpc_cleanup rpc_cleanup;
+typedef struct rpc_local rpc_local;
+
+/* A handler's return value when the reply will come through rpc_complete. */
+enum { RPC_PENDING = 1 };
 
 typedef struct rpc_ctx {
   arena *arena;          /* per-call memory; also the protobuf-c allocator */
   int64_t deadline_ns;   /* on rec_mono_ns()'s clock; INT64_MAX when the caller set none */
   void *app;             /* rpc_server_opts.app */
   rec_error err;         /* set with rpc_fail when returning an error */
-  rpc_server *server;
-  void (*done[2])(void *); /* set with rpc_on_done */
-  void *done_arg[2];
-  int n_done;
+  rpc_server *server;    /* NULL for an in-process call (rpc_local_call) */
+  rpc_cleanup *cleanups; /* rpc_on_done's list, newest first */
+  void *call;            /* the RPC layer's own record of the call */
+  rpc_local *local;      /* set for an in-process call */
 } rpc_ctx;
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);
@@ -78,8 +87,25 @@ void rpc_server_stop(rpc_server *s, int drain_ms);
 int  rpc_fail(rpc_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Runs fn(arg) once the reply has been packed (or the call failed): for
  * handlers whose reply points into shared data they hold a reference to.
- * Up to two per call. */
-void rpc_on_done(rpc_ctx *ctx, void (*fn)(void *), void *arg);
+ * Any number per call, run newest first. Returns 0, or REC_ENOMEM and then
+ * does not take 'fn' on (the caller still holds what 'arg' refers to). */
+int  rpc_on_done(rpc_ctx *ctx, void (*fn)(void *), void *arg);
 /* True once the caller's deadline has passed. */
 bool rpc_deadline_passed(const rpc_ctx *ctx);
+
+/* Finishes a call whose handler returned RPC_PENDING: 'rc' and 'reply' mean
+ * what a handler's return and *out mean (an error's message is in ctx->err,
+ * set with rpc_fail first). Callable from any thread, exactly once; 'ctx'
+ * and its arena are gone when it returns. */
+void rpc_complete(rpc_ctx *ctx, int rc, const ProtobufCMessage *reply);
+
+/* In-process calls, with no gRPC underneath: for unit tests and tools that
+ * run a handler directly. rpc_local_call runs m's handler on 'in' (which
+ * may live in 'a'), waits for rpc_complete if it went pending, and returns
+ * its code; *out (on 0) and ctx->err stay valid until rpc_local_end, which
+ * runs the rpc_on_done list. 'app' is handed to the handler. */
+void rpc_local_begin(rpc_ctx *ctx, arena *a, void *app, int64_t deadline_ns);
+int  rpc_local_call(rpc_ctx *ctx, const rpc_method *m, const ProtobufCMessage *in,
+                    const ProtobufCMessage **out);
+void rpc_local_end(rpc_ctx *ctx);
 #endif

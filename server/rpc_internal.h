@@ -7,11 +7,39 @@
 #include <stdatomic.h>
 #include "server/rpc.h"
 
-/* What a completion-queue tag points at; the first member of every tagged struct. */
-typedef enum { TAG_CALL, TAG_WATCH_SEND, TAG_WATCH_CLOSE, TAG_SHUTDOWN } rpc_tag_kind;
+/* What a completion-queue tag points at; the first member of every tagged
+ * struct. A TAG_CLIENT completion (a client call riding on a worker's queue)
+ * runs its 'fn' on that worker. */
+typedef enum { TAG_CALL, TAG_WATCH_SEND, TAG_WATCH_CLOSE, TAG_SHUTDOWN, TAG_CLIENT } rpc_tag_kind;
 typedef struct rpc_tag {
   rpc_tag_kind kind;
+  void (*fn)(struct rpc_tag *t, bool ok); /* TAG_CLIENT only */
 } rpc_tag;
+
+/* One unary client call as one batch: send metadata, message and
+ * half-close; receive metadata, message and status. The client, the fan-out
+ * and the load generator all use it. */
+typedef struct rpc_unary {
+  grpc_call *call;
+  grpc_byte_buffer *send;    /* a copy per call: gRPC takes the slices out of what it sends */
+  grpc_byte_buffer *recv;    /* the reply, or NULL */
+  grpc_metadata_array init_md, trail_md;
+  grpc_status_code status;
+  grpc_slice details;
+} rpc_unary;
+
+/* Starts 'method' on 'ch' with a copy of 'send', the absolute 'deadline',
+ * completions on 'cq' with 'tag'. Returns true when the batch started (one
+ * completion will arrive); either way rpc__unary_end releases it. */
+bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+                      grpc_byte_buffer *send, gpr_timespec deadline, void *tag);
+void rpc__unary_end(rpc_unary *u);
+/* An absolute deadline on gRPC's monotonic clock, 'ns' from now (>= 0). */
+gpr_timespec rpc__deadline_in(int64_t ns);
+
+/* The completion queue of the worker running 'ctx''s call; NULL for an
+ * in-process call. Client calls started on it complete on that worker. */
+grpc_completion_queue *rpc__ctx_cq(const rpc_ctx *ctx);
 
 typedef struct rpc_watch rpc_watch;
 

@@ -13,9 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct worker worker;
+
 /* One call from request to final status. A worker recycles these. */
 typedef struct ucall {
   rpc_tag tag;              /* TAG_CALL */
+  worker *w;                /* the worker whose queue the call is bound to */
   bool finishing;           /* false: waiting for a call; true: status being sent */
   int reg;                  /* index into rpc_server.regs; -1: unregistered method */
   grpc_call *call;
@@ -29,15 +32,31 @@ typedef struct ucall {
   int64_t start_ns;         /* arrival, for the latency observed */
   grpc_status_code status;  /* sent with the final batch */
   arena arena;
+  rpc_ctx ctx;              /* the handler's view; lives until the call is released */
   struct ucall *next_free;
 } ucall;
 
-typedef struct worker {
+struct rpc_cleanup {
+  void (*fn)(void *);
+  void *arg;
+  rpc_cleanup *next;
+};
+
+/* An in-process call's outcome (rpc_local_call). */
+struct rpc_local {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done;
+  int rc;
+  const ProtobufCMessage *reply;
+};
+
+struct worker {
   rpc_server *srv;
   grpc_completion_queue *cq;
   pthread_t thread;
   ucall *free_calls;
-} worker;
+};
 
 typedef struct reg_method {
   const rpc_method *m;
@@ -56,7 +75,11 @@ struct rpc_server {
   rpc_health health;
 };
 
-static const rpc_tag shutdown_tag = {TAG_SHUTDOWN};
+static const rpc_tag shutdown_tag = {TAG_SHUTDOWN, NULL};
+
+/* The worker this thread runs, if any: a call completed from elsewhere
+ * must not touch its worker's free list. */
+static _Thread_local worker *this_worker;
 
 rpc_health *rpc__server_health(rpc_server *s) { return &s->health; }
 
@@ -69,13 +92,21 @@ int rpc_fail(rpc_ctx *ctx, int code, const char *fmt, ...) {
   return code;
 }
 
-void rpc_on_done(rpc_ctx *ctx, void (*fn)(void *), void *arg) {
-  if (ctx->n_done == 2) { /* a handler bug; run it now rather than never */
-    fn(arg);
-    return;
-  }
-  ctx->done[ctx->n_done] = fn;
-  ctx->done_arg[ctx->n_done++] = arg;
+int rpc_on_done(rpc_ctx *ctx, void (*fn)(void *), void *arg) {
+  rpc_cleanup *c = arena_alloc(ctx->arena, sizeof *c);
+  if (!c) return REC_ENOMEM;
+  *c = (rpc_cleanup){fn, arg, ctx->cleanups};
+  ctx->cleanups = c;
+  return 0;
+}
+
+static void run_cleanups(rpc_ctx *ctx) {
+  for (rpc_cleanup *c = ctx->cleanups; c; c = c->next) c->fn(c->arg);
+  ctx->cleanups = NULL;
+}
+
+grpc_completion_queue *rpc__ctx_cq(const rpc_ctx *ctx) {
+  return ctx->call ? ((const ucall *)ctx->call)->w->cq : NULL;
 }
 
 bool rpc_deadline_passed(const rpc_ctx *ctx) { return rec_mono_ns() >= ctx->deadline_ns; }
@@ -142,6 +173,7 @@ static void release(worker *w, ucall *c) {
   if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
     w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns);
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
+  c->ctx.call = NULL;
   c->counted = false;
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
@@ -149,12 +181,19 @@ static void release(worker *w, ucall *c) {
   grpc_metadata_array_destroy(&c->md);
   if (c->reg < 0) grpc_call_details_destroy(&c->details);
   if (c->call) grpc_call_unref(c->call);
-  ucall_put(w, c);
+  if (this_worker == w) {
+    ucall_put(w, c);
+  } else { /* off the worker: its free list is not ours to touch */
+    arena_destroy(&c->arena);
+    free(c);
+  }
 }
 
 /* Sends the reply (when rc == 0) or the mapped status, and asks to hear when
  * the call is over; the completion releases the call. */
-static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMessage *out) {
+static void finish(ucall *c, int rc, const ProtobufCMessage *out) {
+  worker *w = c->w;
+  rpc_ctx *ctx = &c->ctx;
   grpc_op ops[4];
   size_t n = 0;
   memset(ops, 0, sizeof ops);
@@ -165,7 +204,7 @@ static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMes
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->reply;
   }
-  for (int i = 0; i < ctx->n_done; i++) ctx->done[i](ctx->done_arg[i]);
+  run_cleanups(ctx);
   grpc_status_code code = c->status = rpc__status_of(rc);
   if (code == GRPC_STATUS_INTERNAL)
     LOG_ERROR("internal error", "method=%s error=\"%s\"",
@@ -185,49 +224,65 @@ static void finish(worker *w, ucall *c, int rc, rpc_ctx *ctx, const ProtobufCMes
   }
 }
 
+void rpc_complete(rpc_ctx *ctx, int rc, const ProtobufCMessage *reply) {
+  if (ctx->local) {
+    rpc_local *l = ctx->local;
+    pthread_mutex_lock(&l->mu);
+    l->rc = rc;
+    l->reply = rc == 0 ? reply : NULL;
+    l->done = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return;
+  }
+  finish(ctx->call, rc, reply);
+}
+
 static void handle(worker *w, ucall *c) {
   rpc_server *s = w->srv;
   c->start_ns = rec_mono_ns();
-  rpc_ctx ctx = {.arena = &c->arena, .app = s->opts.app, .server = s};
+  c->w = w;
+  c->ctx = (rpc_ctx){.arena = &c->arena, .app = s->opts.app, .server = s, .call = c};
+  rpc_ctx *ctx = &c->ctx;
   ProtobufCMessage *in = NULL, *out = NULL;
   int rc;
   if (c->reg < 0) {
-    rc = rpc_fail(&ctx, REC_EUNIMPL, "unknown method %.*s",
+    rc = rpc_fail(ctx, REC_EUNIMPL, "unknown method %.*s",
                   (int)GRPC_SLICE_LENGTH(c->details.method),
                   (const char *)GRPC_SLICE_START_PTR(c->details.method));
-    finish(w, c, rc, &ctx, NULL);
+    finish(c, rc, NULL);
     return;
   }
   const rpc_method *m = s->regs[c->reg].m;
-  ctx.deadline_ns = mono_deadline(c->deadline);
+  ctx->deadline_ns = mono_deadline(c->deadline);
   /* Past the cap, fail at once rather than queue: a queue that grows only
    * turns overload into timeouts. Health always answers. */
   bool health = m == &rpc__health_check || s->regs[c->reg].watch;
   if (s->opts.max_inflight > 0 && !health) {
     c->counted = true;
     if (atomic_fetch_add(&s->inflight, 1) >= s->opts.max_inflight) {
-      rc = rpc_fail(&ctx, REC_EOVERLOAD, "server overloaded: %d calls in flight; retry with backoff",
+      rc = rpc_fail(ctx, REC_EOVERLOAD, "server overloaded: %d calls in flight; retry with backoff",
                     s->opts.max_inflight);
-      finish(w, c, rc, &ctx, NULL);
+      finish(c, rc, NULL);
       return;
     }
   }
   if (!c->payload)
-    rc = rpc_fail(&ctx, REC_EINVAL, "request message missing");
+    rc = rpc_fail(ctx, REC_EINVAL, "request message missing");
   else if (!(in = rpc__unpack(c->payload, m->in, &c->arena)))
-    rc = rpc_fail(&ctx, REC_EINVAL, "request body is not a valid %s protobuf message", m->in->name);
+    rc = rpc_fail(ctx, REC_EINVAL, "request body is not a valid %s protobuf message", m->in->name);
   else if (s->regs[c->reg].watch) {
     rpc__health_watch_start(&s->health, c->call, in);
     c->call = NULL; /* the watch owns it now */
     release(w, c);
     return;
   } else if (!m->fn)
-    rc = rpc_fail(&ctx, REC_EUNIMPL, "%s is not implemented by this server yet", m->path);
-  else if (rpc_deadline_passed(&ctx))
-    rc = rpc_fail(&ctx, REC_EDEADLINE, "deadline passed before the call was handled");
-  else
-    rc = m->fn(&ctx, in, &out);
-  finish(w, c, rc, &ctx, out);
+    rc = rpc_fail(ctx, REC_EUNIMPL, "%s is not implemented by this server yet", m->path);
+  else if (rpc_deadline_passed(ctx))
+    rc = rpc_fail(ctx, REC_EDEADLINE, "deadline passed before the call was handled");
+  else if ((rc = m->fn(ctx, in, &out)) == RPC_PENDING)
+    return; /* rpc_complete finishes it */
+  finish(c, rc, out);
 }
 
 /* gRPC hands a connection's calls to the queue it picked for that connection
@@ -255,6 +310,7 @@ static void on_call(worker *w, ucall *c, bool ok) {
 
 static void *worker_main(void *arg) {
   worker *w = arg;
+  this_worker = w;
   if (w->srv->opts.thread_init) w->srv->opts.thread_init();
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
@@ -262,6 +318,7 @@ static void *worker_main(void *arg) {
     if (ev.type != GRPC_OP_COMPLETE) continue;
     rpc_tag *t = ev.tag;
     if (t->kind == TAG_CALL) on_call(w, (ucall *)t, ev.success != 0);
+    else if (t->kind == TAG_CLIENT) t->fn(t, ev.success != 0);
     else rpc__health_watch_event(&w->srv->health, t, ev.success != 0);
   }
   while (w->free_calls) {
@@ -432,3 +489,35 @@ void rpc_server_stop(rpc_server *s, int drain_ms) {
   for (int i = 0; i < s->opts.threads; i++) pthread_join(s->workers[i].thread, NULL);
   destroy(s);
 }
+
+/* ---- in-process calls ---- */
+
+void rpc_local_begin(rpc_ctx *ctx, arena *a, void *app, int64_t deadline_ns) {
+  *ctx = (rpc_ctx){.arena = a, .app = app, .deadline_ns = deadline_ns};
+}
+
+int rpc_local_call(rpc_ctx *ctx, const rpc_method *m, const ProtobufCMessage *in,
+                   const ProtobufCMessage **out) {
+  rpc_local l = {.done = false};
+  pthread_mutex_init(&l.mu, NULL);
+  pthread_cond_init(&l.cv, NULL);
+  ctx->local = &l;
+  ProtobufCMessage *reply = NULL;
+  int rc = m->fn(ctx, in, &reply);
+  if (rc == RPC_PENDING) {
+    pthread_mutex_lock(&l.mu);
+    while (!l.done) pthread_cond_wait(&l.cv, &l.mu);
+    pthread_mutex_unlock(&l.mu);
+    rc = l.rc;
+    *out = l.reply;
+  } else {
+    *out = rc == 0 ? reply : NULL;
+  }
+  if (rc == 0 && !*out) rc = rpc_fail(ctx, REC_EINTERNAL, "handler returned no reply");
+  ctx->local = NULL;
+  pthread_mutex_destroy(&l.mu);
+  pthread_cond_destroy(&l.cv);
+  return rc;
+}
+
+void rpc_local_end(rpc_ctx *ctx) { run_cleanups(ctx); }

@@ -1,7 +1,7 @@
 /* tests/runner.c - runs one CUnit suite by name (one ctest entry each, so a
  * crash is isolated), or all of them. Exits non-zero on any failure. */
 #include "tests/test.h"
-#include "tools/synth.h"
+#include "tools/offline/synth.h"
 
 #include <CUnit/Basic.h>
 #include <ftw.h>
@@ -19,10 +19,14 @@ static const struct {
     {"catalog", suite_catalog},   {"tower", suite_tower},     {"ann", suite_ann},
     {"bundle", suite_bundle},     {"retrieve", suite_retrieve}, {"rank", suite_rank},
     {"config", suite_config},     {"recommend", suite_recommend}, {"rpc", suite_rpc},
-    {"synth", suite_synth},       {"metrics", suite_metrics}, {"chart", suite_chart},
+    {"synth", suite_synth},       {"rankmetrics", suite_rankmetrics}, {"chart", suite_chart},
     {"als", suite_als},           {"cfgtable", suite_cfgtable}, {"rank_config", suite_rank_config},
     {"dataset", suite_dataset},   {"features", suite_features}, {"twotower", suite_twotower},
     {"pipeline", suite_pipeline},
+    {"svc_ranking", suite_svc_ranking}, {"svc_retrieval", suite_svc_retrieval},
+    {"svc_events", suite_svc_events},   {"svc_admin", suite_svc_admin},
+    {"eventlog", suite_eventlog},       {"online", suite_online},
+    {"admin_http", suite_admin_http},
 };
 enum { NSUITES = sizeof SUITES / sizeof SUITES[0] };
 

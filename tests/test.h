@@ -18,7 +18,7 @@ const char *test_tmpdir(void);
 const char *test_path(const char *name);
 /* Writes 'text' to 'path'; fails the test on error. */
 void test_write_file(const char *path, const char *text);
-/* A synthetic bundle (tools/synth.h) made once per process: 'items' items,
+/* A synthetic bundle (tools/offline/synth.h) made once per process: 'items' items,
  * 200 users, dim 16, 4 categories, seed 7, with the given FAISS index type. */
 const char *test_synth_bundle(const char *name, size_t items, const char *index_type);
 
@@ -36,7 +36,7 @@ void suite_config(void);
 void suite_recommend(void);
 void suite_rpc(void);
 void suite_synth(void);
-void suite_metrics(void);
+void suite_rankmetrics(void);
 void suite_chart(void);
 void suite_als(void);
 void suite_cfgtable(void);
@@ -45,4 +45,11 @@ void suite_dataset(void);
 void suite_features(void);
 void suite_twotower(void);
 void suite_pipeline(void);
+void suite_svc_ranking(void);
+void suite_svc_retrieval(void);
+void suite_svc_events(void);
+void suite_svc_admin(void);
+void suite_eventlog(void);
+void suite_online(void);
+void suite_admin_http(void);
 #endif

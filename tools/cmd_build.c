@@ -1,8 +1,8 @@
 /* tools/cmd_build.c - flags of `recctl build` and `recctl eval` into
  * build_opts; see `recctl build --help`. */
 #include "tools/cmd_build.h"
-#include "tools/eval.h"
-#include "tools/pipeline.h"
+#include "tools/offline/eval.h"
+#include "tools/offline/pipeline.h"
 
 #include <errno.h>
 #include <math.h>

@@ -10,7 +10,7 @@
 #include "server/eventlog.h"
 #include "server/rpc_client.h"
 #include "tools/cmd_build.h"
-#include "tools/synth.h"
+#include "tools/offline/synth.h"
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>

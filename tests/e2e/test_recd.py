@@ -723,10 +723,10 @@ class TiersTest(unittest.TestCase):
             self.assertEqual(len(r.items), 6)
             self.assertIn("retrieval_unavailable", r.degraded_reasons)
         finally:
-            if rank:
-                self.assertEqual(rank.close(), 0, rank.output())
-            for sh in shards:
+            rc = rank.close() if rank else 0
+            for sh in shards:  # before asserting, so no shard outlives a failure
                 sh.close()
+            self.assertEqual(rc, 0, rank.output() if rank else "")
 
     def test_near_deadline_degrades_cheaper_first(self):
         bundle = os.path.join(TMP, "small")
@@ -759,6 +759,131 @@ class TiersTest(unittest.TestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("retrieval: role=ranking needs --retrieval", r.stderr)
+
+
+class NonBlockingTest(unittest.TestCase):
+    """With one worker thread, calls that wait (a stalled shard, a group
+    commit, a bundle load) never hold the worker: Health and Recommend keep
+    answering meanwhile. Each wait below is far longer than the timeouts of
+    the calls that must get through, so a handler that blocked the worker
+    would fail them."""
+
+    def health(self, d, timeout):
+        h = pb["health"]
+        check = d.channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=h.HealthCheckRequest.SerializeToString,
+            response_deserializer=h.HealthCheckResponse.FromString)
+        return check(h.HealthCheckRequest(), timeout=timeout).status
+
+    def test_stalled_shard_does_not_hold_the_worker(self):
+        bundle = shop_bundle("shop_nonblock")
+        shards = [Recd(bundle, "--role=retrieval", "--shard=%d/2" % i) for i in range(2)]
+        rank = None
+        try:
+            rank = Recd(bundle, "--role=ranking", "--threads=1", "--retrieval_timeout_ms=20000",
+                        "--retrieval=%s,%s" % (shards[0].addr, shards[1].addr))
+            req = pb["ranking"].RecommendRequest(user_id="U04", k=6)
+            self.assertEqual(len(rank.ranking.Recommend(req, timeout=10).items), 6)
+            os.kill(shards[1].proc.pid, signal.SIGSTOP)
+            try:
+                # Calls that wait up to 20 s for the stalled shard...
+                slow = [rank.ranking.Recommend.future(req, timeout=30) for _ in range(4)]
+                time.sleep(0.2)
+                # ...while others still get answered at once on the one worker.
+                for _ in range(3):
+                    self.assertEqual(self.health(rank, 2), pb["health"].HealthCheckResponse.SERVING)
+                r = rank.ranking.Recommend(req, timeout=2)  # budget 1.6 s: the stalled shard is named
+                self.assertEqual(len(r.items), 6)
+                self.assertTrue([x for x in r.degraded_reasons if x.startswith("shard_unavailable:")],
+                                r.degraded_reasons)
+                self.assertFalse(any(f.done() for f in slow))
+            finally:
+                os.kill(shards[1].proc.pid, signal.SIGCONT)
+            for f in slow:  # the shard is back: the waiting calls complete, whole
+                r = f.result(timeout=30)
+                self.assertEqual(len(r.items), 6)
+                self.assertFalse([x for x in r.degraded_reasons if "shard" in x], r.degraded_reasons)
+        finally:
+            rc = rank.close() if rank else 0
+            for sh in shards:  # before asserting, so no shard outlives a failure
+                sh.close()
+            self.assertEqual(rc, 0, rank.output() if rank else "")
+
+    def test_group_commit_does_not_hold_the_worker(self):
+        import threading
+        E = pb["events"]
+        log = os.path.join(TMP, "log_nonblock")
+        d = Recd(shop_bundle("shop_nonblock"), "--threads=1", "--event_log=" + log,
+                 "--event_commit_us=1000000")  # every Record waits a second for its group
+        stub = pb["events_grpc"].EventsStub(d.channel)
+        stop, acks, errors = threading.Event(), [], []
+
+        def stream():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                ev = E.Event(user_id="s-%d" % n, item_id="I01", type=E.EVENT_TYPE_VIEW)
+                try:
+                    acks.append(stub.Record(E.RecordRequest(events=[ev]), timeout=10).last_sequence)
+                except Exception as e:  # noqa: a failed Record fails the test below
+                    errors.append(e)
+        try:
+            writers = [threading.Thread(target=stream) for _ in range(3)]
+            for t in writers:
+                t.start()
+            time.sleep(0.3)
+            answered = 0
+            t_end = time.monotonic() + 2.5
+            while time.monotonic() < t_end:
+                self.assertEqual(self.health(d, 1), pb["health"].HealthCheckResponse.SERVING)
+                r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U04", k=3), timeout=1)
+                self.assertEqual(len(r.items), 3)
+                answered += 1
+            stop.set()
+            for t in writers:
+                t.join()
+            self.assertGreater(answered, 5)
+            self.assertEqual(errors, [])
+            self.assertTrue(acks)
+            self.assertEqual(len(set(acks)), len(acks))  # one sequence per acknowledged event
+        finally:
+            stop.set()
+            self.assertEqual(d.close(), 0, d.output())
+
+    def test_bundle_load_does_not_hold_the_worker(self):
+        import concurrent.futures
+        bundle = shop_bundle("shop_nonblock")
+        # A bundle whose manifest arrives only when the test writes it: a load
+        # that lasts as long as the test wants, like a large bundle on a slow disk.
+        slow = os.path.join(TMP, "slow_bundle")
+        shutil.copytree(bundle, slow)
+        with open(os.path.join(slow, "manifest.json")) as f:
+            manifest = f.read()
+        os.remove(os.path.join(slow, "manifest.json"))
+        os.mkfifo(os.path.join(slow, "manifest.json"))
+        d = Recd(bundle, "--threads=1")
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        reload = None
+        try:
+            admin = pb["admin_grpc"].AdminStub(d.channel)
+            reload = pool.submit(admin.Reload, pb["admin"].ReloadRequest(bundle_path=slow), timeout=60)
+            time.sleep(0.3)
+            for _ in range(3):
+                self.assertEqual(self.health(d, 2), pb["health"].HealthCheckResponse.SERVING)
+                r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U04", k=3), timeout=2)
+                self.assertEqual(len(r.items), 3)
+            self.assertFalse(reload.done())
+            with open(os.path.join(slow, "manifest.json"), "w") as f:  # the disk catches up
+                f.write(manifest)
+            r = reload.result(timeout=60)
+            self.assertEqual(r.version, manifest_version(bundle))
+        finally:
+            if reload and not reload.done():
+                with open(os.path.join(slow, "manifest.json"), "w") as f:
+                    f.write(manifest)
+            pool.shutdown()
+            self.assertEqual(d.close(), 0, d.output())
 
 
 class ProcessTest(unittest.TestCase):

@@ -1,7 +1,7 @@
 /* tests/retrieval/test_retrieve.c - candidates from each source. */
 #include "retrieval/retrieve.h"
 #include "tests/test.h"
-#include "tools/synth.h"
+#include "tools/offline/synth.h"
 
 #include <string.h>
 

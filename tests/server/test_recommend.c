@@ -5,7 +5,7 @@
 #include "retrieval/bundle_write.h"
 #include "server/recommend.h"
 #include "tests/test.h"
-#include "tools/synth.h"
+#include "tools/offline/synth.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -50,7 +50,7 @@ static void full_page_under_a_selective_filter(void) {
   r.rules.n_include_cats = 1;
   rec_result res;
   CU_ASSERT_EQUAL_FATAL(recommend_run(b, &r, &a, &res), 0);
-  CU_ASSERT_TRUE(res.personalized);
+  CU_ASSERT_TRUE((res.strategy == REC_STRATEGY_PERSONALIZED));
   CU_ASSERT_EQUAL(res.n, 60);
   CU_ASSERT_FALSE(res.short_catalog);
   for (size_t i = 0; i < res.n; i++) {
@@ -98,7 +98,7 @@ static void cold_user_gets_popular_items_and_missing_sources(void) {
   rec_request r = req(cfg, "never-seen", 5);
   rec_result res;
   CU_ASSERT_EQUAL_FATAL(recommend_run(b, &r, &a, &res), 0);
-  CU_ASSERT_FALSE(res.personalized);
+  CU_ASSERT_FALSE((res.strategy == REC_STRATEGY_PERSONALIZED));
   CU_ASSERT_EQUAL(res.missing, (1u << REC_SRC_ANN) | (1u << REC_SRC_ITEM_CF));
   CU_ASSERT_EQUAL(res.n, 5);
   for (size_t i = 0; i < res.n; i++) CU_ASSERT_EQUAL(res.items[i].sources, 1u << REC_SRC_POPULARITY);

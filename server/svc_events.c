@@ -1,0 +1,83 @@
+/* server/svc_events.c - Events.Record: OK only once every event of the call
+ * is on disk. The handler writes the batch to the event log and returns
+ * RPC_PENDING; the log's commit thread completes the call when the group
+ * commit that covers it is durable, and the events count for the user from
+ * then on (online state). No worker waits for an fdatasync. */
+#include "server/handlers.h"
+#include "common/clock.h"
+#include "rec/v1/events.pb-c.h"
+#include "server/app.h"
+#include "server/metrics.h"
+
+#include <string.h>
+
+#define MAX_EVENTS 1000
+
+typedef struct batch {
+  rpc_ctx *ctx;
+  ev_record *recs;
+  size_t n;
+  Rec__V1__RecordResponse *r; /* made before the append: a durable batch always gets its OK */
+} batch;
+
+static int check_event(rpc_ctx *ctx, size_t i, const Rec__V1__Event *e, int64_t now_ms, ev_record *r) {
+  size_t ul = strlen(e->user_id), il = strlen(e->item_id);
+  if (!ul || ul > REC_ID_MAX || !il || il > REC_ID_MAX)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu]: user_id and item_id must be 1 to %d bytes", i, REC_ID_MAX);
+  if (e->type < REC__V1__EVENT_TYPE__EVENT_TYPE_VIEW || e->type > REC__V1__EVENT_TYPE__EVENT_TYPE_PURCHASE)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu].type must be VIEW, ADD_TO_CART or PURCHASE", i);
+  if (e->quantity < 0 || !(e->price >= 0) || e->price > 1e12 || e->time_unix_ms < 0)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu]: quantity, price and time_unix_ms must be >= 0 "
+                    "(returns are not events)", i);
+  *r = (ev_record){.time_ms = e->time_unix_ms ? e->time_unix_ms : now_ms, .type = (int32_t)e->type,
+                   .quantity = e->quantity ? e->quantity : 1, .price = e->price,
+                   .user = e->user_id, .item = e->item_id, .user_len = (uint16_t)ul,
+                   .item_len = (uint16_t)il};
+  return 0;
+}
+
+/* On the log's commit thread, once the batch is durable or refused. */
+static void on_durable(void *arg, int rc, uint64_t last) {
+  batch *bt = arg;
+  rpc_ctx *ctx = bt->ctx;
+  app *ap = ctx->app;
+  if (rc) {
+    rpc_complete(ctx, rpc_fail(ctx, REC_EUNAVAIL, "event log: the disk refused a write; events not recorded"), NULL);
+    return;
+  }
+  for (size_t i = 0; i < bt->n; i++) online_apply(ap->online, &bt->recs[i]);
+  /* Batches finish in sequence order, but the mark only ever moves forward. */
+  uint_fast64_t seen = atomic_load(&ap->events_applied);
+  while (seen < last && !atomic_compare_exchange_weak(&ap->events_applied, &seen, last)) {
+  }
+  metrics_events(bt->n);
+  bt->r->accepted = (uint32_t)bt->n;
+  bt->r->last_sequence = last;
+  rpc_complete(ctx, 0, &bt->r->base);
+}
+
+static int record(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  const Rec__V1__RecordRequest *q = (const Rec__V1__RecordRequest *)in;
+  app *ap = ctx->app;
+  (void)out;
+  if (!ap->log)
+    return rpc_fail(ctx, REC_EPRECOND, "this recd runs without --event_log; events are not recorded");
+  if (q->n_events < 1 || q->n_events > MAX_EVENTS)
+    return rpc_fail(ctx, REC_EINVAL, "events must hold 1 to %d events, got %zu", MAX_EVENTS, q->n_events);
+  batch *bt = arena_alloc(ctx->arena, sizeof *bt);
+  ev_record *recs = arena_calloc(ctx->arena, q->n_events, sizeof *recs);
+  Rec__V1__RecordResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!bt || !recs || !r) return REC_ENOMEM;
+  rec__v1__record_response__init(r);
+  int64_t now = rec_wall_ms();
+  int rc;
+  for (size_t i = 0; i < q->n_events; i++)
+    if ((rc = check_event(ctx, i, q->events[i], now, &recs[i]))) return rc;
+  *bt = (batch){ctx, recs, q->n_events, r};
+  if ((rc = eventlog_append_async(ap->log, recs, q->n_events, on_durable, bt, &ctx->err)))
+    return ctx->err.code = rc == REC_ENOMEM ? REC_ENOMEM : REC_EUNAVAIL; /* the log's message stays */
+  return RPC_PENDING; /* on_durable owns the call from here */
+}
+
+const rpc_method h_record = {"/rec.v1.Events/Record", &rec__v1__record_request__descriptor,
+                             &rec__v1__record_response__descriptor, record};

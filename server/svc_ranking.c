@@ -1,0 +1,263 @@
+/* server/svc_ranking.c - Ranking.Recommend and Ranking.SimilarItems. In
+ * role=all the pipeline runs in process and answers at once; in
+ * role=ranking each round's candidates come from the retrieval shards,
+ * asked in parallel without waiting: the handler returns RPC_PENDING and the
+ * fan-out's callback, on the same worker, ranks and completes the call. */
+#include "server/handlers.h"
+#include "common/clock.h"
+#include "server/app.h"
+#include "server/convert.h"
+#include "server/metrics.h"
+#include "server/rpc_client.h"
+#include "server/rpc_fanout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ANCHORS 100
+#define MAX_EXPLAIN 100
+#define MAX_PAGES 50 /* offset + k is at most max_k * MAX_PAGES */
+
+/* One Recommend in flight, in its arena. */
+typedef struct rec_call {
+  rpc_ctx *ctx;
+  const Rec__V1__RecommendRequest *q;
+  const bundle *b;
+  rec_request rq;
+  rec_notes notes;
+  rec_run *run;
+  int64_t start_ns;
+} rec_call;
+
+static int check(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__RecommendRequest *q) {
+  conv_shape s = {.user_id = q->user_id, .k_field = "k", .k = q->k, .max_k = cfg->max_k,
+                  .request_id = q->request_id,
+                  .lists = {{"exclude_item_ids", q->exclude_item_ids, q->n_exclude_item_ids, (size_t)cfg->max_exclude},
+                            {"anchor_item_ids", q->anchor_item_ids, q->n_anchor_item_ids, MAX_ANCHORS},
+                            {"explain_item_ids", q->explain_item_ids, q->n_explain_item_ids, MAX_EXPLAIN}}};
+  return conv_check(ctx, &s);
+}
+
+static int by_purchase_item(const void *a, const void *b) {
+  uint32_t x = ((const rec_purchase *)a)->item, y = ((const rec_purchase *)b)->item;
+  return x < y ? -1 : x > y;
+}
+
+/* The request's anchors, then the items the user's recorded events touched
+ * (most recent first), seed item-CF: a visitor the bundle has never seen
+ * still gets its session's neighbours. Recorded purchases join the bundle's
+ * for the repurchase rules. */
+static int session(rpc_ctx *ctx, const bundle *b, const Rec__V1__RecommendRequest *q, rec_request *rq) {
+  app *ap = ctx->app;
+  online_item *on = NULL;
+  size_t n_on = ap->online ? online_get(ap->online, q->user_id, strlen(q->user_id), ctx->arena, &on) : 0;
+  size_t n_anchor;
+  uint32_t *anchors = conv_rows(ctx->arena, b->catalog, q->anchor_item_ids, q->n_anchor_item_ids, false, &n_anchor);
+  uint32_t *seeds = arena_calloc(ctx->arena, n_anchor + n_on + 1, sizeof *seeds);
+  rec_purchase *bought = arena_calloc(ctx->arena, n_on + 1, sizeof *bought);
+  if (!anchors || !seeds || !bought) return REC_ENOMEM;
+  memcpy(seeds, anchors, n_anchor * sizeof *seeds);
+  rq->n_seeds = n_anchor;
+  for (size_t i = 0; i < n_on; i++) {
+    uint32_t item;
+    if (!catalog_find(b->catalog, on[i].item, strlen(on[i].item), &item)) continue;
+    seeds[rq->n_seeds++] = item;
+    if (on[i].purchased) bought[rq->n_recorded++] = (rec_purchase){item, on[i].count, on[i].last_time};
+  }
+  qsort(bought, rq->n_recorded, sizeof *bought, by_purchase_item);
+  rq->seeds = seeds;
+  rq->recorded = bought;
+  return 0;
+}
+
+/* The request in plain C: page, rules, session, and the deadline policy. */
+static int prepare(rec_call *c, const rank_config *cfg) {
+  rpc_ctx *ctx = c->ctx;
+  app *ap = ctx->app;
+  const Rec__V1__RecommendRequest *q = c->q;
+  c->rq = (rec_request){.user_id = q->user_id, .user_len = strlen(q->user_id), .k = (size_t)q->k,
+                        .explain_ids = (const char *const *)q->explain_item_ids,
+                        .n_explain = q->n_explain_item_ids, .notes = &c->notes};
+  rec_deadline_policy p = {ap->cfg->degrade_ef_below_ms, ap->cfg->degrade_mmr_below_ms,
+                           ap->cfg->degrade_popularity_below_ms};
+  int rc;
+  if ((rc = conv_cursor(ctx, q->page_cursor, c->b, c->rq.k, (size_t)ap->cfg->max_k * MAX_PAGES, &c->rq.offset)) ||
+      (rc = conv_rules(ctx, c->b, cfg, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &c->rq.rules)) ||
+      (rc = session(ctx, c->b, q, &c->rq)) ||
+      (rc = recommend_apply_deadline(&c->rq, &p, ctx->deadline_ns, ctx->arena)))
+    return rc;
+  return recommend_begin(c->b, &c->rq, ctx->arena, &c->run);
+}
+
+static void record_metrics(const rec_call *c, const rec_result *res) {
+  metrics_observe_stage(STAGE_USER_TOWER, res->tower_ns);
+  metrics_observe_stage(STAGE_ANN, res->ann_ns);
+  metrics_observe_stage(STAGE_SOURCES, res->sources_ns);
+  metrics_observe_stage(STAGE_RANKING, res->rank_ns);
+  metrics_observe_stage(STAGE_TOTAL, rec_mono_ns() - c->start_ns);
+  metrics_candidates(res->per_source);
+  metrics_strategy(res->strategy);
+  for (size_t i = 0; i < c->notes.n; i++) metrics_degraded(c->notes.at[i].reason);
+}
+
+/* After the last round: the response. */
+static int respond(rec_call *c, ProtobufCMessage **out) {
+  rpc_ctx *ctx = c->ctx;
+  rec_result res;
+  int rc = recommend_finish(c->run, &res);
+  if (rc) return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
+  record_metrics(c, &res);
+  if (rpc_deadline_passed(ctx)) return rpc_fail(ctx, REC_EDEADLINE, "deadline passed while ranking");
+  Rec__V1__RecommendResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!r) return REC_ENOMEM;
+  rec__v1__recommend_response__init(r);
+  if ((rc = conv_recommend_response(ctx->arena, c->b, &c->rq, &res, c->q->explain, c->start_ns, r)))
+    return rc;
+  if (!(r->request_id = svc_request_id(ctx, c->q->request_id))) return REC_ENOMEM;
+  *out = &r->base;
+  return 0;
+}
+
+static int run_local(rec_call *c) {
+  int rc = 0;
+  for (bool again = true; again && !rc;) {
+    retrieve_result rr;
+    rc = retrieve_candidates(c->b, recommend_want(c->run), c->ctx->arena, &rr);
+    if (!rc) rc = recommend_step(c->run, &rr, &again);
+  }
+  return rc ? rpc_fail(c->ctx, rc, "recommend failed: %s", rec_strerror(rc)) : 0;
+}
+
+/* ---- role=ranking: the candidate tier's shards ---- */
+
+static int ask_shards(rec_call *c);
+
+/* What the shards said, into one round of candidates; with none, popularity
+ * and co-purchases from this process, flagged. */
+static int gather(rec_call *c, Rec__V1__RetrieveResponse **rs, const int *status, retrieve_result *out) {
+  app *ap = c->ctx->app;
+  arena *a = c->ctx->arena;
+  size_t n = fanout_count(ap->shards), answered = 0;
+  *out = (retrieve_result){.exhausted = true};
+  for (size_t i = 0; i < n; i++) {
+    if (!rs[i]) {
+      const char *d = arena_printf(a, "%s:%s", fanout_target(ap->shards, i), rpc_status_name(status[i]));
+      rec_notes_add(&c->notes, REC_DEG_SHARD_UNAVAILABLE, d ? d : "?");
+      out->exhausted = false;
+      continue;
+    }
+    answered++;
+    out->known_user |= rs[i]->known_user;
+    out->exhausted &= rs[i]->exhausted;
+  }
+  if (answered && answered < n)
+    rec_notes_add(&c->notes, REC_DEG_SHARDS_ANSWERED, arena_printf(a, "%zu/%zu", answered, n));
+  if (answered) return conv_merge_candidates(a, c->b, rs, n, out);
+  rec_notes_add(&c->notes, REC_DEG_RETRIEVAL_UNAVAILABLE, NULL);
+  retrieve_req local = *recommend_want(c->run);
+  local.user_id = NULL;
+  local.want_ann = 0;
+  return retrieve_candidates(c->b, &local, a, out);
+}
+
+static void on_shards(void *arg, ProtobufCMessage **resps, const int *status) {
+  rec_call *c = arg;
+  rpc_ctx *ctx = c->ctx;
+  int64_t t0 = rec_mono_ns();
+  retrieve_result rr;
+  bool again = false;
+  ProtobufCMessage *out = NULL;
+  int rc = gather(c, (Rec__V1__RetrieveResponse **)resps, status, &rr);
+  rr.sources_ns = rec_mono_ns() - t0;
+  if (!rc) rc = recommend_step(c->run, &rr, &again);
+  if (!rc && again && (rc = ask_shards(c)) == 0) return; /* the next round's callback goes on */
+  if (!rc) rc = respond(c, &out);
+  rpc_complete(ctx, rc, out);
+}
+
+/* One round: every shard asked in parallel, within a budget of at most
+ * retrieval_timeout_ms and four fifths of the caller's time left (a fifth
+ * is kept to rank). */
+static int ask_shards(rec_call *c) {
+  rpc_ctx *ctx = c->ctx;
+  app *ap = ctx->app;
+  int64_t now = rec_mono_ns(), left = ctx->deadline_ns - now;
+  int64_t budget = (int64_t)ap->cfg->retrieval_timeout_ms * 1000000;
+  if (ctx->deadline_ns != INT64_MAX && left * 4 / 5 < budget) budget = left * 4 / 5;
+  Rec__V1__RetrieveRequest *q = conv_retrieve_request(ctx->arena, c->b, recommend_want(c->run));
+  if (!q) return REC_ENOMEM;
+  int rc = fanout_start(ap->shards, ctx, "/rec.v1.Retrieval/Retrieve", &q->base,
+                        &rec__v1__retrieve_response__descriptor, now + budget, on_shards, c);
+  return rc ? rpc_fail(ctx, rc, "cannot ask the retrieval shards: %s", rec_strerror(rc)) : 0;
+}
+
+static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  app *ap = ctx->app;
+  rec_call *c = arena_calloc(ctx->arena, 1, sizeof *c);
+  if (!c) return REC_ENOMEM;
+  c->ctx = ctx;
+  c->q = (const Rec__V1__RecommendRequest *)in;
+  c->start_ns = rec_mono_ns();
+  const rank_config *cfg;
+  int rc;
+  if ((rc = check(ctx, ap->cfg, c->q)) || (rc = svc_acquire(ctx, &c->b, &cfg)) || (rc = prepare(c, cfg)))
+    return rc;
+  /* Popularity alone needs no shard: this process holds the lists. */
+  if (!ap->shards || c->rq.popularity_only) return (rc = run_local(c)) ? rc : respond(c, out);
+  /* From here on_shards owns the call; ctx may be gone once it is started. */
+  return (rc = ask_shards(c)) ? rc : RPC_PENDING;
+}
+
+const rpc_method h_recommend = {"/rec.v1.Ranking/Recommend",
+                                &rec__v1__recommend_request__descriptor,
+                                &rec__v1__recommend_response__descriptor, recommend};
+
+/* ---- SimilarItems ---- */
+
+static int check_similar(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__SimilarItemsRequest *q) {
+  if (q->n_item_ids == 0) return rpc_fail(ctx, REC_EINVAL, "item_ids is required (1 to %d ids)", MAX_ANCHORS);
+  conv_shape s = {.k_field = "k", .k = q->k, .max_k = cfg->max_k, .request_id = q->request_id,
+                  .lists = {{"item_ids", q->item_ids, q->n_item_ids, MAX_ANCHORS},
+                            {"exclude_item_ids", q->exclude_item_ids, q->n_exclude_item_ids, (size_t)cfg->max_exclude}}};
+  return conv_check(ctx, &s);
+}
+
+static int similar_items(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  const Rec__V1__SimilarItemsRequest *q = (const Rec__V1__SimilarItemsRequest *)in;
+  app *ap = ctx->app;
+  const bundle *b;
+  const rank_config *cfg;
+  int rc;
+  if ((rc = check_similar(ctx, ap->cfg, q)) || (rc = svc_acquire(ctx, &b, &cfg))) return rc;
+  rec_request rq = {.k = (size_t)q->k, .similar = true};
+  uint32_t *seeds = arena_calloc(ctx->arena, q->n_item_ids + 1, sizeof *seeds);
+  char **excl = arena_calloc(ctx->arena, q->n_exclude_item_ids + q->n_item_ids + 1, sizeof *excl);
+  if (!seeds || !excl) return REC_ENOMEM;
+  for (size_t i = 0; i < q->n_item_ids; i++)
+    if (!catalog_find(b->catalog, q->item_ids[i], strlen(q->item_ids[i]), &seeds[i]))
+      return rpc_fail(ctx, REC_EINVAL, "item_ids[%zu]: unknown item '%.128s' in bundle %s", i,
+                      q->item_ids[i], b->version);
+  /* The items asked about are never their own complements. */
+  for (size_t i = 0; i < q->n_exclude_item_ids; i++) excl[i] = q->exclude_item_ids[i];
+  for (size_t i = 0; i < q->n_item_ids; i++) excl[q->n_exclude_item_ids + i] = q->item_ids[i];
+  rq.seeds = seeds;
+  rq.n_seeds = q->n_item_ids;
+  if ((rc = conv_rules(ctx, b, cfg, q->filters, excl, q->n_exclude_item_ids + q->n_item_ids, &rq.rules)))
+    return rc;
+  rec_result res;
+  if ((rc = recommend_run(b, &rq, ctx->arena, &res)))
+    return rpc_fail(ctx, rc, "similar items failed: %s", rec_strerror(rc));
+  Rec__V1__SimilarItemsResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!r) return REC_ENOMEM;
+  rec__v1__similar_items_response__init(r);
+  r->items = conv_items(ctx->arena, b, &res, false, &r->n_items);
+  r->bundle_version = b->version;
+  r->request_id = svc_request_id(ctx, q->request_id);
+  if (!r->items || !r->request_id) return REC_ENOMEM;
+  *out = &r->base;
+  return 0;
+}
+
+const rpc_method h_similar_items = {"/rec.v1.Ranking/SimilarItems",
+                                    &rec__v1__similar_items_request__descriptor,
+                                    &rec__v1__similar_items_response__descriptor, similar_items};

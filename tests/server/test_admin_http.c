@@ -1,0 +1,280 @@
+/* tests/server/test_admin_http.c - the admin port on 127.0.0.1, port 0,
+ * served by a libuv loop on the test's thread while a client thread talks
+ * to it over real sockets: every route, 404, 405, 400, 414, a request in
+ * pieces, a pipelined second request, bad addresses, a port in use, and a
+ * close that also closes a connection whose request never ends. */
+#include "server/admin_http.h"
+#include "tests/test.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct fixture {
+  uv_loop_t loop;
+  uv_async_t finished;       /* the client thread is done: stop serving */
+  recd_config cfg;
+  app ap;
+  rpc_server *srv;
+  admin_http *h;
+  int port;
+  int idle_fd;               /* a connection left open by a client script */
+} fixture;
+
+static void on_finished(uv_async_t *a) { uv_stop(a->loop); }
+
+static void nap_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL); }
+
+static void fixture_open(fixture *f) {
+  memset(f, 0, sizeof *f);
+  signal(SIGPIPE, SIG_IGN); /* as recd does: a client gone mid-answer is no crash */
+  CU_ASSERT_EQUAL_FATAL(uv_loop_init(&f->loop), 0);
+  app_init(&f->ap, &f->cfg);
+  rpc_server_opts o = {.listen = "127.0.0.1:0", .threads = 1, .requests_per_method = 1,
+                       .max_message_bytes = 1 << 20, .max_concurrent_streams = 8, .app = &f->ap};
+  int grpc_port;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(rpc_server_start(&o, &f->srv, &grpc_port, &e), 0);
+  CU_ASSERT_EQUAL_FATAL(admin_http_start(&f->loop, "127.0.0.1:0", &f->ap, f->srv, &f->h, &f->port, &e), 0);
+  CU_ASSERT(f->port > 0);
+  uv_async_init(&f->loop, &f->finished, on_finished);
+  f->idle_fd = -1;
+}
+
+/* Runs the loop until nothing is left on it (bounded: a handle left open
+ * fails the test instead of hanging it). */
+static void drain(uv_loop_t *loop) {
+  for (int i = 0; i < 2000 && uv_loop_alive(loop); i++) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    nap_ms(1);
+  }
+  CU_ASSERT(!uv_loop_alive(loop));
+}
+
+static void fixture_close(fixture *f) {
+  admin_http_close(f->h);
+  uv_close((uv_handle_t *)&f->finished, NULL);
+  drain(&f->loop);
+  CU_ASSERT_EQUAL(uv_loop_close(&f->loop), 0);
+  rpc_server_stop(f->srv, 0);
+  app_destroy(&f->ap);
+}
+
+typedef struct client {
+  fixture *f;
+  void (*script)(fixture *f);
+} client;
+
+static void *client_main(void *arg) {
+  client *c = arg;
+  c->script(c->f);
+  uv_async_send(&c->f->finished);
+  return NULL;
+}
+
+/* Runs 'script' on a client thread while this thread serves the loop. Only
+ * one thread uses CUnit at a time: this one waits in uv_run meanwhile. */
+static void run_client(fixture *f, void (*script)(fixture *f)) {
+  client c = {f, script};
+  pthread_t t;
+  pthread_create(&t, NULL, client_main, &c);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  pthread_join(t, NULL);
+}
+
+static int dial(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct timeval tv = {.tv_sec = 5};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+typedef struct response {
+  int code;
+  char head[2048];
+  char body[65536];
+  size_t body_len;
+  long content_length;
+} response;
+
+/* Sends the request in 'parts' (NULL-terminated) and reads the whole answer
+ * until the server closes the connection. */
+static void request(int port, const char *const *parts, response *r) {
+  memset(r, 0, sizeof *r);
+  r->content_length = -1;
+  int fd = dial(port);
+  CU_ASSERT_FATAL(fd >= 0);
+  for (size_t i = 0; parts[i]; i++) {
+    if (i) nap_ms(20); /* the server may see each piece in its own read */
+    CU_ASSERT_EQUAL((size_t)send(fd, parts[i], strlen(parts[i]), 0), strlen(parts[i]));
+  }
+  static char raw[sizeof r->head + sizeof r->body];
+  size_t n = 0;
+  ssize_t got;
+  while (n < sizeof raw - 1 && (got = recv(fd, raw + n, sizeof raw - 1 - n, 0)) > 0) n += (size_t)got;
+  close(fd);
+  raw[n] = '\0';
+  char *end = strstr(raw, "\r\n\r\n");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(end);
+  sscanf(raw, "HTTP/1.1 %d", &r->code);
+  snprintf(r->head, sizeof r->head, "%.*s", (int)(end - raw + 2), raw);
+  r->body_len = n - (size_t)(end + 4 - raw);
+  memcpy(r->body, end + 4, r->body_len);
+  const char *cl = strstr(r->head, "Content-Length: ");
+  if (cl) r->content_length = strtol(cl + 16, NULL, 10);
+}
+
+static void get(int port, const char *req, response *r) {
+  const char *parts[] = {req, NULL};
+  request(port, parts, r);
+}
+
+/* ---- scripts (client thread) ---- */
+
+static void check_text(const response *r, int code, const char *body) {
+  CU_ASSERT_EQUAL(r->code, code);
+  CU_ASSERT_STRING_EQUAL(r->body, body);
+  CU_ASSERT_EQUAL(r->content_length, (long)r->body_len);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r->head, "Connection: close\r\n"));
+}
+
+static void routes_script(fixture *f) {
+  static response r;
+  get(f->port, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+  check_text(&r, 200, "ok\n");
+  get(f->port, "GET /readyz HTTP/1.1\r\n\r\n", &r);
+  check_text(&r, 503, "not ready\n");
+  get(f->port, "GET /metrics HTTP/1.1\r\n\r\n", &r);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "recd_serving 0\n"));
+  rpc_server_set_serving(f->srv, true); /* thread-safe */
+  get(f->port, "GET /readyz HTTP/1.1\r\n\r\n", &r);
+  check_text(&r, 200, "ready\n");
+
+  get(f->port, "GET /metrics HTTP/1.1\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: text/plain; version=0.0.4"));
+  CU_ASSERT_EQUAL(r.content_length, (long)r.body_len);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "recd_serving 1\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "recd_event_log_sequence 3\n"));
+
+  get(f->port, "GET /status HTTP/1.1\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: application/json"));
+  cJSON *j = cJSON_Parse(r.body);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+  CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(j, "serving")));
+  CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "bundle_version")), "");
+  CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "items")), 0);
+  CU_ASSERT(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "uptime_seconds")) >= 0);
+  const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(j, "recd_version"));
+  CU_ASSERT(v && *v);
+  cJSON_Delete(j);
+
+  get(f->port, "GET /status?verbose=1 HTTP/1.1\r\n\r\n", &r); /* the query is not part of the route */
+  CU_ASSERT_EQUAL(r.code, 200);
+  get(f->port, "GET /nope HTTP/1.1\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 404);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "/metrics"));
+  get(f->port, "POST /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", &r);
+  check_text(&r, 405, "GET only\n");
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Allow: GET\r\n"));
+  get(f->port, "HELLO there\r\n\r\n", &r);
+  check_text(&r, 400, "malformed HTTP request\n");
+  char long_url[400] = "GET /";
+  memset(long_url + 5, 'a', 300);
+  strcpy(long_url + 305, " HTTP/1.1\r\n\r\n");
+  get(f->port, long_url, &r);
+  CU_ASSERT_EQUAL(r.code, 414);
+
+  const char *pieces[] = {"GET /hea", "lthz HTTP/1.1\r\nHo", "st: t\r\n", "\r\n", NULL};
+  request(f->port, pieces, &r);
+  check_text(&r, 200, "ok\n");
+  /* One answer per connection, to the first request only. */
+  get(f->port, "GET /healthz HTTP/1.1\r\n\r\nGET /status HTTP/1.1\r\n\r\n", &r);
+  check_text(&r, 200, "ok\n");
+}
+
+static void every_route(void) {
+  fixture f;
+  fixture_open(&f);
+  const char *dir = test_path("admin_log");
+  size_t n;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(eventlog_open(dir, 1 << 20, NULL, NULL, &f.ap.log, &n, &e), 0);
+  ev_record r = {.type = 1, .quantity = 1, .user = "u", .item = "i", .user_len = 1, .item_len = 1};
+  ev_record batch[3] = {r, r, r};
+  uint64_t last;
+  CU_ASSERT_EQUAL(eventlog_append(f.ap.log, batch, 3, &last, &e), 0);
+  run_client(&f, routes_script);
+  eventlog_close(f.ap.log);
+  f.ap.log = NULL;
+  fixture_close(&f);
+}
+
+static void idle_script(fixture *f) {
+  f->idle_fd = dial(f->port);
+  CU_ASSERT(f->idle_fd >= 0);
+  CU_ASSERT_EQUAL(send(f->idle_fd, "GET /heal", 9, 0), 9); /* and never the rest */
+  /* An answer on a later connection means the loop has accepted the first. */
+  static response r;
+  get(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
+  check_text(&r, 200, "ok\n");
+}
+
+static void close_also_closes_idle_connections(void) {
+  fixture f;
+  fixture_open(&f);
+  run_client(&f, idle_script);
+  fixture_close(&f); /* the loop ends although the client never finished */
+  char c;
+  CU_ASSERT(recv(f.idle_fd, &c, 1, 0) <= 0); /* the server hung up */
+  close(f.idle_fd);
+}
+
+static void bad_addresses_and_a_port_in_use(void) {
+  fixture f;
+  fixture_open(&f);
+  const char *bad[] = {"127.0.0.1:abc", "127.0.0.1:70000", "127.0.0.1:", "nocolon", "127.0.0.1:-1",
+                       "300.1.1.1:80"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    admin_http *h = NULL;
+    int port = -7;
+    rec_error e = {0};
+    CU_ASSERT_EQUAL(admin_http_start(&f.loop, bad[i], &f.ap, f.srv, &h, &port, &e), REC_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "admin_listen"));
+    CU_ASSERT(h == NULL && port == -7);
+  }
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", f.port);
+  admin_http *h = NULL;
+  int port = -7;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL(admin_http_start(&f.loop, addr, &f.ap, f.srv, &h, &port, &e), REC_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "cannot listen"));
+  CU_ASSERT(h == NULL && port == -7);
+  fixture_close(&f); /* also frees the refused listener (ASan would see a leak) */
+}
+
+void suite_admin_http(void) {
+  static const test_case cases[] = {
+      {"every route", every_route},
+      {"close also closes idle connections", close_also_closes_idle_connections},
+      {"bad addresses and a port in use", bad_addresses_and_a_port_in_use},
+      {NULL, NULL}};
+  test_add_suite("admin_http", cases);
+}

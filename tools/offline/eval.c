@@ -1,0 +1,448 @@
+/* tools/offline/eval.c - see eval.h. One split at a time: masks, features and models
+ * from the training side, then every model ranks every test user's unseen
+ * items and the rankmetrics module scores the lists. */
+#include "tools/offline/eval.h"
+#include "tools/offline/chart.h"
+#include "tools/offline/rankmetrics.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { M_POP, M_ITEMCF, M_ALS, M_TT, M_HYBRID, M_COUNT };
+static const char *const MODEL_NAMES[M_COUNT] = {"popularity", "item-cf", "als", "two-tower", "hybrid"};
+enum { NK = 3, KMAX = 100 };
+static const size_t KS[NK] = {10, 50, 100};
+enum { MET_RECALL, MET_NDCG, MET_MAP, MET_HIT, MET_COUNT };
+static const char *const MET_NAMES[MET_COUNT] = {"recall", "ndcg", "map", "hitrate"};
+enum { G_ALL, G_NEW, G_RETURNING, G_COUNT };
+static const char *const GROUP_NAMES[G_COUNT] = {"all", "new", "returning"};
+
+typedef struct split {
+  const char *name;
+  bool *train;                 /* [n_events] */
+  ui_matrix R;
+  profiles prof;
+  popularity pop;              /* all-time, for the popularity model */
+  itemcf cf;
+  trained als, tt;
+  size_t n_test;
+  uint32_t *users;             /* [n_test] */
+  bool *is_new;                /* [n_test] */
+  uint32_t **relevant;         /* [n_test] -> items */
+  size_t *n_relevant;
+  bool want[M_COUNT];          /* models trained and ranked in this run */
+  uint32_t *lists;             /* [M_COUNT x n_test x KMAX] */
+  size_t *n_list;              /* [M_COUNT x n_test] */
+} split;
+
+/* ---- splits ---- */
+
+static int cmp_time(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int mask_global(const dataset *d, bool *train) {
+  int64_t *t = malloc((d->n_events + 1) * sizeof *t);
+  if (!t) return REC_ENOMEM;
+  for (size_t e = 0; e < d->n_events; e++) t[e] = d->events[e].time;
+  qsort(t, d->n_events, sizeof *t, cmp_time);
+  int64_t cut = t[(size_t)(0.8 * (double)d->n_events)];
+  free(t);
+  for (size_t e = 0; e < d->n_events; e++) train[e] = d->events[e].time < cut;
+  return 0;
+}
+
+static void mask_user(const dataset *d, bool *train) {
+  for (size_t u = 0; u < d->n_users; u++) {
+    size_t a = d->user_start[u], n = d->user_start[u + 1] - a;
+    size_t test = n < 2 ? 0 : (size_t)ceil(0.2 * (double)n);
+    for (size_t k = 0; k < n; k++) train[a + k] = k < n - test;
+  }
+}
+
+static bool in_row(const ui_matrix *R, uint32_t u, uint32_t item) {
+  size_t lo = R->rowptr[u], hi = R->rowptr[u + 1];
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (R->colidx[mid] == item) return true;
+    if (R->colidx[mid] < item) lo = mid + 1;
+    else hi = mid;
+  }
+  return false;
+}
+
+/* Test users and their relevant (unseen in training) items. */
+static int test_sets(const dataset *d, split *s) {
+  s->users = malloc((d->n_users + 1) * sizeof *s->users);
+  s->is_new = calloc(d->n_users + 1, sizeof *s->is_new);
+  s->relevant = calloc(d->n_users + 1, sizeof *s->relevant);
+  s->n_relevant = calloc(d->n_users + 1, sizeof *s->n_relevant);
+  if (!s->users || !s->is_new || !s->relevant || !s->n_relevant) return REC_ENOMEM;
+  for (uint32_t u = 0; u < d->n_users; u++) {
+    size_t a = d->user_start[u], b = d->user_start[u + 1], m = 0;
+    uint32_t *rel = malloc((b - a + 1) * sizeof *rel);
+    if (!rel) return REC_ENOMEM;
+    for (size_t e = a; e < b; e++) {
+      uint32_t it = d->events[e].item;
+      if (s->train[e] || in_row(&s->R, u, it)) continue;
+      bool dup = false;
+      for (size_t k = 0; k < m && !dup; k++) dup = rel[k] == it;
+      if (!dup) rel[m++] = it;
+    }
+    if (!m) {
+      free(rel);
+      continue;
+    }
+    s->users[s->n_test] = u;
+    s->is_new[s->n_test] = s->R.rowptr[u + 1] == s->R.rowptr[u];
+    s->relevant[s->n_test] = rel;
+    s->n_relevant[s->n_test++] = m;
+  }
+  return 0;
+}
+
+/* ---- scoring ---- */
+
+static void itemcf_scores(const split *s, uint32_t u, float *scores) {
+  memset(scores, 0, s->cf.n_items * sizeof *scores);
+  for (size_t k = s->R.rowptr[u]; k < s->R.rowptr[u + 1]; k++) {
+    uint32_t i = s->R.colidx[k];
+    for (uint32_t n = 0; n < s->cf.count[i]; n++)
+      scores[s->cf.nbr[(size_t)i * s->cf.per_item + n]] +=
+          s->cf.sim[(size_t)i * s->cf.per_item + n] * s->R.vals[k];
+  }
+}
+
+static void minmax(float *v, size_t n) {
+  float lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i < n; i++)
+    if (isfinite(v[i])) {
+      lo = v[i] < lo ? v[i] : lo;
+      hi = v[i] > hi ? v[i] : hi;
+    }
+  float span = hi > lo ? hi - lo : 1;
+  for (size_t i = 0; i < n; i++) v[i] = isfinite(v[i]) ? (v[i] - lo) / span : 0;
+}
+
+/* Indices of the k best finite scores, best first (ties by index). */
+static size_t top_k(const float *scores, size_t n, size_t k, uint32_t *out) {
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(scores[i])) continue;
+    size_t at;
+    if (m < k) at = m++;
+    else if (scores[i] > scores[out[k - 1]]) at = k - 1;
+    else continue;
+    while (at > 0 && scores[out[at - 1]] < scores[i]) {
+      out[at] = out[at - 1];
+      at--;
+    }
+    out[at] = (uint32_t)i;
+  }
+  return m;
+}
+
+static void exclude_train(const split *s, uint32_t u, float *scores) {
+  for (size_t k = s->R.rowptr[u]; k < s->R.rowptr[u + 1]; k++) scores[s->R.colidx[k]] = -INFINITY;
+}
+
+/* Scores of model 'm' for test user t into 'out'; 'tmp' has room for 2 more rows. */
+static void model_scores(const split *s, size_t t, int m, size_t n, float *out, float *tmp) {
+  uint32_t u = s->users[t];
+  if (s->is_new[t] || m == M_POP) {
+    memcpy(out, s->pop.global, n * sizeof *out);
+  } else if (m == M_ITEMCF) {
+    itemcf_scores(s, u, out);
+  } else if (m == M_ALS || m == M_TT) {
+    trained_scores(m == M_ALS ? &s->als : &s->tt, u, out);
+  } else {
+    float *cf = tmp, *pop = tmp + n;
+    trained_scores(&s->tt, u, out);
+    itemcf_scores(s, u, cf);
+    memcpy(pop, s->pop.global, n * sizeof *pop);
+    exclude_train(s, u, out);
+    exclude_train(s, u, cf);
+    exclude_train(s, u, pop);
+    minmax(out, n);
+    minmax(cf, n);
+    minmax(pop, n);
+    for (size_t i = 0; i < n; i++) out[i] = 0.4f * out[i] + 0.4f * cf[i] + 0.2f * pop[i];
+  }
+  exclude_train(s, u, out);
+}
+
+static int rank_all(const dataset *d, split *s) {
+  size_t n = d->n_items;
+  s->lists = malloc((size_t)M_COUNT * s->n_test * KMAX * sizeof *s->lists + 1);
+  s->n_list = calloc((size_t)M_COUNT * s->n_test + 1, sizeof *s->n_list);
+  float *sc = malloc(3 * n * sizeof *sc);
+  if (!s->lists || !s->n_list || !sc) {
+    free(sc);
+    return REC_ENOMEM;
+  }
+  for (int m = 0; m < M_COUNT; m++)
+    for (size_t t = 0; t < s->n_test && s->want[m]; t++) {
+      model_scores(s, t, m, n, sc, sc + n);
+      size_t at = (size_t)m * s->n_test + t;
+      s->n_list[at] = top_k(sc, n, KMAX, s->lists + at * KMAX);
+    }
+  free(sc);
+  return 0;
+}
+
+/* ---- metrics ---- */
+
+typedef struct summary {
+  rankmetrics_ci v[M_COUNT][G_COUNT][NK][MET_COUNT];
+  size_t n[G_COUNT];
+  double coverage[M_COUNT][NK], novelty[M_COUNT][NK];
+} summary;
+
+static bool in_group(const split *s, size_t t, int g) {
+  return g == G_ALL || (g == G_NEW) == s->is_new[t];
+}
+
+static void score_group(const split *s, int m, int g, int bootstrap, summary *out, double *vals) {
+  for (int k = 0; k < NK; k++)
+    for (int met = 0; met < MET_COUNT; met++) {
+      size_t n = 0;
+      for (size_t t = 0; t < s->n_test; t++) {
+        if (!in_group(s, t, g)) continue;
+        size_t at = (size_t)m * s->n_test + t;
+        rankmetrics_user mu = rankmetrics_score(s->lists + at * KMAX, s->n_list[at],
+                                                s->relevant[t], s->n_relevant[t], KS[k]);
+        vals[n++] = met == MET_RECALL ? mu.recall : met == MET_NDCG ? mu.ndcg
+                  : met == MET_MAP ? mu.map : mu.hit;
+      }
+      out->v[m][g][k][met] =
+          rankmetrics_bootstrap(vals, n, bootstrap, 7 + (uint64_t)(m * 31 + k));
+      out->n[g] = n;
+    }
+}
+
+static int summarise(const dataset *d, const split *s, int bootstrap, summary *out) {
+  double *vals = malloc((s->n_test + 1) * sizeof *vals);
+  const uint32_t **lists = malloc((s->n_test + 1) * sizeof *lists);
+  uint32_t *item_users = calloc(d->n_items + 1, sizeof *item_users);
+  if (!vals || !lists || !item_users) {
+    free(vals);
+    free(lists);
+    free(item_users);
+    return REC_ENOMEM;
+  }
+  for (size_t k = 0; k < s->R.nnz; k++) item_users[s->R.colidx[k]]++;
+  size_t train_users = 0;
+  for (size_t u = 0; u < s->R.rows; u++) train_users += s->R.rowptr[u + 1] > s->R.rowptr[u];
+  for (int m = 0; m < M_COUNT; m++) {
+    if (!s->want[m]) continue;
+    for (int g = 0; g < G_COUNT; g++) score_group(s, m, g, bootstrap, out, vals);
+    for (size_t t = 0; t < s->n_test; t++) lists[t] = s->lists + ((size_t)m * s->n_test + t) * KMAX;
+    for (int k = 0; k < NK; k++) {
+      const size_t *lens = s->n_list + (size_t)m * s->n_test;
+      out->coverage[m][k] = rankmetrics_coverage(lists, lens, s->n_test, KS[k], d->n_items);
+      out->novelty[m][k] =
+          rankmetrics_novelty(lists, lens, s->n_test, KS[k], item_users, train_users);
+    }
+  }
+  free(vals);
+  free(lists);
+  free(item_users);
+  return 0;
+}
+
+static void print_table(const split *s, const summary *sm) {
+  printf("\nsplit %s: %zu test users (%zu new, %zu returning)\n", s->name, sm->n[G_ALL],
+         sm->n[G_NEW], sm->n[G_RETURNING]);
+  printf("%-11s %-25s %-25s %8s %8s %8s %8s %8s %8s %7s %6s\n", "model", "Recall@50 [95% CI]",
+         "NDCG@50 [95% CI]", "R@10", "R@100", "N@10", "N@100", "MAP@50", "HR@50", "Cov@50", "Nov@50");
+  for (int m = 0; m < M_COUNT; m++) {
+    const rankmetrics_ci(*v)[MET_COUNT] = sm->v[m][G_ALL];
+    printf("%-11s %.4f [%.4f, %.4f]  %.4f [%.4f, %.4f]  %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.3f %6.2f\n",
+           MODEL_NAMES[m], v[1][MET_RECALL].mean, v[1][MET_RECALL].lo, v[1][MET_RECALL].hi,
+           v[1][MET_NDCG].mean, v[1][MET_NDCG].lo, v[1][MET_NDCG].hi, v[0][MET_RECALL].mean,
+           v[2][MET_RECALL].mean, v[0][MET_NDCG].mean, v[2][MET_NDCG].mean, v[1][MET_MAP].mean,
+           v[1][MET_HIT].mean, sm->coverage[m][1], sm->novelty[m][1]);
+  }
+  if (!sm->n[G_NEW] || !sm->n[G_RETURNING]) return;
+  printf("%-11s %-25s %-25s\n", "new/return", "Recall@50 new | returning", "NDCG@50 new | returning");
+  for (int m = 0; m < M_COUNT; m++)
+    printf("%-11s %.4f | %.4f          %.4f | %.4f\n", MODEL_NAMES[m],
+           sm->v[m][G_NEW][1][MET_RECALL].mean, sm->v[m][G_RETURNING][1][MET_RECALL].mean,
+           sm->v[m][G_NEW][1][MET_NDCG].mean, sm->v[m][G_RETURNING][1][MET_NDCG].mean);
+}
+
+static cJSON *ci_json(rankmetrics_ci c) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "mean", c.mean);
+  cJSON_AddNumberToObject(o, "lo", c.lo);
+  cJSON_AddNumberToObject(o, "hi", c.hi);
+  return o;
+}
+
+static cJSON *split_json(const summary *sm) {
+  cJSON *o = cJSON_CreateObject(), *models = cJSON_AddObjectToObject(o, "models");
+  char key[32];
+  cJSON_AddNumberToObject(o, "test_users", (double)sm->n[G_ALL]);
+  cJSON_AddNumberToObject(o, "new_users", (double)sm->n[G_NEW]);
+  cJSON_AddNumberToObject(o, "returning_users", (double)sm->n[G_RETURNING]);
+  for (int m = 0; m < M_COUNT; m++) {
+    cJSON *mo = cJSON_AddObjectToObject(models, MODEL_NAMES[m]);
+    for (int g = 0; g < G_COUNT; g++) {
+      if (!sm->n[g]) continue;
+      cJSON *go = cJSON_AddObjectToObject(mo, GROUP_NAMES[g]);
+      for (int k = 0; k < NK; k++)
+        for (int met = 0; met < MET_COUNT; met++) {
+          snprintf(key, sizeof key, "%s@%zu", MET_NAMES[met], KS[k]);
+          cJSON_AddItemToObject(go, key, ci_json(sm->v[m][g][k][met]));
+        }
+    }
+    for (int k = 0; k < NK; k++) {
+      snprintf(key, sizeof key, "coverage@%zu", KS[k]);
+      cJSON_AddNumberToObject(mo, key, sm->coverage[m][k]);
+      snprintf(key, sizeof key, "novelty@%zu", KS[k]);
+      cJSON_AddNumberToObject(mo, key, sm->novelty[m][k]);
+    }
+  }
+  return o;
+}
+
+/* ---- a split, end to end ---- */
+
+static void split_destroy(split *s) {
+  free(s->train);
+  ui_matrix_destroy(&s->R);
+  profiles_destroy(&s->prof);
+  popularity_destroy(&s->pop);
+  itemcf_destroy(&s->cf);
+  trained_destroy(&s->als);
+  trained_destroy(&s->tt);
+  for (size_t t = 0; t < s->n_test; t++) free(s->relevant[t]);
+  free(s->users);
+  free(s->is_new);
+  free(s->relevant);
+  free(s->n_relevant);
+  free(s->lists);
+  free(s->n_list);
+}
+
+static int train_split(const dataset *d, const build_opts *o, split *s, rec_error *err) {
+  if (ui_matrix_build(d, s->train, &s->R) || profiles_build(d, s->train, o->recent_max, &s->prof) ||
+      popularity_build(d, s->train, &s->prof, 0, &s->pop) ||
+      itemcf_build(&s->R, o->itemcf_neighbours, &s->cf) || test_sets(d, s))
+    return rec_fail(err, REC_ENOMEM, "eval: out of memory");
+  if (s->n_test == 0) return rec_fail(err, REC_EINVAL, "eval: split %s leaves no test users", s->name);
+  build_opts mo = *o;
+  int rc = 0;
+  if (s->want[M_ALS]) {
+    mo.model = "als";
+    rc = train_model(d, &s->R, &s->prof, &mo, &s->als, err);
+  }
+  if (!rc && (s->want[M_TT] || s->want[M_HYBRID])) {
+    mo.model = "twotower";
+    rc = train_model(d, &s->R, &s->prof, &mo, &s->tt, err);
+  }
+  return rc;
+}
+
+static int run_split(const dataset *d, const build_opts *o, split *s, int bootstrap, summary *sm,
+                     rec_error *err) {
+  s->train = malloc((d->n_events + 1) * sizeof *s->train);
+  if (!s->train) return rec_fail(err, REC_ENOMEM, "eval: out of memory");
+  if (strcmp(s->name, "global") == 0) {
+    if (mask_global(d, s->train)) return rec_fail(err, REC_ENOMEM, "eval: out of memory");
+  } else {
+    mask_user(d, s->train);
+  }
+  int rc = train_split(d, o, s, err);
+  if (rc) return rc;
+  if (rank_all(d, s) || summarise(d, s, bootstrap, sm)) return rec_fail(err, REC_ENOMEM, "eval: out of memory");
+  return 0;
+}
+
+static int write_chart(const char *path, const summary *sms, const char *const *names, size_t n_splits,
+                       rec_error *err) {
+  const char *groups[8];
+  char labels[8][48];
+  double mean[8 * M_COUNT], lo[8 * M_COUNT], hi[8 * M_COUNT];
+  size_t g = 0;
+  for (size_t sp = 0; sp < n_splits; sp++)
+    for (int met = 0; met < 2; met++, g++) {
+      snprintf(labels[g], sizeof labels[g], "%s@50 (%s)", met ? "NDCG" : "Recall", names[sp]);
+      groups[g] = labels[g];
+      for (int m = 0; m < M_COUNT; m++) {
+        rankmetrics_ci c = sms[sp].v[m][G_ALL][1][met ? MET_NDCG : MET_RECALL];
+        mean[g * M_COUNT + m] = c.mean;
+        lo[g * M_COUNT + m] = c.lo;
+        hi[g * M_COUNT + m] = c.hi;
+      }
+    }
+  return chart_svg_bars(path, "recctl eval: Recall@50 and NDCG@50 with 95% bootstrap intervals",
+                        groups, g, MODEL_NAMES, M_COUNT, mean, lo, hi, err);
+}
+
+static int write_json(const char *path, cJSON *j, rec_error *err) {
+  char *text = cJSON_Print(j);
+  FILE *fp = text ? fopen(path, "w") : NULL;
+  int ok = fp && fputs(text, fp) >= 0 && fputc('\n', fp) != EOF;
+  if (fp && fclose(fp) != 0) ok = 0;
+  free(text);
+  return ok ? 0 : rec_fail(err, REC_EIO, "%s: cannot write", path);
+}
+
+int eval_run(const eval_opts *o, rec_error *err) {
+  const char *names[2];
+  size_t n_splits = 0;
+  if (!strcmp(o->split, "user") || !strcmp(o->split, "both")) names[n_splits++] = "user";
+  if (!strcmp(o->split, "global") || !strcmp(o->split, "both")) names[n_splits++] = "global";
+  if (!n_splits) return rec_fail(err, REC_EINVAL, "--split must be user, global or both");
+  train_threads(o->b.threads);
+  dataset *d;
+  int rc = dataset_load(o->b.interactions, o->b.catalog, &o->b.schema, &d, err);
+  if (rc) return rc;
+  summary *sms = calloc(n_splits, sizeof *sms);
+  cJSON *j = cJSON_CreateObject(), *splits = cJSON_AddObjectToObject(j, "splits");
+  cJSON_AddStringToObject(j, "interactions", o->b.interactions);
+  for (size_t i = 0; !rc && i < n_splits; i++) {
+    split s = {.name = names[i], .want = {true, true, true, true, true}};
+    rc = sms ? run_split(d, &o->b, &s, o->bootstrap, &sms[i], err) : REC_ENOMEM;
+    if (!rc) {
+      print_table(&s, &sms[i]);
+      cJSON_AddItemToObject(splits, names[i], split_json(&sms[i]));
+    }
+    split_destroy(&s);
+  }
+  if (!rc && o->json_path) rc = write_json(o->json_path, j, err);
+  if (!rc && o->chart_path) rc = write_chart(o->chart_path, sms, names, n_splits, err);
+  cJSON_Delete(j);
+  free(sms);
+  dataset_free(d);
+  return rc;
+}
+
+int eval_holdout_summary(const dataset *d, const build_opts *o, char **json, rec_error *err) {
+  int mine = strcmp(o->model, "als") == 0 ? M_ALS : M_TT;
+  split s = {.name = "user"};
+  s.want[M_POP] = s.want[mine] = true;
+  summary *sm = calloc(1, sizeof *sm);
+  int rc = sm ? run_split(d, o, &s, 200, sm, err) : REC_ENOMEM;
+  if (!rc) {
+    cJSON *j = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(j, "metrics");
+    cJSON_AddStringToObject(m, "protocol", "per-user holdout of the last 20% by time");
+    cJSON_AddNumberToObject(m, "test_users", (double)sm->n[G_ALL]);
+    int models[2] = {mine, M_POP};
+    for (int k = 0; k < 2; k++) {
+      cJSON *mo = cJSON_AddObjectToObject(m, MODEL_NAMES[models[k]]);
+      cJSON_AddItemToObject(mo, "recall@50", ci_json(sm->v[models[k]][G_ALL][1][MET_RECALL]));
+      cJSON_AddItemToObject(mo, "ndcg@50", ci_json(sm->v[models[k]][G_ALL][1][MET_NDCG]));
+    }
+    *json = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+  }
+  split_destroy(&s);
+  free(sm);
+  return rc;
+}

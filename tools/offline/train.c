@@ -1,0 +1,175 @@
+/* tools/offline/train.c - see train.h. Both trainers report progress per
+ * epoch or sweep; ALS's factors are mapped into the two-tower's serving form
+ * (a linear user tower, unit item vectors) so the bundle and eval treat the
+ * two models alike. */
+#include "tools/offline/train.h"
+#include "tools/offline/progress.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void build_opts_default(build_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->schema = DS_SCHEMA_DEFAULT;
+  o->model = "twotower";
+  o->tt = (tt_opts){.dim = 64, .id_dim = 64, .hidden = 128, .epochs = 10, .batch = 512,
+                    .lr = 0.003f, .temperature = 0.07f, .seed = 42};
+  o->als = (als_opts){.factors = 64, .iterations = 15, .regularization = 0.05f, .alpha = 20.0f,
+                      .cg_steps = 3, .seed = 42};
+  o->itemcf_neighbours = 50;
+  o->half_life_days = 90;
+  o->recent_max = 50;
+  o->ef_search = 128;
+  o->evaluate = true;
+}
+
+void train_threads(int n) {
+  if (n <= 0) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    n = c > 0 ? (int)c : 1;
+  }
+  omp_set_num_threads(n);
+  /* The trainers' matrices are small (a batch of 512 by a few hundred):
+   * OpenBLAS's own threads cost more in hand-offs than they win, and ALS
+   * parallelises over rows with OpenMP instead. */
+  openblas_set_num_threads(1);
+}
+
+void trained_destroy(trained *t) {
+  free(t->item_emb);
+  free(t->user_feat);
+  for (size_t i = 0; i < t->n_layers; i++) {
+    free(t->layers[i].w);
+    free(t->layers[i].b);
+  }
+  memset(t, 0, sizeof *t);
+}
+
+int trained_scores(const trained *t, uint32_t u, float *scores) {
+  float q[1024 + 1], scratch[2 * 4096];
+  tower tw = {.n_layers = t->n_layers, .layers = (tower_layer *)t->layers,
+              .in_dim = t->feature_dim, .out_dim = t->dim, .max_width = 0};
+  for (size_t i = 0; i < t->n_layers; i++) {
+    size_t w = t->layers[i].out > t->layers[i].in ? t->layers[i].out : t->layers[i].in;
+    if (w > tw.max_width) tw.max_width = w;
+  }
+  if (t->dim > 1024 || tw.max_width > 4096) return REC_EINVAL;
+  if (tower_forward(&tw, t->user_feat + (size_t)u * t->feature_dim, q, scratch) != 0) {
+    memset(scores, 0, t->n_items * sizeof *scores); /* nothing known: no preference */
+    return 0;
+  }
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)t->n_items, (blasint)t->dim, 1.0f,
+              t->item_emb, (blasint)t->dim, q, 1, 0.0f, scores, 1);
+  return 0;
+}
+
+/* After a two-tower epoch or an ALS sweep; 'arg' is the step's progress. */
+static void on_step(void *arg, int step, double loss) {
+  char note[64];
+  snprintf(note, sizeof note, "loss %.4f", loss);
+  progress_update(arg, (size_t)step, note);
+}
+
+static int train_twotower(const dataset *d, const ui_matrix *R, const profiles *p,
+                          const build_opts *o, trained *t, rec_error *err) {
+  progress pr;
+  tt_opts to = o->tt;
+  to.progress = on_step;
+  to.progress_arg = &pr;
+  progress_start(&pr, "two-tower", (size_t)to.epochs, o->quiet);
+  tt_model *m;
+  int rc = tt_train(d, R, p, &to, &m, err);
+  if (rc) return rc;
+  t->dim = to.dim;
+  t->feature_dim = tt_user_feature_dim(m);
+  t->item_emb = malloc(d->n_items * t->dim * sizeof(float));
+  t->user_feat = malloc((d->n_users + 1) * t->feature_dim * sizeof(float));
+  if (!t->item_emb || !t->user_feat || tt_item_embeddings(m, t->item_emb) || tt_user_tower(m, t->layers)) {
+    tt_free(m);
+    return rec_fail(err, REC_ENOMEM, "two-tower: out of memory");
+  }
+  t->n_layers = 2;
+  for (size_t u = 0; u < d->n_users; u++) tt_user_features(m, p, (uint32_t)u, t->user_feat + u * t->feature_dim);
+  t->loss = tt_last_loss(m);
+  char note[64];
+  snprintf(note, sizeof note, "%d epochs, final loss %.4f", to.epochs, t->loss);
+  progress_end(&pr, note);
+  tt_free(m);
+  return 0;
+}
+
+/* Inner product to cosine: item v -> [v / M, sqrt(1 - |v|^2 / M^2)] with M
+ * the largest item norm, user u -> [u, 0]. Every item row has norm 1 and
+ * u . item = (u . v) / M, so the order of scores is kept exactly. */
+static void mips_to_cosine(const float *V, size_t n, size_t f, float *out) {
+  double M = 0;
+  for (size_t i = 0; i < n; i++) {
+    double s = cblas_sdot((blasint)f, V + i * f, 1, V + i * f, 1);
+    if (s > M) M = s;
+  }
+  M = M > 0 ? sqrt(M) : 1;
+  for (size_t i = 0; i < n; i++) {
+    double s = 0;
+    for (size_t k = 0; k < f; k++) {
+      out[i * (f + 1) + k] = (float)(V[i * f + k] / M);
+      s += (double)out[i * (f + 1) + k] * out[i * (f + 1) + k];
+    }
+    out[i * (f + 1) + f] = (float)sqrt(s < 1 ? 1 - s : 0);
+    float norm = cblas_snrm2((blasint)(f + 1), out + i * (f + 1), 1);
+    cblas_sscal((blasint)(f + 1), 1.0f / norm, out + i * (f + 1), 1);
+  }
+}
+
+static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, trained *t,
+                     rec_error *err) {
+  size_t f = o->als.factors;
+  progress pr;
+  als_opts ao = o->als;
+  ao.progress = on_step;
+  ao.progress_arg = &pr;
+  float *V = malloc(d->n_items * f * sizeof *V);
+  t->dim = f + 1;
+  t->feature_dim = f;
+  t->user_feat = malloc((d->n_users + 1) * f * sizeof(float));
+  t->item_emb = malloc(d->n_items * (f + 1) * sizeof(float));
+  t->layers[0] = (tower_layer){f, f + 1, calloc(f * (f + 1), sizeof(float)),
+                               calloc(f + 1, sizeof(float)), TOWER_LINEAR};
+  t->n_layers = 1;
+  if (!V || !t->user_feat || !t->item_emb || !t->layers[0].w || !t->layers[0].b) {
+    free(V);
+    return rec_fail(err, REC_ENOMEM, "als: out of memory");
+  }
+  for (size_t k = 0; k < f; k++) t->layers[0].w[k * (f + 1) + k] = 1.0f; /* [u, 0] */
+  progress_start(&pr, "als", (size_t)ao.iterations, o->quiet);
+  csr m = ui_matrix_csr(R);
+  int rc = als_train(&m, &ao, t->user_feat, V, err);
+  if (!rc) {
+    mips_to_cosine(V, d->n_items, f, t->item_emb);
+    t->loss = als_loss(&m, &ao, t->user_feat, V);
+    char note[64];
+    snprintf(note, sizeof note, "%d sweeps, loss %.4f", ao.iterations, t->loss);
+    progress_end(&pr, note);
+  }
+  free(V);
+  return rc;
+}
+
+int train_model(const dataset *d, const ui_matrix *R, const profiles *p, const build_opts *o,
+                trained *out, rec_error *err) {
+  trained t = {.n_items = d->n_items, .n_users = d->n_users};
+  int rc;
+  if (strcmp(o->model, "twotower") == 0) rc = train_twotower(d, R, p, o, &t, err);
+  else if (strcmp(o->model, "als") == 0) rc = train_als(d, R, o, &t, err);
+  else rc = rec_fail(err, REC_EINVAL, "--model must be twotower or als, got '%s'", o->model);
+  if (rc) {
+    trained_destroy(&t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}

@@ -1,0 +1,65 @@
+/* tools/offline/train.h - the training step `recctl build` and `recctl eval`
+ * share: the options of an offline run and a model (two-tower or ALS) trained
+ * into serving form. Order: twotower, als -> train -> eval -> pipeline; train
+ * calls neither of the two above it. Training uses OpenMP threads (a process
+ * setting, train_threads); a trained model is read-only, safe to score from
+ * any thread. */
+#ifndef REC_TRAIN_H
+#define REC_TRAIN_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/err.h"
+#include "retrieval/tower.h"
+#include "tools/offline/als.h"
+#include "tools/offline/dataset.h"
+#include "tools/offline/features.h"
+#include "tools/offline/twotower.h"
+
+/* Every option of an offline run. `recctl eval` reads the data, model and
+ * feature fields; out, index_type, ef_search, version and evaluate are the
+ * bundle's, read by pipeline.h only. */
+typedef struct build_opts {
+  const char *interactions, *catalog, *out;
+  ds_schema schema;
+  const char *model;         /* "twotower" (default) or "als" */
+  tt_opts tt;
+  als_opts als;
+  size_t itemcf_neighbours;  /* per item, default 50 */
+  double half_life_days;     /* popularity decay; 0: none */
+  size_t recent_max;         /* recent items kept per user, default 50 */
+  const char *index_type;    /* NULL: "Flat" up to 20000 items, else "HNSW32" */
+  int ef_search;
+  const char *version;       /* NULL: "<model>-<content hash>" */
+  int threads;               /* OpenMP/OpenBLAS threads; 0: all cores */
+  bool evaluate;             /* measure on a per-user holdout first (manifest "metrics") */
+  bool quiet;
+} build_opts;
+
+void build_opts_default(build_opts *o);
+
+/* A trained model in serving form: unit item embeddings, the user tower's
+ * input per user and its layers. ALS factors are mapped so that cosine
+ * search returns exactly their inner-product order (one extra dimension). */
+typedef struct trained {
+  size_t n_items, n_users, dim, feature_dim, n_layers;
+  float *item_emb;           /* [n_items x dim] */
+  float *user_feat;          /* [n_users x feature_dim] */
+  tower_layer layers[2];
+  double loss;
+} trained;
+
+/* Trains model o->model ("twotower" or "als") on R (users x items of d) with
+ * profiles p, showing progress on stderr unless o->quiet. On success fills
+ * *out (the caller frees it with trained_destroy) and returns 0; else a
+ * negative code with 'err' filled and *out untouched. */
+int  train_model(const dataset *d, const ui_matrix *R, const profiles *p, const build_opts *o,
+                 trained *out, rec_error *err);
+void trained_destroy(trained *t);
+/* Scores every item for user u into scores[n_items]: tower(u) . item.
+ * Returns 0, or REC_EINVAL for a model wider than its stack buffers. */
+int  trained_scores(const trained *t, uint32_t u, float *scores);
+
+/* Sets the OpenMP thread count (0: all cores); OpenBLAS runs single-threaded. */
+void train_threads(int n);
+#endif
