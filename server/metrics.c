@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@ enum { NB = sizeof BOUNDS / sizeof BOUNDS[0] };
 
 typedef struct histogram {
   atomic_uint_fast64_t bucket[NB + 1]; /* the last is +Inf */
-  atomic_uint_fast64_t sum_ns, count;
+  atomic_uint_fast64_t sum_ns;
 } histogram;
 
 static const char *const *method_names;
@@ -42,7 +43,6 @@ static void observe(histogram *h, int64_t ns) {
   while (b < NB && s > BOUNDS[b]) b++;
   atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&h->sum_ns, (uint_fast64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
-  atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 }
 
 void metrics_call(size_t method, int status, int64_t ns) {
@@ -76,11 +76,12 @@ void metrics_events(size_t n) { atomic_fetch_add_explicit(&events, n, memory_ord
 typedef struct buf {
   char *s;
   size_t n, cap;
+  bool failed;               /* out of memory: the render is refused, never served cut short */
 } buf;
 
 static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(buf *b, const char *fmt, ...) {
-  for (;;) {
+  while (!b->failed) {
     va_list ap;
     va_start(ap, fmt);
     int m = b->s ? vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap) : -1;
@@ -91,7 +92,10 @@ static void put(buf *b, const char *fmt, ...) {
     }
     size_t cap = b->cap ? b->cap * 2 : 16384;
     char *s = realloc(b->s, cap);
-    if (!s) return; /* rendering stops short; the caller sees what fitted */
+    if (!s) {
+      b->failed = true;
+      return;
+    }
     b->s = s;
     b->cap = cap;
   }
@@ -108,7 +112,9 @@ static void put_histogram(buf *b, const char *name, const char *label, const cha
     else put(b, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", name, label, value, (unsigned long long)cum);
   }
   put(b, "%s_sum{%s=\"%s\"} %.9f\n", name, label, value, (double)get(&h->sum_ns) / 1e9);
-  put(b, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)get(&h->count));
+  /* The count is the buckets' total, so +Inf and _count agree even while
+   * other threads observe. */
+  put(b, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)cum);
 }
 
 static void render_calls(buf *b) {
@@ -191,5 +197,9 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
   put(&b, "# HELP recd_inflight_calls RPCs in flight.\n# TYPE recd_inflight_calls gauge\nrecd_inflight_calls %d\n", inflight);
   put(&b, "# HELP recd_uptime_seconds Seconds since start.\n# TYPE recd_uptime_seconds gauge\nrecd_uptime_seconds %lld\n",
       (long long)uptime_s);
+  if (b.failed) {
+    free(b.s);
+    return NULL;
+  }
   return b.s;
 }

@@ -31,7 +31,8 @@ void metrics_reload(int ok);
 void metrics_events(size_t n);
 
 /* Renders every metric. 'version' is the bundle serving now ("" if none);
- * 'inflight' the calls in flight. Returns a malloc'd string (caller frees). */
+ * 'inflight' the calls in flight. Returns a malloc'd string (caller frees),
+ * or NULL when memory ran out (never a text cut short). */
 typedef struct metrics_log {
   int enabled;                  /* recd runs with an event log */
   uint64_t durable, applied;    /* last sequence on disk / in the online state */
