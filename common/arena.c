@@ -24,6 +24,9 @@ void arena_init(arena *a, size_t block_size) {
   a->block_size = block_size ? block_size : 16384;
   a->used_total = 0;
   a->budget = SIZE_MAX;
+  a->held = 0;
+  a->limit = SIZE_MAX;
+  a->grown = 0;
   a->pb.alloc = pb_alloc;
   a->pb.free = pb_free;
   a->pb.allocator_data = a;
@@ -38,6 +41,8 @@ void arena_destroy(arena *a) {
   }
   a->head = NULL;
   a->used_total = 0;
+  a->held = 0;
+  a->grown = 0;
 }
 
 void arena_reset(arena *a) {
@@ -57,9 +62,23 @@ void arena_reset(arena *a) {
   }
   a->head = keep;
   a->used_total = 0;
+  a->held = keep ? keep->cap : 0;
+  a->grown = 0;
 }
 
 void arena_fail_after(arena *a, size_t n) { a->budget = n; }
+
+void arena_set_limit(arena *a, size_t bytes) { a->limit = bytes; }
+
+enum { GROW_AFTER = 4, MAX_GROWN = 1 << 20 };
+
+/* The next block's size: ordinary for the first few, then doubling up to
+ * 1 MiB, and never less than 'need'. */
+static size_t next_cap(const arena *a, size_t need) {
+  size_t cap = a->block_size;
+  for (unsigned i = GROW_AFTER; i < a->grown && cap < MAX_GROWN; i++) cap *= 2;
+  return need > cap ? need : cap;
+}
 
 void *arena_alloc(arena *a, size_t n) {
   size_t need = (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1);
@@ -70,14 +89,16 @@ void *arena_alloc(arena *a, size_t n) {
   }
   arena_block *b = a->head;
   if (!b || b->cap - b->used < need) {
-    size_t cap = need > a->block_size ? need : a->block_size;
-    if (cap > SIZE_MAX - sizeof *b) return NULL;
+    size_t cap = next_cap(a, need);
+    if (cap > SIZE_MAX - sizeof *b || cap > a->limit - a->held || a->held > a->limit) return NULL;
     b = malloc(sizeof *b + cap);
     if (!b) return NULL;
     b->cap = cap;
     b->used = 0;
     b->prev = a->head;
     a->head = b;
+    a->held += cap;
+    a->grown++;
   }
   void *p = b->data + b->used;
   b->used += need;

@@ -13,15 +13,21 @@ typedef struct arena {
   size_t block_size;      /* size of ordinary blocks */
   size_t used_total;      /* bytes handed out since the last reset */
   size_t budget;          /* allocations left before they fail; SIZE_MAX: no limit */
+  size_t held;            /* bytes of blocks held now */
+  size_t limit;           /* most bytes of blocks it may hold; SIZE_MAX: no limit */
+  unsigned grown;         /* blocks added since the last reset */
   ProtobufCAllocator pb;  /* protobuf-c allocator drawing from this arena */
 } arena;
 
 /* Prepares 'a' with blocks of 'block_size' bytes (0 means 16 KiB). Allocates
- * nothing until first use. */
+ * nothing until first use. Blocks after the first few grow (to 1 MiB), so a
+ * large arena is a few large blocks, which malloc serves from mmap and
+ * returns to the system when the arena is reset. */
 void  arena_init(arena *a, size_t block_size);
 /* Frees every block. 'a' may be initialised again afterwards. */
 void  arena_destroy(arena *a);
-/* Forgets every allocation but keeps the newest block for reuse. */
+/* Forgets every allocation but keeps the newest block for reuse when it is
+ * an ordinary one (a large block goes back to the system). */
 void  arena_reset(arena *a);
 
 /* 'n' bytes aligned to 16, or NULL when out of memory. Never returns NULL for n == 0. */
@@ -32,6 +38,10 @@ void *arena_calloc(arena *a, size_t count, size_t size);
 char *arena_strndup(arena *a, const char *s, size_t n);
 /* printf into the arena; NULL on OOM or a format error. */
 char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Caps the bytes of blocks the arena may hold: past 'bytes', allocations
+ * fail as if memory ran out (SIZE_MAX: no cap). One call's memory bound. */
+void  arena_set_limit(arena *a, size_t bytes);
 
 /* Fault injection, SQLite-style: the next 'n' allocations succeed, every
  * later one fails as if memory ran out, until arena_init or a call with

@@ -5,9 +5,11 @@
 #include "common/xmath.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char MAGIC[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
@@ -106,6 +108,17 @@ int npy_f32_read(const char *path, npy_f32 *out, rec_error *err) {
   size_t n, bytes;
   if (rec_mul_overflow(a.rows, a.cols, &n) || rec_mul_overflow(n, sizeof(float), &bytes)) {
     rec_fail(err, rc, "%s: shape too large", path);
+    goto free_hdr;
+  }
+  /* The header is only a claim: check it against the file before
+   * allocating what it asks for (a forged shape would ask for terabytes). */
+  struct stat st;
+  long at = ftell(fp);
+  if (fstat(fileno(fp), &st) != 0 || at < 0 || st.st_size < at) goto truncated;
+  uint64_t have = (uint64_t)st.st_size - (uint64_t)at;
+  if (have != (uint64_t)bytes) {
+    rec_fail(err, rc, "%s: %s: header says %zu x %zu floats (%zu bytes), the file holds %llu bytes of data", path,
+             have < bytes ? "truncated" : "trailing bytes", a.rows, a.cols, bytes, (unsigned long long)have);
     goto free_hdr;
   }
   a.data = malloc(bytes ? bytes : 1);

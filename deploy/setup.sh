@@ -15,7 +15,7 @@ packages=(
   build-essential cmake pkg-config dpkg-dev ca-certificates
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   libfaiss-dev libopenblas-dev libuv1-dev libcunit1-dev
-  libcjson-dev libxxhash-dev libcsv-dev libhttp-parser-dev
+  libcjson-dev libxxhash-dev libcsv-dev libhttp-parser-dev zlib1g-dev
   python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy
   curl python3-rdata prometheus
 )

@@ -48,6 +48,8 @@ static const cfg_field FIELDS[] = {
     {"max_k", INT(max_k, 1, 10000), .def = "200", .help = "largest k a request may ask for"},
     {"max_exclude", INT(max_exclude, 0, 100000), .def = "1000",
      .help = "most exclude_item_ids per request"},
+    {"max_call_mb", INT(max_call_mb, 16, 65536), .def = "256",
+     .help = "memory one call may take (decoded request, candidates, reply), in MiB; past it RESOURCE_EXHAUSTED"},
     {"max_message_bytes", INT(max_message_bytes, 1024, 67108864), .def = "4194304",
      .help = "largest request or reply, in bytes (larger: RESOURCE_EXHAUSTED)"},
     {"max_concurrent_streams", INT(max_concurrent_streams, 1, 65536), .def = "256",

@@ -33,6 +33,7 @@ typedef struct recd_config {
   int max_k;
   int max_exclude;
   int max_message_bytes;
+  int max_call_mb;           /* memory one call may hold */
   int max_concurrent_streams;
   int requests_per_method;
   int max_inflight;

@@ -15,32 +15,41 @@ static int by_u32(const void *a, const void *b) {
 
 /* ---- checks ---- */
 
+int conv_check_id(rpc_ctx *ctx, const char *field, const char *id) {
+  size_t n = strlen(id);
+  if (n == 0) return rpc_fail(ctx, REC_EINVAL, "%s is required (1 to %d bytes)", field, REC_ID_MAX);
+  if (n > REC_ID_MAX) return rpc_fail(ctx, REC_EINVAL, "%s is %zu bytes; at most %d allowed", field, n, REC_ID_MAX);
+  if (strpbrk(id, "\t\r\n"))
+    return rpc_fail(ctx, REC_EINVAL, "%s contains a tab or line break; ids never do", field);
+  return 0;
+}
+
+int conv_check_text(rpc_ctx *ctx, const char *field, const char *s, size_t max) {
+  size_t n = strlen(s);
+  return n > max ? rpc_fail(ctx, REC_EINVAL, "%s is %zu bytes; at most %zu allowed", field, n, max) : 0;
+}
+
 static int check_ids(rpc_ctx *ctx, const conv_ids *l) {
   if (l->n > l->max)
     return rpc_fail(ctx, REC_EINVAL, "%s has %zu ids; at most %zu allowed", l->field, l->n, l->max);
-  for (size_t i = 0; i < l->n; i++)
-    if (strlen(l->ids[i]) > REC_ID_MAX)
-      return rpc_fail(ctx, REC_EINVAL, "%s[%zu] is longer than %d bytes", l->field, i, REC_ID_MAX);
+  for (size_t i = 0; i < l->n; i++) {
+    char field[96];
+    snprintf(field, sizeof field, "%s[%zu]", l->field, i);
+    int rc = conv_check_id(ctx, field, l->ids[i]);
+    if (rc) return rc;
+  }
   return 0;
 }
 
 int conv_check(rpc_ctx *ctx, const conv_shape *s) {
-  if (s->user_id) {
-    size_t ulen = strlen(s->user_id);
-    if (ulen == 0) return rpc_fail(ctx, REC_EINVAL, "user_id is required");
-    if (ulen > REC_ID_MAX)
-      return rpc_fail(ctx, REC_EINVAL, "user_id is %zu bytes; at most %d allowed", ulen, REC_ID_MAX);
-  }
+  int rc;
+  if (s->user_id && (rc = conv_check_id(ctx, "user_id", s->user_id))) return rc;
   if (s->k < 1 || s->k > s->max_k)
     return rpc_fail(ctx, REC_EINVAL, "%s must be between 1 and %lld, got %lld", s->k_field,
                     (long long)s->max_k, (long long)s->k);
-  for (size_t i = 0; i < sizeof s->lists / sizeof s->lists[0] && s->lists[i].field; i++) {
-    int rc = check_ids(ctx, &s->lists[i]);
-    if (rc) return rc;
-  }
-  if (s->request_id && strlen(s->request_id) > REC_ID_MAX)
-    return rpc_fail(ctx, REC_EINVAL, "request_id is longer than %d bytes", REC_ID_MAX);
-  return 0;
+  for (size_t i = 0; i < sizeof s->lists / sizeof s->lists[0] && s->lists[i].field; i++)
+    if ((rc = check_ids(ctx, &s->lists[i]))) return rc;
+  return s->request_id ? conv_check_text(ctx, "request_id", s->request_id, REC_ID_MAX) : 0;
 }
 
 /* ---- requests into rules ---- */
@@ -130,10 +139,12 @@ int conv_cursor(rpc_ctx *ctx, const char *cur, const bundle *b, size_t k, size_t
                 size_t *offset) {
   *offset = 0;
   if (!*cur) return 0;
-  char *end;
-  unsigned long long off = strtoull(cur, &end, 10);
-  if (end == cur || *end != '@')
+  /* Digits only: no sign, no blanks, nothing strtoull would wrap. */
+  size_t digits = strspn(cur, "0123456789");
+  if (digits == 0 || digits > 9 || cur[digits] != '@')
     return rpc_fail(ctx, REC_EINVAL, "page_cursor is malformed; pass back next_cursor unchanged");
+  const char *end = cur + digits;
+  unsigned long long off = strtoull(cur, NULL, 10);
   if (strcmp(end + 1, b->version) != 0)
     return rpc_fail(ctx, REC_EINVAL, "page_cursor belongs to bundle %.128s, now serving %s; "
                     "request the first page again", end + 1, b->version);

@@ -27,6 +27,12 @@ typedef struct conv_shape {
 } conv_shape;
 /* The one request validator: what can be checked without a bundle. */
 int conv_check(rpc_ctx *ctx, const conv_shape *s);
+/* An id a bundle could hold: 1..REC_ID_MAX bytes and no tab, CR or LF
+ * (bundle files are TSV; such an id can never match). 'field' names it in
+ * the error: "user_id", "events[3].item_id". */
+int conv_check_id(rpc_ctx *ctx, const char *field, const char *id);
+/* A free-text field (context.surface): at most 'max' bytes. */
+int conv_check_text(rpc_ctx *ctx, const char *field, const char *s, size_t max);
 
 /* Item rows of the ids the catalog knows (unknown ids are skipped: they
  * cannot be returned anyway), sorted when asked. NULL when out of memory. */

@@ -15,6 +15,7 @@
 #include "server/rpc_fanout.h"
 #include "server/rpc.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -256,6 +257,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   rec_log_set_level(level_of(cfg.log_level));
+  /* A fixed threshold: blocks of 256 KiB and more (a large call's arena,
+   * big messages) come from mmap and go back to the system when freed.
+   * glibc would otherwise raise the threshold after the first large free
+   * and keep such memory in the heap for good. */
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
   signal(SIGPIPE, SIG_IGN);
   retrieve_thread_init();
   rank_config *rank_cfg;
@@ -269,6 +275,10 @@ int main(int argc, char **argv) {
   rpc_server_opts o = {.listen = cfg.listen, .threads = cfg.threads,
                        .requests_per_method = cfg.requests_per_method,
                        .max_message_bytes = cfg.max_message_bytes,
+                       .max_call_bytes = (size_t)cfg.max_call_mb << 20,
+                       .limits = {.max_repeated = (size_t)(cfg.max_exclude > 10000 ? cfg.max_exclude : 10000),
+                                  .max_unknown = rpc_default_limits.max_unknown,
+                                  .max_depth = rpc_default_limits.max_depth},
                        .max_concurrent_streams = cfg.max_concurrent_streams,
                        .max_inflight = cfg.max_inflight, .keepalive_ms = cfg.keepalive_ms,
                        .keepalive_timeout_ms = cfg.keepalive_timeout_ms,

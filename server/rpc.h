@@ -41,6 +41,25 @@ typedef struct rpc_ctx {
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);
 
+/* What any request may hold, checked on its bytes before decoding. */
+typedef struct rpc_limits {
+  size_t max_repeated;           /* elements of any one repeated field */
+  size_t max_unknown;            /* unknown fields in any one message */
+  int max_depth;                 /* message nesting */
+} rpc_limits;
+extern const rpc_limits rpc_default_limits;
+
+/* Decodes a request the way the server does: a walk of the bytes against
+ * 'd' refuses, before anything is allocated, a string field that is not
+ * UTF-8 or holds a NUL byte (REC_EINVAL, 'err' naming the field, e.g.
+ * "events[3].user_id is not valid UTF-8"), a repeated field past
+ * max_repeated elements (REC_ETOOBIG), too many unknown fields, too deep
+ * nesting and malformed bytes (REC_EINVAL); then protobuf-c unpacks into
+ * 'a'. Returns the message, or NULL with 'err' filled. NULL 'lim': the
+ * defaults. */
+ProtobufCMessage *rpc_decode(const uint8_t *p, size_t n, const ProtobufCMessageDescriptor *d,
+                             const rpc_limits *lim, arena *a, rec_error *err);
+
 typedef struct rpc_method {
   const char *path;                        /* "/rec.v1.Ranking/Recommend" */
   const ProtobufCMessageDescriptor *in, *out;
@@ -52,6 +71,8 @@ typedef struct rpc_server_opts {
   int threads;                   /* completion-queue workers, >= 1 */
   int requests_per_method;       /* requests kept posted per method and worker */
   int max_message_bytes;         /* larger requests fail RESOURCE_EXHAUSTED */
+  rpc_limits limits;             /* what a request may hold; zeros: rpc_default_limits */
+  size_t max_call_bytes;         /* memory one call's arena may hold; 0: no cap */
   int max_concurrent_streams;    /* per HTTP/2 connection */
   int max_inflight;              /* calls past this fail RESOURCE_EXHAUSTED at once; 0 = no cap */
   int keepalive_ms;              /* ping idle connections this often; 0 = gRPC's default */

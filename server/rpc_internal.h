@@ -53,6 +53,11 @@ typedef struct rpc_health {
 
 /* A message packed into a new byte buffer (caller destroys it). */
 grpc_byte_buffer *rpc__pack(const ProtobufCMessage *m);
+/* A request's byte buffer (plain, or gzip/deflate inflated to at most
+ * 'max' bytes) decoded into 'a' through rpc_decode; NULL with 'err' filled
+ * (REC_EINVAL, REC_ETOOBIG, REC_EUNIMPL, REC_ENOMEM). */
+ProtobufCMessage *rpc__read_request(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                                    const rpc_limits *lim, size_t max, arena *a, rec_error *err);
 /* A byte buffer decoded into 'a'; NULL if it is not a valid 'd'. */
 ProtobufCMessage *rpc__unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d, arena *a);
 

@@ -242,6 +242,7 @@ static void handle(worker *w, ucall *c) {
   rpc_server *s = w->srv;
   c->start_ns = rec_mono_ns();
   c->w = w;
+  arena_set_limit(&c->arena, s->opts.max_call_bytes ? s->opts.max_call_bytes : SIZE_MAX);
   c->ctx = (rpc_ctx){.arena = &c->arena, .app = s->opts.app, .server = s, .call = c};
   rpc_ctx *ctx = &c->ctx;
   ProtobufCMessage *in = NULL, *out = NULL;
@@ -269,8 +270,9 @@ static void handle(worker *w, ucall *c) {
   }
   if (!c->payload)
     rc = rpc_fail(ctx, REC_EINVAL, "request message missing");
-  else if (!(in = rpc__unpack(c->payload, m->in, &c->arena)))
-    rc = rpc_fail(ctx, REC_EINVAL, "request body is not a valid %s protobuf message", m->in->name);
+  else if (!(in = rpc__read_request(c->payload, m->in, &s->opts.limits, (size_t)s->opts.max_message_bytes,
+                                    &c->arena, &ctx->err)))
+    rc = ctx->err.code;
   else if (s->regs[c->reg].watch) {
     rpc__health_watch_start(&s->health, c->call, in);
     c->call = NULL; /* the watch owns it now */
@@ -359,6 +361,7 @@ static grpc_server *create_server(const rpc_server_opts *o) {
       /* Clients may ping idle connections, but not more often than every 10 s. */
       {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 10000}},
       {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, {.integer = 0}},
   };
   grpc_channel_args ca = {sizeof args / sizeof args[0], args};
   return grpc_server_create(&ca, NULL);
@@ -415,6 +418,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
     return rec_fail(err, REC_ENOMEM, "out of memory");
   }
   s->opts = *o;
+  if (!s->opts.limits.max_repeated) s->opts.limits = rpc_default_limits;
   atomic_init(&s->stopping, false);
   atomic_init(&s->inflight, 0);
   s->workers = calloc((size_t)o->threads, sizeof *s->workers);

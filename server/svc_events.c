@@ -7,11 +7,15 @@
 #include "common/clock.h"
 #include "rec/v1/events.pb-c.h"
 #include "server/app.h"
+#include "server/convert.h"
 #include "server/metrics.h"
 
 #include <string.h>
 
 #define MAX_EVENTS 1000
+#define MAX_QUANTITY 1000000
+#define EARLIEST_MS 946684800000LL   /* 2000-01-01: older times are a client's bug */
+#define AHEAD_MS (24LL * 3600 * 1000) /* clocks may disagree, by a day at most */
 
 typedef struct batch {
   rpc_ctx *ctx;
@@ -21,14 +25,24 @@ typedef struct batch {
 } batch;
 
 static int check_event(rpc_ctx *ctx, size_t i, const Rec__V1__Event *e, int64_t now_ms, ev_record *r) {
-  size_t ul = strlen(e->user_id), il = strlen(e->item_id);
-  if (!ul || ul > REC_ID_MAX || !il || il > REC_ID_MAX)
-    return rpc_fail(ctx, REC_EINVAL, "events[%zu]: user_id and item_id must be 1 to %d bytes", i, REC_ID_MAX);
+  char field[48];
+  int rc;
+  snprintf(field, sizeof field, "events[%zu].user_id", i);
+  if ((rc = conv_check_id(ctx, field, e->user_id))) return rc;
+  snprintf(field, sizeof field, "events[%zu].item_id", i);
+  if ((rc = conv_check_id(ctx, field, e->item_id))) return rc;
   if (e->type < REC__V1__EVENT_TYPE__EVENT_TYPE_VIEW || e->type > REC__V1__EVENT_TYPE__EVENT_TYPE_PURCHASE)
     return rpc_fail(ctx, REC_EINVAL, "events[%zu].type must be VIEW, ADD_TO_CART or PURCHASE", i);
-  if (e->quantity < 0 || !(e->price >= 0) || e->price > 1e12 || e->time_unix_ms < 0)
-    return rpc_fail(ctx, REC_EINVAL, "events[%zu]: quantity, price and time_unix_ms must be >= 0 "
-                    "(returns are not events)", i);
+  bool purchase = e->type == REC__V1__EVENT_TYPE__EVENT_TYPE_PURCHASE;
+  if (e->quantity < (purchase ? 1 : 0) || e->quantity > MAX_QUANTITY)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu].quantity must be %d to %d, got %d (returns are not events)",
+                    i, purchase ? 1 : 0, MAX_QUANTITY, e->quantity);
+  if (!(e->price >= 0) || e->price > 1e12)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu].price must be 0 to 1e12, got %g", i, e->price);
+  if (e->time_unix_ms != 0 && (e->time_unix_ms < EARLIEST_MS || e->time_unix_ms > now_ms + AHEAD_MS))
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu].time_unix_ms must be 0 (now) or from 2000-01-01 to a day "
+                    "ahead of the server's clock, got %lld", i, (long long)e->time_unix_ms);
+  size_t ul = strlen(e->user_id), il = strlen(e->item_id);
   *r = (ev_record){.time_ms = e->time_unix_ms ? e->time_unix_ms : now_ms, .type = (int32_t)e->type,
                    .quantity = e->quantity ? e->quantity : 1, .price = e->price,
                    .user = e->user_id, .item = e->item_id, .user_len = (uint16_t)ul,

@@ -16,6 +16,7 @@
 
 #define MAX_ANCHORS 100
 #define MAX_EXPLAIN 100
+#define MAX_CONTEXT_TEXT 64  /* context.surface and context.device */
 #define MAX_PAGES 50 /* offset + k is at most max_k * MAX_PAGES */
 
 /* One Recommend in flight, in its arena. */
@@ -35,7 +36,13 @@ static int check(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__RecommendR
                   .lists = {{"exclude_item_ids", q->exclude_item_ids, q->n_exclude_item_ids, (size_t)cfg->max_exclude},
                             {"anchor_item_ids", q->anchor_item_ids, q->n_anchor_item_ids, MAX_ANCHORS},
                             {"explain_item_ids", q->explain_item_ids, q->n_explain_item_ids, MAX_EXPLAIN}}};
-  return conv_check(ctx, &s);
+  int rc = conv_check(ctx, &s);
+  if (rc || !q->context) return rc;
+  if ((rc = conv_check_text(ctx, "context.surface", q->context->surface, MAX_CONTEXT_TEXT)) ||
+      (rc = conv_check_text(ctx, "context.device", q->context->device, MAX_CONTEXT_TEXT)))
+    return rc;
+  return q->context->time_unix_ms < 0
+           ? rpc_fail(ctx, REC_EINVAL, "context.time_unix_ms must be >= 0 (0: now)") : 0;
 }
 
 static int by_purchase_item(const void *a, const void *b) {

@@ -64,6 +64,11 @@ static void refuses_what_it_would_misread(void) {
   write_raw(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n", 17);
   CU_ASSERT_EQUAL(npy_f32_read(p, &a, &e), REC_ECORRUPT);
   CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "trailing"));
+  /* A forged shape asking for 128 TiB is refused by a size check, not by
+   * an allocation that fails (or, worse, succeeds lazily). */
+  write_raw(p, "{'descr': '<f4', 'fortran_order': False, 'shape': (35184372088832, 1), }\n", 64);
+  CU_ASSERT_EQUAL(npy_f32_read(p, &a, &e), REC_ECORRUPT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "truncated: header says 35184372088832 x 1 floats"));
   test_write_file(p, "not numpy at all");
   CU_ASSERT_EQUAL(npy_f32_read(p, &a, &e), REC_ECORRUPT);
   CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, p));

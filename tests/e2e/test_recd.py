@@ -592,7 +592,7 @@ class EventsTest(unittest.TestCase):
         bundle = shop_bundle("shop_events")
         d = Recd(bundle, "--event_log=" + os.path.join(TMP, "log_bad"))
         try:
-            for events, msg in (([("", "I01", E.EVENT_TYPE_VIEW)], "events[0]: user_id"),
+            for events, msg in (([("", "I01", E.EVENT_TYPE_VIEW)], "events[0].user_id"),
                                 ([("u", "I01", E.EVENT_TYPE_UNSPECIFIED)], "events[0].type"),
                                 ([], "1 to 1000 events")):
                 with self.assertRaises(grpc.RpcError) as cm:
@@ -797,7 +797,7 @@ class NonBlockingTest(unittest.TestCase):
                 self.assertEqual(len(r.items), 6)
                 self.assertTrue([x for x in r.degraded_reasons if x.startswith("shard_unavailable:")],
                                 r.degraded_reasons)
-                self.assertFalse(any(f.done() for f in slow))
+                self.assertFalse([f.result() for f in slow if f.done()])
             finally:
                 os.kill(shards[1].proc.pid, signal.SIGCONT)
             for f in slow:  # the shard is back: the waiting calls complete, whole
@@ -884,6 +884,214 @@ class NonBlockingTest(unittest.TestCase):
                     f.write(manifest)
             pool.shutdown()
             self.assertEqual(d.close(), 0, d.output())
+
+
+def raw_call(channel, method):
+    """A unary call that sends and returns raw bytes, for requests no stub would build."""
+    return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+
+
+def vm_rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+class HostileInputTest(unittest.TestCase):
+    """Bytes no conforming client would send: every one refused with a status
+    that names the field, within bounded memory, and the server serves on."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.recd = Recd(shop_bundle("shop_hostile"), "--max_message_bytes=4194304",
+                        "--event_log=" + os.path.join(TMP, "log_hostile"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.recd.close()
+
+    def refused(self, method, body, code, text, **kw):
+        import grpc
+        with self.assertRaises(grpc.RpcError) as cm:
+            raw_call(self.recd.channel, method)(body, timeout=30, **kw)
+        self.assertEqual(cm.exception.code(), code, cm.exception.details())
+        self.assertIn(text, cm.exception.details())
+
+    def test_strings_are_utf8_without_nul(self):
+        import grpc
+        R, E = pb["ranking"], pb["events"]
+        ok = R.RecommendRequest(user_id="U04", k=3).SerializeToString()
+        self.assertTrue(raw_call(self.recd.channel, "/rec.v1.Ranking/Recommend")(ok, timeout=10))
+        # user_id "U04\0other": protobuf-c would have served it as "U04".
+        body = b"\x0a\x09U04\x00other\x10\x03"
+        self.refused("/rec.v1.Ranking/Recommend", body, grpc.StatusCode.INVALID_ARGUMENT, "user_id contains a NUL byte")
+        # request_id that is not UTF-8: echoing it would break the caller's parser.
+        body = ok + b"\x52\x02\xc3\x28"  # field 10 (request_id)
+        self.refused("/rec.v1.Ranking/Recommend", body, grpc.StatusCode.INVALID_ARGUMENT, "request_id is not valid UTF-8")
+        ev = E.Event(user_id="u", item_id="I01", type=E.EVENT_TYPE_VIEW).SerializeToString()
+        bad_ev = b"\x0a\x01u\x12\x03I\xff1\x18\x01"
+        body = b"\x0a" + bytes([len(ev)]) + ev + b"\x0a" + bytes([len(bad_ev)]) + bad_ev
+        self.refused("/rec.v1.Events/Record", body, grpc.StatusCode.INVALID_ARGUMENT, "events[1].item_id is not valid UTF-8")
+        # Ids with a tab or a line break can never be bundle ids.
+        for uid in ("U\t04", "U04\n"):
+            with self.assertRaises(grpc.RpcError) as cm:
+                self.recd.ranking.Recommend(R.RecommendRequest(user_id=uid, k=3), timeout=10)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("user_id contains a tab or line break", cm.exception.details())
+        self.assertEqual(len(self.recd.ranking.Recommend(R.RecommendRequest(user_id="U04", k=3), timeout=10).items), 3)
+
+    def test_cursors_are_parsed_strictly(self):
+        import grpc
+        R = pb["ranking"]
+        first = self.recd.ranking.Recommend(R.RecommendRequest(user_id="U04", k=3), timeout=10)
+        version = first.next_cursor.split("@", 1)[1]
+        for cur in ("-3@" + version, "+3@" + version, " 3@" + version, "18446744073709551619@" + version,
+                    "3@", "@" + version, "3"):
+            with self.assertRaises(grpc.RpcError) as cm:
+                self.recd.ranking.Recommend(R.RecommendRequest(user_id="U04", k=3, page_cursor=cur), timeout=10)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, cur)
+            self.assertIn("page_cursor", cm.exception.details())
+
+    def test_memory_stays_bounded(self):
+        """Six concurrent 4 MiB Records of 2 million empty events each, then a
+        gzip request that inflates to 64 MiB: each refused before it is
+        decoded, recd's RSS stays within 200 MiB of idle and comes back."""
+        import grpc
+        import threading
+        pid = self.recd.proc.pid
+        idle = vm_rss_mib(pid)
+        peak, stop = [idle], threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                peak[0] = max(peak[0], vm_rss_mib(pid))
+                time.sleep(0.005)
+        poller = threading.Thread(target=poll)
+        poller.start()
+        results = []
+        body = b"\x0a\x00" * (2 * 1024 * 1024 - 16)
+
+        def flood():
+            try:
+                raw_call(self.recd.channel, "/rec.v1.Events/Record")(body, timeout=60)
+                results.append("OK")
+            except grpc.RpcError as e:
+                results.append((e.code(), e.details()))
+        try:
+            threads = [threading.Thread(target=flood) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(len(results), 6)
+            for r in results:
+                self.assertEqual(r[0], grpc.StatusCode.RESOURCE_EXHAUSTED, r)
+                self.assertIn("events holds more than 10000 elements", r[1])
+            # user_id of 64 MiB, gzip-compressed by the client to about 64 KiB.
+            bomb = b"\x0a\x80\x80\x80\x20" + b"a" * (64 << 20)
+            ch = grpc.insecure_channel(self.recd.addr, options=[("grpc.max_send_message_length", -1)])
+            try:
+                with self.assertRaises(grpc.RpcError) as cm:
+                    raw_call(ch, "/rec.v1.Ranking/Recommend")(bomb, timeout=60, compression=grpc.Compression.Gzip)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                self.assertIn("inflates past 4194304 bytes", cm.exception.details())
+                # A small compressed request is served.
+                ok = pb["ranking"].RecommendRequest(user_id="U04", k=3).SerializeToString()
+                self.assertTrue(raw_call(ch, "/rec.v1.Ranking/Recommend")(ok, timeout=10, compression=grpc.Compression.Gzip))
+            finally:
+                ch.close()
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            poller.join()
+        after = vm_rss_mib(pid)
+        sys.stderr.write("\n  recd RSS: idle %.0f MiB, peak %.0f, after %.0f\n" % (idle, peak[0], after))
+        self.assertLess(peak[0] - idle, 200)
+        self.assertLess(after - idle, 64)
+
+
+class LimitsTest(unittest.TestCase):
+    """Walks the limits table of docs/api.md: at each limit the call is
+    answered, just past it the call is refused with the status the table says."""
+
+    BASE = {"Recommend": lambda: pb["ranking"].RecommendRequest(user_id="U04", k=3),
+            "SimilarItems": lambda: pb["ranking"].SimilarItemsRequest(item_ids=["I01"], k=3),
+            "Record": lambda: pb["events"].RecordRequest(
+                events=[pb["events"].Event(user_id="u", item_id="I01", type=pb["events"].EVENT_TYPE_VIEW)])}
+
+    def rows(self):
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "api.md")
+        with open(path) as f:
+            text = f.read().split("## Limits", 1)[1]
+        for line in text.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 5 and cells[2] in ("bytes", "int", "count"):
+                lo, hi = (int(x) for x in cells[3].split(".."))
+                yield cells[0], cells[1], cells[2], lo, hi, cells[4]
+
+    def request(self, method):
+        if method == "Retrieve":
+            from rec.v1 import retrieval_pb2
+            return retrieval_pb2.RetrieveRequest(user_id="U04", num_candidates=10)
+        return self.BASE[method]()
+
+    def element(self, field):
+        return {"filters.include_categories": "cat0", "item_ids": "I01"}.get(field, "I01")
+
+    def set_value(self, req, field, kind, n):
+        target, name = req, field
+        if field.startswith("events."):
+            target, name = req.events[0], field.split(".", 1)[1]
+        elif "." in field:
+            parent, name = field.split(".", 1)
+            target = getattr(req, parent)
+        if kind == "bytes":
+            setattr(target, name, "x" * n)
+        elif kind == "int":
+            setattr(target, name, n)
+        elif field == "events":
+            one = req.events[0]
+            del req.events[:]
+            req.events.extend([one] * n)
+        else:
+            del getattr(target, name)[:]
+            getattr(target, name).extend([self.element(field)] * n)
+
+    def call(self, d, method, req):
+        import grpc
+        from rec.v1 import retrieval_pb2_grpc
+        stubs = {"Recommend": d.ranking.Recommend, "SimilarItems": d.ranking.SimilarItems,
+                 "Retrieve": retrieval_pb2_grpc.RetrievalStub(d.channel).Retrieve,
+                 "Record": pb["events_grpc"].EventsStub(d.channel).Record}
+        try:
+            stubs[method](req, timeout=10)
+            return grpc.StatusCode.OK, ""
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+
+    def test_every_limit_in_the_table(self):
+        import grpc
+        d = Recd(shop_bundle("shop_limits"), "--event_log=" + os.path.join(TMP, "log_limits"),
+                 "--max_message_bytes=4194304")
+        walked = 0
+        try:
+            for method, field, kind, lo, hi, status in self.rows():
+                name = field.split(".")[-1]
+                for n, want in ((lo, "OK"), (hi, "OK"), (lo - 1, status), (hi + 1, status)):
+                    if n < 0 and kind != "int":
+                        continue
+                    req = self.request(method)
+                    self.set_value(req, field, kind, n)
+                    code, details = self.call(d, method, req)
+                    self.assertEqual(code.name, want, "%s %s=%s: %s" % (method, field, n, details))
+                    if want != "OK":
+                        self.assertIn(name, details, "%s %s=%s" % (method, field, n))
+                walked += 1
+        finally:
+            self.assertEqual(d.close(), 0)
+        self.assertGreaterEqual(walked, 15)
 
 
 class ProcessTest(unittest.TestCase):

@@ -15,6 +15,7 @@ static Rec__V1__Event event(const char *user, const char *item, Rec__V1__EventTy
   e.item_id = (char *)item;
   e.type = type;
   e.time_unix_ms = 1700000000000;
+  e.quantity = 1;
   return e;
 }
 
@@ -57,7 +58,7 @@ static void bad_events_are_refused_whole(void) {
   CU_ASSERT_EQUAL(eventlog_last_seq(w.ap.log), 0); /* nothing of the batch was written */
   e[1] = event("u", "", REC__V1__EVENT_TYPE__EVENT_TYPE_VIEW);
   CU_ASSERT_EQUAL(world_call(&w, &h_record, &q.base, INT64_MAX, &out), REC_EINVAL);
-  CU_ASSERT_PTR_NOT_NULL(strstr(w.ctx.err.msg, "events[1]: user_id and item_id"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(w.ctx.err.msg, "events[1].item_id is required"));
   e[1] = event("u", "I00002", REC__V1__EVENT_TYPE__EVENT_TYPE_VIEW);
   e[1].price = -1;
   CU_ASSERT_EQUAL(world_call(&w, &h_record, &q.base, INT64_MAX, &out), REC_EINVAL);
