@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 typedef struct worker worker;
@@ -29,6 +30,7 @@ typedef struct ucall {
   grpc_slice status_details;
   int cancelled;
   bool counted;             /* holds one of the server's in-flight slots */
+  bool open;                /* counted in rpc_server.open_calls */
   int64_t start_ns;         /* arrival, for the latency observed */
   grpc_status_code status;  /* sent with the final batch */
   arena arena;
@@ -72,6 +74,7 @@ struct rpc_server {
   size_t n_regs;
   atomic_bool stopping;
   atomic_int inflight;      /* calls between arrival and their final status */
+  atomic_int open_calls;    /* calls handled and not yet released, pending ones included */
   rpc_health health;
 };
 
@@ -175,6 +178,8 @@ static void release(worker *w, ucall *c) {
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   c->ctx.call = NULL;
   c->counted = false;
+  if (c->open) atomic_fetch_sub(&w->srv->open_calls, 1);
+  c->open = false;
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
   if (c->finishing) grpc_slice_unref(c->status_details);
@@ -242,6 +247,8 @@ static void handle(worker *w, ucall *c) {
   rpc_server *s = w->srv;
   c->start_ns = rec_mono_ns();
   c->w = w;
+  c->open = true;
+  atomic_fetch_add(&s->open_calls, 1);
   arena_set_limit(&c->arena, s->opts.max_call_bytes ? s->opts.max_call_bytes : SIZE_MAX);
   c->ctx = (rpc_ctx){.arena = &c->arena, .app = s->opts.app, .server = s, .call = c};
   rpc_ctx *ctx = &c->ctx;
@@ -421,6 +428,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
   if (!s->opts.limits.max_repeated) s->opts.limits = rpc_default_limits;
   atomic_init(&s->stopping, false);
   atomic_init(&s->inflight, 0);
+  atomic_init(&s->open_calls, 0);
   s->workers = calloc((size_t)o->threads, sizeof *s->workers);
   if (!s->workers || rpc__health_init(&s->health, o->methods, o->n_methods) != 0) {
     s->opts.threads = 0;
@@ -469,8 +477,22 @@ bool rpc_server_serving(const rpc_server *s) {
   return v;
 }
 
+/* A call still waiting for rpc_complete (a shard's answer, a group commit)
+ * would start its final batch on a queue already shut down, which gRPC
+ * treats as a fatal bug: the queues stay up, and the workers keep running,
+ * until every such call is over. Each of those waits is bounded (deadlines,
+ * the commit thread), so this is too; the extra margin is for a bug. */
+static void wait_for_pending(rpc_server *s, int drain_ms) {
+  int64_t until = rec_mono_ns() + ((int64_t)drain_ms + 60000) * 1000000;
+  while (atomic_load(&s->open_calls) > 0 && rec_mono_ns() < until)
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  int left = atomic_load(&s->open_calls);
+  if (left > 0) LOG_ERROR("calls never completed; stopping anyway", "calls=%d", left);
+}
+
 /* The order gRPC requires: shutdown_and_notify, wait (bounded), cancel the
- * rest, then shut the queues down and drain them before destroying. */
+ * rest, let pending calls finish, then shut the queues down and drain them
+ * before destroying. */
 void rpc_server_stop(rpc_server *s, int drain_ms) {
   atomic_store(&s->stopping, true);
   rpc__health_set(&s->health, false);
@@ -489,6 +511,7 @@ void rpc_server_stop(rpc_server *s, int drain_ms) {
   grpc_completion_queue_shutdown(scq);
   grpc_completion_queue_pluck(scq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   grpc_completion_queue_destroy(scq);
+  wait_for_pending(s, drain_ms);
   for (int i = 0; i < s->opts.threads; i++) grpc_completion_queue_shutdown(s->workers[i].cq);
   for (int i = 0; i < s->opts.threads; i++) pthread_join(s->workers[i].thread, NULL);
   destroy(s);

@@ -761,6 +761,21 @@ class TiersTest(unittest.TestCase):
         self.assertIn("retrieval: role=ranking needs --retrieval", r.stderr)
 
 
+def wait_stopped(pid, timeout=10):
+    """SIGSTOP takes effect when the process is next scheduled: on a busy
+    machine it can answer for some milliseconds after kill() returned."""
+    def state(path):
+        with open(path) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = glob.glob("/proc/%d/task/*/stat" % pid)
+        if tasks and all(state(t) == "T" for t in tasks):
+            return
+        time.sleep(0.005)
+    raise AssertionError("process %d did not stop" % pid)
+
+
 class NonBlockingTest(unittest.TestCase):
     """With one worker thread, calls that wait (a stalled shard, a group
     commit, a bundle load) never hold the worker: Health and Recommend keep
@@ -786,6 +801,7 @@ class NonBlockingTest(unittest.TestCase):
             req = pb["ranking"].RecommendRequest(user_id="U04", k=6)
             self.assertEqual(len(rank.ranking.Recommend(req, timeout=10).items), 6)
             os.kill(shards[1].proc.pid, signal.SIGSTOP)
+            wait_stopped(shards[1].proc.pid)
             try:
                 # Calls that wait up to 20 s for the stalled shard...
                 slow = [rank.ranking.Recommend.future(req, timeout=30) for _ in range(4)]
