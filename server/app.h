@@ -17,10 +17,11 @@
 typedef void (*app_reload_fn)(void *arg, int rc, const char *old_v, const char *new_v,
                               const rec_error *err);
 /* Queues a reload of 'path' to run off the serving threads and returns 0
- * ('done' runs once later, on another thread), or fails at once (shutting
- * down, out of memory) with 'err' filled and never calls 'done'. */
-typedef int (*app_reload_start_fn)(void *owner, const char *path, app_reload_fn done, void *arg,
-                                   rec_error *err);
+ * ('done' runs once later, on another thread; not loading at all when the
+ * caller's deadline passes first), or fails at once (shutting down, too
+ * many queued, out of memory) with 'err' filled and never calls 'done'. */
+typedef int (*app_reload_start_fn)(void *owner, const char *path, int64_t deadline_ns, app_reload_fn done,
+                                   void *arg, rec_error *err);
 
 typedef struct app {
   const recd_config *cfg;

@@ -2,6 +2,7 @@
 #include "server/convert.h"
 #include "common/clock.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +315,31 @@ Rec__V1__Candidate *conv_candidate(arena *a, const bundle *b, const rec_candidat
   return x;
 }
 
+static int by_item(const void *x, const void *y) {
+  return by_u32(&((const rec_candidate *)x)->item, &((const rec_candidate *)y)->item);
+}
+
+/* One candidate per item, whatever the shards sent (overlapping shards, a
+ * shard listing an item twice): sources joined, the best raw score kept per
+ * source. The ranking tier counts on it (pins, pages). */
+static size_t unique_items(rec_candidate *c, size_t n) {
+  if (n == 0) return 0;
+  qsort(c, n, sizeof *c, by_item);
+  size_t m = 0;
+  for (size_t i = 1; i < n; i++) {
+    if (c[i].item != c[m].item) {
+      c[++m] = c[i];
+      continue;
+    }
+    for (int s = 0; s < REC_SRC_COUNT; s++) {
+      if (!(c[i].sources & (1u << s))) continue;
+      if (!(c[m].sources & (1u << s)) || c[i].raw[s] > c[m].raw[s]) c[m].raw[s] = c[i].raw[s];
+      c[m].sources |= 1u << s;
+    }
+  }
+  return m + 1;
+}
+
 int conv_merge_candidates(arena *a, const bundle *b, Rec__V1__RetrieveResponse *const *rs, size_t n,
                           retrieve_result *out) {
   size_t total = 0;
@@ -326,12 +352,14 @@ int conv_merge_candidates(arena *a, const bundle *b, Rec__V1__RetrieveResponse *
       if (!catalog_find(b->catalog, x->item_id, strlen(x->item_id), &c[out->n].item)) continue;
       for (size_t k = 0; k < x->n_scores; k++)
         for (int s = 0; s < REC_SRC_COUNT; s++)
-          if (x->scores[k]->source == SOURCE_PROTO[s]) {
+          if (x->scores[k]->source == SOURCE_PROTO[s] && isfinite(x->scores[k]->raw)) {
             c[out->n].sources |= 1u << s;
             c[out->n].raw[s] = x->scores[k]->raw;
           }
-      out->n++;
+      if (c[out->n].sources) out->n++; /* a candidate no source vouches for is not one */
+      else c[out->n] = (rec_candidate){0};
     }
+  out->n = unique_items(c, out->n);
   out->cands = c;
   return 0;
 }

@@ -12,11 +12,11 @@
 #include "server/admin_http.h"
 #include "server/handlers.h"
 #include "server/metrics.h"
+#include "server/reloader.h"
 #include "server/rpc_fanout.h"
 #include "server/rpc.h"
 
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,126 +28,37 @@ static const rpc_method *const METHODS[] = {
     &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload, &h_status,
 };
 
-/* One bundle load: the first, SIGHUP's, the watch's or Admin.Reload's. */
-typedef struct load_job {
-  uv_work_t work;
-  struct runtime *rt;
-  char path[4096];
-  app_reload_fn done;        /* Admin.Reload's completion; NULL for the others */
-  void *arg;
-  int rc;
-  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
-  rec_error err;
-  struct load_job *next;
-} load_job;
-
-/* The main thread's libuv loop: signals, the admin port, and bundle loads
- * on libuv's worker pool, so neither the loop (which answers /readyz) nor
- * a gRPC worker (Admin.Reload) waits for a load. Loads run one at a time,
- * in the order asked; any thread may queue one. */
+/* The main thread's libuv loop: signals, the admin port, the bundle
+ * watch, and the reloader (bundle loads on libuv's pool). */
 typedef struct runtime {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t grace;
   uv_fs_event_t watch;       /* the bundle path's directory, with --watch_bundle */
-  uv_async_t wake;           /* a load was queued */
   app *ap;
   rpc_server *srv;
   admin_http *admin;
+  reloader *loads;
   int port, exit_code;
   bool served, draining;
-  pthread_mutex_t mu;        /* guards the queue and 'accepting' */
-  load_job *head, *tail;     /* queued loads */
-  bool accepting;            /* false once the loop is closing */
-  load_job *running;         /* loop thread only */
+  bool abandoned;            /* a load was still running when recd stopped */
 } runtime;
 
-static void load_work(uv_work_t *w) {
-  load_job *j = w->data;
-  j->rc = app_reload(j->rt->ap, j->path, j->old_v, j->new_v, &j->err); /* logs */
-}
-
-static void start_next(runtime *rt);
-
-static void load_done(uv_work_t *w, int status) {
-  load_job *j = w->data;
-  runtime *rt = j->rt;
-  rt->running = NULL;
-  if (status != 0 && j->rc == 0) j->rc = rec_fail(&j->err, REC_EINTERNAL, "load cancelled");
-  if (j->rc == 0 && !rt->served && !rt->draining) {
+/* The first load decides: serve, or exit 1 (nothing to serve). */
+static void on_first_load(void *arg, int rc, const rec_error *err) {
+  runtime *rt = arg;
+  (void)err; /* app_reload logged it */
+  if (rc == 0 && !rt->draining) {
     rt->served = true;
     rpc_server_set_serving(rt->srv, true);
     LOG_INFO("serving", "port=%d", rt->port);
-  } else if (j->rc != 0 && !rt->served) {
-    rt->exit_code = 1; /* the first bundle was refused: nothing to serve */
+  } else if (rc != 0) {
+    rt->exit_code = 1;
     uv_stop(&rt->loop);
   }
-  if (j->done) j->done(j->arg, j->rc, j->old_v, j->new_v, &j->err);
-  free(j);
-  start_next(rt);
 }
 
-static void start_next(runtime *rt) {
-  if (rt->running) return;
-  pthread_mutex_lock(&rt->mu);
-  load_job *j = rt->head;
-  if (j && !(rt->head = j->next)) rt->tail = NULL;
-  pthread_mutex_unlock(&rt->mu);
-  if (!j) return;
-  rt->running = j;
-  j->work.data = j;
-  uv_queue_work(&rt->loop, &j->work, load_work, load_done);
-}
-
-static void on_wake(uv_async_t *h) { start_next(h->data); }
-
-/* Queues a load of 'path' (any thread). A load without a caller waiting
- * (SIGHUP, the watch) that is already queued for the same path is not
- * queued twice: the queued one will see the latest link. */
-static int queue_load(void *owner, const char *path, app_reload_fn done, void *arg, rec_error *err) {
-  runtime *rt = owner;
-  load_job *j = calloc(1, sizeof *j);
-  if (!j) return rec_fail(err, REC_ENOMEM, "out of memory");
-  *j = (load_job){.rt = rt, .done = done, .arg = arg};
-  snprintf(j->path, sizeof j->path, "%s", path);
-  pthread_mutex_lock(&rt->mu);
-  bool dup = false;
-  for (load_job *q = rt->head; q && !done; q = q->next) dup |= !q->done && strcmp(q->path, path) == 0;
-  bool ok = rt->accepting && !dup;
-  if (ok) {
-    if (rt->tail) rt->tail->next = j;
-    else rt->head = j;
-    rt->tail = j;
-    uv_async_send(&rt->wake);
-  }
-  pthread_mutex_unlock(&rt->mu);
-  if (ok) return 0;
-  free(j);
-  return dup ? 0 : rec_fail(err, REC_EUNAVAIL, "recd is shutting down; reload refused");
-}
-
-static void start_load(runtime *rt) {
-  rec_error err;
-  if (queue_load(rt, rt->ap->cfg->bundle, NULL, NULL, &err) != 0)
-    LOG_WARN("bundle load not queued", "error=\"%s\"", err.msg);
-}
-
-/* Stops taking loads and refuses the queued ones; the one running finishes. */
-static void close_loads(runtime *rt) {
-  pthread_mutex_lock(&rt->mu);
-  rt->accepting = false;
-  load_job *j = rt->head;
-  rt->head = rt->tail = NULL;
-  pthread_mutex_unlock(&rt->mu);
-  while (j) {
-    load_job *next = j->next;
-    rec_fail(&j->err, REC_EUNAVAIL, "recd is shutting down; reload refused");
-    if (j->done) j->done(j->arg, REC_EUNAVAIL, "", "", &j->err);
-    free(j);
-    j = next;
-  }
-  uv_close((uv_handle_t *)&rt->wake, NULL);
-}
+static void start_load(runtime *rt) { reloader_poke(rt->loads); }
 
 static void on_grace_over(uv_timer_t *t) { uv_stop(t->loop); }
 
@@ -161,6 +72,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (rt->draining) return;
   rt->draining = true;
   rpc_server_set_serving(rt->srv, false);
+  /* Records waiting for their group commit are answered within the drain. */
+  if (rt->ap->log) eventlog_set_commit_delay(rt->ap->log, 0);
   uv_timer_start(&rt->grace, on_grace_over, (uint64_t)rt->ap->cfg->drain_grace_ms, 0);
 }
 
@@ -196,6 +109,29 @@ static void watch_bundle(runtime *rt) {
   else LOG_INFO("watching the bundle path", "path=%s", path);
 }
 
+/* Closes every handle. A load still running gets drain_ms to finish; past
+ * that recd stops without it (its caller was answered UNAVAILABLE) rather
+ * than wait on a slow disk forever. */
+static void close_loop(runtime *rt) {
+  reloader_close(rt->loads);
+  uv_close((uv_handle_t *)&rt->sigint, NULL);
+  uv_close((uv_handle_t *)&rt->sigterm, NULL);
+  uv_close((uv_handle_t *)&rt->sighup, NULL);
+  uv_close((uv_handle_t *)&rt->grace, NULL);
+  if (rt->ap->cfg->watch_bundle) uv_close((uv_handle_t *)&rt->watch, NULL);
+  admin_http_close(rt->admin);
+  int64_t until = rec_mono_ns() + (int64_t)rt->ap->cfg->drain_ms * 1000000;
+  while (uv_run(&rt->loop, UV_RUN_NOWAIT) && reloader_busy(rt->loads) && rec_mono_ns() < until)
+    uv_sleep(2);
+  if (reloader_busy(rt->loads)) {
+    LOG_WARN("a bundle load is still running; stopping without it", "drain_ms=%d", rt->ap->cfg->drain_ms);
+    rt->abandoned = true;
+    return;
+  }
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&rt->loop) != 0 && !rt->exit_code) rt->exit_code = 1;
+}
+
 static int run(runtime *rt) {
   uv_signal_init(&rt->loop, &rt->sigint);
   uv_signal_init(&rt->loop, &rt->sigterm);
@@ -206,18 +142,9 @@ static int run(runtime *rt) {
   uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
   uv_signal_start(&rt->sighup, on_sighup, SIGHUP);
   if (rt->ap->cfg->watch_bundle) watch_bundle(rt);
-  start_load(rt);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
-  /* Close every handle and let a load in progress finish before freeing. */
-  close_loads(rt);
-  uv_close((uv_handle_t *)&rt->sigint, NULL);
-  uv_close((uv_handle_t *)&rt->sigterm, NULL);
-  uv_close((uv_handle_t *)&rt->sighup, NULL);
-  uv_close((uv_handle_t *)&rt->grace, NULL);
-  if (rt->ap->cfg->watch_bundle) uv_close((uv_handle_t *)&rt->watch, NULL);
-  admin_http_close(rt->admin);
-  uv_run(&rt->loop, UV_RUN_DEFAULT);
-  return uv_loop_close(&rt->loop) == 0 ? rt->exit_code : 1;
+  close_loop(rt);
+  return rt->exit_code;
 }
 
 static void observe(size_t method, int status, int64_t ns) { metrics_call(method, status, ns); }
@@ -285,9 +212,6 @@ int main(int argc, char **argv) {
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
-  pthread_mutex_init(&rt.mu, NULL);
-  ap.reload_start = queue_load;
-  ap.reload_owner = &rt;
   int admin_port = 0;
   if (cfg.role == REC_ROLE_RANKING && fanout_new(cfg.retrieval, &ap.shards, &err) != 0) {
     fprintf(stderr, "recd: retrieval: %s\n", err.msg);
@@ -301,14 +225,19 @@ int main(int argc, char **argv) {
     return 1;
   }
   uv_loop_init(&rt.loop);
-  uv_async_init(&rt.loop, &rt.wake, on_wake);
-  rt.wake.data = &rt;
-  rt.accepting = true;
+  /* Loads start only once the loop runs, after the port is open. */
+  if (reloader_new(&rt.loop, &ap, on_first_load, &rt, &rt.loads) != 0) {
+    fprintf(stderr, "recd: out of memory\n");
+    return 1;
+  }
+  ap.reload_start = reloader_queue;
+  ap.reload_owner = rt.loads;
   if (rpc_server_start(&o, &rt.srv, &rt.port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
-    close_loads(&rt);
+    reloader_close(rt.loads);
     uv_run(&rt.loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt.loop);
+    reloader_free(rt.loads);
     eventlog_close(ap.log);
     online_free(ap.online);
     app_destroy(&ap);
@@ -321,7 +250,7 @@ int main(int argc, char **argv) {
   if (admin_http_start(&rt.loop, cfg.admin_listen, &ap, rt.srv, &rt.admin, &admin_port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
     rt.exit_code = 2;
-    close_loads(&rt);
+    reloader_close(rt.loads);
     uv_run(&rt.loop, UV_RUN_DEFAULT); /* finish closing the listener */
     uv_loop_close(&rt.loop);
   } else {
@@ -330,11 +259,16 @@ int main(int argc, char **argv) {
     rc = run(&rt);
   }
   rpc_server_stop(rt.srv, cfg.drain_ms);
-  eventlog_close(ap.log);
+  eventlog_close(ap.log); /* every acknowledged event is on disk */
+  int code = rt.exit_code ? rt.exit_code : rc;
+  if (rt.abandoned) { /* the load's thread still uses the app: leave it all to the exit */
+    LOG_INFO("stopped", "exit=%d", code);
+    _Exit(code);
+  }
   online_free(ap.online);
   fanout_free(ap.shards);
   app_destroy(&ap);
-  pthread_mutex_destroy(&rt.mu);
-  LOG_INFO("stopped", "exit=%d", rt.exit_code ? rt.exit_code : rc);
-  return rt.exit_code ? rt.exit_code : rc;
+  reloader_free(rt.loads);
+  LOG_INFO("stopped", "exit=%d", code);
+  return code;
 }

@@ -22,6 +22,7 @@ typedef struct fan_op fan_op;
 typedef struct leg {
   rpc_tag tag;               /* TAG_CLIENT */
   fan_op *op;
+  bool skipped;              /* not asked */
   rpc_unary u;
 } leg;
 
@@ -52,6 +53,14 @@ int fanout_new(const char *targets, fanout **out, rec_error *err) {
   grpc_init();
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   for (char *t = strtok_r(copy, ",", &save); t && f->targets && f->channels; t = strtok_r(NULL, ",", &save)) {
+    for (size_t i = 0; i < f->n; i++)
+      if (strcmp(f->targets[i], t) == 0) { /* its items would count twice */
+        int rc = rec_fail(err, REC_EINVAL, "'%.200s' is listed twice", t);
+        grpc_channel_credentials_release(creds);
+        free(copy);
+        fanout_free(f);
+        return rc;
+      }
     if (!(f->targets[f->n] = strdup(t))) break;
     f->channels[f->n] = grpc_channel_create(t, creds, NULL);
     f->n++;
@@ -85,6 +94,10 @@ static void land(fan_op *op) {
   if (++op->landed < op->n) return;
   for (size_t i = 0; i < op->n; i++) {
     rpc_unary *u = &op->legs[i].u;
+    if (op->legs[i].skipped) {
+      op->status[i] = FANOUT_SKIPPED;
+      continue;
+    }
     op->status[i] = (int)u->status;
     if (u->status == GRPC_STATUS_OK && u->recv) op->resps[i] = rpc__unpack(u->recv, op->resp_desc, op->arena);
     rpc__unary_end(u);
@@ -99,7 +112,7 @@ static void on_leg(rpc_tag *t, bool ok) {
 
 int fanout_start(fanout *f, rpc_ctx *ctx, const char *method, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp_desc, int64_t deadline_ns,
-                 fanout_done_fn done, void *arg) {
+                 const unsigned char *skip, fanout_done_fn done, void *arg) {
   grpc_completion_queue *cq = rpc__ctx_cq(ctx);
   if (!cq) return REC_EINVAL;
   arena *a = ctx->arena;
@@ -116,11 +129,14 @@ int fanout_start(fanout *f, rpc_ctx *ctx, const char *method, const ProtobufCMes
   for (size_t i = 0; i < f->n; i++) {
     legs[i].tag = (rpc_tag){TAG_CLIENT, on_leg};
     legs[i].op = op;
-    if (!rpc__unary_start(&legs[i].u, f->channels[i], cq, method, send, deadline, &legs[i].tag)) failed++;
+    legs[i].skipped = skip && skip[i];
+    if (legs[i].skipped || !rpc__unary_start(&legs[i].u, f->channels[i], cq, method, send, deadline, &legs[i].tag))
+      failed++;
   }
   grpc_byte_buffer_destroy(send);
-  /* Legs that never started will send no completion: land them now (their
-   * status says UNAVAILABLE), last, so the merge waits for the others. */
+  /* Legs skipped or never started will send no completion: land them now
+   * (a failed start says UNAVAILABLE), last, so the merge waits for the
+   * others. */
   for (size_t i = 0; i < failed; i++) land(op);
   return 0;
 }

@@ -22,16 +22,19 @@ size_t fanout_count(const fanout *f);
 const char *fanout_target(const fanout *f, size_t i);
 
 /* resps[i] is target i's decoded reply (in the call's arena) or NULL, and
- * status[i] its gRPC status (DEADLINE_EXCEEDED, UNAVAILABLE, ...). */
+ * status[i] its gRPC status (DEADLINE_EXCEEDED, UNAVAILABLE, ...), or
+ * FANOUT_SKIPPED for a target not asked. */
+enum { FANOUT_SKIPPED = -1, FANOUT_OUT_OF_TIME = 4 /* gRPC's DEADLINE_EXCEEDED */ };
 typedef void (*fanout_done_fn)(void *arg, ProtobufCMessage **resps, const int *status);
 
-/* Sends 'req' to every target with the deadline 'deadline_ns' (on
- * rec_mono_ns()'s clock). When the last call has landed (each ends by the
+/* Sends 'req' to every target (but those with skip[i] set; 'skip' may be
+ * NULL) with the deadline 'deadline_ns' (on rec_mono_ns()'s clock). When the
+ * last call has landed (each ends by the
  * deadline at the latest, gRPC sees to it) 'done' runs once on the worker
  * running ctx's call, possibly before fanout_start returns when no call
  * could start. Returns 0, or REC_ENOMEM, or REC_EINVAL for an in-process
  * ctx (no worker to ride on); then 'done' never runs. */
 int fanout_start(fanout *f, rpc_ctx *ctx, const char *method, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp_desc, int64_t deadline_ns,
-                 fanout_done_fn done, void *arg);
+                 const unsigned char *skip, fanout_done_fn done, void *arg);
 #endif

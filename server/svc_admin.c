@@ -67,7 +67,7 @@ static int reload(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
     return rpc_fail(ctx, REC_EINVAL, "bundle_path is longer than %d bytes", MAX_PATH - 1);
   if (!ap->reload_start)
     return rpc_fail(ctx, REC_EUNAVAIL, "this process cannot reload; restart it with the new bundle");
-  int rc = ap->reload_start(ap->reload_owner, path, on_loaded, ctx, &ctx->err);
+  int rc = ap->reload_start(ap->reload_owner, path, ctx->deadline_ns, on_loaded, ctx, &ctx->err);
   return rc ? rc : RPC_PENDING; /* on_loaded owns the call from here */
 }
 

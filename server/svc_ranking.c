@@ -28,6 +28,9 @@ typedef struct rec_call {
   rec_notes notes;
   rec_run *run;
   int64_t start_ns;
+  int64_t shards_until;      /* role=ranking: the shards' budget for the whole call */
+  int *shard_failed;         /* per shard: its first failing gRPC status, 0 while it answers */
+  unsigned char *skip;       /* per shard: not asked again this call */
 } rec_call;
 
 static int check(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__RecommendRequest *q) {
@@ -135,27 +138,33 @@ static int run_local(rec_call *c) {
   return rc ? rpc_fail(c->ctx, rc, "recommend failed: %s", rec_strerror(rc)) : 0;
 }
 
-/* ---- role=ranking: the candidate tier's shards ---- */
+/* ---- role=ranking: the candidate tier's shards ----
+ *
+ * The shards get one budget per call: at most retrieval_timeout_ms and four
+ * fifths of the caller's time left (a fifth is kept to rank), shared by
+ * every widening round. A shard that failed once is not asked again in the
+ * same call; a round with no budget left, or no shard to ask, takes
+ * popularity and co-purchases from this process, flagged. */
 
-static int ask_shards(rec_call *c);
-
-/* What the shards said, into one round of candidates; with none, popularity
- * and co-purchases from this process, flagged. */
+/* What the shards said (rs NULL: none was asked), as one round's candidates. */
 static int gather(rec_call *c, Rec__V1__RetrieveResponse **rs, const int *status, retrieve_result *out) {
   app *ap = c->ctx->app;
   arena *a = c->ctx->arena;
   size_t n = fanout_count(ap->shards), answered = 0;
   *out = (retrieve_result){.exhausted = true};
   for (size_t i = 0; i < n; i++) {
-    if (!rs[i]) {
-      const char *d = arena_printf(a, "%s:%s", fanout_target(ap->shards, i), rpc_status_name(status[i]));
-      rec_notes_add(&c->notes, REC_DEG_SHARD_UNAVAILABLE, d ? d : "?");
-      out->exhausted = false;
+    if (rs && rs[i]) {
+      answered++;
+      out->known_user |= rs[i]->known_user;
+      out->exhausted &= rs[i]->exhausted;
       continue;
     }
-    answered++;
-    out->known_user |= rs[i]->known_user;
-    out->exhausted &= rs[i]->exhausted;
+    if (!c->shard_failed[i])
+      c->shard_failed[i] = rs && status[i] != FANOUT_SKIPPED ? status[i] : FANOUT_OUT_OF_TIME;
+    c->skip[i] = 1;
+    const char *d = arena_printf(a, "%s:%s", fanout_target(ap->shards, i), rpc_status_name(c->shard_failed[i]));
+    rec_notes_add(&c->notes, REC_DEG_SHARD_UNAVAILABLE, d ? d : "?");
+    out->exhausted = false;
   }
   if (answered && answered < n)
     rec_notes_add(&c->notes, REC_DEG_SHARDS_ANSWERED, arena_printf(a, "%zu/%zu", answered, n));
@@ -167,35 +176,58 @@ static int gather(rec_call *c, Rec__V1__RetrieveResponse **rs, const int *status
   return retrieve_candidates(c->b, &local, a, out);
 }
 
-static void on_shards(void *arg, ProtobufCMessage **resps, const int *status) {
-  rec_call *c = arg;
-  rpc_ctx *ctx = c->ctx;
-  int64_t t0 = rec_mono_ns();
-  retrieve_result rr;
-  bool again = false;
-  ProtobufCMessage *out = NULL;
-  int rc = gather(c, (Rec__V1__RetrieveResponse **)resps, status, &rr);
-  rr.sources_ns = rec_mono_ns() - t0;
-  if (!rc) rc = recommend_step(c->run, &rr, &again);
-  if (!rc && again && (rc = ask_shards(c)) == 0) return; /* the next round's callback goes on */
-  if (!rc) rc = respond(c, &out);
-  rpc_complete(ctx, rc, out);
-}
+static void on_shards(void *arg, ProtobufCMessage **resps, const int *status);
 
-/* One round: every shard asked in parallel, within a budget of at most
- * retrieval_timeout_ms and four fifths of the caller's time left (a fifth
- * is kept to rank). */
-static int ask_shards(rec_call *c) {
+/* Starts one round on the shards still worth asking, within what is left of
+ * the budget. *asked false: nobody to ask, on_shards will not run. */
+static int ask_shards(rec_call *c, bool *asked) {
   rpc_ctx *ctx = c->ctx;
   app *ap = ctx->app;
-  int64_t now = rec_mono_ns(), left = ctx->deadline_ns - now;
-  int64_t budget = (int64_t)ap->cfg->retrieval_timeout_ms * 1000000;
-  if (ctx->deadline_ns != INT64_MAX && left * 4 / 5 < budget) budget = left * 4 / 5;
+  size_t n = fanout_count(ap->shards), live = 0;
+  int64_t now = rec_mono_ns();
+  *asked = false;
+  if (!c->skip) {
+    int64_t left = ctx->deadline_ns - now, budget = (int64_t)ap->cfg->retrieval_timeout_ms * 1000000;
+    if (ctx->deadline_ns != INT64_MAX && left * 4 / 5 < budget) budget = left * 4 / 5;
+    c->shards_until = now + budget;
+    c->skip = arena_calloc(ctx->arena, n, 1);
+    c->shard_failed = arena_calloc(ctx->arena, n, sizeof *c->shard_failed);
+    if (!c->skip || !c->shard_failed) return REC_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) live += !c->skip[i];
+  if (!live || now >= c->shards_until) return 0;
   Rec__V1__RetrieveRequest *q = conv_retrieve_request(ctx->arena, c->b, recommend_want(c->run));
   if (!q) return REC_ENOMEM;
-  int rc = fanout_start(ap->shards, ctx, "/rec.v1.Retrieval/Retrieve", &q->base,
-                        &rec__v1__retrieve_response__descriptor, now + budget, on_shards, c);
-  return rc ? rpc_fail(ctx, rc, "cannot ask the retrieval shards: %s", rec_strerror(rc)) : 0;
+  int rc = fanout_start(ap->shards, ctx, "/rec.v1.Retrieval/Retrieve", &q->base, &rec__v1__retrieve_response__descriptor,
+                        c->shards_until, c->skip, on_shards, c);
+  if (rc) return rpc_fail(ctx, rc, "cannot ask the retrieval shards: %s", rec_strerror(rc));
+  *asked = true;
+  return 0;
+}
+
+/* Rounds from what the shards said (rs NULL: nobody was asked) until one
+ * goes to the shards again or the page is settled; then the answer. */
+static void advance(rec_call *c, Rec__V1__RetrieveResponse **rs, const int *status) {
+  rpc_ctx *ctx = c->ctx;
+  ProtobufCMessage *out = NULL;
+  int rc;
+  for (;;) {
+    int64_t t0 = rec_mono_ns();
+    retrieve_result rr;
+    bool again = false, asked = false;
+    rc = gather(c, rs, status, &rr);
+    rr.sources_ns = rec_mono_ns() - t0;
+    if (rc || (rc = recommend_step(c->run, &rr, &again)) || !again) break;
+    if ((rc = ask_shards(c, &asked))) break;
+    if (asked) return; /* on_shards goes on with the next round */
+    rs = NULL;
+  }
+  if (!rc) rc = respond(c, &out);
+  rpc_complete(ctx, rc, rc ? NULL : out);
+}
+
+static void on_shards(void *arg, ProtobufCMessage **resps, const int *status) {
+  advance(arg, (Rec__V1__RetrieveResponse **)resps, status);
 }
 
 static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
@@ -211,8 +243,11 @@ static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage 
     return rc;
   /* Popularity alone needs no shard: this process holds the lists. */
   if (!ap->shards || c->rq.popularity_only) return (rc = run_local(c)) ? rc : respond(c, out);
-  /* From here on_shards owns the call; ctx may be gone once it is started. */
-  return (rc = ask_shards(c)) ? rc : RPC_PENDING;
+  /* From here the rounds own the call; ctx may be gone once one started. */
+  bool asked;
+  if ((rc = ask_shards(c, &asked))) return rc;
+  if (!asked) advance(c, NULL, NULL); /* no budget at all: answered from here */
+  return RPC_PENDING;
 }
 
 const rpc_method h_recommend = {"/rec.v1.Ranking/Recommend",

@@ -1115,6 +1115,129 @@ class LimitsTest(unittest.TestCase):
         self.assertGreaterEqual(walked, 15)
 
 
+class ReloadQueueTest(unittest.TestCase):
+    """Reloads queue off the serving threads: a caller that gives up stops
+    holding a slot, the queue is bounded, and SIGTERM does not wait for a
+    load stuck on a slow disk."""
+
+    def fifo_bundle(self, name):
+        """A copy of a bundle whose manifest arrives when the test writes it."""
+        bundle = shop_bundle("shop_queue")
+        slow = os.path.join(TMP, name)
+        shutil.copytree(bundle, slow)
+        with open(os.path.join(slow, "manifest.json")) as f:
+            manifest = f.read()
+        os.remove(os.path.join(slow, "manifest.json"))
+        os.mkfifo(os.path.join(slow, "manifest.json"))
+        return bundle, slow, manifest
+
+    def test_abandoned_reloads_give_their_slots_back(self):
+        import grpc
+        bundle, slow, manifest = self.fifo_bundle("slow_queue")
+        d = Recd(bundle, "--max_inflight=24")
+        try:
+            admin = pb["admin_grpc"].AdminStub(d.channel)
+            first = admin.Reload.future(pb["admin"].ReloadRequest(bundle_path=slow), timeout=1)
+            time.sleep(0.2)
+            # 20 more callers of the stuck path, and 20 of other paths: the
+            # queue takes 8 loads of 32 callers each at most.
+            calls = [admin.Reload.future(pb["admin"].ReloadRequest(bundle_path=slow), timeout=1) for _ in range(20)]
+            calls += [admin.Reload.future(pb["admin"].ReloadRequest(bundle_path="/nonexistent/%d" % i), timeout=1)
+                      for i in range(20)]
+            codes = []
+            for f in [first] + calls:
+                try:
+                    f.result()
+                    codes.append("OK")
+                except grpc.RpcError as e:
+                    codes.append(e.code().name)
+            self.assertIn("RESOURCE_EXHAUSTED", codes)   # the queue is bounded
+            self.assertIn("DEADLINE_EXCEEDED", codes)    # callers gave up...
+            time.sleep(0.3)
+            # ...and their calls no longer hold in-flight slots.
+            for _ in range(30):
+                r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U04", k=3), timeout=5)
+                self.assertEqual(len(r.items), 3)
+        finally:
+            with open(os.path.join(slow, "manifest.json"), "w") as f:  # the disk catches up
+                f.write(manifest)
+            self.assertEqual(d.close(), 0, d.output())
+
+    def test_sigterm_does_not_wait_for_a_stuck_load(self):
+        import grpc
+        bundle, slow, manifest = self.fifo_bundle("slow_sigterm")
+        d = Recd(bundle, "--drain_ms=1000")
+        try:
+            admin = pb["admin_grpc"].AdminStub(d.channel)
+            stuck = admin.Reload.future(pb["admin"].ReloadRequest(bundle_path=slow), timeout=60)
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            d.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(d.proc.wait(timeout=30), 0, d.output())
+            self.assertLess(time.monotonic() - t0, 10)
+            with self.assertRaises(grpc.RpcError) as cm:
+                stuck.result(timeout=10)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            self.assertIn("a bundle load is still running; stopping without it", d.output())
+        finally:
+            try:  # release the loader if it is still there (nobody reads: ENXIO)
+                os.close(os.open(os.path.join(slow, "manifest.json"), os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+            d.close()
+
+    def test_duplicate_shards_are_refused(self):
+        r = subprocess.run([os.path.join(ARGS.build, "server/recd"), "--bundle=" + shop_bundle("shop_queue"),
+                            "--role=ranking", "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+                            "--retrieval=127.0.0.1:1,127.0.0.1:1"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("'127.0.0.1:1' is listed twice", r.stderr)
+
+
+class HostileShardTest(unittest.TestCase):
+    """A retrieval shard answering what no honest one would (every item
+    three times, NaN and infinite scores, a pinned item repeated): the
+    ranking tier serves a page without duplicates and does not crash."""
+
+    def test_duplicates_and_nan_from_a_shard(self):
+        import grpc
+        from concurrent import futures
+        from rec.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
+        bundle = shop_bundle("shop_hostile_shard")
+        with open(os.path.join(bundle, "items.tsv")) as f:
+            items = sorted(line.split("\t", 1)[0] for line in list(f)[1:])
+
+        class Liar(retrieval_pb2_grpc.RetrievalServicer):
+            def Retrieve(self, request, context):
+                cands = []
+                for n, item in enumerate(items[:20]):
+                    for k in range(3):
+                        score = [float("nan"), 0.9 - n / 100.0, 0.5 + n / 100.0][k] if n % 2 else [float("inf"), 0.3, 0.4][k]
+                        cands.append(retrieval_pb2.Candidate(item_id=item, scores=[
+                            common_pb2.SourceScore(source=common_pb2.SOURCE_ANN, raw=score)]))
+                return retrieval_pb2.RetrieveResponse(candidates=cands, shard=0, shard_count=1,
+                                                      known_user=True, exhausted=False)
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        retrieval_pb2_grpc.add_RetrievalServicer_to_server(Liar(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        conf = os.path.join(TMP, "pins.conf")
+        with open(conf, "w") as f:
+            f.write("promotions.pin = %s@1\n" % items[0])
+        d = Recd(bundle, "--role=ranking", "--retrieval=127.0.0.1:%d" % port, "--ranking_config=" + conf)
+        try:
+            for user in ("U04", "U07", "nobody"):
+                r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id=user, k=10), timeout=10)
+                ids = [i.item_id for i in r.items]
+                self.assertEqual(len(ids), len(set(ids)), ids)
+                self.assertEqual(len(ids), 10)
+                self.assertTrue(all(i.score == i.score for i in r.items))  # no NaN served
+        finally:
+            self.assertEqual(d.close(), 0, d.output())
+            server.stop(0)
+
+
 class ProcessTest(unittest.TestCase):
     """recd's command line, startup refusals and shutdown; recctl's failures."""
 

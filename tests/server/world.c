@@ -25,7 +25,9 @@ static void *reload_thread(void *p) {
   return NULL;
 }
 
-static int start_reload(void *owner, const char *path, app_reload_fn done, void *arg, rec_error *err) {
+static int start_reload(void *owner, const char *path, int64_t deadline_ns, app_reload_fn done, void *arg,
+                        rec_error *err) {
+  (void)deadline_ns;
   reload_job *j = calloc(1, sizeof *j);
   if (!j) return rec_fail(err, REC_ENOMEM, "out of memory");
   *j = (reload_job){.ap = owner, .done = done, .arg = arg};
