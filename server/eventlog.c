@@ -42,6 +42,7 @@ typedef struct batch {
 struct eventlog {
   char dir[4096];
   size_t segment_bytes, segment_size;
+  size_t durable_size;       /* bytes of the current segment known to be on disk */
   pthread_mutex_t mu;
   pthread_cond_t work;       /* to the commit thread: a first batch, a new delay, a failure, closing */
   pthread_t committer;
@@ -397,7 +398,7 @@ static int first_segment(eventlog *l, const seg_name *last, const seg_state *st,
   seg_path(path, sizeof path, l->dir, reuse ? last->first : l->next_seq);
   l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (l->fd < 0) return rec_fail(err, REC_EIO, "%s: %s", path, strerror(errno));
-  l->segment_size = reuse ? st->size : 0;
+  l->segment_size = l->durable_size = reuse ? st->size : 0; /* what is there was replayed: durable */
   if (!reuse && sync_dir(l->dir) != 0)
     return rec_fail(err, REC_EIO, "%s: fsync: %s", l->dir, strerror(errno));
   return 0;
@@ -491,6 +492,23 @@ static batch *take(eventlog *l, uint64_t upto) {
   return first;
 }
 
+/* After a failure nothing written but not yet durable will ever be
+ * acknowledged, so it must not come back at the next start either: the
+ * current segment is cut back to what was durable (best effort; the disk
+ * just failed). Full segments not yet synced are left alone: their batches
+ * are reported failed too, and a restart may replay them. Caller holds mu. */
+static void fail(eventlog *l) {
+  if (l->failed) return;
+  l->failed = true;
+  if (l->segment_size > l->durable_size &&
+      (ftruncate(l->fd, (off_t)l->durable_size) != 0 || fdatasync(l->fd) != 0))
+    LOG_ERROR("event log: cannot cut the unacknowledged tail", "dir=%s error=\"%s\"", l->dir, strerror(errno));
+  else if (l->segment_size > l->durable_size)
+    LOG_WARN("event log: unacknowledged tail cut after the failure", "dir=%s bytes=%zu", l->dir,
+             l->segment_size - l->durable_size);
+  l->segment_size = l->durable_size;
+}
+
 /* Notes which call failed, and why, for the round's one log line. */
 static bool succeeded(int rc, const char *what, const char **call, int *e) {
   if (rc == 0) return true;
@@ -507,6 +525,7 @@ static bool succeeded(int rc, const char *what, const char **call, int *e) {
  * and let a later fdatasync succeed. */
 static void commit_round(eventlog *l) {
   uint64_t target = l->written;
+  size_t target_size = l->segment_size;
   int fd = l->fd, *retired = l->retired, e = 0;
   size_t n_retired = l->n_retired;
   bool dir = l->dir_dirty, ok = !l->failed;
@@ -527,8 +546,13 @@ static void commit_round(eventlog *l) {
               l->dir, call, strerror(e));
   pthread_mutex_lock(&l->mu);
   l->syncs++;
-  if (!ok) l->failed = true;
-  else if (target > l->durable) l->durable = target;
+  ok = ok && !l->failed; /* a write failed meanwhile: it cut back what this sync covered */
+  if (!ok) {
+    fail(l);
+  } else {
+    if (target > l->durable) l->durable = target;
+    if (fd == l->fd && target_size > l->durable_size) l->durable_size = target_size;
+  }
   batch *b = take(l, ok ? target : UINT64_MAX);
   pthread_mutex_unlock(&l->mu);
   while (b) {
@@ -574,7 +598,7 @@ static int rotate(eventlog *l, rec_error *err) {
   if (fd < 0) return rec_fail(err, REC_EIO, "%s: %s", path, strerror(errno));
   l->retired[l->n_retired++] = l->fd;
   l->fd = fd;
-  l->segment_size = 0;
+  l->segment_size = l->durable_size = 0;
   l->dir_dirty = true;
   return 0;
 }
@@ -599,9 +623,10 @@ static int write_batch(eventlog *l, const ev_record *recs, size_t n, unsigned ch
     int e = errno;
     LOG_ERROR("event log: write failed; refusing every append from now on", "dir=%s error=\"%s\"", l->dir,
               strerror(e));
-    l->failed = true;
+    l->segment_size += len; /* as far as we know: fail() cuts it back */
+    fail(l);
     pthread_cond_signal(&l->work); /* the batches still queued fail now, not after the delay */
-    return rec_fail(err, REC_EIO, "event log: write: %s", strerror(e));
+    return rec_fail(err, REC_EIO, "event log: write: %s; events not recorded", strerror(e));
   }
   l->next_seq += n;
   l->written = l->next_seq - 1;

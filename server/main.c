@@ -190,6 +190,7 @@ int main(int argc, char **argv) {
    * and keep such memory in the heap for good. */
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), it does not kill recd */
   retrieve_thread_init();
   rank_config *rank_cfg;
   if (rank_config_load(cfg.ranking_config[0] ? cfg.ranking_config : NULL, &rank_cfg, &err) != 0) {

@@ -1238,6 +1238,82 @@ class HostileShardTest(unittest.TestCase):
             server.stop(0)
 
 
+class FullDiskTest(unittest.TestCase):
+    """The event log's file system fills up: Record says so (not OK),
+    recommendations go on, and once there is room again and recd restarts,
+    every acknowledged event is there and no refused one is."""
+
+    def small_fs(self):
+        """A 2 MiB tmpfs for the log, or (where mounting is not allowed) a
+        300 KB file-size limit on recd, which fails the log's writes the same way."""
+        mnt = os.path.join(TMP, "small_fs")
+        os.makedirs(mnt, exist_ok=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt],
+                          capture_output=True).returncode == 0:
+            self.addCleanup(subprocess.run, ["umount", "-l", mnt], capture_output=True)
+            filler = os.path.join(mnt, "filler")
+            with open(filler, "wb") as f:  # leave about 400 KB
+                f.write(b"\0" * (2 * 1024 * 1024 - 400 * 1024))
+            return mnt, filler, None
+        import resource
+        return mnt, None, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (300 * 1024, 300 * 1024))
+
+    def test_full_disk_refuses_then_recovers(self):
+        import grpc
+        E = pb["events"]
+        mnt, filler, limit = self.small_fs()
+        log = os.path.join(mnt, "log")
+        bundle = shop_bundle("shop_full_disk")
+        d = Recd(bundle, "--event_log=" + log, "--event_segment_mb=1") if not limit else None
+        if limit:  # the limit applies to recd only
+            d = Recd.__new__(Recd)
+            d.log = open(os.path.join(TMP, "recd-full-%d.log" % time.monotonic_ns()), "w+")
+            d.proc = subprocess.Popen(
+                [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle, "--listen=127.0.0.1:0",
+                 "--admin_listen=127.0.0.1:0", "--event_log=" + log, "--event_segment_mb=1"],
+                stdout=d.log, stderr=subprocess.STDOUT, preexec_fn=limit)
+            d.port = d._wait_for(r'msg="serving" port=(\d+)')
+            d.addr = "127.0.0.1:%d" % d.port
+            d.channel = grpc.insecure_channel(d.addr)
+            d.ranking = pb["ranking_grpc"].RankingStub(d.channel)
+        stub = pb["events_grpc"].EventsStub(d.channel)
+        acked, refused = [], []
+        try:
+            for n in range(2000):  # bounded: the disk fills long before
+                batch = [E.Event(user_id="full-%d-%d" % (n, j), item_id="I%02d" % (j % 45),
+                                 type=E.EVENT_TYPE_VIEW) for j in range(50)]
+                try:
+                    r = stub.Record(E.RecordRequest(events=batch), timeout=10)
+                    acked.append(r.last_sequence)
+                except grpc.RpcError as e:
+                    refused.append((e.code(), e.details()))
+                    if len(refused) >= 3:
+                        break
+            self.assertTrue(acked)
+            self.assertEqual(len(refused), 3, "the log never filled up")
+            for code, details in refused:
+                self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+                self.assertIn("not recorded", details)
+            r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U04", k=5), timeout=10)
+            self.assertEqual(len(r.items), 5)  # serving goes on
+        finally:
+            self.assertEqual(d.close(), 0, d.output())
+        if filler:
+            os.remove(filler)  # room again
+        d2 = Recd(bundle, "--event_log=" + log, "--event_segment_mb=1")
+        try:
+            out = recctl("events-csv", "--log", log)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            rows = out.stdout.splitlines()[1:]
+            self.assertEqual(len(rows), 50 * len(acked))  # every acknowledged event, no refused one
+            self.assertEqual(max(acked), 50 * len(acked))
+            r = pb["events_grpc"].EventsStub(d2.channel).Record(
+                E.RecordRequest(events=[E.Event(user_id="after", item_id="I01", type=E.EVENT_TYPE_VIEW)]), timeout=10)
+            self.assertEqual(r.last_sequence, max(acked) + 1)
+        finally:
+            self.assertEqual(d2.close(), 0, d2.output())
+
+
 class ProcessTest(unittest.TestCase):
     """recd's command line, startup refusals and shutdown; recctl's failures."""
 
