@@ -31,11 +31,11 @@ static const char *const NORMS[] = {"rank", "minmax", NULL};
 
 static const cfg_field FIELDS[] = {
     {"candidates.ann", U32(cand_ann, 1, 100000), .def = "200",
-     .help = "ANN candidates wanted on the first round (widened x4 when short)"},
+     .help = "ANN candidates on the first round, at least 4 x (k + 1); x4 a round"},
     {"candidates.itemcf", U32(cand_itemcf, 1, 100000), .def = "200",
-     .help = "item-CF candidates wanted on the first round"},
+     .help = "item-CF candidates on the first round; x4 a round"},
     {"candidates.popularity", U32(cand_popularity, 1, 100000), .def = "100",
-     .help = "popularity candidates wanted on the first round"},
+     .help = "popularity candidates on the first round, at least 2 x (k + 1); x4 a round"},
     {"blend.ann", NUM(weight[REC_SRC_ANN], 0, 1), .def = "0.4",
      .help = "weight of the ANN score in the blend"},
     {"blend.itemcf", NUM(weight[REC_SRC_ITEM_CF], 0, 1), .def = "0.4",
@@ -71,9 +71,9 @@ static const cfg_field FIELDS[] = {
     {"diversity.mmr_lambda", NUM(mmr_lambda, 0, 1), .def = "0.7",
      .help = "MMR trade-off; 1 = relevance only"},
     {"diversity.mmr_pool", U32(mmr_pool, 1, 100000), .def = "200",
-     .help = "MMR considers the best N candidates"},
+     .help = "MMR picks among the best N candidates, then the next N"},
     {"diversity.category_share", NUM(category_share, 0, 1), .def = "0.5",
-     .help = "at most ceil(share x k) items per category; 0 = off"},
+     .help = "at most ceil(share x k) items of a category per page; 0 = off"},
 };
 enum { NFIELDS = sizeof FIELDS / sizeof FIELDS[0] };
 _Static_assert(NFIELDS <= 64, "override masks hold one bit per field");

@@ -37,7 +37,7 @@ typedef struct rank_boost {
 } rank_boost;
 
 typedef struct rank_config {
-  /* candidates wanted per source on the first round (widened x4 when short) */
+  /* candidates per source on the first round (server/recommend.c: each wider round x4) */
   uint32_t cand_ann, cand_itemcf, cand_popularity;   /* candidates.ann 200, .itemcf 200, .popularity 100 */
   /* blending */
   float weight[REC_SRC_COUNT];        /* blend.ann 0.4, blend.itemcf 0.4, blend.popularity 0.2 */
@@ -54,8 +54,9 @@ typedef struct rank_config {
   /* diversity */
   bool mmr;                           /* diversity.mmr (true) */
   float mmr_lambda;                   /* diversity.mmr_lambda (0.7), 0..1: 1 = relevance only */
-  uint32_t mmr_pool;                  /* diversity.mmr_pool (200): MMR considers the best N */
-  float category_share;               /* diversity.category_share (0.5): at most ceil(share*k) per category; 0 = off */
+  uint32_t mmr_pool;                  /* diversity.mmr_pool (200): MMR picks among the best N, then the next N */
+  float category_share;               /* diversity.category_share (0.5): at most ceil(share*k) of a category
+                                       * per page, unless the catalog cannot fill it otherwise; 0 = off */
   /* hard rules and promotions */
   char **blocked;                     /* rules.blocked_items: comma-separated ids never returned (at most 10000) */
   size_t n_blocked;

@@ -168,61 +168,44 @@ static void soft_rules(const rank_items *itv, const rank_req *r, rank_item *it) 
 
 /* ---- the slate ---- */
 
-static bool before(const rank_item *x, const rank_item *y) {
-  return x->score != y->score ? x->score > y->score : x->item < y->item;
-}
+typedef struct keyed64 {
+  uint64_t key;
+  uint32_t at;
+} keyed64;
 
-static int by_rank(const void *a, const void *b) {
-  return before(a, b) ? -1 : before(b, a) ? 1 : 0;
-}
-
-/* The best 'k' of items[0..n) into 'pool' (best first): a bounded heap whose
- * root is the worst kept, then a sort. */
-static size_t best_of(const rank_item *items, size_t n, size_t k, rank_item *pool) {
-  size_t m = 0;
-  for (size_t i = 0; i < n && k > 0; i++) {
-    size_t at;
-    if (m < k) {
-      pool[at = m++] = items[i];
-      while (at > 0 && before(&pool[(at - 1) / 2], &pool[at])) {
-        rank_item t = pool[at];
-        pool[at] = pool[(at - 1) / 2];
-        pool[(at - 1) / 2] = t;
-        at = (at - 1) / 2;
-      }
-    } else if (before(&items[i], &pool[0])) {
-      pool[at = 0] = items[i];
-      for (;;) {
-        size_t l = 2 * at + 1, r = l + 1, worst = at;
-        if (l < m && before(&pool[worst], &pool[l])) worst = l;
-        if (r < m && before(&pool[worst], &pool[r])) worst = r;
-        if (worst == at) break;
-        rank_item t = pool[at];
-        pool[at] = pool[worst];
-        pool[worst] = t;
-        at = worst;
-      }
-    }
+/* Sorts k[0..n) by key, smallest first: an LSD radix sort, a byte a pass,
+ * skipping the bytes every key shares. */
+static void sort_asc64(keyed64 *k, keyed64 *tmp, size_t n) {
+  for (int shift = 0; n > 1 && shift < 64; shift += 8) {
+    size_t count[257] = {0};
+    for (size_t i = 0; i < n; i++) count[((k[i].key >> shift) & 0xff) + 1]++;
+    if (count[((k[0].key >> shift) & 0xff) + 1] == n) continue;
+    for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+    for (size_t i = 0; i < n; i++) tmp[count[(k[i].key >> shift) & 0xff]++] = k[i];
+    memcpy(k, tmp, n * sizeof *k);
   }
-  qsort(pool, m, sizeof *pool, by_rank);
-  return m;
 }
 
-typedef struct picker {
-  const rank_items *it;
-  const rank_item *pool;
-  size_t n, page;
-  bool *taken;
-  float *max_sim;            /* most similar already-picked item, per pool entry */
-  uint32_t *per_cat;         /* picks per category */
-  size_t cap, picked;
-  float lambda, top;
-  bool mmr;
-} picker;
+/* The entry of sorted k[0..n) with 'key', or n. */
+static size_t find_key(const keyed64 *k, size_t n, uint64_t key) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (k[mid].key < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < n && k[lo].key == key ? lo : n;
+}
+
+/* A key that sorts ascending in the slate's order of merit: score down, then
+ * item up, so ties do not depend on the order candidates arrived in. */
+static uint64_t rank_key(const rank_item *x) {
+  return (uint64_t)desc_bits(x->score == 0 ? 0.0f : x->score) << 32 | x->item;
+}
 
 /* Eight partial sums: without -ffast-math the compiler keeps one sum's
  * order, and eight independent ones let the multiplies overlap. */
-static float dot(const float *x, const float *y, size_t n) {
+static inline float dot(const float *x, const float *y, size_t n) {
   float s[8] = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -231,40 +214,150 @@ static float dot(const float *x, const float *y, size_t n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-/* The next pick: best MMR value among items the category cap allows, or
- * among all when the cap allows none (the slate must not come out short). */
-static size_t next_pick(const picker *p) {
-  size_t best = p->n;
-  float best_v = -INFINITY;
-  for (int pass = 0; pass < 2 && best == p->n; pass++)
-    for (size_t i = 0; i < p->n; i++) {
-      if (p->taken[i]) continue;
-      if (pass == 0 && p->per_cat[p->it->catalog->category[p->pool[i].item]] >= p->cap) continue;
-      float rel = p->top > 0 ? p->pool[i].score / p->top : 0;
-      float v = p->mmr ? p->lambda * rel - (1 - p->lambda) * (p->picked ? p->max_sim[i] : 0) : rel;
-      if (v > best_v) {
-        best_v = v;
-        best = i;
-      }
+/* A pool entry: what MMR reads on every pick, kept together. */
+typedef struct entry {
+  float score, max_sim;      /* max_sim: likeness to the most similar item on this page */
+  uint32_t item, cat;        /* catalog row, its category */
+  uint32_t at, rank;         /* index into items; position in the order (ties: the lower wins) */
+} entry;
+
+typedef struct picker {
+  const rank_items *it;
+  const rank_item *items;    /* what this call may pick */
+  size_t n;
+  keyed64 *order;            /* items by score, best first (.at indexes items) */
+  size_t next;               /* order[next..] lies beyond the pool */
+  entry *pool;               /* the best pool_cap items not taken when it was last filled, less
+                              * those taken since */
+  size_t n_pool, pool_cap;
+  size_t rest_allowed;       /* >= next: beyond the pool, all before it is taken or, this page, capped */
+  bool *taken;               /* per item */
+  uint32_t *per_cat;         /* items per category on this page */
+  uint32_t *page;            /* the items on this page so far */
+  size_t on_page, cap;
+  float lambda, top;
+  bool mmr;
+  bool give_way;             /* when nothing the cap allows is left, the cap may give way */
+} picker;
+
+static const float *emb_of(const picker *p, uint32_t item) {
+  return p->it->emb + (size_t)item * p->it->dim;
+}
+
+static bool allowed(const picker *p, uint32_t item) {
+  return p->per_cat[p->it->catalog->category[item]] < p->cap;
+}
+
+static void new_page(picker *p) {
+  memset(p->per_cat, 0, p->it->catalog->category_count * sizeof *p->per_cat);
+  p->on_page = 0;
+  p->rest_allowed = p->next;
+}
+
+/* Fills an empty pool with the next best items not taken; those joining
+ * mid-page learn their likeness to what the page already shows. */
+static void refill(picker *p) {
+  while (p->n_pool < p->pool_cap && p->next < p->n) {
+    size_t j = p->next++, i = p->order[j].at;
+    if (p->taken[i]) continue;
+    uint32_t item = p->items[i].item;
+    entry *e = &p->pool[p->n_pool++];
+    *e = (entry){.score = p->items[i].score, .max_sim = -INFINITY, .item = item,
+                .cat = p->it->catalog->category[item], .at = (uint32_t)i, .rank = (uint32_t)j};
+    for (size_t s = 0; p->mmr && s < p->on_page; s++) {
+      float sim = dot(emb_of(p, p->page[s]), emb_of(p, item), p->it->dim);
+      e->max_sim = sim > e->max_sim ? sim : e->max_sim;
     }
+  }
+}
+
+/* 'x' is on the page: it counts for the cap, and MMR now weighs every pool
+ * item's likeness to it. */
+static void shown(picker *p, const rank_item *x) {
+  p->per_cat[p->it->catalog->category[x->item]]++;
+  p->page[p->on_page++] = x->item;
+  if (!p->mmr) return;
+  const float *e = emb_of(p, x->item);
+  bool first = p->on_page == 1;
+  for (size_t j = 0; j < p->n_pool; j++) {
+    float s = dot(e, emb_of(p, p->pool[j].item), p->it->dim);
+    p->pool[j].max_sim = first || s > p->pool[j].max_sim ? s : p->pool[j].max_sim;
+  }
+}
+
+/* The pool's best MMR value among what the cap allows (everything if 'any'),
+ * as an index into the pool, or p->n_pool. Ties go to the better score. */
+static size_t from_pool(const picker *p, bool any) {
+  size_t best = p->n_pool;
+  float best_v = -INFINITY;
+  bool mmr = p->mmr && p->on_page;
+  for (size_t j = 0; j < p->n_pool; j++) {
+    const entry *e = &p->pool[j];
+    if (!any && p->per_cat[e->cat] >= p->cap) continue;
+    float rel = p->top > 0 ? e->score / p->top : 0;
+    float v = mmr ? p->lambda * rel - (1 - p->lambda) * e->max_sim : rel;
+    if (v > best_v || (v == best_v && best < p->n_pool && e->rank < p->pool[best].rank)) {
+      best_v = v;
+      best = j;
+    }
+  }
   return best;
 }
 
-static void take(picker *p, size_t i) {
+/* The best item beyond the pool by score that the cap allows (anything if
+ * 'any'), as an index into items, or p->n. Taken stays taken, and a category
+ * at its cap stays there until the page ends (new_page rewinds), so the
+ * cursor never needs to look back. */
+static size_t from_rest(picker *p, bool any) {
+  size_t j = any ? p->next : (p->rest_allowed > p->next ? p->rest_allowed : p->next);
+  while (j < p->n && (p->taken[p->order[j].at] || (!any && !allowed(p, p->items[p->order[j].at].item)))) j++;
+  if (!any) p->rest_allowed = j;
+  return j < p->n ? p->order[j].at : p->n;
+}
+
+static size_t take_from_pool(picker *p, size_t j) {
+  size_t i = p->pool[j].at;
+  p->pool[j] = p->pool[--p->n_pool];
   p->taken[i] = true;
-  p->per_cat[p->it->catalog->category[p->pool[i].item]]++;
-  p->picked++;
-  /* The cap counts per page, so page one is the same however many pages
-   * were asked for. */
-  if (p->picked % p->page == 0)
-    memset(p->per_cat, 0, p->it->catalog->category_count * sizeof *p->per_cat);
-  if (!p->mmr) return;
-  const float *e = p->it->emb + (size_t)p->pool[i].item * p->it->dim;
-  for (size_t j = 0; j < p->n; j++) {
-    if (p->taken[j]) continue;
-    float s = dot(e, p->it->emb + (size_t)p->pool[j].item * p->it->dim, p->it->dim);
-    p->max_sim[j] = p->picked == 1 || s > p->max_sim[j] ? s : p->max_sim[j];
+  if (p->n_pool == 0) refill(p);
+  return i;
+}
+
+/* The next pick, or p->n: the pool's best MMR value that the cap allows,
+ * else the best allowed item beyond the pool. Only when no candidate is
+ * allowed does the cap give way, and only if it may: otherwise the slate
+ * stops short, and the caller brings more candidates. */
+static size_t next_pick(picker *p) {
+  size_t j = from_pool(p, false);
+  if (j < p->n_pool) return take_from_pool(p, j);
+  size_t i = from_rest(p, false);
+  if (i == p->n && p->give_way) {
+    if ((j = from_pool(p, true)) < p->n_pool) return take_from_pool(p, j);
+    i = from_rest(p, true);
   }
+  if (i < p->n) p->taken[i] = true;
+  return i;
+}
+
+/* Whether the request's categories are enough for pages of 'page' items with
+ * at most 'cap' of each. When they are not (a filter on one category), no
+ * wider candidate set would help, so the cap gives way at once. */
+static bool cap_can_hold(const catalog *c, const rank_req *r, size_t cap, size_t page) {
+  if (cap >= page) return true;
+  size_t cats = 0;
+  if (r->n_include_cats) {
+    for (size_t i = 0; i < r->n_include_cats; i++) {
+      uint32_t x = r->include_cats[i];
+      cats += !contains(r->include_cats, i, x) && !contains(r->exclude_cats, r->n_exclude_cats, x);
+    }
+  } else {
+    cats = c->category_count;
+    for (size_t i = 0; i < r->n_exclude_cats; i++) {
+      uint32_t x = r->exclude_cats[i];
+      cats -= x < c->category_count && !contains(r->exclude_cats, i, x);
+    }
+  }
+  return cats * cap >= page;
 }
 
 typedef struct pinned {
@@ -277,52 +370,66 @@ static int by_slot(const void *a, const void *b) {
   return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
-/* Each pin (sorted by slot) at its slot; pins past the end follow the picks
- * in slot order; the picks fill the other positions in order. */
-static void merge_pins(rank_item *slate, const rank_item *picks, size_t n, pinned *pins, size_t n_pins,
-                       bool *filled) {
-  size_t total = n + n_pins, late = 0;
-  for (size_t j = 0; j < n_pins; j++) {
-    size_t at = pins[j].slot - 1;
-    if (at < total && !filled[at]) {
-      slate[at] = pins[j].item;
-      filled[at] = true;
-    } else {
-      pins[late++] = pins[j];
-    }
-  }
-  size_t next = 0, next_late = 0;
-  for (size_t s = 0; s < total; s++) {
-    if (filled[s]) continue;
-    slate[s] = next < n ? picks[next++] : pins[next_late++].item;
-  }
+/* The first position of the page that 'pos' is on. */
+static size_t page_start(size_t pos, size_t page, size_t phase) {
+  return pos < phase ? 0 : pos - (pos - phase) % page;
 }
 
-/* The slate: pins at their slots, the rest picked by MMR under the category
- * cap from the pool. */
-static int pick_slate(const rank_items *it, const rank_req *r, const rank_item *pool, size_t n_pool,
-                      pinned *pins, size_t n_pins, arena *a, rank_result *out) {
+static int picker_init(picker *p, const rank_items *it, const rank_req *r, const rank_item *items,
+                       size_t n, size_t page, float top, arena *a) {
   const rank_config *cfg = r->cfg;
-  qsort(pins, n_pins, sizeof *pins, by_slot); /* more pins than slots: the first slots win */
-  size_t k = r->k, n_pin = n_pins < k ? n_pins : k;
-  size_t want = n_pool < k - n_pin ? n_pool : k - n_pin;
-  size_t page = r->page ? r->page : k;
-  picker p = {.it = it, .pool = pool, .n = n_pool, .page = page, .lambda = cfg->mmr_lambda,
-              .mmr = cfg->mmr && it->emb, .top = n_pool ? pool[0].score : 0};
-  p.taken = arena_calloc(a, n_pool + 1, sizeof *p.taken);
-  p.max_sim = arena_calloc(a, n_pool + 1, sizeof *p.max_sim);
-  p.per_cat = arena_calloc(a, it->catalog->category_count + 1, sizeof *p.per_cat);
-  rank_item *picks = arena_calloc(a, want + 1, sizeof *picks);
-  rank_item *slate = arena_calloc(a, want + n_pin + 1, sizeof *slate);
-  bool *filled = arena_calloc(a, want + n_pin + 1, sizeof *filled);
-  if (!p.taken || !p.max_sim || !p.per_cat || !picks || !slate || !filled) return REC_ENOMEM;
-  p.cap = cfg->category_share > 0 ? (size_t)ceil(cfg->category_share * (double)page) : SIZE_MAX;
-  for (size_t j = 0; j < n_pin; j++) p.per_cat[it->catalog->category[pins[j].item.item]]++;
-  size_t n = 0;
-  for (size_t i; n < want && (i = next_pick(&p)) < n_pool; take(&p, i)) picks[n++] = pool[i];
-  merge_pins(slate, picks, n, pins, n_pin, filled);
+  *p = (picker){.it = it, .items = items, .n = n, .pool_cap = cfg->mmr_pool ? cfg->mmr_pool : 1,
+                .lambda = cfg->mmr_lambda, .top = top, .mmr = cfg->mmr && it->emb};
+  keyed64 *tmp = arena_alloc(a, (n + 1) * sizeof *tmp);
+  p->order = arena_alloc(a, (n + 1) * sizeof *p->order);
+  p->pool = arena_alloc(a, ((p->pool_cap < n ? p->pool_cap : n) + 1) * sizeof *p->pool);
+  p->taken = arena_calloc(a, n + 1, sizeof *p->taken);
+  p->per_cat = arena_calloc(a, it->catalog->category_count + 1, sizeof *p->per_cat);
+  p->page = arena_alloc(a, (page + 1) * sizeof *p->page);
+  if (!tmp || !p->order || !p->pool || !p->taken || !p->per_cat || !p->page) return REC_ENOMEM;
+  for (size_t i = 0; i < n; i++) p->order[i] = (keyed64){rank_key(&items[i]), (uint32_t)i};
+  sort_asc64(p->order, tmp, n);
+  p->cap = cfg->category_share > 0 ? (size_t)ceil(cfg->category_share * (double)page) : SIZE_MAX;
+  /* SimilarItems picks for likeness to the seeds: widening to the whole
+   * catalog to find unlike items of other categories would cost a full scan
+   * and serve worse complements, so there the cap gives way. */
+  p->give_way = r->similar || !r->can_widen || !cap_can_hold(it->catalog, r, p->cap, page);
+  refill(p);
+  return 0;
+}
+
+/* Positions [n_prefix, k) of 'slate', each a pin at its slot or the next
+ * pick; pins whose slot lies past a slate that runs out follow it, in slot
+ * order, once no wider candidate set can come. MMR measures relevance
+ * against 'top', the best score among all the eligible candidates, the
+ * prefix included. */
+static int pick_slate(const rank_items *it, const rank_req *r, const rank_item *items, size_t n,
+                      pinned *pins, size_t n_pins, rank_item *slate, size_t k, float top, arena *a,
+                      rank_result *out) {
+  size_t page = r->page ? r->page : (k ? k : 1), phase = r->page_phase % page;
+  picker p;
+  int rc = picker_init(&p, it, r, items, n, page, top, a);
+  if (rc) return rc;
+  qsort(pins, n_pins, sizeof *pins, by_slot);
+  size_t pos = r->n_prefix, next_pin = 0;
+  for (size_t j = page_start(pos, page, phase); j < pos; j++) shown(&p, &slate[j]);
+  while (pos < k) {
+    if (pos % page == phase) new_page(&p);
+    const rank_item *x;
+    size_t i;
+    if (next_pin < n_pins && pins[next_pin].slot - 1 == pos) x = &pins[next_pin++].item;
+    else if ((i = next_pick(&p)) < n) x = &items[i];
+    else if (!r->can_widen && next_pin < n_pins) x = &pins[next_pin++].item;
+    else break;
+    slate[pos++] = *x;
+    shown(&p, x);
+  }
   out->items = slate;
-  out->n = n + n_pin;
+  out->n = pos;
+  out->n_ranked = k - r->n_prefix < n ? k - r->n_prefix : n;
+  out->ranked = arena_alloc(a, (out->n_ranked + 1) * sizeof *out->ranked);
+  if (!out->ranked) return REC_ENOMEM;
+  for (size_t j = 0; j < out->n_ranked; j++) out->ranked[j] = items[p.order[j].at];
   return 0;
 }
 
@@ -350,12 +457,35 @@ static size_t eligible_items(const rank_items *it, const rec_candidate *cands, s
   return n;
 }
 
+/* The blend of 'x''s normalised sources, then the soft rules. */
+static void score(const rank_items *it, const rank_req *r, const float w[REC_SRC_COUNT], rank_item *x) {
+  for (int s = 0; s < REC_SRC_COUNT; s++) x->blended += w[s] * x->norm[s];
+  x->score = x->blended;
+  soft_rules(it, r, x);
+  /* SimilarItems: co-purchase evidence first, embedding similarity after. */
+  if (r->similar && (x->sources & (1u << REC_SRC_ITEM_CF))) x->score += 1.0f;
+}
+
+/* The prefix by item, to find its entries among the candidates. */
+static keyed64 *prefix_index(const rank_req *r, arena *a) {
+  keyed64 *ix = arena_alloc(a, (r->n_prefix + 1) * sizeof *ix);
+  keyed64 *tmp = arena_alloc(a, (r->n_prefix + 1) * sizeof *tmp);
+  if (!ix || !tmp) return NULL;
+  for (size_t j = 0; j < r->n_prefix; j++) ix[j] = (keyed64){r->prefix[j].item, (uint32_t)j};
+  sort_asc64(ix, tmp, r->n_prefix);
+  return ix;
+}
+
 int rank_slate(const rank_items *it, const rec_candidate *cands, size_t n_cands, const rank_req *r,
                arena *a, rank_result *out) {
   memset(out, 0, sizeof *out);
+  size_t start = r->n_prefix, k = r->k > start ? r->k : start;
   rank_item *items = arena_alloc(a, (n_cands ? n_cands : 1) * sizeof *items);
   pinned *pins = arena_alloc(a, (r->n_pins ? r->n_pins : 1) * sizeof *pins);
-  if (!items || !pins) return REC_ENOMEM;
+  rank_item *slate = arena_alloc(a, (k ? k : 1) * sizeof *slate);
+  keyed64 *prefix = prefix_index(r, a);
+  if (!items || !pins || !slate || !prefix) return REC_ENOMEM;
+  if (start) memcpy(slate, r->prefix, start * sizeof *slate);
   uint32_t present;
   size_t n = eligible_items(it, cands, n_cands, r, items, &present);
   out->missing = ~present & ((1u << REC_SRC_COUNT) - 1);
@@ -363,25 +493,24 @@ int rank_slate(const rank_items *it, const rec_candidate *cands, size_t n_cands,
   float w[REC_SRC_COUNT];
   weights(r->cfg, present, w);
   size_t n_pins = 0, m = 0;
+  float top = 0;
   for (size_t i = 0; i < n; i++) {
     rank_item *x = &items[i];
-    for (int s = 0; s < REC_SRC_COUNT; s++) x->blended += w[s] * x->norm[s];
-    x->score = x->blended;
-    soft_rules(it, r, x);
-    /* SimilarItems: co-purchase evidence first, embedding similarity after. */
-    if (r->similar && (x->sources & (1u << REC_SRC_ITEM_CF))) x->score += 1.0f;
+    score(it, r, w, x);
+    top = x->score > top ? x->score : top;
+    size_t at = find_key(prefix, start, x->item);
     int slot = pin_slot(r, x->item);
-    if (slot > 0) {
+    if (at < start) { /* placed by an earlier round: its score from these candidates */
+      rank_item *y = &slate[prefix[at].at];
+      bool was_pinned = y->pinned;
+      *y = *x;
+      y->pinned = was_pinned;
+    } else if (slot > 0 && (size_t)slot > start) {
       x->pinned = true;
       pins[n_pins++] = (pinned){*x, (uint32_t)slot};
-    } else {
+    } else { /* a pin whose slot an earlier round filled competes like any item */
       items[m++] = *x;
     }
   }
-  size_t pool_n = r->k > r->cfg->mmr_pool ? r->k : r->cfg->mmr_pool;
-  rank_item *pool = arena_alloc(a, (pool_n ? pool_n : 1) * sizeof *pool);
-  if (!pool) return REC_ENOMEM;
-  out->n_ranked = best_of(items, m, pool_n, pool);
-  out->ranked = pool;
-  return pick_slate(it, r, pool, out->n_ranked, pins, n_pins, a, out);
+  return pick_slate(it, r, items, m, pins, n_pins, slate, k, top, a, out);
 }

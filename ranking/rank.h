@@ -6,9 +6,23 @@
  *    renormalised over the sources that produced candidates.
  * 3. Soft rules multiply the blend: repurchase due, price penalty, upsell,
  *    margin, promotion boosts; each is recorded for explain.
- * 4. Diversity: MMR over item embeddings and a per-category cap pick the
- *    slate from the best candidates; the cap gives way before the slate
- *    would come out short. Pinned promotions take their slots last.
+ * 4. The slate, position by position: a pinned promotion at its slot (when
+ *    it is an eligible candidate), else
+ *    the best MMR value that the category cap allows among the pool: the
+ *    diversity.mmr_pool best candidates, then, once all are placed, the
+ *    next as many. MMR and the cap count per page. When the pool holds
+ *    nothing the cap allows, the best allowed candidate beyond it comes
+ *    next; only when no candidate at all is allowed does the cap give way,
+ *    and only if the caller cannot bring more candidates (can_widen) or the
+ *    request's categories could never keep it.
+ *
+ * The slate is served in this order: a score is the item's relevance after
+ * the soft rules, and MMR, the cap and pins may put a lower one first.
+ *
+ * Each position is picked greedily from what the earlier ones left, so the
+ * first k positions are the same whatever k. A caller that widens its
+ * candidates passes the slate so far as the next call's prefix, so a
+ * position, once decided, stays whatever the depth.
  * Pure function of its inputs; thread-safe; memory from the caller's arena. */
 #ifndef REC_RANK_H
 #define REC_RANK_H
@@ -38,9 +52,34 @@ typedef struct rank_boost_row {
   float factor;
 } rank_boost_row;
 
+enum { RANK_MAX_ADJ = 6 };
+
+typedef struct rank_adjust {
+  const char *rule;               /* "repurchase_due", "price_penalty", "upsell", "margin", "promotion" */
+  float factor;
+} rank_adjust;
+
+typedef struct rank_item {
+  uint32_t item;
+  uint32_t sources;
+  float raw[REC_SRC_COUNT];
+  float norm[REC_SRC_COUNT];      /* normalised per source, 0 where absent */
+  float blended;
+  float score;                    /* after soft rules */
+  uint8_t n_adj;
+  bool pinned;
+  rank_adjust adj[RANK_MAX_ADJ];
+} rank_item;
+
 typedef struct rank_req {
-  size_t k;                       /* slate length (the pages so far plus one item) */
-  size_t page;                    /* page size: the category cap counts per page; 0 = k */
+  size_t k;                       /* slate length wanted, the prefix included */
+  size_t page;                    /* page size: MMR and the category cap count per page; 0 = k */
+  size_t page_phase;              /* pages start at the positions p with p % page == page_phase */
+  const rank_item *prefix;        /* positions [0, n_prefix) decided by an earlier round: kept as
+                                   * they are (their scores redone from these candidates) */
+  size_t n_prefix;
+  bool can_widen;                 /* the caller can bring more candidates: stop short rather than let
+                                   * the cap give way or put pins past the end */
   const rank_config *cfg;
   /* hard rules from the request and the configuration */
   const uint32_t *exclude;        /* the request's excludes, sorted ascending */
@@ -67,29 +106,11 @@ typedef struct rank_req {
   bool similar;                   /* SimilarItems: item-CF evidence ranks first */
 } rank_req;
 
-enum { RANK_MAX_ADJ = 6 };
-
-typedef struct rank_adjust {
-  const char *rule;               /* "repurchase_due", "price_penalty", "upsell", "margin", "promotion" */
-  float factor;
-} rank_adjust;
-
-typedef struct rank_item {
-  uint32_t item;
-  uint32_t sources;
-  float raw[REC_SRC_COUNT];
-  float norm[REC_SRC_COUNT];      /* normalised per source, 0 where absent */
-  float blended;
-  float score;                    /* after soft rules */
-  uint8_t n_adj;
-  bool pinned;
-  rank_adjust adj[RANK_MAX_ADJ];
-} rank_item;
-
 typedef struct rank_result {
-  rank_item *items;               /* the slate, best first */
-  size_t n;
-  rank_item *ranked;              /* every eligible candidate by score, before diversity */
+  rank_item *items;               /* the slate in served order: the prefix, then this call's picks */
+  size_t n;                       /* < k: the candidates (or, with can_widen, the cap) ran out */
+  rank_item *ranked;              /* this call's first k - n_prefix candidates by score, best
+                                   * first, before diversity (no prefix, no pins held for a slot) */
   size_t n_ranked;
   uint32_t missing;               /* sources with no candidates (bit per rec_source) */
 } rank_result;
@@ -101,7 +122,8 @@ static inline bool rank_eligible(const rank_items *it, const rank_req *r, uint32
   return rank_ineligible_reason(it, r, item) == NULL;
 }
 
-/* Ranks 'cands' into at most r->k items. Returns 0 or REC_ENOMEM. */
+/* Ranks 'cands' into a slate of at most r->k items that starts with the
+ * prefix. Returns 0 or REC_ENOMEM. */
 int rank_slate(const rank_items *it, const rec_candidate *cands, size_t n_cands, const rank_req *r,
                arena *a, rank_result *out);
 #endif

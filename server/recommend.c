@@ -1,7 +1,12 @@
-/* server/recommend.c - see recommend.h. The first round asks each source for
- * its configured count (ANN for at least four times the page); a short page
- * multiplies every request by four, until ANN scans the whole catalog or the
- * popularity order runs through it. */
+/* server/recommend.c - see recommend.h. The slate is one ordering per user,
+ * request, bundle and settings, made in rounds: round r answers for the
+ * positions up to depth(r) = D x 4^r, D = max(k + 1, candidates.ann / 4),
+ * from candidates sized for that depth (ANN 4 x and popularity 2 x, each at
+ * least its configured count; item-CF its count x 4^r), and hands the
+ * positions it filled to the next, wider round, which continues after them.
+ * The offset sizes neither, so a page is the same slice of the same
+ * ordering whichever page asked; it only decides how many rounds run, until
+ * ANN scans the whole catalog or the popularity order runs through it. */
 #include "server/recommend.h"
 #include "common/clock.h"
 
@@ -124,7 +129,8 @@ static bool in_candidates(const retrieve_result *rr, uint32_t item) {
 
 /* Why an item the caller asked about is not on this page. */
 static void verdict(const bundle *b, const rank_req *rules, const retrieve_result *rr,
-                    const rank_result *rk, size_t need, uint32_t item, arena *a, rec_verdict *v) {
+                    const rank_result *rk, size_t need, size_t start, uint32_t item, arena *a,
+                    rec_verdict *v) {
   rank_items it = {.catalog = b->catalog, .cycle_days = b->sig.cycle_days};
   size_t at;
   if ((v->reason = rank_ineligible_reason(&it, rules, item)) != NULL) {
@@ -135,9 +141,9 @@ static void verdict(const bundle *b, const rank_req *rules, const retrieve_resul
   } else if (in_slate(rk->items, rk->n, item, &at)) {
     v->stage = "cut";
     v->reason = arena_printf(a, "at position %zu, on another page", at + 1);
-  } else if (in_slate(rk->ranked, rk->n_ranked, item, &at) && at < need) {
+  } else if (in_slate(rk->ranked, rk->n_ranked, item, &at) && start + at < need) {
     v->stage = "diversity";
-    v->reason = arena_printf(a, "ranked %zu by score, displaced by MMR or the category cap", at + 1);
+    v->reason = arena_printf(a, "ranked %zu by score, displaced by MMR or the category cap", start + at + 1);
   } else {
     v->stage = "cut";
     v->reason = arena_printf(a, "scored below the top %zu", need);
@@ -145,8 +151,8 @@ static void verdict(const bundle *b, const rank_req *rules, const retrieve_resul
 }
 
 static int explain_missing(const bundle *b, const rec_request *r, const rank_req *rules,
-                           const retrieve_result *rr, const rank_result *rk, size_t need, arena *a,
-                           rec_result *res) {
+                           const retrieve_result *rr, const rank_result *rk, size_t need, size_t start,
+                           arena *a, rec_result *res) {
   res->verdicts = arena_calloc(a, r->n_explain + 1, sizeof *res->verdicts);
   if (!res->verdicts) return REC_ENOMEM;
   for (size_t i = 0; i < r->n_explain; i++) {
@@ -161,7 +167,7 @@ static int explain_missing(const bundle *b, const rec_request *r, const rank_req
     } else if (in_slate(res->items, res->n, item, &at)) {
       continue;
     } else {
-      verdict(b, rules, rr, rk, need, item, a, v);
+      verdict(b, rules, rr, rk, need, start, item, a, v);
     }
     res->n_verdicts++;
   }
@@ -176,8 +182,10 @@ struct rec_run {
   retrieve_req rq;
   rank_items it;
   retrieve_result rr;              /* the last round's candidates */
-  rank_result rk;                  /* and their ranking */
+  rank_result rk;                  /* the slate so far, as the last rank_slate call left it */
+  size_t start;                    /* where the last call began */
   size_t need, before;
+  size_t depth;                    /* positions the current round answers for */
   int round;
   rec_result acc;                  /* timings and profile, gathered across rounds */
 };
@@ -190,15 +198,18 @@ int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **o
   run->r = r;
   run->a = a;
   run->need = r->offset + r->k;
+  run->depth = at_least(r->k + 1, cfg->cand_ann / 4);
   run->rules = r->rules;
-  run->rules.k = run->need + 1; /* one more than the pages so far tells whether another exists */
+  /* Pages are cut at offset + j k, so the page served is the one the cap and
+   * MMR counted; a walk with one k has offset % k == 0 throughout. */
   run->rules.page = r->k;
+  run->rules.page_phase = r->k ? r->offset % r->k : 0;
   run->rules.similar = r->similar;
   run->rq = (retrieve_req){.user_id = r->user_id, .user_len = r->user_len, .seeds = r->seeds,
                            .n_seeds = r->n_seeds, .similar = r->similar,
                            .categories = run->rules.include_cats, .n_categories = run->rules.n_include_cats,
-                           .want_ann = at_least(cfg->cand_ann, 4 * run->need), .want_cf = cfg->cand_itemcf,
-                           .want_pop = at_least(cfg->cand_popularity, 2 * run->need), .ef = r->ann_ef};
+                           .want_ann = at_least(cfg->cand_ann, 4 * run->depth), .want_cf = cfg->cand_itemcf,
+                           .want_pop = at_least(cfg->cand_popularity, 2 * run->depth), .ef = r->ann_ef};
   uint32_t row;
   run->acc.known_user = !r->similar && r->user_id && bundle_find_user(b, r->user_id, r->user_len, &row);
   if (profile(b, r, &run->rules, &run->rq, a, &run->acc)) return REC_ENOMEM;
@@ -214,22 +225,38 @@ int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **o
 
 const retrieve_req *recommend_want(const rec_run *run) { return &run->rq; }
 
+/* Ranks this round's candidates after the positions earlier rounds filled,
+ * up to the round's depth; the final round, after which no wider set can
+ * come, goes on to the end of the page and lets the cap give way. */
+static int rank_round(rec_run *run, const retrieve_result *rr, bool final) {
+  size_t want = run->need + 1; /* one more than the pages so far tells whether another exists */
+  run->rules.prefix = run->rk.items;
+  run->rules.n_prefix = run->rk.n;
+  run->rules.k = final || want < run->depth ? want : run->depth;
+  run->rules.can_widen = !final;
+  run->start = run->rk.n;
+  int64_t t0 = rec_mono_ns();
+  int rc = rank_slate(&run->it, rr->cands, rr->n, &run->rules, run->a, &run->rk);
+  run->acc.rank_ns += rec_mono_ns() - t0;
+  return rc;
+}
+
 int recommend_step(rec_run *run, const retrieve_result *rr, bool *again) {
   size_t total = run->b->catalog->count;
-  int64_t t0 = rec_mono_ns();
+  /* Every item was considered, or widening found nothing new (SimilarItems
+   * has no popularity to fall back on). */
+  bool final = rr->exhausted || (run->round > 0 && rr->n == run->before);
   run->rr = *rr;
-  int rc = rank_slate(&run->it, rr->cands, rr->n, &run->rules, run->a, &run->rk);
+  int rc = rank_round(run, rr, final);
   if (rc) return rc;
-  run->acc.rank_ns += rec_mono_ns() - t0;
   run->acc.tower_ns += rr->tower_ns;
   run->acc.ann_ns += rr->ann_ns;
   run->acc.sources_ns += rr->sources_ns;
-  /* Stop when the page is full, every item was considered, or widening
-   * found nothing new (SimilarItems has no popularity to fall back on). */
-  *again = !(run->rk.n > run->need || rr->exhausted || (run->round > 0 && rr->n == run->before));
+  *again = !final && run->rk.n <= run->need;
   if (!*again) return 0;
   run->round++;
   run->before = rr->n;
+  run->depth *= 4;
   retrieve_req *q = &run->rq;
   q->want_ann = q->want_ann > total / 4 ? total : q->want_ann * 4;
   q->want_cf *= 4;
@@ -261,10 +288,12 @@ int recommend_finish(rec_run *run, rec_result *out) {
   out->short_catalog = rk->n < need;
   out->more = rk->n > need;
   size_t end = rk->n < need ? rk->n : need;
+  out->slate = rk->items;
+  out->n_slate = rk->n;
   out->items = rk->items + (offset < end ? offset : end);
   out->n = offset < end ? end - offset : 0;
   note_degraded(run, out);
-  return explain_missing(run->b, run->r, &run->rules, rr, rk, need, run->a, out);
+  return explain_missing(run->b, run->r, &run->rules, rr, rk, need, run->start, run->a, out);
 }
 
 int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *out) {

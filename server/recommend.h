@@ -9,7 +9,10 @@
  * recommend_begin, then for each round hand recommend_want's request to the
  * candidate tier (in process, or remote shards) and its answer to
  * recommend_step, until it says the page is settled; recommend_run does all
- * of it in process. Thread-safe; every allocation comes from the arena. */
+ * of it in process. A round's size depends on k, never on the offset, and
+ * each keeps the positions the narrower rounds before it filled, so every
+ * page of a walk is a slice of one ordering. Thread-safe; every allocation
+ * comes from the arena. */
 #ifndef REC_RECOMMEND_H
 #define REC_RECOMMEND_H
 #include <stdbool.h>
@@ -80,8 +83,11 @@ typedef struct rec_verdict {
 } rec_verdict;
 
 typedef struct rec_result {
-  rank_item *items;                /* the page, best first */
+  rank_item *items;                /* the page, in the order to show it (not sorted by score) */
   size_t n;
+  const rank_item *slate;          /* the ordering the page is cut from, positions 0 .. offset + k
+                                    * (and one more when another page exists); items == slate + offset */
+  size_t n_slate;
   rec_strategy strategy;
   bool known_user;                 /* the bundle knows the user (has a tower input) */
   bool profiled;                   /* the user had a profile (price, segment, history) */

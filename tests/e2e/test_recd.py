@@ -1030,7 +1030,7 @@ class HostileInputTest(unittest.TestCase):
         after = vm_rss_mib(pid)
         sys.stderr.write("\n  recd RSS: idle %.0f MiB, peak %.0f, after %.0f\n" % (idle, peak[0], after))
         self.assertLess(peak[0] - idle, 200)
-        self.assertLess(after - idle, 64)
+        self.assertLess(after - idle, 100)  # the issue saw 1 GiB stay held
 
 
 class LimitsTest(unittest.TestCase):

@@ -1,6 +1,9 @@
 /* tests/ranking/test_rank.c - the ranking tier on a hand-made catalog where
  * every number can be checked by hand: each hard rule, normalisation and
- * renormalised weights, each soft rule, MMR, the category cap, promotions. */
+ * renormalised weights, each soft rule, MMR, the category cap (beyond the
+ * pool, stopping short for a wider round, giving way), promotions, and
+ * rounds: a prefix kept, positions that do not depend on k, pages counted
+ * from their phase, the served order against the score. */
 #include "ranking/rank.h"
 #include "tests/test.h"
 
@@ -242,30 +245,237 @@ static void mmr_prefers_the_different_item(void) {
   catalog_free(c);
 }
 
-/* Six X items outscore two Y items; k 4 with share 0.5 -> at most 2 per
- * category: x1 x2 y1 y2. With one Y item only, the cap gives way: x1 x2 y1 x3. */
-static void category_cap_gives_way_before_a_short_slate(void) {
+static catalog *cap_catalog(void) {
   const char *p = test_path("cap_items.tsv");
   test_write_file(p, "item_id\tcategory\tprice\tin_stock\tpopularity\n"
                      "x1\tX\t1\t1\t1\nx2\tX\t1\t1\t1\nx3\tX\t1\t1\t1\nx4\tX\t1\t1\t1\n"
                      "y1\tY\t1\t1\t1\ny2\tY\t1\t1\t1\n");
   catalog *c = NULL;
-  CU_ASSERT_EQUAL_FATAL(catalog_load(p, &c, NULL), 0);
+  CU_ASSERT_EQUAL(catalog_load(p, &c, NULL), 0);
+  return c;
+}
+
+enum { X1, X2, X3, X4, Y1, Y2 }; /* cap_catalog rows */
+
+/* x1..x4 outscore y1 and y2, in that order. */
+static const rec_candidate *cap_cands(void) {
+  static rec_candidate cs[6];
+  for (int i = 0; i < 6; i++) cs[i] = cand((uint32_t)i, 0.9f - 0.1f * (float)i, -1, -1);
+  return cs;
+}
+
+static void expect(const rank_result *res, const uint32_t *want, size_t n) {
+  CU_ASSERT_EQUAL_FATAL(res->n, n);
+  for (size_t i = 0; i < n; i++) CU_ASSERT_EQUAL(res->items[i].item, want[i]);
+}
+
+/* k 4 with share 0.5: at most 2 per category: x1 x2 y1 y2. With y2 not a
+ * candidate and no wider set to come, the cap gives way: x1 x2 y1 x3. */
+static void category_cap_gives_way_before_a_short_slate(void) {
+  catalog *c = cap_catalog();
   rank_config *cfg = config((const char *const[]){"diversity.mmr", "false", NULL});
   rank_items it = {.catalog = c};
-  rec_candidate cs[6] = {cand(0, .9f, -1, -1), cand(1, .8f, -1, -1), cand(2, .7f, -1, -1),
-                         cand(3, .6f, -1, -1), cand(4, .5f, -1, -1), cand(5, .4f, -1, -1)};
   arena a;
   arena_init(&a, 0);
   rank_req r = req(cfg, 4);
-  rank_result res = run(&it, cs, 6, &r, &a);
-  uint32_t want[4] = {0, 1, 4, 5};
-  CU_ASSERT_EQUAL_FATAL(res.n, 4);
-  for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(res.items[i].item, want[i]);
-  res = run(&it, cs, 5, &r, &a); /* y2 not a candidate */
-  uint32_t relaxed[4] = {0, 1, 4, 2};
-  CU_ASSERT_EQUAL_FATAL(res.n, 4);
-  for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(res.items[i].item, relaxed[i]);
+  rank_result res = run(&it, cap_cands(), 6, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, Y1, Y2}, 4);
+  res = run(&it, cap_cands(), 5, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, Y1, X3}, 4);
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* The MMR pool holds one item (mmr_pool 1): after x1 and x2 it holds x3,
+ * which the cap forbids; the cap reaches past it for y1 and y2 instead of
+ * giving way. */
+static void category_cap_reaches_beyond_the_pool(void) {
+  catalog *c = cap_catalog();
+  rank_config *cfg = config((const char *const[]){"diversity.mmr_pool", "1", NULL});
+  const float emb[6 * 2] = {1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0, 1};
+  rank_items it = {.catalog = c, .emb = emb, .dim = 2};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 4);
+  rank_result res = run(&it, cap_cands(), 6, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, Y1, Y2}, 4);
+  CU_ASSERT_EQUAL(res.n_ranked, 4);
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* No Y item left, but the caller can bring more candidates: the slate stops
+ * at x1 x2 y1 rather than give way. A filter on X alone can never keep the
+ * cap, so there it gives way at once. */
+static void category_cap_stops_short_when_a_wider_round_can_come(void) {
+  catalog *c = cap_catalog();
+  rank_config *cfg = config((const char *const[]){"diversity.mmr", "false", NULL});
+  rank_items it = {.catalog = c};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 4);
+  r.can_widen = true;
+  rank_result res = run(&it, cap_cands(), 5, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, Y1}, 3);
+  uint32_t x;
+  CU_ASSERT_TRUE_FATAL(catalog_find_category(c, "X", 1, &x));
+  r.include_cats = &x, r.n_include_cats = 1;
+  res = run(&it, cap_cands(), 6, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, X3, X4}, 4);
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* Pages of 2 from phase 1 (an offset of 1): [0,1) [1,3) [3,5), one X each. */
+static void pages_count_from_their_phase(void) {
+  catalog *c = cap_catalog();
+  rank_config *cfg = config((const char *const[]){"diversity.mmr", "false", NULL});
+  rank_items it = {.catalog = c};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 5);
+  r.page = 2;
+  rank_result res = run(&it, cap_cands(), 6, &r, &a);
+  expect(&res, (const uint32_t[]){X1, Y1, X2, Y2, X3}, 5);
+  r.page_phase = 1;
+  res = run(&it, cap_cands(), 6, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, Y1, X3, Y2}, 5);
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* A wider round keeps the positions an earlier one filled, even when it
+ * finds a better item (y1 at 0.95), and continues after them; the kept
+ * items' scores come from the wider set (x1: rank 2 of 4 -> 0.75). */
+static void a_prefix_is_kept(void) {
+  catalog *c = cap_catalog();
+  rank_config *cfg = config(PLAIN);
+  rank_items it = {.catalog = c};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 2);
+  rank_result first = run(&it, cap_cands(), 3, &r, &a);
+  expect(&first, (const uint32_t[]){X1, X2}, 2);
+  CU_ASSERT_DOUBLE_EQUAL(first.items[0].score, 1.0, 1e-6);
+  rec_candidate wider[4] = {cand(X1, .9f, -1, -1), cand(X2, .8f, -1, -1), cand(X3, .7f, -1, -1),
+                            cand(Y1, .95f, -1, -1)};
+  r.k = 4, r.prefix = first.items, r.n_prefix = first.n;
+  rank_result res = run(&it, wider, 4, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, Y1, X3}, 4);
+  CU_ASSERT_DOUBLE_EQUAL(res.items[0].score, 0.75, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(res.items[2].score, 1.0, 1e-6);
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* Items that join the pool mid-page are weighed against what the page
+ * already shows. A pool of 2: x1 and y1 fill it and are picked; x2 and y2
+ * join then, and x2, x1's twin, loses to y2. Rank-normalised relevance 1,
+ * 0.75, 0.5, 0.25; lambda 0.5: x2 0.25 - 0.5 x 1 < y2 0.125 - 0.5 x 0.6. */
+static void mmr_weighs_items_joining_the_pool(void) {
+  catalog *c = cap_catalog();
+  rank_config *cfg = config((const char *const[]){"diversity.mmr_pool", "2", "diversity.mmr_lambda", "0.5",
+      "diversity.category_share", "0", "upsell.factor", "0", NULL});
+  const float emb[6 * 2] = {1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0.6f, -0.8f};
+  rank_items it = {.catalog = c, .emb = emb, .dim = 2};
+  rec_candidate cs[4] = {cand(X1, .9f, -1, -1), cand(Y1, .8f, -1, -1), cand(X2, .7f, -1, -1),
+                         cand(Y2, .6f, -1, -1)};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 4);
+  rank_result res = run(&it, cs, 4, &r, &a);
+  expect(&res, (const uint32_t[]){X1, Y1, Y2, X2}, 4);
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* MMR measures relevance against the best eligible candidate, x1, even
+ * when a prefix holds it, so going on from [x1] picks what one call picks.
+ * Relevance 1, 2/3, 1/3; lambda 0.5: y1 1/3 - 0.5 x 0.4 < x2 1/6 - 0. */
+static void relevance_is_against_the_best_candidate(void) {
+  catalog *c = cap_catalog();
+  rank_config *cfg = config((const char *const[]){"diversity.mmr_lambda", "0.5", "diversity.category_share",
+                                                  "0", "upsell.factor", "0", NULL});
+  const float emb[6 * 2] = {1, 0, 0, 1, 1, 0, 1, 0, 0.4f, 0.916515f, 1, 0};
+  rank_items it = {.catalog = c, .emb = emb, .dim = 2};
+  rec_candidate cs[3] = {cand(X1, .9f, -1, -1), cand(Y1, .8f, -1, -1), cand(X2, .7f, -1, -1)};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 3);
+  rank_result one = run(&it, cs, 3, &r, &a);
+  expect(&one, (const uint32_t[]){X1, X2, Y1}, 3);
+  r.k = 1;
+  rank_result first = run(&it, cs, 3, &r, &a);
+  r.k = 3, r.page = 3, r.prefix = first.items, r.n_prefix = first.n;
+  rank_result res = run(&it, cs, 3, &r, &a);
+  expect(&res, (const uint32_t[]){X1, X2, Y1}, 3);
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* With MMR (a pool of 2), the cap and a pin, the first k positions are the
+ * same for every k: a shallow page is a prefix of a deep one. */
+static void positions_do_not_depend_on_k(void) {
+  catalog *c = cap_catalog();
+  rank_config *cfg = config((const char *const[]){"diversity.mmr_pool", "2", "diversity.mmr_lambda",
+                                                  "0.5", NULL});
+  const float emb[6 * 2] = {1, 0, 0.8f, 0.6f, 0.6f, 0.8f, 0, 1, 1, 0, 0.6f, 0.8f};
+  rank_items it = {.catalog = c, .emb = emb, .dim = 2};
+  rank_pin_row pin = {X4, 3};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 6);
+  r.page = 3, r.pins = &pin, r.n_pins = 1;
+  rank_result deep = run(&it, cap_cands(), 6, &r, &a);
+  CU_ASSERT_EQUAL_FATAL(deep.n, 6);
+  CU_ASSERT_EQUAL(deep.items[2].item, X4);
+  /* A page's first pick is on relevance alone: the best item left. */
+  CU_ASSERT_EQUAL(deep.items[0].item, X1);
+  for (size_t i = 4; i < 6; i++) CU_ASSERT_TRUE(deep.items[3].score >= deep.items[i].score);
+  for (size_t k = 1; k < 6; k++) {
+    r.k = k;
+    rank_result res = run(&it, cap_cands(), 6, &r, &a);
+    CU_ASSERT_EQUAL_FATAL(res.n, k);
+    for (size_t i = 0; i < k; i++) CU_ASSERT_EQUAL(res.items[i].item, deep.items[i].item);
+  }
+  arena_destroy(&a);
+  rank_config_free(cfg);
+  catalog_free(c);
+}
+
+/* The contract (ranking.proto, docs/api.md): items come in the order to
+ * show them and each score is the item's relevance, the blend times its
+ * adjustments, untouched by the order: MMR serves d (0) before c (0.5).
+ * Without diversity and pins the order is the scores'. */
+static void order_is_served_and_score_is_relevance(void) {
+  catalog *c = make();
+  rank_config *cfg = config((const char *const[]){"diversity.mmr_lambda", "0.5", "diversity.category_share",
+      "0", "blend.normalization", "minmax", "margin.weight", "0.5", NULL});
+  const float emb[5 * 2] = {1, 0, 0, 1, 1, 0, 0, 1, 0.6f, 0.8f};
+  rank_items it = {.catalog = c, .emb = emb, .dim = 2};
+  rec_candidate cs[3] = {cand(A, 0.9f, -1, -1), cand(C, 0.8f, -1, -1), cand(D, 0.7f, -1, -1)};
+  arena a;
+  arena_init(&a, 0);
+  rank_req r = req(cfg, 3);
+  rank_result res = run(&it, cs, 3, &r, &a);
+  expect(&res, (const uint32_t[]){A, D, C}, 3);
+  CU_ASSERT_TRUE(res.items[1].score < res.items[2].score);
+  for (size_t i = 0; i < res.n; i++) {
+    double s = res.items[i].blended;
+    for (size_t j = 0; j < res.items[i].n_adj; j++) s *= res.items[i].adj[j].factor;
+    CU_ASSERT_DOUBLE_EQUAL(res.items[i].score, s, 1e-6);
+  }
+  CU_ASSERT_DOUBLE_EQUAL(res.items[0].score, 1.1, 1e-6); /* a: blend 1, margin 0.2 -> x 1.1 */
+  rank_config_set(cfg, "diversity.mmr", "false", NULL);
+  res = run(&it, cs, 3, &r, &a);
+  for (size_t i = 1; i < res.n; i++) CU_ASSERT_TRUE(res.items[i - 1].score >= res.items[i].score);
   arena_destroy(&a);
   rank_config_free(cfg);
   catalog_free(c);
@@ -301,6 +511,15 @@ void suite_rank(void) {
       {"segment_overrides_apply", segment_overrides_apply},
       {"mmr_prefers_the_different_item", mmr_prefers_the_different_item},
       {"category_cap_gives_way_before_a_short_slate", category_cap_gives_way_before_a_short_slate},
+      {"category_cap_reaches_beyond_the_pool", category_cap_reaches_beyond_the_pool},
+      {"category_cap_stops_short_when_a_wider_round_can_come",
+       category_cap_stops_short_when_a_wider_round_can_come},
+      {"pages_count_from_their_phase", pages_count_from_their_phase},
+      {"a_prefix_is_kept", a_prefix_is_kept},
+      {"mmr_weighs_items_joining_the_pool", mmr_weighs_items_joining_the_pool},
+      {"relevance_is_against_the_best_candidate", relevance_is_against_the_best_candidate},
+      {"positions_do_not_depend_on_k", positions_do_not_depend_on_k},
+      {"order_is_served_and_score_is_relevance", order_is_served_and_score_is_relevance},
       {"pins_take_their_slots", pins_take_their_slots},
       {NULL, NULL}};
   test_add_suite("rank", cases);

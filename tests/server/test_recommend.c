@@ -1,7 +1,9 @@
 /* tests/server/test_recommend.c - the Recommend pipeline without gRPC: the
  * page is full whenever enough eligible items exist (checked against an
  * independent oracle on random catalogs and random rules), pages continue
- * each other, cold users get popularity, absent items are explained. */
+ * each other, cold users get popularity, absent items are explained; walks
+ * of every page on random worlds and a synthetic shop, each page a slice of
+ * one ordering, with the category cap and the scores as the API states them. */
 #include "retrieval/bundle_write.h"
 #include "server/recommend.h"
 #include "tests/test.h"
@@ -268,6 +270,24 @@ static int by_u32(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+typedef struct rules_store {
+  uint32_t excl[8], blocked[4], inc, exc;
+} rules_store;
+
+/* Random excludes, blocked items, category and price filters for 'r', kept in 'st'. */
+static void random_rules(const world *w, rec_request *r, rules_store *st) {
+  st->inc = rnd((uint32_t)w->cats), st->exc = rnd((uint32_t)w->cats);
+  for (int k = 0; k < 8; k++) st->excl[k] = rnd((uint32_t)w->n);
+  for (int k = 0; k < 4; k++) st->blocked[k] = (uint32_t)k * 3;
+  qsort(st->excl, 8, sizeof *st->excl, by_u32); /* the rules look excludes up by bisection */
+  r->rules.exclude = st->excl, r->rules.n_exclude = rnd(2) ? 8 : 0;
+  r->rules.blocked = st->blocked, r->rules.n_blocked = rnd(2) ? 4 : 0;
+  if (rnd(3) == 0) r->rules.include_cats = &st->inc, r->rules.n_include_cats = 1;
+  if (rnd(3) == 0) r->rules.exclude_cats = &st->exc, r->rules.n_exclude_cats = 1;
+  if (rnd(3) == 0)
+    r->rules.has_price = true, r->rules.min_price = (float)rnd(50), r->rules.max_price = (float)rnd(3) * 40;
+}
+
 static void one_trial(int trial, const rank_config *cfg) {
   world *w = calloc(1, sizeof *w);
   char dir[64];
@@ -282,15 +302,8 @@ static void one_trial(int trial, const rank_config *cfg) {
   snprintf(uid, sizeof uid, user >= 0 ? "u%d" : "nobody", user);
   rec_request r = req(cfg, uid, 1 + rnd((uint32_t)w->n));
   r.rules.now = now;
-  uint32_t excl[8], blocked[4], inc = rnd((uint32_t)w->cats), exc = rnd((uint32_t)w->cats);
-  for (int k = 0; k < 8; k++) excl[k] = rnd((uint32_t)w->n);
-  for (int k = 0; k < 4; k++) blocked[k] = (uint32_t)k * 3;
-  qsort(excl, 8, sizeof *excl, by_u32); /* the rules look excludes up by bisection */
-  r.rules.exclude = excl, r.rules.n_exclude = rnd(2) ? 8 : 0;
-  r.rules.blocked = blocked, r.rules.n_blocked = rnd(2) ? 4 : 0;
-  if (rnd(3) == 0) r.rules.include_cats = &inc, r.rules.n_include_cats = 1;
-  if (rnd(3) == 0) r.rules.exclude_cats = &exc, r.rules.n_exclude_cats = 1;
-  if (rnd(3) == 0) r.rules.has_price = true, r.rules.min_price = (float)rnd(50), r.rules.max_price = (float)rnd(3) * 40;
+  rules_store st;
+  random_rules(w, &r, &st);
   arena a;
   arena_init(&a, 0);
   rec_result res;
@@ -334,6 +347,254 @@ static void k_guarantee_against_an_oracle(void) {
   }
 }
 
+/* ---- pages: one ordering, cut into pages ---- */
+
+typedef bool (*eligible_fn)(const void *ctx, uint32_t item);
+
+typedef struct walk_stats {
+  int pages, gave_way;       /* pages walked; pages the catalog could not fill under the cap */
+} walk_stats;
+
+/* The category cap as the API states it: at most ceil(share k) of a category
+ * on a page, unless the eligible items not on earlier pages cannot fill the
+ * page otherwise, and then only by as many as that forces. */
+static void check_cap(const bundle *b, const rec_request *r, const rec_result *res, const size_t *left,
+                      walk_stats *st, const char *what, size_t page) {
+  const catalog *c = b->catalog;
+  double share = r->rules.cfg->category_share;
+  if (share <= 0 || r->rules.n_pins || r->similar) return; /* SimilarItems: likeness first (rank.c) */
+  size_t cap = (size_t)ceil(share * (double)r->k), on[64] = {0}, room = 0, over = 0;
+  for (size_t i = 0; i < res->n; i++) on[c->category[res->items[i].item]]++;
+  for (size_t x = 0; x < c->category_count; x++) {
+    room += left[x] < cap ? left[x] : cap;
+    over += on[x] > cap ? on[x] - cap : 0;
+  }
+  size_t forced = res->n > room ? res->n - room : 0;
+  st->gave_way += forced > 0;
+  if (over > forced)
+    fprintf(stderr, "\n  %s: page %zu has %zu items over the cap of %zu, the catalog forces %zu", what,
+            page + 1, over, cap, forced);
+  CU_ASSERT(over <= forced);
+}
+
+/* The documented score: the blend times every adjustment, whatever the order. */
+static void check_scores(const rec_result *res) {
+  for (size_t i = 0; i < res->n; i++) {
+    const rank_item *x = &res->items[i];
+    double s = x->blended;
+    for (size_t j = 0; j < x->n_adj; j++) s *= x->adj[j].factor;
+    CU_ASSERT_DOUBLE_EQUAL(x->score, s, 1e-5 * (1 + fabs(s)));
+  }
+}
+
+/* Walks pages 0..n_pages-1 of 'base' (page size base->k, offsets p k, as the
+ * cursors give them) and checks that page p is exactly positions
+ * [p k, p k + k) of the ordering a single request for the last page cuts its
+ * page from; that no item comes twice; that a page is full while eligible
+ * items are left; the cap; the scores. */
+static void walk_pages(const bundle *b, const rec_request *base, size_t n_pages, eligible_fn eligible,
+                       const void *ctx, walk_stats *st, const char *what) {
+  const catalog *c = b->catalog;
+  size_t k = base->k, left[64] = {0}, n_left = 0;
+  CU_ASSERT_FATAL(c->category_count <= 64);
+  for (uint32_t i = 0; i < c->count; i++)
+    if (eligible(ctx, i)) left[c->category[i]]++, n_left++;
+  arena a;
+  arena_init(&a, 0);
+  rec_request deep_rq = *base;
+  deep_rq.offset = (n_pages - 1) * k;
+  rec_result deep;
+  CU_ASSERT_EQUAL_FATAL(recommend_run(b, &deep_rq, &a, &deep), 0);
+  bool *seen = calloc(c->count, sizeof *seen);
+  for (size_t p = 0; p < n_pages; p++) {
+    rec_request rq = *base;
+    rq.offset = p * k;
+    rec_result res;
+    CU_ASSERT_EQUAL_FATAL(recommend_run(b, &rq, &a, &res), 0);
+    st->pages++;
+    CU_ASSERT_EQUAL(res.n, n_left < k ? n_left : k);
+    bool same = p * k + res.n <= deep.n_slate;
+    for (size_t i = 0; same && i < res.n; i++) same = res.items[i].item == deep.slate[p * k + i].item;
+    if (!same)
+      fprintf(stderr, "\n  %s: page %zu (k %zu) is not positions %zu.. of one ordering", what, p + 1, k, p * k);
+    CU_ASSERT(same);
+    for (size_t i = 0; i < res.n; i++) {
+      uint32_t item = res.items[i].item;
+      if (seen[item]) fprintf(stderr, "\n  %s: page %zu repeats item %u", what, p + 1, item);
+      CU_ASSERT(!seen[item]);
+      CU_ASSERT(eligible(ctx, item));
+      seen[item] = true;
+    }
+    check_cap(b, &rq, &res, left, st, what, p);
+    check_scores(&res);
+    for (size_t i = 0; i < res.n; i++) left[c->category[res.items[i].item]]--, n_left--;
+    CU_ASSERT_EQUAL(res.more, n_left > 0);
+    if (!res.more) break;
+  }
+  free(seen);
+  arena_destroy(&a);
+}
+
+typedef struct world_ctx {
+  const world *w;
+  const rank_config *cfg;
+  const rec_request *r;
+  int user;
+  const bundle *b;
+} world_ctx;
+
+static bool world_eligible(const void *ctx, uint32_t item) {
+  const world_ctx *x = ctx;
+  return oracle_eligible(x->w, x->cfg, x->r, x->user, item, x->b);
+}
+
+/* Random catalogs, rules, settings and pins: every page of a walk is a
+ * slice of one ordering. Asks for every page until the catalog runs out. */
+static void pages_are_one_ordering_on_random_worlds(void) {
+  retrieve_thread_init();
+  rng_state = 4242;
+  walk_stats st = {0};
+  for (int trial = 0; trial < 40; trial++) {
+    rank_config *cfg = random_config();
+    world *w = calloc(1, sizeof *w);
+    char dir[64], what[64];
+    snprintf(dir, sizeof dir, "pworld%d", trial);
+    make_world(w, test_path(dir), 1700000000);
+    bundle *b = NULL;
+    CU_ASSERT_EQUAL_FATAL(bundle_load(test_path(dir), &b, NULL), 0);
+    int user = rnd(4) ? (int)rnd((uint32_t)w->users) : -1;
+    char uid[16];
+    snprintf(uid, sizeof uid, user >= 0 ? "u%d" : "nobody", user);
+    rec_request r = req(cfg, uid, 1 + rnd(12));
+    r.rules.now = 1700000000;
+    rules_store rs;
+    random_rules(w, &r, &rs);
+    rank_pin_row pins[2] = {{rnd((uint32_t)w->n), 1 + rnd(30)}, {rnd((uint32_t)w->n), 31 + rnd(30)}};
+    if (rnd(3) == 0 && pins[0].item != pins[1].item) r.rules.pins = pins, r.rules.n_pins = 2;
+    world_ctx ctx = {w, cfg, &r, user, b};
+    snprintf(what, sizeof what, "world %d", trial);
+    size_t pages = w->n / r.k + 1;
+    walk_pages(b, &r, pages < 30 ? pages : 30, world_eligible, &ctx, &st, what);
+    bundle_unref(b);
+    free(w);
+    rank_config_free(cfg);
+  }
+  CU_ASSERT(st.gave_way > 0); /* some small worlds cannot keep the cap: it gave way only as forced */
+}
+
+typedef struct shop_ctx {
+  rank_items it;
+  rank_req rules;
+} shop_ctx;
+
+static bool shop_eligible(const void *ctx, uint32_t item) {
+  const shop_ctx *x = ctx;
+  return rank_eligible(&x->it, &x->rules, item);
+}
+
+/* The rules as the pipeline applies them to 'uid' (its profile included). */
+static shop_ctx shop_rules(const bundle *b, const rec_request *r) {
+  shop_ctx x = {.it = {.catalog = b->catalog, .cycle_days = b->sig.cycle_days}, .rules = r->rules};
+  uint32_t p;
+  x.rules.segment = -1;
+  if (r->user_id && signals_profile(&b->sig, r->user_id, r->user_len, &p)) {
+    x.rules.mean_price = b->sig.mean_price[p];
+    x.rules.segment = b->sig.segment[p];
+    x.rules.purchases = b->sig.purch ? b->sig.purch + b->sig.purch_off[p] : NULL;
+    x.rules.n_purchases = b->sig.purch ? b->sig.purch_off[p + 1] - b->sig.purch_off[p] : 0;
+  }
+  return x;
+}
+
+/* A 1,000-item shop, k = 10 over 15 pages and k = 100 over 5, random
+ * settings, candidate counts small enough that later pages need wider rounds. */
+static void pages_are_one_ordering_on_a_synthetic_shop(void) {
+  retrieve_thread_init();
+  bundle *b = load();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  rng_state = 777;
+  walk_stats st = {0};
+  for (int trial = 0; trial < 30; trial++) {
+    rank_config *cfg = random_config();
+    char v[32], uid[16], what[64];
+    snprintf(v, sizeof v, "%u", 10 + rnd(300));
+    rank_config_set(cfg, "candidates.ann", v, NULL);
+    snprintf(v, sizeof v, "%u", 10 + rnd(200));
+    rank_config_set(cfg, "candidates.popularity", v, NULL);
+    snprintf(v, sizeof v, "%u", 20 + rnd(300));
+    rank_config_set(cfg, "diversity.mmr_pool", v, NULL);
+    snprintf(uid, sizeof uid, "U%05u", rnd(200));
+    size_t k = rnd(3) == 0 ? 100 : 10;
+    rec_request r = req(cfg, uid, k);
+    uint32_t cat = rnd(4);
+    if (rnd(3) == 0) r.rules.include_cats = &cat, r.rules.n_include_cats = 1;
+    shop_ctx ctx = shop_rules(b, &r);
+    snprintf(what, sizeof what, "shop trial %d", trial);
+    walk_pages(b, &r, k == 100 ? 5 : 15, shop_eligible, &ctx, &st, what);
+    rank_config_free(cfg);
+  }
+  bundle_unref(b);
+}
+
+/* synth draws each user to one category, whose items fill the MMR pool; the
+ * other categories hold hundreds of eligible items each, so at k = 100 no
+ * page may hold more than 50 of one category. */
+static void category_cap_holds_at_k100(void) {
+  retrieve_thread_init();
+  bundle *b = load();
+  rank_config *cfg = cfg_default();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  walk_stats st = {0};
+  for (int u = 0; u < 200; u += 4) {
+    char uid[16];
+    snprintf(uid, sizeof uid, "U%05d", u);
+    rec_request r = req(cfg, uid, 100);
+    shop_ctx ctx = shop_rules(b, &r);
+    walk_pages(b, &r, 2, shop_eligible, &ctx, &st, uid);
+  }
+  CU_ASSERT_EQUAL(st.gave_way, 0);
+  rank_config_free(cfg);
+  bundle_unref(b);
+}
+
+/* SimilarItems has no popularity to bring other categories: the nearest
+ * items to a synthetic item share its category, so keeping the cap (5 of
+ * 10) takes wider rounds, which must come before the cap gives way. */
+static void category_cap_widens_the_candidates(void) {
+  retrieve_thread_init();
+  bundle *b = load();
+  rank_config *cfg = cfg_default();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  rank_config_set(cfg, "candidates.ann", "10", NULL);
+  rank_config_set(cfg, "candidates.itemcf", "10", NULL);
+  rank_config_set(cfg, "candidates.popularity", "10", NULL);
+  walk_stats st = {0};
+  for (int u = 0; u < 20; u++) {
+    char user[16], what[32];
+    snprintf(user, sizeof user, "U%05d", u);
+    rec_request r = {.user_id = user, .user_len = strlen(user), .k = 10};
+    r.rules.cfg = cfg;
+    shop_ctx ctx = shop_rules(b, &r);
+    snprintf(what, sizeof what, "user %s", user);
+    walk_pages(b, &r, 3, shop_eligible, &ctx, &st, what);
+  }
+  CU_ASSERT_EQUAL(st.gave_way, 0);
+  /* SimilarItems keeps to likeness: its pages are one ordering without
+   * repeats, but the cap may give way rather than scan the catalog. */
+  walk_stats sim = {0};
+  for (uint32_t seed = 0; seed < 1000; seed += 100) {
+    rec_request r = {.k = 10, .similar = true, .seeds = &seed, .n_seeds = 1};
+    r.rules.cfg = cfg;
+    r.rules.exclude = &seed, r.rules.n_exclude = 1;
+    shop_ctx ctx = shop_rules(b, &r);
+    char what[32];
+    snprintf(what, sizeof what, "similar to %u", seed);
+    walk_pages(b, &r, 3, shop_eligible, &ctx, &sim, what);
+  }
+  rank_config_free(cfg);
+  bundle_unref(b);
+}
+
 void suite_recommend(void) {
   static const test_case cases[] = {
       {"full_page_under_a_selective_filter", full_page_under_a_selective_filter},
@@ -341,6 +602,10 @@ void suite_recommend(void) {
       {"cold_user_gets_popular_items_and_missing_sources", cold_user_gets_popular_items_and_missing_sources},
       {"absent_items_are_explained", absent_items_are_explained},
       {"k_guarantee_against_an_oracle", k_guarantee_against_an_oracle},
+      {"pages_are_one_ordering_on_random_worlds", pages_are_one_ordering_on_random_worlds},
+      {"pages_are_one_ordering_on_a_synthetic_shop", pages_are_one_ordering_on_a_synthetic_shop},
+      {"category_cap_holds_at_k100", category_cap_holds_at_k100},
+      {"category_cap_widens_the_candidates", category_cap_widens_the_candidates},
       {NULL, NULL}};
   test_add_suite("recommend", cases);
 }
