@@ -506,6 +506,11 @@ int rank_slate(const rank_items *it, const rec_candidate *cands, size_t n_cands,
       *y = *x;
       y->pinned = was_pinned;
     } else if (slot > 0 && (size_t)slot > start) {
+      /* One pin per item, however often the candidates list it: the array
+       * holds r->n_pins entries, no more. */
+      bool seen = false;
+      for (size_t j = 0; j < n_pins; j++) seen |= pins[j].item.item == x->item;
+      if (seen || n_pins == r->n_pins) continue;
       x->pinned = true;
       pins[n_pins++] = (pinned){*x, (uint32_t)slot};
     } else { /* a pin whose slot an earlier round filled competes like any item */
