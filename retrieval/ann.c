@@ -6,6 +6,7 @@
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
+#include <omp.h>
 #include <stdlib.h>
 
 struct ann_index {
@@ -31,9 +32,28 @@ int ann_index_new(size_t dim, const char *spec, ann_index **out, rec_error *err)
   return wrap(fi, out, err);
 }
 
+/* One OpenMP thread while FAISS adds: HNSW inserts in parallel under
+ * per-node locks, so which neighbour lists a vertex lands in depends on which
+ * thread won a lock, and the same vectors give a different graph (another
+ * index file, another recall) on every run. Alone, the insertion order and
+ * the level draws (FAISS's fixed seeds) decide everything. The setting is
+ * the calling thread's own and is restored after. */
 int ann_index_add(ann_index *idx, const float *vecs, size_t n, rec_error *err) {
-  if (faiss_Index_add(idx->index, (idx_t)n, vecs) != 0)
-    return rec_fail(err, REC_EINVAL, "FAISS add: %s", faiss_get_last_error());
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  int rc = faiss_Index_add(idx->index, (idx_t)n, vecs);
+  omp_set_num_threads(threads);
+  if (rc != 0) return rec_fail(err, REC_EINVAL, "FAISS add: %s", faiss_get_last_error());
+  return 0;
+}
+
+int ann__hnsw_ef_construction(void *index, int ef);
+
+/* For bundle_write.c: HNSW's efConstruction for the adds that follow; the
+ * 1.7.3 C API has no setter, so ann_ef.cpp reaches in. */
+int ann__set_ef_construction(ann_index *idx, int ef, rec_error *err) {
+  if (ef < 1 || ann__hnsw_ef_construction(idx->index, ef) != 0)
+    return rec_fail(err, REC_EINVAL, "efConstruction=%d: needs an HNSW index", ef);
   return 0;
 }
 

@@ -1,6 +1,7 @@
-// retrieval/ann_ef.cpp - the one thing FAISS 1.7.3's C API lacks that recd
-// needs: an HNSW search with its own efSearch for a single call (the C API
-// only sets it on the shared index). A FaissIndex* is a faiss::Index*.
+// retrieval/ann_ef.cpp - the two HNSW knobs FAISS 1.7.3's C API lacks that
+// recd needs: a search with its own efSearch for a single call (the C API
+// only sets it on the shared index), and efConstruction for a build (the C
+// API cannot set it at all). A FaissIndex* is a faiss::Index*.
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/HNSW.h>
 
@@ -21,4 +22,12 @@ extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int 
   } catch (...) {
     return -1;
   }
+}
+
+// -1 for an index that is not HNSW.
+extern "C" int ann__hnsw_ef_construction(void *index, int ef) {
+  auto *idx = dynamic_cast<faiss::IndexHNSW *>(static_cast<faiss::Index *>(index));
+  if (idx == nullptr) return -1;
+  idx->hnsw.efConstruction = ef;
+  return 0;
 }

@@ -37,7 +37,10 @@ typedef struct bundle_spec {
   size_t n_layers;
   const tower_layer *layers;          /* feature_dim -> ... -> dim */
   const char *index_type;             /* FAISS factory string: "Flat", "HNSW32", ... */
-  int ef_search;                      /* HNSW search breadth recorded in the manifest */
+  int ef_search;                      /* HNSW search breadth recorded in the manifest;
+                                       * 0: from item_count (bundle_hnsw_ef_search) */
+  int ef_construction;                /* HNSW build breadth; 0: from item_count
+                                       * (bundle_hnsw_ef_construction) */
   const bundle_extra *extras;         /* more files, may be NULL */
   size_t n_extras;
   const char *manifest_json;          /* a JSON object whose keys are added to the
@@ -47,6 +50,13 @@ typedef struct bundle_spec {
 } bundle_spec;
 
 /* Writes the bundle to directory 'dir', which must not exist yet. Returns 0,
- * or a negative code with 'err' filled and nothing left at 'dir'. */
+ * or a negative code with 'err' filled and nothing left at 'dir'. The same
+ * spec gives the same bytes in every file, whatever the thread count. */
 int bundle_write(const char *dir, const bundle_spec *s, rec_error *err);
+
+/* The HNSW breadths a bundle of 'items' items gets when the spec leaves them
+ * 0: wide enough that recd's load-time recall check (recall@10 >= 0.9 against
+ * exact search) passes with a margin on clustered catalogs (docs/bundle.md). */
+int bundle_hnsw_ef_search(size_t items);
+int bundle_hnsw_ef_construction(size_t items);
 #endif

@@ -26,7 +26,9 @@ static const char USAGE[] =
     "  --threads N            OpenMP/OpenBLAS threads (default: all cores)\n"
     "bundle (build):\n"
     "  --index SPEC           FAISS index (default Flat up to 20000 items, else HNSW32)\n"
-    "  --ef N                 HNSW efSearch recorded in the bundle (default 128)\n"
+    "  --ef N                 HNSW efSearch recorded in the bundle (default from the catalog\n"
+    "                         size: 128 up to 500000 items, then 256)\n"
+    "  --ef-construction N    HNSW build breadth (default 128 up to 100000 items, then 200)\n"
     "  --version V            bundle version (default <model>-<content hash>)\n"
     "  --no-eval              skip the holdout measurement recorded in the manifest\n"
     "eval:\n"
@@ -89,6 +91,7 @@ static int int_flag(const char *a, const char *v, build_opts *o) {
   LONG("--neighbours", 0, 1000, o->itemcf_neighbours);
   LONG("--threads", 0, 256, o->threads);
   LONG("--ef", 1, 65536, o->ef_search);
+  LONG("--ef-construction", 1, 65536, o->ef_construction);
 #undef LONG
   return -1;
 }

@@ -13,6 +13,7 @@
 #include "tools/offline/synth.h"
 
 #include <cjson/cJSON.h>
+#include <csv.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 
 typedef struct opts {
   const char *addr, *user, *out, *index, *version, *bundle, *log;
-  long k, timeout_ms, items, users, dim, categories, seed, ef, wait_s;
+  long k, timeout_ms, items, users, dim, categories, seed, ef, ef_construction, wait_s;
   bool json, explain;
   const char *exclude[MAX_LIST], *include_cats[MAX_LIST], *explain_ids[MAX_LIST];
   size_t n_exclude, n_include_cats, n_explain_ids;
@@ -40,8 +41,9 @@ static void usage(FILE *f) {
         "  reload [--bundle DIR]                   load, check and swap in a bundle (default: the\n"
         "                                          path recd was started with, e.g. a `current` link)\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
-        "        [--index FAISS_SPEC] [--ef N] [--version V]\n"
-        "                                          write a deterministic synthetic bundle\n"
+        "        [--index FAISS_SPEC] [--ef N] [--ef-construction N] [--version V]\n"
+        "                                          write a deterministic synthetic bundle (HNSW\n"
+        "                                          breadths default from the catalog size)\n"
         "  build --interactions CSV --catalog CSV --out DIR [options]\n"
         "                                          train a bundle from data (recctl build --help)\n"
         "  eval --interactions CSV --catalog CSV [--json F] [--chart F.svg]\n"
@@ -92,6 +94,7 @@ static int parse(int argc, char **argv, opts *o) {
     else if (strcmp(a, "--categories") == 0) rc = flag_long(a, v, 1, 100000, &o->categories);
     else if (strcmp(a, "--seed") == 0) rc = flag_long(a, v, 0, 2147483647, &o->seed);
     else if (strcmp(a, "--ef") == 0) rc = flag_long(a, v, 1, 65536, &o->ef);
+    else if (strcmp(a, "--ef-construction") == 0) rc = flag_long(a, v, 1, 65536, &o->ef_construction);
     else if (strcmp(a, "--exclude") == 0) rc = push(o->exclude, &o->n_exclude, v, a);
     else if (strcmp(a, "--category") == 0) rc = push(o->include_cats, &o->n_include_cats, v, a);
     else if (strcmp(a, "--why") == 0) rc = push(o->explain_ids, &o->n_explain_ids, v, a);
@@ -269,14 +272,19 @@ static int cmd_reload(rpc_client *c, const opts *o, arena *a) {
   return 0;
 }
 
-/* One CSV row per logged event, in the interactions format of recctl build. */
+/* One CSV row per logged event, in the interactions format of recctl build.
+ * Ids are whatever clients sent (commas, quotes, any UTF-8): libcsv encloses
+ * them in quotes and doubles the quotes inside (RFC 4180), so a CSV reader
+ * gets back exactly the bytes that were recorded. */
 static void event_row(void *arg, uint64_t seq, const ev_record *r) {
-  (void)arg;
+  FILE *fp = arg;
   (void)seq;
   static const char *const TYPES[] = {"unspecified", "view", "add_to_cart", "purchase"};
   const char *type = r->type >= 0 && r->type <= 3 ? TYPES[r->type] : "unknown";
-  printf("\"%.*s\",\"%.*s\",%lld,%d,%.4f,%s,\n", (int)r->user_len, r->user, (int)r->item_len, r->item,
-         (long long)(r->time_ms / 1000), r->quantity, r->price, type);
+  csv_fwrite(fp, r->user, r->user_len);
+  fputc(',', fp);
+  csv_fwrite(fp, r->item, r->item_len);
+  fprintf(fp, ",%lld,%d,%.4f,%s,\n", (long long)(r->time_ms / 1000), r->quantity, r->price, type);
 }
 
 static int cmd_events_csv(const opts *o) {
@@ -284,8 +292,12 @@ static int cmd_events_csv(const opts *o) {
   printf("user_id,item_id,timestamp,quantity,price,event_type,rating\n");
   size_t n;
   rec_error err = {0};
-  if (eventlog_scan(o->log, event_row, NULL, &n, &err) != 0) {
+  if (eventlog_scan(o->log, event_row, stdout, &n, &err) != 0) {
     fprintf(stderr, "recctl: %s\n", err.msg);
+    return 1;
+  }
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "recctl: events-csv: writing the CSV failed\n");
     return 1;
   }
   fprintf(stderr, "%zu events\n", n);
@@ -294,8 +306,10 @@ static int cmd_events_csv(const opts *o) {
 
 static int cmd_synth(const opts *o) {
   if (!o->out) return bad("%s", "synth needs --out DIR");
-  synth_opts s = {(size_t)o->items, (size_t)o->users, (size_t)o->dim, (size_t)o->categories,
-                  (uint64_t)o->seed, o->index, (int)o->ef, o->version};
+  synth_opts s = {.items = (size_t)o->items, .users = (size_t)o->users, .dim = (size_t)o->dim,
+                  .categories = (size_t)o->categories, .seed = (uint64_t)o->seed,
+                  .index_type = o->index, .ef_search = (int)o->ef,
+                  .ef_construction = (int)o->ef_construction, .version = o->version};
   rec_error err = {0};
   int64_t t0 = rec_mono_ns();
   if (synth_bundle(o->out, &s, &err) != 0) {

@@ -243,6 +243,62 @@ class BuildTest(unittest.TestCase):
         self.assertFalse(os.path.exists(out + "2"))
 
 
+class DeterminismTest(unittest.TestCase):
+    """Same inputs and seed, same bundle, every file byte for byte, whatever the
+    thread count; and the README's synthetic bundle is one recd accepts."""
+
+    def assertSameFiles(self, a, b):
+        self.assertEqual(sorted(os.listdir(a)), sorted(os.listdir(b)))
+        for name in sorted(os.listdir(a)):
+            with open(os.path.join(a, name), "rb") as fa, open(os.path.join(b, name), "rb") as fb:
+                self.assertTrue(fa.read() == fb.read(), "%s differs between %s and %s" % (name, a, b))
+
+    def test_build_same_bytes_any_threads(self):
+        # 1,500 items: FAISS inserts an add of more than 100 vectors from every
+        # OpenMP thread, which is what made HNSW indexes differ run to run.
+        catalog = "item_id,category,price\n" + "".join(
+            "P%04d,cat%d,%d.25\n" % (i, i % 5, 3 + i % 40) for i in range(1500))
+        rows, t = [], 1600000000
+        for u in range(300):
+            for k in range(12):
+                t += 600
+                rows.append("C%03d,P%04d,%d,1,4.25" % (u, (u % 5) + 5 * ((u * 37 + k * 101) % 300), t))
+        inter, cat = fixture("det", "user_id,item_id,timestamp,quantity,price\n" + "\n".join(rows) + "\n",
+                             catalog)
+        for model in ("twotower", "als"):
+            outs = []
+            for threads in ("2", "2", "1"):
+                out = os.path.join(TMP, "det-%s-%d" % (model, len(outs)))
+                r = recctl("build", "--interactions", inter, "--catalog", cat, "--out", out, "--model",
+                           model, "--epochs", "2", "--iterations", "3", "--index", "HNSW32",
+                           "--threads", threads, "--quiet")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                outs.append(out)
+            self.assertIn("metrics", load_json(os.path.join(outs[0], "manifest.json")))
+            self.assertSameFiles(outs[0], outs[1])
+            self.assertSameFiles(outs[0], outs[2])
+
+    def test_synth_same_bytes(self):
+        outs = [os.path.join(TMP, "synth-det-%d" % n) for n in range(2)]
+        for out in outs:
+            r = recctl("synth", "--out", out, "--items", "3000", "--users", "300", "--seed", "7")
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(load_json(os.path.join(outs[0], "manifest.json"))["index"]["type"], "HNSW32")
+        self.assertSameFiles(*outs)
+
+    def test_readme_synth_bundle_is_served(self):
+        out = os.path.join(TMP, "synth-readme")
+        r = recctl("synth", "--out", out, "--items", "20000", "--users", "2000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        srv = Recd(out)  # recd exits 1 if the index fails its recall check
+        try:
+            m = re.search(r"smoke_recall=([0-9.]+)", read(srv.log))
+            self.assertGreaterEqual(float(m.group(1)), 0.9)
+            self.assertEqual(srv.recommend("U00042", k=10)["strategy"], "personalized")
+        finally:
+            self.assertEqual(srv.close(), 0)
+
+
 class SuperstoreTest(unittest.TestCase):
     """The real data the README's main command uses."""
 

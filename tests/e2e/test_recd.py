@@ -665,6 +665,67 @@ class EventsTest(unittest.TestCase):
         finally:
             self.assertEqual(d2.close(), 0, d2.output())
 
+    def test_export_is_rfc4180_csv_that_build_reads_back(self):
+        """Ids with quotes, commas and UTF-8 survive Record -> events-csv -> build."""
+        import csv
+        import io
+        E = pb["events"]
+        d = os.path.join(TMP, "csv_roundtrip")
+        os.makedirs(d, exist_ok=True)
+        # No spaces: profiles.tsv separates recent items with them.
+        odd_items = ['say"cheese"', "a,b", "Crème-brûlée☕", "日本語の本", '"', 'x""y,"z']
+        odd_users = ['O\'Brien,"Bob"', "Zoë", "用户,1"]
+        items = odd_items + ["N%02d" % i for i in range(24)]
+        users = odd_users + ["V%02d" % u for u in range(9)]
+        catalog = os.path.join(d, "catalog.csv")
+        with open(catalog, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["item_id", "category", "price"])
+            w.writerows([i, "cat%d" % (n % 3), 5 + n] for n, i in enumerate(items))
+        inter = os.path.join(d, "interactions.csv")
+        with open(inter, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["user_id", "item_id", "timestamp", "quantity", "price"])
+            w.writerows([u, items[(n * 5 + k * 7) % len(items)], 1600000000 + n * 100 + k, 1, 5]
+                        for n, u in enumerate(users) for k in range(5))
+        bundle = os.path.join(d, "bundle")
+        recctl("build", "--interactions", inter, "--catalog", catalog, "--out", bundle, "--epochs", "2",
+               "--quiet", "--no-eval", check=True)
+        types = (E.EVENT_TYPE_VIEW, E.EVENT_TYPE_ADD_TO_CART, E.EVENT_TYPE_PURCHASE)
+        sent = [(u, i, 1700000000 + 60 * n, types[n % 3])
+                for n, (u, i) in enumerate((u, i) for u in odd_users for i in odd_items)]
+        log = os.path.join(TMP, "log_csv")
+        srv = Recd(bundle, "--event_log=" + log)
+        try:
+            req = E.RecordRequest(events=[E.Event(user_id=u, item_id=i, type=t, time_unix_ms=s * 1000,
+                                                  quantity=2, price=7.5) for u, i, s, t in sent])
+            r = pb["events_grpc"].EventsStub(srv.channel).Record(req, timeout=10)
+            self.assertEqual(r.accepted, len(sent))
+        finally:
+            self.assertEqual(srv.close(), 0, srv.output())
+        r = subprocess.run([os.path.join(ARGS.build, "tools/recctl"), "events-csv", "--log", log],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = list(csv.reader(io.StringIO(r.stdout.decode("utf-8"), newline="")))
+        self.assertEqual(rows[0], ["user_id", "item_id", "timestamp", "quantity", "price", "event_type",
+                                   "rating"])
+        names = {E.EVENT_TYPE_VIEW: "view", E.EVENT_TYPE_ADD_TO_CART: "add_to_cart",
+                 E.EVENT_TYPE_PURCHASE: "purchase"}
+        self.assertEqual([(row[0], row[1], int(row[2]), row[5]) for row in rows[1:]],
+                         [(u, i, s, names[t]) for u, i, s, t in sent])
+        self.assertTrue(all(len(row) == 7 and row[3] == "2" and float(row[4]) == 7.5 for row in rows[1:]))
+        exported = os.path.join(d, "exported.csv")
+        with open(exported, "wb") as f:
+            f.write(r.stdout)
+        out = os.path.join(d, "from_export")
+        recctl("build", "--interactions", exported, "--catalog", catalog, "--out", out, "--epochs", "2",
+               "--quiet", "--no-eval", check=True)
+        with open(os.path.join(out, "users.tsv"), encoding="utf-8") as f:
+            self.assertEqual(sorted(f.read().splitlines()[1:]), sorted(odd_users))
+        with open(os.path.join(out, "purchases.tsv"), encoding="utf-8") as f:
+            pairs = {tuple(line.split("\t")[:2]) for line in f.read().splitlines()[1:]}
+        self.assertEqual(pairs, {(u, i) for u, i, _, _ in sent})
+
 
 class TiersTest(unittest.TestCase):
     """Two retrieval shards and one ranking process on loopback."""

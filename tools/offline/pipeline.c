@@ -250,17 +250,14 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                    .user_features = c->t.user_feat, .n_layers = c->t.n_layers,
                    .layers = c->t.layers,
                    .index_type = o->index_type ? o->index_type : n <= 20000 ? "Flat" : "HNSW32",
-                   .ef_search = o->ef_search, .extras = extras,
+                   .ef_search = o->ef_search, .ef_construction = o->ef_construction,
+                   .extras = extras,
                    .n_extras = sizeof extras / sizeof *extras, .manifest_json = json};
   progress pr;
   progress_start(&pr, "bundle", n, o->quiet);
   s.progress = on_indexed;
   s.progress_arg = &pr;
-  /* One thread while FAISS builds: parallel HNSW insertion is not
-   * deterministic, and the same inputs must give the same bundle. */
-  train_threads(1);
-  rc = bundle_write(o->out, &s, err);
-  train_threads(o->threads);
+  rc = bundle_write(o->out, &s, err); /* FAISS builds on one thread: see ann_index_add */
   char note[600];
   snprintf(note, sizeof note, "%s (%s index, %zu items, dim %zu)", o->out, s.index_type, n, c->t.dim);
   if (!rc) progress_end(&pr, note);

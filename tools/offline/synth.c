@@ -162,7 +162,7 @@ int synth_bundle(const char *dir, const synth_opts *o, rec_error *err) {
       .user_ids = (const char *const *)d.user_ids, .user_features = d.features, .n_layers = 2,
       .layers = d.layers,
       .index_type = o->index_type ? o->index_type : "HNSW32",
-      .ef_search = o->ef_search > 0 ? o->ef_search : 128};
+      .ef_search = o->ef_search, .ef_construction = o->ef_construction};
   rc = bundle_write(dir, &s, err);
 done:
   free_data(&d, o);

@@ -2,7 +2,7 @@
  * benchmarks (the real trainer is `recctl build`). Items fall in categories
  * whose embeddings cluster; each user is drawn to one category, so a correct
  * server recommends a user mostly items of that category. Same options, same
- * bundle contents. No shared state. */
+ * bytes in every file of the bundle. No shared state. */
 #ifndef REC_SYNTH_H
 #define REC_SYNTH_H
 #include <stddef.h>
@@ -13,7 +13,8 @@ typedef struct synth_opts {
   size_t items, users, dim, categories;
   uint64_t seed;
   const char *index_type;   /* FAISS factory string; NULL: "HNSW32" */
-  int ef_search;
+  int ef_search;            /* HNSW breadths; 0: from the catalog size */
+  int ef_construction;      /* (bundle_write.h) */
   const char *version;      /* NULL: "synth-<seed>-<items>" */
 } synth_opts;
 

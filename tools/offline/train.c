@@ -24,7 +24,6 @@ void build_opts_default(build_opts *o) {
   o->itemcf_neighbours = 50;
   o->half_life_days = 90;
   o->recent_max = 50;
-  o->ef_search = 128;
   o->evaluate = true;
 }
 

@@ -17,7 +17,7 @@
 #include "tools/offline/twotower.h"
 
 /* Every option of an offline run. `recctl eval` reads the data, model and
- * feature fields; out, index_type, ef_search, version and evaluate are the
+ * feature fields; out, index_type, the ef_*, version and evaluate are the
  * bundle's, read by pipeline.h only. */
 typedef struct build_opts {
   const char *interactions, *catalog, *out;
@@ -29,7 +29,8 @@ typedef struct build_opts {
   double half_life_days;     /* popularity decay; 0: none */
   size_t recent_max;         /* recent items kept per user, default 50 */
   const char *index_type;    /* NULL: "Flat" up to 20000 items, else "HNSW32" */
-  int ef_search;
+  int ef_search;             /* HNSW breadths; 0: from the catalog size */
+  int ef_construction;       /* (bundle_write.h) */
   const char *version;       /* NULL: "<model>-<content hash>" */
   int threads;               /* OpenMP/OpenBLAS threads; 0: all cores */
   bool evaluate;             /* measure on a per-user holdout first (manifest "metrics") */
