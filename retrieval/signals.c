@@ -26,8 +26,9 @@ typedef struct table {
   char *next;
 } table;
 
-/* Splits the next data line into exactly n fields; false at the end. */
-static bool row(table *t, char **f, int n, int *bad) {
+/* Splits the next data line into exactly n fields (with 'rest', at least n,
+ * the last keeping the rest of the line, tabs included); false at the end. */
+static bool row_split(table *t, char **f, int n, bool rest, int *bad) {
   *bad = 0;
   while (t->next && *t->next) {
     char *line = t->next, *nl = strchr(line, '\n');
@@ -37,7 +38,7 @@ static bool row(table *t, char **f, int n, int *bad) {
     if (!*line) continue;
     int k = 0;
     f[k++] = line;
-    for (char *p = line; *p; p++)
+    for (char *p = line; *p && !(rest && k == n); p++)
       if (*p == '\t') {
         *p = '\0';
         if (k == n) {
@@ -51,6 +52,8 @@ static bool row(table *t, char **f, int n, int *bad) {
   }
   return false;
 }
+
+static bool row(table *t, char **f, int n, int *bad) { return row_split(t, f, n, false, bad); }
 
 /* Opens the file the manifest names under 'key'; *present false if none. */
 static int open_table(const char *dir, const cJSON *m, const char *key, const char *header,
@@ -250,11 +253,19 @@ static int profile_row(table *t, const catalog *c, signals *s, char **f, vec *re
   s->mean_price[p] = (float)mean;
   s->segment[p] = (uint8_t)seg;
   s->recent_off[p] = (uint32_t)recent->n;
+  /* One item per column (ids may hold spaces). Bundles written before that
+   * put the list in one column, space-separated: a column that is no item
+   * but holds spaces is read that way. */
   char *save = NULL;
-  for (char *id = strtok_r(f[3], " ", &save); id; id = strtok_r(NULL, " ", &save)) {
-    uint32_t *slot = vec_push(recent);
-    int rc = slot ? item_of(t, c, id, slot, err) : REC_ENOMEM;
-    if (rc) return rc;
+  for (char *col = strtok_r(f[3], "\t", &save); col; col = strtok_r(NULL, "\t", &save)) {
+    uint32_t item;
+    bool legacy = !catalog_find(c, col, strlen(col), &item) && strchr(col, ' ');
+    char *save2 = NULL;
+    for (char *id = legacy ? strtok_r(col, " ", &save2) : col; id; id = legacy ? strtok_r(NULL, " ", &save2) : NULL) {
+      uint32_t *slot = vec_push(recent);
+      int rc = slot ? item_of(t, c, id, slot, err) : REC_ENOMEM;
+      if (rc) return rc;
+    }
   }
   s->recent_off[p + 1] = (uint32_t)recent->n;
   s->n_profiles++;
@@ -273,8 +284,8 @@ static int load_profiles(table *t, const catalog *c, signals *s, rec_error *err)
   vec recent = {.size = sizeof(uint32_t)};
   char *f[4];
   int bad, rc = 0;
-  while (!rc && row(t, f, 4, &bad))
-    rc = bad ? bad_row(t, err, "want 4 tab-separated fields, got", f[0])
+  while (!rc && row_split(t, f, 4, true, &bad))
+    rc = bad ? bad_row(t, err, "want user_id, mean_price, segment and recent items, tab-separated, got", f[0])
              : profile_row(t, c, s, f, &recent, err);
   s->recent = recent.data;
   return rc;

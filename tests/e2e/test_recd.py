@@ -666,14 +666,15 @@ class EventsTest(unittest.TestCase):
             self.assertEqual(d2.close(), 0, d2.output())
 
     def test_export_is_rfc4180_csv_that_build_reads_back(self):
-        """Ids with quotes, commas and UTF-8 survive Record -> events-csv -> build."""
+        """Ids with quotes, commas, spaces and UTF-8 survive Record -> events-csv
+        -> build -> a recd serving the result."""
         import csv
         import io
         E = pb["events"]
         d = os.path.join(TMP, "csv_roundtrip")
         os.makedirs(d, exist_ok=True)
-        # No spaces: profiles.tsv separates recent items with them.
-        odd_items = ['say"cheese"', "a,b", "Crème-brûlée☕", "日本語の本", '"', 'x""y,"z']
+        odd_items = ['say"cheese"', "a,b", "Crème-brûlée☕", "日本語の本", '"', 'x""y,"z', "say cheese",
+                     "two  spaces"]
         odd_users = ['O\'Brien,"Bob"', "Zoë", "用户,1"]
         items = odd_items + ["N%02d" % i for i in range(24)]
         users = odd_users + ["V%02d" % u for u in range(9)]
@@ -725,6 +726,12 @@ class EventsTest(unittest.TestCase):
         with open(os.path.join(out, "purchases.tsv"), encoding="utf-8") as f:
             pairs = {tuple(line.split("\t")[:2]) for line in f.read().splitlines()[1:]}
         self.assertEqual(pairs, {(u, i) for u, i, _, _ in sent})
+        srv = Recd(out)  # loads profiles.tsv, whose recent items hold those ids
+        try:
+            r = srv.ranking.Recommend(pb["ranking"].RecommendRequest(user_id=odd_users[0], k=3), timeout=10)
+            self.assertEqual(len(r.items), 3)
+        finally:
+            self.assertEqual(srv.close(), 0, srv.output())
 
 
 class TiersTest(unittest.TestCase):

@@ -103,8 +103,8 @@ static int write_profiles(const char *path, void *arg, rec_error *err) {
   for (size_t u = 0; u < p->n_users; u++) {
     fprintf(fp, "%s\t%.4f\t%s\t", c->d->user_ids[u], (double)p->mean_price[u],
             SEGMENT_NAMES[p->segment[u]]);
-    for (uint32_t k = 0; k < p->n_recent[u]; k++)
-      fprintf(fp, "%s%s", k ? " " : "", c->d->items[p->recent[u * p->recent_max + k]].id);
+    for (uint32_t k = 0; k < p->n_recent[u]; k++) /* a column each: ids may hold spaces */
+      fprintf(fp, "%s%s", k ? "\t" : "", c->d->items[p->recent[u * p->recent_max + k]].id);
     fputc('\n', fp);
   }
   return closed(fp, path, err);
