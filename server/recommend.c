@@ -296,13 +296,19 @@ int recommend_finish(rec_run *run, rec_result *out) {
   return explain_missing(run->b, run->r, &run->rules, rr, rk, need, run->start, run->a, out);
 }
 
+int recommend_rounds_local(rec_run *run) {
+  int rc = 0;
+  for (bool again = true; again && !rc;) {
+    retrieve_result rr;
+    rc = retrieve_candidates(run->b, recommend_want(run), run->a, &rr);
+    if (!rc) rc = recommend_step(run, &rr, &again);
+  }
+  return rc;
+}
+
 int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *out) {
   rec_run *run;
   int rc = recommend_begin(b, r, a, &run);
-  for (bool again = !rc; again;) {
-    retrieve_result rr;
-    if ((rc = retrieve_candidates(b, recommend_want(run), a, &rr)) || (rc = recommend_step(run, &rr, &again)))
-      break;
-  }
+  if (!rc) rc = recommend_rounds_local(run);
   return rc ? rc : recommend_finish(run, out);
 }

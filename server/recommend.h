@@ -125,6 +125,8 @@ int recommend_step(rec_run *run, const retrieve_result *rr, bool *again);
 /* After the last round: the page, its verdicts, and the degraded notes. */
 int recommend_finish(rec_run *run, rec_result *out);
 
+/* Every round, with the candidate tier in this process. */
+int recommend_rounds_local(rec_run *run);
 /* All of it in this process. Returns 0, REC_ENOMEM or REC_EINTERNAL. */
 int recommend_run(const bundle *b, const rec_request *r, arena *a, rec_result *out);
 #endif

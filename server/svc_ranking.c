@@ -129,12 +129,7 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
 }
 
 static int run_local(rec_call *c) {
-  int rc = 0;
-  for (bool again = true; again && !rc;) {
-    retrieve_result rr;
-    rc = retrieve_candidates(c->b, recommend_want(c->run), c->ctx->arena, &rr);
-    if (!rc) rc = recommend_step(c->run, &rr, &again);
-  }
+  int rc = recommend_rounds_local(c->run);
   return rc ? rpc_fail(c->ctx, rc, "recommend failed: %s", rec_strerror(rc)) : 0;
 }
 
