@@ -13,14 +13,36 @@
 
 const rpc_limits rpc_default_limits = {.max_repeated = 10000, .max_unknown = 64, .max_depth = 8};
 
-enum { MAX_FIELDS = 64 }; /* fields counted per message; ours have far fewer */
+enum { MAX_FIELDS = 64, MAX_FRAMES = 32 }; /* fields counted per message; ours have far fewer */
+
+/* Where the walk is: a stack of fields, spelled out ("events[3].user_id")
+ * only for an error message, so a good request costs no formatting. */
+typedef struct frame {
+  const ProtobufCFieldDescriptor *f;
+  size_t index;
+  bool indexed;
+} frame;
 
 typedef struct walk {
   const ProtobufCMessageDescriptor *top; /* the request's type, for messages */
   const rpc_limits *lim;
   rec_error *err;
-  char path[192];          /* where the walk is, "events[3].user_id" */
+  frame at[MAX_FRAMES];
+  int depth;
+  char path[192];
 } walk;
+
+static const char *path(walk *w) {
+  size_t n = 0;
+  w->path[0] = '\0';
+  for (int i = 0; i < w->depth && i < MAX_FRAMES && n < sizeof w->path; i++) {
+    const frame *x = &w->at[i];
+    int k = x->indexed ? snprintf(w->path + n, sizeof w->path - n, "%s%s[%zu]", i ? "." : "", x->f->name, x->index)
+                       : snprintf(w->path + n, sizeof w->path - n, "%s%s", i ? "." : "", x->f->name);
+    n += k > 0 ? (size_t)k : 0;
+  }
+  return w->path;
+}
 
 static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
   *v = 0;
@@ -34,26 +56,19 @@ static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
 
 static int malformed(walk *w) {
   return rec_fail(w->err, REC_EINVAL, "request body is not a valid %s protobuf message (at %s)",
-                  w->top->name, w->path[0] ? w->path : "the top level");
+                  w->top->name, w->depth ? path(w) : "the top level");
 }
 
-/* Appends ".name", or ".name[i]" when 'indexed', to the path; returns the
- * old length, to cut it back to. */
-static size_t push(walk *w, const ProtobufCFieldDescriptor *f, bool indexed, size_t index) {
-  size_t at = strlen(w->path);
-  const char *dot = at ? "." : "";
-  if (indexed)
-    snprintf(w->path + at, sizeof w->path - at, "%s%s[%zu]", dot, f->name, index);
-  else
-    snprintf(w->path + at, sizeof w->path - at, "%s%s", dot, f->name);
-  return at;
+static void push(walk *w, const ProtobufCFieldDescriptor *f, bool indexed, size_t index) {
+  if (w->depth < MAX_FRAMES) w->at[w->depth] = (frame){f, index, indexed};
+  w->depth++;
 }
 
 static int check_string(walk *w, const uint8_t *s, size_t n) {
   if (memchr(s, 0, n))
-    return rec_fail(w->err, REC_EINVAL, "%s contains a NUL byte", w->path);
+    return rec_fail(w->err, REC_EINVAL, "%s contains a NUL byte", path(w));
   if (!rec_utf8_valid((const char *)s, n))
-    return rec_fail(w->err, REC_EINVAL, "%s is not valid UTF-8", w->path);
+    return rec_fail(w->err, REC_EINVAL, "%s is not valid UTF-8", path(w));
   return 0;
 }
 
@@ -77,25 +92,25 @@ static int walk_message(walk *w, const uint8_t *p, size_t n, const ProtobufCMess
 static int delimited(walk *w, const ProtobufCFieldDescriptor *f, const uint8_t *p, size_t n,
                      size_t index, int depth, size_t *elements) {
   bool repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
-  size_t at = push(w, f, repeated, index);
+  push(w, f, repeated, index);
   int rc = 0;
   *elements = 1;
   if (f->type == PROTOBUF_C_TYPE_STRING)
     rc = check_string(w, p, n);
   else if (f->type == PROTOBUF_C_TYPE_MESSAGE)
     rc = depth + 1 > w->lim->max_depth
-           ? rec_fail(w->err, REC_EINVAL, "%s nests messages deeper than %d", w->path, w->lim->max_depth)
+           ? rec_fail(w->err, REC_EINVAL, "%s nests messages deeper than %d", path(w), w->lim->max_depth)
            : walk_message(w, p, n, f->descriptor, depth + 1);
   else if (repeated && f->type != PROTOBUF_C_TYPE_BYTES)
     *elements = packed_count(f, p, n);
-  w->path[at] = '\0';
+  w->depth--;
   return rc;
 }
 
 static int too_many(walk *w, const ProtobufCFieldDescriptor *f) {
   push(w, f, false, 0);
   return rec_fail(w->err, REC_ETOOBIG, "%s holds more than %zu elements, more than any request may",
-                  w->path, w->lim->max_repeated);
+                  path(w), w->lim->max_repeated);
 }
 
 static int skip(walk *w, unsigned wire, const uint8_t **p, const uint8_t *end, uint64_t *len) {
@@ -124,7 +139,7 @@ static int walk_message(walk *w, const uint8_t *p, size_t n, const ProtobufCMess
     const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));
     if (!f) {
       if (++unknown > w->lim->max_unknown)
-        return rec_fail(w->err, REC_EINVAL, "%s has more than %zu unknown fields", w->path[0] ? w->path : "request",
+        return rec_fail(w->err, REC_EINVAL, "%s has more than %zu unknown fields", w->depth ? path(w) : "request",
                         w->lim->max_unknown);
       p += len;
       continue;
