@@ -4,6 +4,9 @@
 # reinstalled, FAISS's C API source is fetched once per build tree, and the
 # build is incremental.
 #
+# clang with libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes) and
+# libomp-dev (clang's OpenMP) build the fuzz targets; valgrind runs memcheck.
+#
 # Usage: deploy/setup.sh [BUILD_DIR] [extra cmake args...]   (default BUILD_DIR: build)
 set -euo pipefail
 
@@ -18,6 +21,7 @@ packages=(
   libcjson-dev libxxhash-dev libcsv-dev libhttp-parser-dev zlib1g-dev
   python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy
   curl python3-rdata prometheus
+  clang libclang-rt-14-dev libomp-dev valgrind
 )
 
 missing=()

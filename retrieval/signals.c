@@ -55,17 +55,30 @@ static bool row_split(table *t, char **f, int n, bool rest, int *bad) {
 
 static bool row(table *t, char **f, int n, int *bad) { return row_split(t, f, n, false, bad); }
 
-/* Opens the file the manifest names under 'key'; *present false if none. */
+/* Opens the file the manifest names under 'key'; *present false if none.
+ * The name must be a plain one that "files" lists: bundle_load has checked
+ * the size and checksum of every file there, so no table is read
+ * unverified, nor from outside the bundle. */
 static int open_table(const char *dir, const cJSON *m, const char *key, const char *header,
                       table *t, bool *present, rec_error *err) {
   const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, key);
   *present = cJSON_IsString(name);
   if (!*present) return 0;
+  const char *file = name->valuestring;
+  if (!*file || strchr(file, '/') || strcmp(file, "..") == 0)
+    return rec_fail(err, REC_ECORRUPT,
+                    "%s/manifest.json: %s: file names must be plain names inside the bundle", dir, key);
+  if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "files"), file))
+    return rec_fail(err, REC_ECORRUPT, "%s/manifest.json: %s is not listed in \"files\"", dir, file);
   static _Thread_local char path[4200];
   snprintf(path, sizeof path, "%s/%s", dir, name->valuestring);
   size_t len;
   *t = (table){.path = path};
   if (!(t->text = rec_read_file(path, &len, err))) return err ? err->code : REC_EIO;
+  if (memchr(t->text, '\0', len)) { /* rows are C strings: the table would end there, silently */
+    free(t->text);
+    return rec_fail(err, REC_ECORRUPT, "%s: contains a NUL byte", path);
+  }
   char *nl = strchr(t->text, '\n');
   if (!nl || (size_t)(nl - t->text) != strlen(header) || strncmp(t->text, header, strlen(header)) != 0) {
     free(t->text);
@@ -324,8 +337,8 @@ static int load_purchases(table *t, const catalog *c, signals *s, rec_error *err
     if (!slot) rc = REC_ENOMEM;
     else *slot = r;
   }
-  purch_rec *recs = v.data;
-  if (!rc) qsort(recs, v.n, sizeof *recs, by_profile_item);
+  purch_rec *recs = v.data; /* NULL for a table with no rows, which qsort may not take */
+  if (!rc && v.n) qsort(recs, v.n, sizeof *recs, by_profile_item);
   s->purch = malloc((v.n + 1) * sizeof *s->purch);
   s->purch_off = calloc(s->n_profiles + 1, sizeof *s->purch_off);
   if (!rc && (!s->purch || !s->purch_off)) rc = REC_ENOMEM;

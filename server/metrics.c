@@ -20,8 +20,12 @@ typedef struct histogram {
   atomic_uint_fast64_t sum_ns;
 } histogram;
 
+/* Workers count calls from the moment the RPC server starts, and recd names
+ * the methods only then (their names come from the server), so the count is
+ * published after the names with release order and read with acquire: a
+ * call that finds it 0 is simply not counted. */
 static const char *const *method_names;
-static size_t n_methods;
+static atomic_size_t n_methods;
 static atomic_uint_fast64_t calls[METRICS_MAX_METHODS][METRICS_STATUSES];
 static histogram call_latency[METRICS_MAX_METHODS];
 static histogram stages[STAGE_COUNT];
@@ -34,7 +38,8 @@ static atomic_uint_fast64_t events;
 
 void metrics_set_methods(const char *const *names, size_t n) {
   method_names = names;
-  n_methods = n < METRICS_MAX_METHODS ? n : METRICS_MAX_METHODS;
+  atomic_store_explicit(&n_methods, n < METRICS_MAX_METHODS ? n : METRICS_MAX_METHODS,
+                        memory_order_release);
 }
 
 static void observe(histogram *h, int64_t ns) {
@@ -46,7 +51,9 @@ static void observe(histogram *h, int64_t ns) {
 }
 
 void metrics_call(size_t method, int status, int64_t ns) {
-  if (method >= n_methods || status < 0 || status >= METRICS_STATUSES) return;
+  if (method >= atomic_load_explicit(&n_methods, memory_order_acquire) || status < 0 ||
+      status >= METRICS_STATUSES)
+    return;
   atomic_fetch_add_explicit(&calls[method][status], 1, memory_order_relaxed);
   observe(&call_latency[method], ns);
 }
@@ -118,16 +125,17 @@ static void put_histogram(buf *b, const char *name, const char *label, const cha
 }
 
 static void render_calls(buf *b) {
+  size_t n = atomic_load_explicit(&n_methods, memory_order_acquire);
   put(b, "# HELP recd_requests_total RPCs finished, by method and gRPC status.\n"
          "# TYPE recd_requests_total counter\n");
-  for (size_t m = 0; m < n_methods; m++)
+  for (size_t m = 0; m < n; m++)
     for (int s = 0; s < METRICS_STATUSES; s++)
       if (get(&calls[m][s]) || s == 0)
         put(b, "recd_requests_total{method=\"%s\",status=\"%s\"} %llu\n", method_names[m],
             rpc_status_name(s), (unsigned long long)get(&calls[m][s]));
   put(b, "# HELP recd_request_duration_seconds RPC latency inside recd, by method.\n"
          "# TYPE recd_request_duration_seconds histogram\n");
-  for (size_t m = 0; m < n_methods; m++)
+  for (size_t m = 0; m < n; m++)
     put_histogram(b, "recd_request_duration_seconds", "method", method_names[m], &call_latency[m]);
 }
 

@@ -14,8 +14,9 @@ typedef enum {
   STAGE_USER_TOWER, STAGE_ANN, STAGE_SOURCES, STAGE_RANKING, STAGE_TOTAL, STAGE_COUNT
 } metrics_stage;
 
-/* Names the RPC methods (index = the RPC layer's method index). Call once
- * before serving; 'names' must outlive the metrics. */
+/* Names the RPC methods (index = the RPC layer's method index). Call once,
+ * before or while serving (calls that finish before it are not counted);
+ * 'names' must outlive the metrics. */
 void metrics_set_methods(const char *const *names, size_t n);
 
 /* One finished call of method 'method' with gRPC status 'status', taking 'ns'. */

@@ -113,7 +113,9 @@ static void send_status(rpc_health *h, rpc_watch *w) {
   if (!w->sent_initial_md) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n++].data.send_message.send_message = w->out;
-  if (grpc_call_start_batch(w->call, ops, n, &w->send_tag, NULL) != GRPC_CALL_OK) {
+  grpc_call *call = w->call;
+  rpc__tag_release(&w->send_tag);
+  if (grpc_call_start_batch(call, ops, n, &w->send_tag, NULL) != GRPC_CALL_OK) {
     LOG_ERROR("health watch send failed", "%s", "");
     grpc_byte_buffer_destroy(w->out);
     w->out = NULL;
@@ -142,6 +144,7 @@ void rpc__health_watch_start(rpc_health *h, grpc_call *call, const ProtobufCMess
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &w->cancelled;
+  rpc__tag_release(&w->close_tag);
   if (grpc_call_start_batch(call, &op, 1, &w->close_tag, NULL) != GRPC_CALL_OK) {
     pthread_mutex_unlock(&h->mu);
     grpc_call_unref(call);

@@ -16,6 +16,30 @@ typedef struct rpc_tag {
   void (*fn)(struct rpc_tag *t, bool ok); /* TAG_CLIENT only */
 } rpc_tag;
 
+/* ThreadSanitizer cannot see gRPC's own synchronisation (Debian's libgrpc
+ * and abseil are not instrumented), so a record handed to gRPC with a tag on
+ * one thread and handed back by a completion queue on another looks like a
+ * data race to it. The queue does order the two: whatever a thread wrote
+ * before it started the batch (or posted the request) happens before
+ * whatever the thread that the queue returns the tag to does next.
+ * rpc__tag_release before a tag goes to gRPC and rpc__tag_acquire when a
+ * queue returns it say so; in every other build they are nothing. */
+#if defined(__SANITIZE_THREAD__)
+#define RPC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RPC_TSAN 1
+#endif
+#endif
+#ifdef RPC_TSAN
+#include <sanitizer/tsan_interface.h>
+static inline void rpc__tag_release(void *tag) { __tsan_release(tag); }
+static inline void rpc__tag_acquire(void *tag) { __tsan_acquire(tag); }
+#else
+static inline void rpc__tag_release(void *tag) { (void)tag; }
+static inline void rpc__tag_acquire(void *tag) { (void)tag; }
+#endif
+
 /* One unary client call as one batch: send metadata, message and
  * half-close; receive metadata, message and status. The client, the fan-out
  * and the load generator all use it. */

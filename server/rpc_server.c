@@ -157,6 +157,7 @@ static void post_request(worker *from, worker *to, int reg) {
   c->payload = c->reply = NULL;
   grpc_metadata_array_init(&c->md);
   grpc_call_error e;
+  rpc__tag_release(c);
   if (reg >= 0) {
     e = grpc_server_request_registered_call(s->server, s->regs[reg].handle, &c->call,
                                             &c->deadline, &c->md, &c->payload, to->cq, to->cq, c);
@@ -222,7 +223,9 @@ static void finish(ucall *c, int rc, const ProtobufCMessage *out) {
   ops[n++].data.send_status_from_server.status_details = &c->status_details;
   ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+  grpc_call *call = c->call; /* read before the release: from it on, c may be the worker's */
+  rpc__tag_release(c);
+  grpc_call_error e = grpc_call_start_batch(call, ops, n, c, NULL);
   if (e != GRPC_CALL_OK) {
     LOG_ERROR("cannot finish call", "grpc_call_error=%d", (int)e);
     release(w, c);
@@ -326,6 +329,7 @@ static void *worker_main(void *arg) {
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
     rpc_tag *t = ev.tag;
+    rpc__tag_acquire(t);
     if (t->kind == TAG_CALL) on_call(w, (ucall *)t, ev.success != 0);
     else if (t->kind == TAG_CLIENT) t->fn(t, ev.success != 0);
     else rpc__health_watch_event(&w->srv->health, t, ev.success != 0);

@@ -35,7 +35,10 @@ bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq,
   ops[5].data.recv_status_on_client.trailing_metadata = &u->trail_md;
   ops[5].data.recv_status_on_client.status = &u->status;
   ops[5].data.recv_status_on_client.status_details = &u->details;
-  return u->call && grpc_call_start_batch(u->call, ops, 6, tag, NULL) == GRPC_CALL_OK;
+  grpc_call *call = u->call;
+  if (!call) return false;
+  rpc__tag_release(tag);
+  return grpc_call_start_batch(call, ops, 6, tag, NULL) == GRPC_CALL_OK;
 }
 
 void rpc__unary_end(rpc_unary *u) {

@@ -63,9 +63,10 @@ static int session(rpc_ctx *ctx, const bundle *b, const Rec__V1__RecommendReques
   size_t n_on = ap->online ? online_get(ap->online, q->user_id, strlen(q->user_id), ctx->arena, &on) : 0;
   size_t n_anchor;
   uint32_t *anchors = conv_rows(ctx->arena, b->catalog, q->anchor_item_ids, q->n_anchor_item_ids, false, &n_anchor);
+  if (!anchors) return REC_ENOMEM; /* n_anchor is set only on success */
   uint32_t *seeds = arena_calloc(ctx->arena, n_anchor + n_on + 1, sizeof *seeds);
   rec_purchase *bought = arena_calloc(ctx->arena, n_on + 1, sizeof *bought);
-  if (!anchors || !seeds || !bought) return REC_ENOMEM;
+  if (!seeds || !bought) return REC_ENOMEM;
   memcpy(seeds, anchors, n_anchor * sizeof *seeds);
   rq->n_seeds = n_anchor;
   for (size_t i = 0; i < n_on; i++) {

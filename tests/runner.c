@@ -18,6 +18,7 @@ static const struct {
     {"arena", suite_arena},       {"strmap", suite_strmap},   {"npy", suite_npy},
     {"catalog", suite_catalog},   {"tower", suite_tower},     {"ann", suite_ann},
     {"bundle", suite_bundle},     {"retrieve", suite_retrieve}, {"rank", suite_rank},
+    {"signals", suite_signals},
     {"config", suite_config},     {"recommend", suite_recommend}, {"rpc", suite_rpc},
     {"synth", suite_synth},       {"rankmetrics", suite_rankmetrics}, {"chart", suite_chart},
     {"als", suite_als},           {"cfgtable", suite_cfgtable}, {"rank_config", suite_rank_config},

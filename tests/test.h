@@ -30,6 +30,7 @@ void suite_catalog(void);
 void suite_tower(void);
 void suite_ann(void);
 void suite_bundle(void);
+void suite_signals(void);
 void suite_retrieve(void);
 void suite_rank(void);
 void suite_config(void);

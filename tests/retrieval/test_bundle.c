@@ -117,6 +117,22 @@ static void refuses_unlisted_and_escaping_files(void) {
   expect_refused(test_path("no_such_bundle"), REC_EIO, "manifest.json");
 }
 
+/* The signal tables (item_cf, popularity, ...) are optional, but one the
+ * manifest names must be checksummed like every other file: a table read
+ * from outside "files" would serve unverified data, and "../x" would read
+ * outside the bundle. */
+static void refuses_unlisted_and_escaping_signal_tables(void) {
+  const char *dir = copy_bundle("cf_unlisted");
+  char path[600];
+  snprintf(path, sizeof path, "%s/item_cf.tsv", dir);
+  test_write_file(path, "item_id\tneighbour_id\tscore\nP000000\tP000001\t0.5\n");
+  edit_manifest(dir, "\"format\":\t1", "\"format\":\t1,\n\t\"item_cf\":\t\"item_cf.tsv\"");
+  expect_refused(dir, REC_ECORRUPT, "item_cf.tsv is not listed in \"files\"");
+  dir = copy_bundle("cf_escape");
+  edit_manifest(dir, "\"format\":\t1", "\"format\":\t1,\n\t\"popularity\":\t\"../cf_unlisted/item_cf.tsv\"");
+  expect_refused(dir, REC_ECORRUPT, "plain names");
+}
+
 static bundle_spec tiny_spec(float *emb, const char **ids) {
   static const char *cats[2] = {"a", "b"};
   static const float price[2] = {1, 2}, pop[2] = {1, 1};
@@ -170,6 +186,7 @@ void suite_bundle(void) {
       {"refuses_mismatched_dimensions", refuses_mismatched_dimensions},
       {"refuses_wrong_item_count", refuses_wrong_item_count},
       {"refuses_unlisted_and_escaping_files", refuses_unlisted_and_escaping_files},
+      {"refuses_unlisted_and_escaping_signal_tables", refuses_unlisted_and_escaping_signal_tables},
       {"refuses_unnormalised_embeddings", refuses_unnormalised_embeddings},
       {"write_is_all_or_nothing", write_is_all_or_nothing},
       {NULL, NULL}};

@@ -1,11 +1,16 @@
 /* tests/server/test_metrics.c - the Prometheus text recd serves: every
  * sample belongs to a family with HELP and TYPE, histograms are cumulative
  * and their +Inf bucket equals their count, every degraded reason, strategy
- * and source has its line, and label values are escaped. (promtool checks
+ * and source has its line, label values are escaped, and the methods may be
+ * named while workers count calls. (promtool checks
  * the same text from a live recd in e2e.recd.) */
 #include "server/metrics.h"
 #include "tests/test.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,12 +136,43 @@ static void labels_are_escaped_and_the_log_is_optional(void) {
   free(t);
 }
 
+/* recd names the methods only after its workers started counting calls (the
+ * names come from the running server): naming them must not race with the
+ * count (the TSan build runs this suite; a plain global raced here). */
+static atomic_bool counting;
+
+static void *count_calls(void *arg) {
+  (void)arg;
+  atomic_store(&counting, true);
+  for (int i = 0; i < 20000; i++) metrics_call(1, 0, 1000);
+  return NULL;
+}
+
+static void methods_may_be_named_while_calls_are_counted(void) {
+  metrics_log log = {0};
+  char *t0 = render("v", &log);
+  const char *line = "recd_requests_total{method=\"/rec.v1.Events/Record\",status=\"OK\"}";
+  pthread_t t;
+  CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, count_calls, NULL), 0);
+  while (!atomic_load(&counting)) sched_yield();
+  metrics_set_methods(METHODS, 2);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 10; i++) metrics_call(1, 0, 1000);
+  char *t1 = render("v", &log);
+  double before = value(t0, line) < 0 ? 0 : value(t0, line), after = value(t1, line);
+  CU_ASSERT(after >= before + 10); /* named: counted from then on */
+  CU_ASSERT(after <= before + 20010);
+  free(t0);
+  free(t1);
+}
+
 void suite_metrics(void) {
   static const test_case cases[] = {
       {"calls and stages are counted", calls_and_stages_are_counted},
       {"every sample has HELP and TYPE", every_sample_has_help_and_type},
       {"every name has a line", every_name_has_a_line},
       {"labels are escaped and the log is optional", labels_are_escaped_and_the_log_is_optional},
+      {"methods may be named while calls are counted", methods_may_be_named_while_calls_are_counted},
       {NULL, NULL}};
   test_add_suite("metrics", cases);
 }
