@@ -95,7 +95,7 @@ wait_for() {
 # Starts recd with $1 worker threads; sets RECD_PID and RECD_ADDR.
 start_recd() {
   local threads=$1 log=$TMP/recd-t$1.log
-  "$RECD" --bundle="$TMP/b100k" --listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 --threads="$threads" --drain_ms=1000 \
+  "$RECD" --bundle="$TMP/b100k" --listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 --admin_grpc_listen=127.0.0.1:0 --threads="$threads" --drain_ms=1000 \
     2>"$log" &
   RECD_PID=$!
   PIDS+=("$RECD_PID")

@@ -20,6 +20,8 @@ const char *rec_strerror(int code) {
   case REC_EOVERLOAD: return "overloaded";
   case REC_EINTERNAL: return "internal error";
   case REC_EPRECOND: return "failed precondition";
+  case REC_EUNAUTH: return "unauthenticated";
+  case REC_EDENIED: return "permission denied";
   default: return "unknown error";
   }
 }

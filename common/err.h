@@ -20,6 +20,8 @@ enum {
   REC_EOVERLOAD = -11,  /* too many calls in flight */
   REC_EINTERNAL = -12,  /* a bug in recd */
   REC_EPRECOND = -13,   /* the server is not set up for this (e.g. no event log) */
+  REC_EUNAUTH = -14,    /* no credentials, or ones that match nothing */
+  REC_EDENIED = -15,    /* known caller, or place, not allowed this */
 };
 
 /* A static, human-readable name for 'code' ("invalid argument", ...). */

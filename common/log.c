@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,4 +37,29 @@ void rec_log(rec_log_level lvl, const char *msg, const char *kv_fmt, ...) {
   line[n++] = '\n';
   ssize_t w = write(STDERR_FILENO, line, (size_t)n);
   (void)w; /* nowhere to report a failing stderr */
+}
+
+const char *rec_log_quote(char *buf, size_t cap, const char *s, size_t n) {
+  size_t o = 0;
+  if (cap < 4) {
+    if (cap) buf[0] = '\0';
+    return buf;
+  }
+  for (size_t i = 0; i < n; i++) { /* o <= cap - 4 throughout: room for "..." and the NUL */
+    unsigned char c = (unsigned char)s[i];
+    char esc[8];
+    size_t k = 1;
+    if (c == '"' || c == '\\') k = (size_t)snprintf(esc, sizeof esc, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f) k = (size_t)snprintf(esc, sizeof esc, "\\x%02x", c);
+    else esc[0] = (char)c;
+    if (o + k > cap - 4) {
+      memcpy(buf + o, "...", 3);
+      o += 3;
+      break;
+    }
+    memcpy(buf + o, esc, k);
+    o += k;
+  }
+  buf[o] = '\0';
+  return buf;
 }

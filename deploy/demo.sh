@@ -29,7 +29,7 @@ echo; echo "== training a bundle from them (recctl build: two-tower model, item-
   --out "$work/bundle"
 
 echo "== starting recd"
-"$bin/server/recd" --bundle="$work/bundle" --listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 \
+"$bin/server/recd" --bundle="$work/bundle" --listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 --admin_grpc_listen=127.0.0.1:0 \
   2>"$work/recd.log" &
 pid=$!
 port=

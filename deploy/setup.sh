@@ -6,6 +6,8 @@
 #
 # clang with libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes) and
 # libomp-dev (clang's OpenMP) build the fuzz targets; valgrind runs memcheck.
+# libssl-dev checks TLS certificate files when recd reads them; openssl makes
+# the certificates the security tests use.
 #
 # Usage: deploy/setup.sh [BUILD_DIR] [extra cmake args...]   (default BUILD_DIR: build)
 set -euo pipefail
@@ -18,7 +20,7 @@ packages=(
   build-essential cmake pkg-config dpkg-dev ca-certificates
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   libfaiss-dev libopenblas-dev libuv1-dev libcunit1-dev
-  libcjson-dev libxxhash-dev libcsv-dev libhttp-parser-dev zlib1g-dev
+  libcjson-dev libxxhash-dev libcsv-dev libhttp-parser-dev zlib1g-dev libssl-dev openssl
   python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy
   curl python3-rdata prometheus
   clang libclang-rt-14-dev libomp-dev valgrind

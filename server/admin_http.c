@@ -3,6 +3,8 @@
  * a list of its open connections so that closing it closes them too. */
 #include "server/admin_http.h"
 #include "common/clock.h"
+#include "common/log.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 
 #include <cjson/cJSON.h>
@@ -17,6 +19,7 @@ struct admin_http {
   uv_tcp_t tcp;
   app *ap;
   rpc_server *srv;
+  const auth *auth;          /* non-NULL: routes but /healthz and /readyz need a token */
   conn *conns;               /* open connections */
   size_t handles;            /* the listener and each connection, until libuv has closed them */
 };
@@ -28,6 +31,12 @@ struct conn {
   conn *prev, *next;
   char url[256];
   size_t url_len;
+  char field[16];            /* the header name being read, lowercased, cut at 15 */
+  size_t field_len;
+  bool in_value;             /* the parser is inside a header value */
+  char authz[320];           /* the Authorization value; wiped after routing */
+  size_t authz_len;
+  bool authz_seen;
   bool complete, too_long;
   uv_write_t wr;
   char *out;
@@ -69,7 +78,7 @@ static void reply(conn *c, int code, const char *reason, const char *type, const
   }
   int n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                    "Connection: close\r\n\r\n%s", code, reason, type, len,
-                   code == 405 ? "Allow: GET\r\n" : "", body);
+                   code == 405 ? "Allow: GET\r\n" : code == 401 ? "WWW-Authenticate: Bearer\r\n" : "", body);
   uv_buf_t b = uv_buf_init(c->out, (unsigned)n);
   c->wr.data = c;
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -116,11 +125,29 @@ static char *metrics_text(const admin_http *h) {
   return s;
 }
 
+/* With a token configured for this port, every route but the probes needs it. */
+static bool allowed(conn *c) {
+  const admin_http *h = c->h;
+  if (!h->auth || strcmp(c->url, "/healthz") == 0 || strcmp(c->url, "/readyz") == 0) return true;
+  char who[AUTH_NAME_MAX + 1];
+  bool ok = c->authz_seen && auth_bearer(h->auth, c->authz, c->authz_len, who);
+  memset(c->authz, 0, sizeof c->authz);
+  if (!ok) {
+    char path[80];
+    LOG_WARN("admin HTTP request refused", "path=\"%s\" reason=\"%s\"",
+             rec_log_quote(path, sizeof path, c->url, strlen(c->url)),
+             c->authz_seen ? "the token matches none configured" : "no authorization header");
+  }
+  return ok;
+}
+
 /* Routes on the path; a query string is ignored. */
 static void route(conn *c) {
   const admin_http *h = c->h;
   c->url[strcspn(c->url, "?")] = '\0';
-  if (c->parser.method != HTTP_GET)
+  if (!allowed(c))
+    reply(c, 401, "Unauthorized", "text/plain", "this port needs \"Authorization: Bearer TOKEN\"\n");
+  else if (c->parser.method != HTTP_GET)
     reply(c, 405, "Method Not Allowed", "text/plain", "GET only\n");
   else if (strcmp(c->url, "/metrics") == 0)
     reply_made(c, "text/plain; version=0.0.4; charset=utf-8", metrics_text(h));
@@ -146,6 +173,38 @@ static int on_url(http_parser *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Keeps the Authorization header's value; every other header is ignored. */
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  conn *c = p->data;
+  if (c->in_value) c->field_len = 0, c->in_value = false;
+  for (size_t i = 0; i < len && c->field_len < sizeof c->field - 1; i++) {
+    char ch = at[i];
+    c->field[c->field_len++] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+  }
+  if (len && c->field_len == sizeof c->field - 1) c->field[0] = '\0'; /* too long to be ours */
+  c->field[c->field_len] = '\0';
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  conn *c = p->data;
+  if (!c->in_value) {
+    c->in_value = true;
+    if (strcmp(c->field, "authorization") == 0) {
+      if (c->authz_seen) c->authz_len = sizeof c->authz; /* two of them: matches nothing */
+      c->authz_seen = true;
+    }
+  }
+  if (strcmp(c->field, "authorization") != 0) return 0;
+  if (c->authz_len + len > sizeof c->authz) {
+    c->authz_len = sizeof c->authz; /* too long to be a token: matches nothing */
+    return 0;
+  }
+  memcpy(c->authz + c->authz_len, at, len);
+  c->authz_len += len;
+  return 0;
+}
+
 /* One request per connection: pausing stops a pipelined second request
  * from adding its URL to the first one's. */
 static int on_complete(http_parser *p) {
@@ -154,7 +213,9 @@ static int on_complete(http_parser *p) {
   return 0;
 }
 
-static const http_parser_settings SETTINGS = {.on_url = on_url, .on_message_complete = on_complete};
+static const http_parser_settings SETTINGS = {.on_url = on_url, .on_header_field = on_header_field,
+                                              .on_header_value = on_header_value,
+                                              .on_message_complete = on_complete};
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
   (void)handle;
@@ -214,7 +275,7 @@ static int parse_addr(const char *addr, struct sockaddr_storage *sa) {
   return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa);
 }
 
-int admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv, admin_http **out,
+int admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv, const auth *au, admin_http **out,
                      int *port, rec_error *err) {
   struct sockaddr_storage sa;
   if (parse_addr(addr, &sa) != 0)
@@ -223,6 +284,7 @@ int admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv
   if (!h) return rec_fail(err, REC_ENOMEM, "out of memory");
   h->ap = ap;
   h->srv = srv;
+  h->auth = au;
   h->handles = 1;
   uv_tcp_init(loop, &h->tcp);
   h->tcp.data = h;

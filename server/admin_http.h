@@ -19,9 +19,11 @@ typedef struct admin_http admin_http;
 
 /* Listens on 'addr' ("host:port" or "[v6 host]:port", port 0 picks one;
  * stored in *port). Returns 0, or REC_EINVAL / REC_ENOMEM with 'err' filled;
- * after a failed bind the loop must run once more to free the handle. */
-int  admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv, admin_http **out,
-                      int *port, rec_error *err);
+ * after a failed bind the loop must run once more to free the handle.
+ * With 'au' every route but /healthz and /readyz needs "Authorization:
+ * Bearer TOKEN" with one of its tokens, else 401. */
+int  admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv, const auth *au,
+                      admin_http **out, int *port, rec_error *err);
 /* Stops listening and closes every open connection (a client that never
  * finishes its request must not keep the loop alive); the handle is freed
  * once libuv has closed them all. NULL is a no-op. */

@@ -38,6 +38,8 @@ typedef struct app {
   online *online;              /* events since the bundle, per user */
   struct fanout *shards;       /* role=ranking: the candidate tier; NULL otherwise */
   atomic_uint_fast64_t events_applied; /* last event-log sequence applied to 'online' */
+  struct rpc_server *srv;      /* the serving listener (for Admin.Status); may be NULL */
+  char bundle_root[4096];      /* real path Admin.Reload loads under; "" = by name refused */
 } app;
 
 /* The ranking settings a request uses, reference-counted like the bundle. */

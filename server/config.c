@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "common/cfgtable.h"
+#include "server/auth.h"
+#include "server/rpc.h"
 
 #define STR(f) .type = CFG_STR, .offset = offsetof(recd_config, f), \
                .size = sizeof(((recd_config *)0)->f)
@@ -20,8 +22,35 @@ static const char *const ROLE_NAMES[REC_ROLE_COUNT + 1] = {
 const char *rec_role_name(rec_role r) { return r >= 0 && r < REC_ROLE_COUNT ? ROLE_NAMES[r] : "?"; }
 
 static const cfg_field FIELDS[] = {
-    {"listen", STR(listen), .def = "0.0.0.0:50051",
-     .help = "gRPC listen address host:port (port 0: any free port)"},
+    {"listen", STR(listen), .def = "127.0.0.1:50051",
+     .help = "gRPC serving address host:port (port 0: any free port); 0.0.0.0:50051 to serve other hosts"},
+    {"tls_cert", STR(tls_cert), .def = "",
+     .help = "PEM certificate chain for the gRPC listeners (TLS); empty = plaintext; re-read on SIGHUP"},
+    {"tls_key", STR(tls_key), .def = "", .help = "PEM private key of --tls_cert"},
+    {"tls_client_ca", STR(tls_client_ca), .def = "",
+     .help = "PEM CA that client certificates must chain to (mutual TLS)"},
+    {"tls_client_auth", STR(tls_client_auth), .def = "none",
+     .help = "serving listener client certificates: none, optional (verified when sent) or require"},
+    {"admin_grpc_listen", STR(admin_grpc_listen), .def = "127.0.0.1:50052",
+     .help = "Admin RPC address (Reload, Status; every write API): token or allowed certificate required; "
+             "empty = no admin RPCs"},
+    {"admin_token_file", STR(admin_token_file), .def = "",
+     .help = "file of admin bearer tokens, 'NAME TOKEN' per line, mode 0600; read at start"},
+    {"admin_allow", STR(admin_allow), .def = "",
+     .help = "client-certificate identities allowed on the admin listener: subjects or CN=name, ';'-separated"},
+    {"admin_client_auth", STR(admin_client_auth), .def = "optional",
+     .help = "admin listener client certificates (with --tls_client_ca): none, optional or require"},
+    {"admin_http_auth", STR(admin_http_auth), .def = "auto",
+     .help = "admin HTTP port: auto (token needed when not bound to loopback) or token (always); "
+             "/healthz and /readyz never need it"},
+    {"bundle_root", STR(bundle_root), .def = "",
+     .help = "Admin.Reload loads bundles only from under this directory; empty = the directory holding --bundle"},
+    {"shard_tls_ca", STR(shard_tls_ca), .def = "",
+     .help = "role=ranking: PEM CA the shards' certificates chain to; empty = plaintext to the shards"},
+    {"shard_tls_cert", STR(shard_tls_cert), .def = "", .help = "role=ranking: client certificate for the shards (mTLS)"},
+    {"shard_tls_key", STR(shard_tls_key), .def = "", .help = "role=ranking: its private key"},
+    {"shard_tls_name", STR(shard_tls_name), .def = "",
+     .help = "role=ranking: name the shards' certificates carry, when not the --retrieval host"},
     {"bundle", STR(bundle), .def = "", .help = "bundle directory to serve (required)"},
     {"role", .type = CFG_ENUM, .offset = offsetof(recd_config, role), .size = sizeof(int),
      .names = ROLE_NAMES, .def = "all",
@@ -79,7 +108,16 @@ static const cfg_field FIELDS[] = {
 };
 static const cfg_table TABLE = {FIELDS, sizeof FIELDS / sizeof FIELDS[0], NULL};
 
+static int client_mode(const char *v, const char *name, int *mode, rec_error *err) {
+  if (strcmp(v, "none") == 0) *mode = RPC_CLIENT_CERT_NONE;
+  else if (strcmp(v, "optional") == 0) *mode = RPC_CLIENT_CERT_OPTIONAL;
+  else if (strcmp(v, "require") == 0) *mode = RPC_CLIENT_CERT_REQUIRE;
+  else return rec_fail(err, REC_EINVAL, "%s: must be none, optional or require, got '%s'", name, v);
+  return 0;
+}
+
 static int check(recd_config *cfg, rec_error *err) {
+  int rc;
   if (!cfg->bundle[0]) return rec_fail(err, REC_EINVAL, "bundle: required (--bundle=DIR)");
   if (!strchr(cfg->listen, ':'))
     return rec_fail(err, REC_EINVAL, "listen: want host:port, got '%s'", cfg->listen);
@@ -94,6 +132,38 @@ static int check(recd_config *cfg, rec_error *err) {
   cfg->shard_count = sn;
   if (strcmp(lv, "debug") && strcmp(lv, "info") && strcmp(lv, "warn") && strcmp(lv, "error"))
     return rec_fail(err, REC_EINVAL, "log_level: must be debug, info, warn or error, got '%s'", lv);
+  if ((rc = client_mode(cfg->tls_client_auth, "tls_client_auth", &cfg->tls_client_mode, err)) ||
+      (rc = client_mode(cfg->admin_client_auth, "admin_client_auth", &cfg->admin_client_mode, err)))
+    return rc;
+  if (!cfg->tls_client_ca[0]) {
+    if (cfg->tls_client_mode != RPC_CLIENT_CERT_NONE)
+      return rec_fail(err, REC_EINVAL, "tls_client_auth: %s needs --tls_client_ca", cfg->tls_client_auth);
+    if (strcmp(cfg->admin_client_auth, "require") == 0)
+      return rec_fail(err, REC_EINVAL, "admin_client_auth: require needs --tls_client_ca");
+    cfg->admin_client_mode = RPC_CLIENT_CERT_NONE; /* "optional" without a CA: nothing to ask for */
+  }
+  if (!cfg->tls_cert[0] != !cfg->tls_key[0])
+    return rec_fail(err, REC_EINVAL, "tls_cert, tls_key: TLS needs both");
+  if (!cfg->tls_cert[0] && cfg->tls_client_ca[0])
+    return rec_fail(err, REC_EINVAL, "tls_client_ca: client certificates need TLS (--tls_cert, --tls_key)");
+  if (cfg->admin_allow[0] && !cfg->tls_client_ca[0])
+    return rec_fail(err, REC_EINVAL, "admin_allow: certificate identities need --tls_client_ca");
+  if (strcmp(cfg->admin_http_auth, "auto") && strcmp(cfg->admin_http_auth, "token"))
+    return rec_fail(err, REC_EINVAL, "admin_http_auth: must be auto or token, got '%s'", cfg->admin_http_auth);
+  cfg->admin_http_token = strcmp(cfg->admin_http_auth, "token") == 0 || !auth_addr_is_loopback(cfg->admin_listen);
+  if (cfg->admin_http_token && !cfg->admin_token_file[0])
+    return rec_fail(err, REC_EINVAL, "admin_listen: %s is not loopback (or admin_http_auth=token), so "
+                    "its routes need a token: set --admin_token_file", cfg->admin_listen);
+  if (cfg->admin_grpc_listen[0] && !strchr(cfg->admin_grpc_listen, ':'))
+    return rec_fail(err, REC_EINVAL, "admin_grpc_listen: want host:port, got '%s'", cfg->admin_grpc_listen);
+  size_t nl = strlen(cfg->listen);
+  if (cfg->admin_grpc_listen[0] && strcmp(cfg->admin_grpc_listen, cfg->listen) == 0 &&
+      !(nl >= 2 && strcmp(cfg->listen + nl - 2, ":0") == 0))
+    return rec_fail(err, REC_EINVAL, "admin_grpc_listen: must differ from --listen");
+  if (!cfg->shard_tls_ca[0] && (cfg->shard_tls_cert[0] || cfg->shard_tls_key[0]))
+    return rec_fail(err, REC_EINVAL, "shard_tls_cert: a client certificate needs --shard_tls_ca");
+  if (!cfg->shard_tls_cert[0] != !cfg->shard_tls_key[0])
+    return rec_fail(err, REC_EINVAL, "shard_tls_cert, shard_tls_key: give both");
   if (cfg->threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = n < 1 ? 1 : n > 256 ? 256 : (int)n;

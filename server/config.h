@@ -22,6 +22,18 @@ typedef struct recd_config {
   char listen[256];          /* gRPC address host:port */
   char bundle[4096];         /* bundle directory */
   char admin_listen[256];    /* admin HTTP host:port */
+  char admin_grpc_listen[256]; /* Admin RPCs host:port, "" = none */
+  char admin_token_file[4096]; /* named bearer tokens for the admin surface */
+  char admin_allow[4096];    /* client-certificate identities allowed on it, ';'-separated */
+  char admin_http_auth[8];   /* "auto" (token off loopback) or "token" (always) */
+  bool admin_http_token;     /* parsed: the admin HTTP port asks for the token */
+  char bundle_root[4096];    /* Admin.Reload loads only under here; "" = --bundle's directory */
+  char tls_cert[4096], tls_key[4096]; /* the gRPC listeners' certificate and key; "" = plaintext */
+  char tls_client_ca[4096];  /* CA client certificates must chain to */
+  char tls_client_auth[12];  /* serving listener: none, optional or require */
+  char admin_client_auth[12]; /* admin listener: none, optional or require */
+  int tls_client_mode, admin_client_mode; /* parsed: rpc_client_cert values */
+  char shard_tls_ca[4096], shard_tls_cert[4096], shard_tls_key[4096], shard_tls_name[256];
   bool watch_bundle;         /* reload when the bundle path changes */
   rec_role role;
   char retrieval[4096];      /* role=ranking: shard addresses, comma-separated */

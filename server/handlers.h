@@ -18,6 +18,8 @@ extern const rpc_method h_retrieve;      /* /rec.v1.Retrieval/Retrieve */
 extern const rpc_method h_record;        /* /rec.v1.Events/Record */
 extern const rpc_method h_status;        /* /rec.v1.Admin/Status */
 extern const rpc_method h_reload;        /* /rec.v1.Admin/Reload */
+/* The serving port's Admin methods: PERMISSION_DENIED, pointing at the admin listener. */
+extern const rpc_method h_reload_denied, h_status_denied;
 
 /* ---- shared by the services (svc_common.c) ---- */
 

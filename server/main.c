@@ -1,5 +1,6 @@
 /* server/main.c - recd: parse the configuration, listen, load the bundle,
  * report SERVING, and stop cleanly on SIGINT or SIGTERM. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "common/clock.h"
 #include "common/log.h"
 #include "rec/v1/admin.pb-c.h"
@@ -10,12 +11,15 @@
 #include "server/app.h"
 #include "server/config.h"
 #include "server/admin_http.h"
+#include "server/auth.h"
+#include "server/bundle_root.h"
 #include "server/handlers.h"
 #include "server/metrics.h"
 #include "server/reloader.h"
 #include "server/rpc_fanout.h"
 #include "server/rpc.h"
 
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,10 +27,13 @@
 #include <string.h>
 #include <uv.h>
 
-/* Every rec.v1 method this process serves. */
+/* The serving port's rec.v1 methods. Admin calls there are refused with a
+ * pointer to the admin listener. */
 static const rpc_method *const METHODS[] = {
-    &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload, &h_status,
+    &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload_denied, &h_status_denied,
 };
+/* The admin listener's: every write API goes here, behind auth. */
+static const rpc_method *const ADMIN_METHODS[] = {&h_reload, &h_status};
 
 /* The main thread's libuv loop: signals, the admin port, the bundle
  * watch, and the reloader (bundle loads on libuv's pool). */
@@ -37,6 +44,7 @@ typedef struct runtime {
   uv_fs_event_t watch;       /* the bundle path's directory, with --watch_bundle */
   app *ap;
   rpc_server *srv;
+  rpc_server *admin_srv;     /* NULL without --admin_grpc_listen */
   admin_http *admin;
   reloader *loads;
   int port, exit_code;
@@ -77,11 +85,15 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_timer_start(&rt->grace, on_grace_over, (uint64_t)rt->ap->cfg->drain_grace_ms, 0);
 }
 
-/* SIGHUP reloads the configured path: point a `current` link at a new
- * bundle directory, then send SIGHUP. */
+/* SIGHUP reloads the configured path (point a `current` link at a new
+ * bundle directory, then send SIGHUP) and re-reads the TLS certificates. */
 static void on_sighup(uv_signal_t *h, int signum) {
   (void)signum;
-  start_load(h->data);
+  runtime *rt = h->data;
+  rec_error err = {0};
+  if (rpc_server_reload_tls(rt->srv, &err) != 0 || (rt->admin_srv && rpc_server_reload_tls(rt->admin_srv, &err) != 0))
+    LOG_ERROR("TLS certificates refused; the old ones stay in use", "error=\"%s\"", err.msg);
+  start_load(rt);
 }
 
 static rec_log_level level_of(const char *s) {
@@ -149,6 +161,50 @@ static int run(runtime *rt) {
 
 static void observe(size_t method, int status, int64_t ns) { metrics_call(method, status, ns); }
 
+/* Where Admin.Reload may load from: --bundle_root, or the directory that
+ * holds --bundle's real path. */
+static int open_bundle_root(app *ap, rec_error *err) {
+  const recd_config *cfg = ap->cfg;
+  if (cfg->bundle_root[0]) return bundle_root_open(cfg->bundle_root, ap->bundle_root, sizeof ap->bundle_root, err);
+  char real[PATH_MAX];
+  if (!realpath(cfg->bundle, real)) {
+    LOG_WARN("no bundle root: Admin.Reload takes no bundle_path", "bundle=%s", cfg->bundle);
+    return 0;
+  }
+  char *slash = strrchr(real, '/');
+  if (slash == real) slash[1] = '\0';
+  else *slash = '\0';
+  return bundle_root_open(real, ap->bundle_root, sizeof ap->bundle_root, err);
+}
+
+/* The admin listener: Admin RPCs behind a token or an allowed certificate. */
+static int start_admin(runtime *rt, const rpc_server_opts *serving, const rpc_tls *tls, const auth *au,
+                       int *port, rec_error *err) {
+  const recd_config *cfg = rt->ap->cfg;
+  if (!cfg->admin_grpc_listen[0]) return 0;
+  rpc_server_opts o = *serving;
+  o.name = "admin";
+  o.listen = cfg->admin_grpc_listen;
+  o.tls = tls;
+  o.auth = au;
+  o.threads = 1;
+  o.requests_per_method = 2;
+  o.max_inflight = 64;
+  o.methods = ADMIN_METHODS;
+  o.n_methods = sizeof ADMIN_METHODS / sizeof ADMIN_METHODS[0];
+  o.observe = NULL;
+  int rc = rpc_server_start(&o, &rt->admin_srv, port, err);
+  if (rc) return rc;
+  rpc_server_set_serving(rt->admin_srv, true);
+  if (!auth_configured(au))
+    LOG_WARN("admin RPCs will be refused: no credentials configured",
+             "fix=\"set --admin_token_file (or --admin_allow with mTLS)\"");
+  if (!tls && !auth_addr_is_loopback(cfg->admin_grpc_listen))
+    LOG_WARN("the admin listener is off loopback without TLS: tokens cross the network in clear",
+             "admin_grpc_listen=%s", cfg->admin_grpc_listen);
+  return 0;
+}
+
 static void replay(void *arg, uint64_t seq, const ev_record *r) {
   (void)seq;
   online_apply(arg, r);
@@ -200,7 +256,21 @@ int main(int argc, char **argv) {
   rank_config_free(rank_cfg); /* checked here so a bad file stops recd at once; each load reads it */
   app ap;
   app_init(&ap, &cfg);
-  rpc_server_opts o = {.listen = cfg.listen, .threads = cfg.threads,
+  auth *au = NULL;
+  if (auth_new(cfg.admin_token_file, cfg.admin_allow, &au, &err) != 0 || open_bundle_root(&ap, &err) != 0) {
+    fprintf(stderr, "recd: %s\n", err.msg);
+    auth_free(au);
+    app_destroy(&ap);
+    return 2;
+  }
+  rpc_tls tls = {.cert_file = cfg.tls_cert, .key_file = cfg.tls_key, .client_ca_file = cfg.tls_client_ca,
+                 .client_cert = (rpc_client_cert)cfg.tls_client_mode};
+  rpc_tls admin_tls = tls;
+  admin_tls.client_cert = (rpc_client_cert)cfg.admin_client_mode;
+  rpc_client_tls shard_tls = {.ca_file = cfg.shard_tls_ca, .cert_file = cfg.shard_tls_cert,
+                              .key_file = cfg.shard_tls_key, .server_name = cfg.shard_tls_name};
+  rpc_server_opts o = {.name = "serving", .listen = cfg.listen, .tls = cfg.tls_cert[0] ? &tls : NULL,
+                       .threads = cfg.threads,
                        .requests_per_method = cfg.requests_per_method,
                        .max_message_bytes = cfg.max_message_bytes,
                        .max_call_bytes = (size_t)cfg.max_call_mb << 20,
@@ -213,9 +283,10 @@ int main(int argc, char **argv) {
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
-  int admin_port = 0;
-  if (cfg.role == REC_ROLE_RANKING && fanout_new(cfg.retrieval, &ap.shards, &err) != 0) {
+  int admin_port = 0, admin_grpc_port = 0;
+  if (cfg.role == REC_ROLE_RANKING && fanout_new(cfg.retrieval, &shard_tls, &ap.shards, &err) != 0) {
     fprintf(stderr, "recd: retrieval: %s\n", err.msg);
+    auth_free(au);
     app_destroy(&ap);
     return 2;
   }
@@ -233,8 +304,11 @@ int main(int argc, char **argv) {
   }
   ap.reload_start = reloader_queue;
   ap.reload_owner = rt.loads;
-  if (rpc_server_start(&o, &rt.srv, &rt.port, &err) != 0) {
+  if (rpc_server_start(&o, &rt.srv, &rt.port, &err) != 0 ||
+      (ap.srv = rt.srv, start_admin(&rt, &o, cfg.tls_cert[0] ? &admin_tls : NULL, au, &admin_grpc_port, &err)) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
+    if (rt.srv) rpc_server_stop(rt.srv, 0);
+    auth_free(au);
     reloader_close(rt.loads);
     uv_run(&rt.loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt.loop);
@@ -248,17 +322,22 @@ int main(int argc, char **argv) {
   size_t n = rpc_method_count(rt.srv);
   for (size_t i = 0; i < n && i < METRICS_MAX_METHODS; i++) names[i] = rpc_method_path(rt.srv, i);
   metrics_set_methods(names, n);
-  if (admin_http_start(&rt.loop, cfg.admin_listen, &ap, rt.srv, &rt.admin, &admin_port, &err) != 0) {
+  if (admin_http_start(&rt.loop, cfg.admin_listen, &ap, rt.srv, cfg.admin_http_token ? au : NULL, &rt.admin,
+                       &admin_port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);
     rt.exit_code = 2;
     reloader_close(rt.loads);
     uv_run(&rt.loop, UV_RUN_DEFAULT); /* finish closing the listener */
     uv_loop_close(&rt.loop);
   } else {
-    LOG_INFO("listening", "addr=%s port=%d admin_port=%d threads=%d role=%s shard=%s version=%s",
-             cfg.listen, rt.port, admin_port, cfg.threads, rec_role_name(cfg.role), cfg.shard, RECD_VERSION);
+    LOG_INFO("listening", "addr=%s port=%d tls=%s admin_port=%d admin_grpc_port=%d threads=%d role=%s "
+             "shard=%s bundle_root=%s version=%s", cfg.listen, rt.port,
+             !cfg.tls_cert[0] ? "off" : cfg.tls_client_mode == RPC_CLIENT_CERT_REQUIRE ? "mtls" : "on",
+             admin_port, admin_grpc_port, cfg.threads, rec_role_name(cfg.role), cfg.shard,
+             ap.bundle_root[0] ? ap.bundle_root : "none", RECD_VERSION);
     rc = run(&rt);
   }
+  if (rt.admin_srv) rpc_server_stop(rt.admin_srv, 0);
   rpc_server_stop(rt.srv, cfg.drain_ms);
   eventlog_close(ap.log); /* every acknowledged event is on disk */
   int code = rt.exit_code ? rt.exit_code : rc;
@@ -269,6 +348,7 @@ int main(int argc, char **argv) {
   online_free(ap.online);
   fanout_free(ap.shards);
   app_destroy(&ap);
+  auth_free(au);
   reloader_free(rt.loads);
   LOG_INFO("stopped", "exit=%d", code);
   return code;

@@ -24,6 +24,7 @@
 typedef struct rpc_server rpc_server;
 typedef struct rpc_cleanup rpc_cleanup;
 typedef struct rpc_local rpc_local;
+typedef struct auth auth; /* server/auth.h */
 
 /* A handler's return value when the reply will come through rpc_complete. */
 enum { RPC_PENDING = 1 };
@@ -37,6 +38,8 @@ typedef struct rpc_ctx {
   rpc_cleanup *cleanups; /* rpc_on_done's list, newest first */
   void *call;            /* the RPC layer's own record of the call */
   rpc_local *local;      /* set for an in-process call */
+  const char *identity;  /* on a server with rpc_server_opts.auth: who called,
+                            "token:NAME" or "cert:SUBJECT"; else NULL */
 } rpc_ctx;
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);
@@ -66,8 +69,26 @@ typedef struct rpc_method {
   rpc_handler_fn fn;                       /* NULL: answers UNIMPLEMENTED */
 } rpc_method;
 
+/* TLS on a listener. Files are PEM; rpc_server_reload_tls re-reads them. */
+typedef enum rpc_client_cert {
+  RPC_CLIENT_CERT_NONE,          /* no client certificates asked for */
+  RPC_CLIENT_CERT_OPTIONAL,      /* asked for, verified when sent */
+  RPC_CLIENT_CERT_REQUIRE,       /* a connection without a valid one is refused */
+} rpc_client_cert;
+typedef struct rpc_tls {
+  const char *cert_file, *key_file;  /* the server's certificate chain and key */
+  const char *client_ca_file;        /* CA client certificates must chain to */
+  rpc_client_cert client_cert;
+} rpc_tls;
+
 typedef struct rpc_server_opts {
+  const char *name;              /* what the logs call this listener ("serving", "admin") */
   const char *listen;            /* "host:port"; port 0 picks a free one */
+  const rpc_tls *tls;            /* NULL: plaintext */
+  /* Non-NULL: every call but health needs a bearer token or an allowed
+   * client certificate from it, else UNAUTHENTICATED; each call is logged
+   * with its caller's identity, method and outcome. */
+  const auth *auth;
   int threads;                   /* completion-queue workers, >= 1 */
   int requests_per_method;       /* requests kept posted per method and worker */
   int max_message_bytes;         /* larger requests fail RESOURCE_EXHAUSTED */
@@ -91,6 +112,10 @@ typedef struct rpc_server_opts {
  * until rpc_server_set_serving(s, true). Stores the bound port in *port.
  * Returns 0, or REC_EINVAL (bad options, address in use) with 'err' filled. */
 int  rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_error *err);
+/* Re-reads the TLS files; connections made from now on use them. On a bad
+ * file returns REC_EINVAL/REC_EIO with 'err' filled and keeps the old ones.
+ * 0 when the server has no TLS. */
+int  rpc_server_reload_tls(rpc_server *s, rec_error *err);
 /* Switches the health status; Watch streams hear of the change. Thread-safe. */
 void rpc_server_set_serving(rpc_server *s, bool serving);
 bool rpc_server_serving(const rpc_server *s);

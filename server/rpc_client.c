@@ -14,22 +14,40 @@
 
 struct rpc_client {
   grpc_channel *channel;
+  char *auth;               /* "Bearer TOKEN", or NULL */
+  grpc_metadata md;
 };
 
-int rpc_client_new(const char *target, rpc_client **out) {
-  rpc_client *c = malloc(sizeof *c);
-  if (!c) return REC_ENOMEM;
+int rpc_client_new(const char *target, const rpc_client_tls *tls, const char *token, rpc_client **out,
+                   rec_error *err) {
+  rpc_client *c = calloc(1, sizeof *c);
+  if (!c) return rec_fail(err, REC_ENOMEM, "out of memory");
+  if (token) {
+    size_t n = strlen(token) + 8;
+    if (!(c->auth = malloc(n))) {
+      free(c);
+      return rec_fail(err, REC_ENOMEM, "out of memory");
+    }
+    snprintf(c->auth, n, "Bearer %s", token);
+    c->md.key = grpc_slice_from_static_string("authorization");
+    c->md.value = grpc_slice_from_static_string(c->auth);
+  }
   grpc_init();
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  c->channel = grpc_channel_create(target, creds, NULL);
-  grpc_channel_credentials_release(creds);
+  if (!(c->channel = rpc__channel_new(target, tls, err))) {
+    rpc_client_free(c);
+    return err ? err->code : REC_EINVAL;
+  }
   *out = c;
   return 0;
 }
 
 void rpc_client_free(rpc_client *c) {
   if (!c) return;
-  grpc_channel_destroy(c->channel);
+  if (c->channel) grpc_channel_destroy(c->channel);
+  if (c->auth) {
+    memset(c->auth, 0, strlen(c->auth));
+    free(c->auth);
+  }
   free(c);
   grpc_shutdown();
 }
@@ -50,7 +68,8 @@ int rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *r
   grpc_byte_buffer *send = rpc__pack(req);
   rpc_unary u;
   int rc = -1;
-  if (!rpc__unary_start(&u, c->channel, cq, method, send, rpc__deadline_in(timeout_ms * 1000000), &u)) {
+  if (!rpc__unary_start_md(&u, c->channel, cq, method, send, rpc__deadline_in(timeout_ms * 1000000),
+                           c->auth ? &c->md : NULL, c->auth ? 1 : 0, &u)) {
     st->code = GRPC_STATUS_INTERNAL;
     snprintf(st->message, sizeof st->message, "could not start the call");
     goto done;

@@ -10,14 +10,27 @@
 
 typedef struct rpc_client rpc_client;
 
+/* TLS towards a server. No CA file: plaintext. */
+typedef struct rpc_client_tls {
+  const char *ca_file;      /* PEM roots the server's certificate must chain to */
+  const char *cert_file;    /* client certificate for mutual TLS; NULL for none */
+  const char *key_file;     /* its private key */
+  const char *server_name;  /* name to check the server's certificate against, when
+                               it differs from the target's host; NULL for the host */
+} rpc_client_tls;
+
 typedef struct rpc_status {
   int code;           /* gRPC status code; 0 is OK */
   char message[512];  /* the server's status details, or the client's own reason */
 } rpc_status;
 
-/* A channel to 'target' ("host:port"). Connects lazily; never fails for an
- * unreachable peer (the first call does). Returns 0 or REC_ENOMEM. */
-int  rpc_client_new(const char *target, rpc_client **out);
+/* A channel to 'target' ("host:port"), over TLS when 'tls' names a CA file
+ * (NULL: plaintext), sending "authorization: Bearer TOKEN" with every call
+ * when 'token' is not NULL. Connects lazily; never fails for an
+ * unreachable peer (the first call does). Returns 0, or REC_EINVAL /
+ * REC_EIO (TLS files) / REC_ENOMEM with 'err' filled. */
+int  rpc_client_new(const char *target, const rpc_client_tls *tls, const char *token, rpc_client **out,
+                    rec_error *err);
 void rpc_client_free(rpc_client *c);                  /* NULL is a no-op */
 
 /* Calls 'method' with 'req' and waits up to 'timeout_ms'. On OK decodes the

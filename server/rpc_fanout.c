@@ -38,7 +38,7 @@ struct fan_op {
   void *arg;
 };
 
-int fanout_new(const char *targets, fanout **out, rec_error *err) {
+int fanout_new(const char *targets, const rpc_client_tls *tls, fanout **out, rec_error *err) {
   fanout *f = calloc(1, sizeof *f);
   char *copy = strdup(targets), *save = NULL;
   if (!f || !copy) {
@@ -51,21 +51,24 @@ int fanout_new(const char *targets, fanout **out, rec_error *err) {
   f->targets = calloc(cap, sizeof *f->targets);
   f->channels = calloc(cap, sizeof *f->channels);
   grpc_init();
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   for (char *t = strtok_r(copy, ",", &save); t && f->targets && f->channels; t = strtok_r(NULL, ",", &save)) {
     for (size_t i = 0; i < f->n; i++)
       if (strcmp(f->targets[i], t) == 0) { /* its items would count twice */
         int rc = rec_fail(err, REC_EINVAL, "'%.200s' is listed twice", t);
-        grpc_channel_credentials_release(creds);
         free(copy);
         fanout_free(f);
         return rc;
       }
     if (!(f->targets[f->n] = strdup(t))) break;
-    f->channels[f->n] = grpc_channel_create(t, creds, NULL);
+    if (!(f->channels[f->n] = rpc__channel_new(t, tls, err))) {
+      free(f->targets[f->n]);
+      f->targets[f->n] = NULL;
+      free(copy);
+      fanout_free(f);
+      return err ? err->code : REC_EINVAL;
+    }
     f->n++;
   }
-  grpc_channel_credentials_release(creds);
   free(copy);
   if (!f->n) {
     fanout_free(f);

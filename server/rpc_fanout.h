@@ -12,11 +12,12 @@
 #include <protobuf-c/protobuf-c.h>
 #include "common/err.h"
 #include "server/rpc.h"
+#include "server/rpc_client.h"
 
 typedef struct fanout fanout;
 
 /* Channels to each "host:port" of the comma-separated 'targets'. */
-int  fanout_new(const char *targets, fanout **out, rec_error *err);
+int  fanout_new(const char *targets, const rpc_client_tls *tls, fanout **out, rec_error *err);
 void fanout_free(fanout *f);                          /* NULL is a no-op */
 size_t fanout_count(const fanout *f);
 const char *fanout_target(const fanout *f, size_t i);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "server/rpc.h"
+#include "server/rpc_client.h"
 
 /* What a completion-queue tag points at; the first member of every tagged
  * struct. A TAG_CLIENT completion (a client call riding on a worker's queue)
@@ -57,6 +58,25 @@ typedef struct rpc_unary {
  * completion will arrive); either way rpc__unary_end releases it. */
 bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
                       grpc_byte_buffer *send, gpr_timespec deadline, void *tag);
+/* The same with request metadata ('md' must outlive the call's batch). */
+bool rpc__unary_start_md(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+                         grpc_byte_buffer *send, gpr_timespec deadline, grpc_metadata *md, size_t n_md,
+                         void *tag);
+
+/* A channel to 'target': plaintext when 'tls' is NULL or names no CA file,
+ * else TLS trusting tls->ca_file, with a client certificate when one is
+ * given. NULL with 'err' filled (a file unreadable or not PEM, a key that
+ * is not the certificate's). rpc_tls.c. */
+grpc_channel *rpc__channel_new(const char *target, const rpc_client_tls *tls, rec_error *err);
+
+/* A listener's TLS settings and certificates, re-read by rpc__tls_reload;
+ * a handshake after a reload uses the new files. */
+typedef struct rpc_tls_state rpc_tls_state;
+int  rpc__tls_new(const rpc_tls *o, rpc_tls_state **out, rec_error *err);
+int  rpc__tls_reload(rpc_tls_state *t, rec_error *err);
+void rpc__tls_free(rpc_tls_state *t);
+/* Server credentials reading certificates from 't' (which must outlive them). */
+grpc_server_credentials *rpc__tls_server_creds(rpc_tls_state *t);
 void rpc__unary_end(rpc_unary *u);
 /* An absolute deadline on gRPC's monotonic clock, 'ns' from now (>= 0). */
 gpr_timespec rpc__deadline_in(int64_t ns);

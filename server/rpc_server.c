@@ -3,6 +3,7 @@
 #include "server/rpc_internal.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "server/auth.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -33,6 +34,7 @@ typedef struct ucall {
   bool open;                /* counted in rpc_server.open_calls */
   int64_t start_ns;         /* arrival, for the latency observed */
   grpc_status_code status;  /* sent with the final batch */
+  char identity[AUTH_NAME_MAX + 8]; /* on an authenticated server: "token:NAME" or "cert:SUBJECT" */
   arena arena;
   rpc_ctx ctx;              /* the handler's view; lives until the call is released */
   struct ucall *next_free;
@@ -76,6 +78,7 @@ struct rpc_server {
   atomic_int inflight;      /* calls between arrival and their final status */
   atomic_int open_calls;    /* calls handled and not yet released, pending ones included */
   rpc_health health;
+  rpc_tls_state *tls;       /* NULL: plaintext */
 };
 
 static const rpc_tag shutdown_tag = {TAG_SHUTDOWN, NULL};
@@ -173,9 +176,23 @@ static void post_request(worker *from, worker *to, int reg) {
   }
 }
 
+/* On an authenticated server every finished call is an operator's action:
+ * who, what, and how it ended. */
+static void log_action(const rpc_server *s, const ucall *c) {
+  const rpc_method *m = s->regs[c->reg].m;
+  if (m == &rpc__health_check || s->regs[c->reg].watch) return;
+  char detail[300];
+  rec_log_quote(detail, sizeof detail, c->status ? c->ctx.err.msg : "", c->status ? strlen(c->ctx.err.msg) : 0);
+  rec_log(c->status == GRPC_STATUS_OK ? REC_LOG_INFO : REC_LOG_WARN, "admin call",
+          "listener=%s who=\"%s\" method=%s status=%d ms=%.1f detail=\"%s\"", s->opts.name ? s->opts.name : "?",
+          c->identity[0] ? c->identity : "anonymous", m->path, (int)c->status,
+          (double)(rec_mono_ns() - c->start_ns) / 1e6, detail);
+}
+
 static void release(worker *w, ucall *c) {
   if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
     w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns);
+  if (c->finishing && c->reg >= 0 && w->srv->opts.auth) log_action(w->srv, c);
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   c->ctx.call = NULL;
   c->counted = false;
@@ -246,6 +263,53 @@ void rpc_complete(rpc_ctx *ctx, int rc, const ProtobufCMessage *reply) {
   finish(ctx->call, rc, reply);
 }
 
+/* The value of request metadata 'key', or NULL. */
+static const grpc_slice *md_value(const grpc_metadata_array *md, const char *key) {
+  for (size_t i = 0; i < md->count; i++)
+    if (grpc_slice_str_cmp(md->metadata[i].key, key) == 0) return &md->metadata[i].value;
+  return NULL;
+}
+
+/* The first value of auth-context property 'name', copied into 'buf'. */
+static const char *auth_prop(grpc_auth_context *ac, const char *name, char *buf, size_t cap) {
+  grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ac, name);
+  const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+  if (!p) return NULL;
+  snprintf(buf, cap, "%.*s", (int)p->value_length, p->value);
+  return buf;
+}
+
+/* A bearer token from the configured file, or a verified client
+ * certificate on the allow-list; else UNAUTHENTICATED. Fills c->identity. */
+static int authenticate(const rpc_server *s, ucall *c) {
+  const grpc_slice *v = md_value(&c->md, "authorization");
+  char who[AUTH_NAME_MAX + 1];
+  if (v && auth_bearer(s->opts.auth, (const char *)GRPC_SLICE_START_PTR(*v), GRPC_SLICE_LENGTH(*v), who)) {
+    snprintf(c->identity, sizeof c->identity, "token:%s", who);
+    c->ctx.identity = c->identity;
+    return 0;
+  }
+  const char *why = v ? "the token matches none configured" : "no authorization header and no allowed client certificate";
+  grpc_auth_context *ac = grpc_call_auth_context(c->call);
+  if (ac && grpc_auth_context_peer_is_authenticated(ac)) {
+    char subject[256], cn[128];
+    const char *sub = auth_prop(ac, GRPC_X509_SUBJECT_PROPERTY_NAME, subject, sizeof subject);
+    const char *name = auth_prop(ac, GRPC_X509_CN_PROPERTY_NAME, cn, sizeof cn);
+    if (!v && auth_identity_allowed(s->opts.auth, sub, name)) {
+      snprintf(c->identity, sizeof c->identity, "cert:%s", sub ? sub : name ? name : "?");
+      for (char *p = c->identity; *p; p++) /* it goes between quotes in log lines */
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) *p = '?';
+      c->ctx.identity = c->identity;
+      grpc_auth_context_release(ac);
+      return 0;
+    }
+    if (!v) why = "the client certificate is not on the allow-list";
+  }
+  if (ac) grpc_auth_context_release(ac);
+  return rpc_fail(&c->ctx, REC_EUNAUTH, "%s: send \"authorization: Bearer TOKEN\" with a token from "
+                  "recd's --admin_token_file%s", why, s->opts.tls ? ", or an allowed client certificate" : "");
+}
+
 static void handle(worker *w, ucall *c) {
   rpc_server *s = w->srv;
   c->start_ns = rec_mono_ns();
@@ -254,6 +318,7 @@ static void handle(worker *w, ucall *c) {
   atomic_fetch_add(&s->open_calls, 1);
   arena_set_limit(&c->arena, s->opts.max_call_bytes ? s->opts.max_call_bytes : SIZE_MAX);
   c->ctx = (rpc_ctx){.arena = &c->arena, .app = s->opts.app, .server = s, .call = c};
+  c->identity[0] = '\0';
   rpc_ctx *ctx = &c->ctx;
   ProtobufCMessage *in = NULL, *out = NULL;
   int rc;
@@ -269,6 +334,10 @@ static void handle(worker *w, ucall *c) {
   /* Past the cap, fail at once rather than queue: a queue that grows only
    * turns overload into timeouts. Health always answers. */
   bool health = m == &rpc__health_check || s->regs[c->reg].watch;
+  if (s->opts.auth && !health && (rc = authenticate(s, c)) != 0) {
+    finish(c, rc, NULL);
+    return;
+  }
   if (s->opts.max_inflight > 0 && !health) {
     c->counted = true;
     if (atomic_fetch_add(&s->inflight, 1) >= s->opts.max_inflight) {
@@ -397,13 +466,15 @@ static void destroy(rpc_server *s) {
     }
   free(s->workers);
   free(s->regs);
+  rpc__tls_free(s->tls);
   rpc__health_destroy(&s->health);
   free(s);
   grpc_shutdown();
 }
 
 static int bind_and_start(rpc_server *s, int *port, rec_error *err) {
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_credentials *creds = s->tls ? rpc__tls_server_creds(s->tls) : grpc_insecure_server_credentials_create();
+  if (!creds) return rec_fail(err, REC_EINVAL, "gRPC refused the TLS settings");
   int p = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
   grpc_server_credentials_release(creds);
   if (p == 0)
@@ -439,6 +510,11 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
     destroy(s);
     return rec_fail(err, REC_ENOMEM, "out of memory");
   }
+  if (o->tls && (rc = rpc__tls_new(o->tls, &s->tls, err)) != 0) {
+    s->opts.threads = 0;
+    destroy(s);
+    return rc;
+  }
   s->server = create_server(o);
   for (int i = 0; i < o->threads; i++) {
     s->workers[i].srv = s;
@@ -459,6 +535,10 @@ fail:
   /* Not started yet, so the server can be destroyed without a shutdown. */
   destroy(s);
   return rc;
+}
+
+int rpc_server_reload_tls(rpc_server *s, rec_error *err) {
+  return s->tls ? rpc__tls_reload(s->tls, err) : 0;
 }
 
 void rpc_server_set_serving(rpc_server *s, bool serving) { rpc__health_set(&s->health, serving); }

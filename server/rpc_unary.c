@@ -13,6 +13,12 @@ gpr_timespec rpc__deadline_in(int64_t ns) {
 
 bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
                       grpc_byte_buffer *send, gpr_timespec deadline, void *tag) {
+  return rpc__unary_start_md(u, ch, cq, method, send, deadline, NULL, 0, tag);
+}
+
+bool rpc__unary_start_md(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
+                         grpc_byte_buffer *send, gpr_timespec deadline, grpc_metadata *md, size_t n_md,
+                         void *tag) {
   memset(u, 0, sizeof *u);
   u->send = grpc_byte_buffer_copy(send);
   grpc_metadata_array_init(&u->init_md);
@@ -24,6 +30,8 @@ bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq,
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = n_md;
+  ops[0].data.send_initial_metadata.metadata = md;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = u->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

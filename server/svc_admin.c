@@ -1,4 +1,6 @@
-/* server/svc_admin.c - Admin.Status and Admin.Reload. A reload loads and
+/* server/svc_admin.c - Admin.Status and Admin.Reload, served only on the
+ * authenticated admin listener. Reload's bundle_path is a name or path
+ * resolved under the bundle root (bundle_root.h). A reload loads and
  * checks a whole bundle, which takes seconds: the handler hands it to
  * whoever runs reloads off the serving threads (app.reload_start; recd's
  * libuv pool) and returns RPC_PENDING; the load's end completes the call. */
@@ -6,10 +8,10 @@
 #include "common/clock.h"
 #include "rec/v1/admin.pb-c.h"
 #include "server/app.h"
+#include "server/bundle_root.h"
 
+#include <limits.h>
 #include <string.h>
-
-#define MAX_PATH 4000
 
 static int status(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
   (void)in;
@@ -28,7 +30,7 @@ static int status(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
     if (!r->bundle_version || !r->bundle_path) return REC_ENOMEM;
   }
   r->role = (char *)rec_role_name(ap->cfg->role);
-  r->serving = ctx->server && rpc_server_serving(ctx->server);
+  r->serving = ap->srv ? rpc_server_serving(ap->srv) : ctx->server && rpc_server_serving(ctx->server);
   r->uptime_seconds = (uint64_t)((rec_mono_ns() - ap->started_ns) / 1000000000);
   r->threads = (uint32_t)ap->cfg->threads;
   r->recd_version = RECD_VERSION;
@@ -62,9 +64,16 @@ static int reload(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
   const Rec__V1__ReloadRequest *q = (const Rec__V1__ReloadRequest *)in;
   app *ap = ctx->app;
   (void)out;
-  const char *path = q->bundle_path[0] ? q->bundle_path : ap->cfg->bundle;
-  if (strlen(path) >= MAX_PATH)
-    return rpc_fail(ctx, REC_EINVAL, "bundle_path is longer than %d bytes", MAX_PATH - 1);
+  const char *path = ap->cfg->bundle; /* the operator's own flag: not confined */
+  if (q->bundle_path[0]) {
+    char *resolved = arena_alloc(ctx->arena, PATH_MAX);
+    if (!resolved) return REC_ENOMEM;
+    if (!ap->bundle_root[0])
+      return rpc_fail(ctx, REC_EDENIED, "this process has no bundle root; reload without bundle_path");
+    int rc = bundle_root_resolve(ap->bundle_root, q->bundle_path, resolved, PATH_MAX, &ctx->err);
+    if (rc) return rc;
+    path = resolved;
+  }
   if (!ap->reload_start)
     return rpc_fail(ctx, REC_EUNAVAIL, "this process cannot reload; restart it with the new bundle");
   int rc = ap->reload_start(ap->reload_owner, path, ctx->deadline_ns, on_loaded, ctx, &ctx->err);
@@ -73,3 +82,15 @@ static int reload(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
 
 const rpc_method h_reload = {"/rec.v1.Admin/Reload", &rec__v1__reload_request__descriptor,
                              &rec__v1__reload_response__descriptor, reload};
+
+/* The serving port's answer to Admin calls: they live on the admin listener. */
+static int elsewhere(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  (void)in, (void)out;
+  return rpc_fail(ctx, REC_EDENIED, "Admin calls are served only on recd's admin listener "
+                  "(--admin_grpc_listen, loopback by default), with a token");
+}
+
+const rpc_method h_reload_denied = {"/rec.v1.Admin/Reload", &rec__v1__reload_request__descriptor,
+                                    &rec__v1__reload_response__descriptor, elsewhere};
+const rpc_method h_status_denied = {"/rec.v1.Admin/Status", &rec__v1__status_request__descriptor,
+                                    &rec__v1__status_response__descriptor, elsewhere};

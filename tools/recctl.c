@@ -24,6 +24,7 @@
 
 typedef struct opts {
   const char *addr, *user, *out, *index, *version, *bundle, *log;
+  const char *tls_ca, *tls_cert, *tls_key, *tls_name, *token_file;
   long k, timeout_ms, items, users, dim, categories, seed, ef, ef_construction, wait_s;
   bool json, explain;
   const char *exclude[MAX_LIST], *include_cats[MAX_LIST], *explain_ids[MAX_LIST];
@@ -50,7 +51,11 @@ static void usage(FILE *f) {
         "                                          compare models offline (recctl build --help)\n"
         "  import --catalog CSV --item-embeddings F --users F --user-features F --layer W:B:ACT --out DIR\n"
         "                                          bundle a model trained elsewhere (recctl build --help)\n\n"
-        "common options: --addr HOST:PORT (default 127.0.0.1:50051), --timeout-ms N (default 2000)\n",
+        "common options: --addr HOST:PORT (default 127.0.0.1:50051; status and reload: the admin\n"
+        "                listener, 127.0.0.1:50052), --timeout-ms N (default 2000)\n"
+        "  --token-file F  admin bearer token: the first token in F (recd's --admin_token_file format)\n"
+        "  --tls-ca F      talk TLS, trusting this PEM CA; --tls-cert F --tls-key F add a client\n"
+        "                  certificate (mTLS); --tls-name N checks the server's certificate for N\n",
         f);
 }
 
@@ -80,6 +85,11 @@ static int parse(int argc, char **argv, opts *o) {
     i++;
     if (strcmp(a, "--addr") == 0) o->addr = v;
     else if (strcmp(a, "--user") == 0) o->user = v;
+    else if (strcmp(a, "--tls-ca") == 0) o->tls_ca = v;
+    else if (strcmp(a, "--tls-cert") == 0) o->tls_cert = v;
+    else if (strcmp(a, "--tls-key") == 0) o->tls_key = v;
+    else if (strcmp(a, "--tls-name") == 0) o->tls_name = v;
+    else if (strcmp(a, "--token-file") == 0) o->token_file = v;
     else if (strcmp(a, "--out") == 0) o->out = v;
     else if (strcmp(a, "--bundle") == 0) o->bundle = v;
     else if (strcmp(a, "--log") == 0) o->log = v;
@@ -321,6 +331,25 @@ static int cmd_synth(const opts *o) {
   return 0;
 }
 
+/* The first token in 'path' ("NAME TOKEN" or "TOKEN" lines, '#' comments):
+ * malloc'd, or NULL with a message printed. */
+static char *read_token(const char *path) {
+  FILE *f = fopen(path, "re");
+  if (!f) {
+    fprintf(stderr, "recctl: %s: cannot read the token file\n", path);
+    return NULL;
+  }
+  char line[1024], *tok = NULL;
+  while (!tok && fgets(line, sizeof line, f)) {
+    char *save = NULL, *a = strtok_r(line, " \t\r\n", &save), *b = a ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+    if (a && a[0] != '#') tok = strdup(b ? b : a);
+  }
+  memset(line, 0, sizeof line);
+  fclose(f);
+  if (!tok) fprintf(stderr, "recctl: %s: holds no token\n", path);
+  return tok;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     usage(argc < 2 ? stderr : stdout);
@@ -329,7 +358,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "build") == 0) return cmd_build(argc, argv);
   if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
   if (strcmp(argv[1], "import") == 0) return cmd_import(argc, argv);
-  opts o = {.addr = "127.0.0.1:50051", .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
+  opts o = {.addr = NULL, .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
             .dim = 32, .categories = 8, .seed = 42};
   int rc = parse(argc, argv, &o);
   if (rc) return rc;
@@ -339,8 +368,22 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "recommend") && strcmp(cmd, "health") && strcmp(cmd, "status") &&
       strcmp(cmd, "reload"))
     return bad("unknown command '%s'", cmd);
+  bool admin = strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0;
+  if (!o.addr) o.addr = admin ? "127.0.0.1:50052" : "127.0.0.1:50051";
+  char *token = NULL;
+  if (o.token_file && !(token = read_token(o.token_file))) return 2;
+  rpc_client_tls tls = {o.tls_ca, o.tls_cert, o.tls_key, o.tls_name};
   rpc_client *c;
-  if (rpc_client_new(o.addr, &c) != 0) return bad("%s", "out of memory");
+  rec_error err = {0};
+  rc = rpc_client_new(o.addr, &tls, token, &c, &err);
+  if (token) {
+    memset(token, 0, strlen(token));
+    free(token);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "recctl: %s\n", err.msg);
+    return 2;
+  }
   arena a;
   arena_init(&a, 0);
   rc = strcmp(cmd, "recommend") == 0 ? cmd_recommend(c, &o, &a)

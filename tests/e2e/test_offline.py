@@ -71,7 +71,7 @@ class Recd:
     def __init__(self, bundle):
         self.log = os.path.join(TMP, "recd-%d.log" % time.monotonic_ns())
         self.proc = subprocess.Popen([os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle,
-                                      "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+                                      "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0",
                                       "--threads=2"],
                                      stdout=subprocess.DEVNULL, stderr=self._log_file())
         deadline = time.monotonic() + 30

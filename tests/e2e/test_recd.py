@@ -43,22 +43,53 @@ def generate_stubs(proto_dir, out):
     pb["health"] = health
 
 
+ADMIN_TOKEN = "e2e-admin-token-6f1d0c9a7b"
+
+
+def admin_token_file():
+    """The admin token file every Recd starts with (mode 0600, as recd demands)."""
+    path = os.path.join(TMP, "admin.token")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("# e2e\ne2e %s\n" % ADMIN_TOKEN)
+    return path
+
+
+def with_token(channel, token):
+    """'channel' with "authorization: Bearer token" on every call."""
+    import grpc
+
+    class Auth(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation, details, request):
+            md = list(details.metadata or []) + [("authorization", "Bearer " + token)]
+            return continuation(details._replace(metadata=md), request)  # grpcio's details are a namedtuple
+    return grpc.intercept_channel(channel, Auth())
+
+
 class Recd:
-    """A recd process on a free loopback port; stopped (and waited for) on close."""
+    """A recd process on free loopback ports; stopped (and waited for) on close.
+    'channel' is the serving port; 'admin_channel' the admin listener, with
+    the e2e admin token on every call. Bundles anywhere under TMP reload."""
 
     def __init__(self, bundle, *extra, env=None):
         self.log = open(os.path.join(TMP, "recd-%d.log" % time.monotonic_ns()), "w+")
         self.proc = subprocess.Popen(
             [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle,
-             "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0", "--threads=2",
+             "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0",
+             "--admin_token_file=" + admin_token_file(), "--bundle_root=" + TMP, "--threads=2",
              "--max_message_bytes=65536"] + list(extra),
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.port = self._wait_for(r'msg="serving" port=(\d+)')
         self.admin_port = self._wait_for(r'admin_port=(\d+)')
+        self.admin_grpc_port = self._wait_for(r'admin_grpc_port=(\d+)')
         self.addr = "127.0.0.1:%d" % self.port
+        self.admin_addr = "127.0.0.1:%d" % self.admin_grpc_port
         import grpc
         self.channel = grpc.insecure_channel(self.addr)
         self.ranking = pb["ranking_grpc"].RankingStub(self.channel)
+        self._admin_raw = grpc.insecure_channel(self.admin_addr)
+        self.admin_channel = with_token(self._admin_raw, ADMIN_TOKEN)
 
     def _wait_for(self, pattern, timeout=30):
         deadline = time.monotonic() + timeout
@@ -80,6 +111,8 @@ class Recd:
     def close(self):
         if getattr(self, "channel", None):
             self.channel.close()
+        if getattr(self, "_admin_raw", None):
+            self._admin_raw.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -312,7 +345,7 @@ class RecommendTest(unittest.TestCase):
         self.assertEqual(j["strategy"], "personalized")
         self.assertIn("ann", [s["source"] for s in j["items"][0]["sources"]])
         self.assertEqual(recctl("health", "--addr", self.recd.addr).stdout.strip(), "SERVING")
-        st = recctl("status", "--addr", self.recd.addr, check=True).stdout
+        st = recctl("status", "--addr", self.recd.admin_addr, "--token-file", admin_token_file(), check=True).stdout
         self.assertIn("items 3000", st)
         r = recctl("recommend", "--addr", self.recd.addr, "--user", "U00002", "-k", "0")
         self.assertEqual(r.returncode, 1)
@@ -346,7 +379,7 @@ class ReloadTest(unittest.TestCase):
         t = threading.Thread(target=traffic)
         t.start()
         try:
-            admin = pb["admin_grpc"].AdminStub(d.channel)
+            admin = pb["admin_grpc"].AdminStub(d.admin_channel)
             for i in range(100):
                 r = admin.Reload(pb["admin"].ReloadRequest(bundle_path=b if i % 2 == 0 else a), timeout=30)
                 self.assertIn(r.version, versions)
@@ -361,7 +394,11 @@ class ReloadTest(unittest.TestCase):
             self.assertIn("items.tsv", cm.exception.details())
             with self.assertRaises(grpc.RpcError) as cm:
                 admin.Reload(pb["admin"].ReloadRequest(bundle_path="/no/such/bundle"), timeout=30)
-            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+            self.assertIn("not under the bundle root", cm.exception.details())
+            with self.assertRaises(grpc.RpcError) as cm:
+                admin.Reload(pb["admin"].ReloadRequest(bundle_path="no_such_bundle"), timeout=30)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
             # SIGHUP reloads the configured path: repoint the link first.
             os.remove(link)
             os.symlink(b, link)
@@ -497,7 +534,7 @@ class WatchTest(unittest.TestCase):
         os.symlink(a, link)
         d = Recd(link, "--watch_bundle=true")
         try:
-            admin = pb["admin_grpc"].AdminStub(d.channel)
+            admin = pb["admin_grpc"].AdminStub(d.admin_channel)
             self.assertEqual(admin.Status(pb["admin"].StatusRequest(), timeout=5).bundle_version,
                              manifest_version(a))
             os.symlink(b, link + ".tmp")
@@ -529,7 +566,7 @@ class RankingReloadTest(unittest.TestCase):
                           and read_items(bundle)[i]["in_stock"])
             with open(conf, "w") as f:
                 f.write("promotions.pin = %s@1\n" % pinned)
-            admin = pb["admin_grpc"].AdminStub(d.channel)
+            admin = pb["admin_grpc"].AdminStub(d.admin_channel)
             admin.Reload(pb["admin"].ReloadRequest(), timeout=30)
             r = d.ranking.Recommend(req, timeout=10)
             self.assertEqual(r.items[0].item_id, pinned)
@@ -954,7 +991,7 @@ class NonBlockingTest(unittest.TestCase):
         pool = concurrent.futures.ThreadPoolExecutor(1)
         reload = None
         try:
-            admin = pb["admin_grpc"].AdminStub(d.channel)
+            admin = pb["admin_grpc"].AdminStub(d.admin_channel)
             reload = pool.submit(admin.Reload, pb["admin"].ReloadRequest(bundle_path=slow), timeout=60)
             time.sleep(0.3)
             for _ in range(3):
@@ -1208,14 +1245,16 @@ class ReloadQueueTest(unittest.TestCase):
         bundle, slow, manifest = self.fifo_bundle("slow_queue")
         d = Recd(bundle, "--max_inflight=24")
         try:
-            admin = pb["admin_grpc"].AdminStub(d.channel)
+            admin = pb["admin_grpc"].AdminStub(d.admin_channel)
             first = admin.Reload.future(pb["admin"].ReloadRequest(bundle_path=slow), timeout=1)
             time.sleep(0.2)
             # 20 more callers of the stuck path, and 20 of other paths: the
             # queue takes 8 loads of 32 callers each at most.
             calls = [admin.Reload.future(pb["admin"].ReloadRequest(bundle_path=slow), timeout=1) for _ in range(20)]
-            calls += [admin.Reload.future(pb["admin"].ReloadRequest(bundle_path="/nonexistent/%d" % i), timeout=1)
-                      for i in range(20)]
+            others = [os.path.join(TMP, "not_a_bundle_%d" % i) for i in range(20)]
+            for o in others:
+                os.makedirs(o, exist_ok=True)
+            calls += [admin.Reload.future(pb["admin"].ReloadRequest(bundle_path=o), timeout=1) for o in others]
             codes = []
             for f in [first] + calls:
                 try:
@@ -1240,7 +1279,7 @@ class ReloadQueueTest(unittest.TestCase):
         bundle, slow, manifest = self.fifo_bundle("slow_sigterm")
         d = Recd(bundle, "--drain_ms=1000")
         try:
-            admin = pb["admin_grpc"].AdminStub(d.channel)
+            admin = pb["admin_grpc"].AdminStub(d.admin_channel)
             stuck = admin.Reload.future(pb["admin"].ReloadRequest(bundle_path=slow), timeout=60)
             time.sleep(0.3)
             t0 = time.monotonic()
@@ -1260,7 +1299,7 @@ class ReloadQueueTest(unittest.TestCase):
 
     def test_duplicate_shards_are_refused(self):
         r = subprocess.run([os.path.join(ARGS.build, "server/recd"), "--bundle=" + shop_bundle("shop_queue"),
-                            "--role=ranking", "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+                            "--role=ranking", "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0",
                             "--retrieval=127.0.0.1:1,127.0.0.1:1"], capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("'127.0.0.1:1' is listed twice", r.stderr)
@@ -1342,7 +1381,7 @@ class FullDiskTest(unittest.TestCase):
             d.log = open(os.path.join(TMP, "recd-full-%d.log" % time.monotonic_ns()), "w+")
             d.proc = subprocess.Popen(
                 [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle, "--listen=127.0.0.1:0",
-                 "--admin_listen=127.0.0.1:0", "--event_log=" + log, "--event_segment_mb=1"],
+                 "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0", "--event_log=" + log, "--event_segment_mb=1"],
                 stdout=d.log, stderr=subprocess.STDOUT, preexec_fn=limit)
             d.port = d._wait_for(r'msg="serving" port=(\d+)')
             d.addr = "127.0.0.1:%d" % d.port
@@ -1408,7 +1447,8 @@ class ProcessTest(unittest.TestCase):
         recctl("synth", "--out", broken, "--items", "100", "--users", "10", check=True)
         with open(os.path.join(broken, "items.tsv"), "a") as f:
             f.write("extra\tline\t1\t1\t1\n")
-        r = self.run_recd("--bundle=" + broken, "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0")
+        r = self.run_recd("--bundle=" + broken, "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+                          "--admin_grpc_listen=127.0.0.1:0")
         self.assertEqual(r.returncode, 1)
         self.assertIn("items.tsv", r.stderr)
         self.assertIn("bundle refused", r.stderr)

@@ -4,6 +4,7 @@
  * pieces, a pipelined second request, bad addresses, a port in use, and a
  * close that also closes a connection whose request never ends. */
 #include "server/admin_http.h"
+#include "server/auth.h"
 #include "tests/test.h"
 
 #include <arpa/inet.h>
@@ -34,7 +35,7 @@ static void on_finished(uv_async_t *a) { uv_stop(a->loop); }
 
 static void nap_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000}, NULL); }
 
-static void fixture_open(fixture *f) {
+static void fixture_open_auth(fixture *f, const auth *au) {
   memset(f, 0, sizeof *f);
   signal(SIGPIPE, SIG_IGN); /* as recd does: a client gone mid-answer is no crash */
   CU_ASSERT_EQUAL_FATAL(uv_loop_init(&f->loop), 0);
@@ -44,11 +45,13 @@ static void fixture_open(fixture *f) {
   int grpc_port;
   rec_error e = {0};
   CU_ASSERT_EQUAL_FATAL(rpc_server_start(&o, &f->srv, &grpc_port, &e), 0);
-  CU_ASSERT_EQUAL_FATAL(admin_http_start(&f->loop, "127.0.0.1:0", &f->ap, f->srv, &f->h, &f->port, &e), 0);
+  CU_ASSERT_EQUAL_FATAL(admin_http_start(&f->loop, "127.0.0.1:0", &f->ap, f->srv, au, &f->h, &f->port, &e), 0);
   CU_ASSERT(f->port > 0);
   uv_async_init(&f->loop, &f->finished, on_finished);
   f->idle_fd = -1;
 }
+
+static void fixture_open(fixture *f) { fixture_open_auth(f, NULL); }
 
 /* Runs the loop until nothing is left on it (bounded: a handle left open
  * fails the test instead of hanging it). */
@@ -255,7 +258,7 @@ static void bad_addresses_and_a_port_in_use(void) {
     admin_http *h = NULL;
     int port = -7;
     rec_error e = {0};
-    CU_ASSERT_EQUAL(admin_http_start(&f.loop, bad[i], &f.ap, f.srv, &h, &port, &e), REC_EINVAL);
+    CU_ASSERT_EQUAL(admin_http_start(&f.loop, bad[i], &f.ap, f.srv, NULL, &h, &port, &e), REC_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "admin_listen"));
     CU_ASSERT(h == NULL && port == -7);
   }
@@ -264,10 +267,77 @@ static void bad_addresses_and_a_port_in_use(void) {
   admin_http *h = NULL;
   int port = -7;
   rec_error e = {0};
-  CU_ASSERT_EQUAL(admin_http_start(&f.loop, addr, &f.ap, f.srv, &h, &port, &e), REC_EINVAL);
+  CU_ASSERT_EQUAL(admin_http_start(&f.loop, addr, &f.ap, f.srv, NULL, &h, &port, &e), REC_EINVAL);
   CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "cannot listen"));
   CU_ASSERT(h == NULL && port == -7);
   fixture_close(&f); /* also frees the refused listener (ASan would see a leak) */
+}
+
+static const char TOKEN[] = "http-token-0123456789abcdef";
+
+static void get_auth(fixture *f, const char *path, const char *authz, response *r) {
+  char req[512];
+  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%sConnection: close\r\n\r\n", path,
+           authz ? "Authorization: " : "", authz ? authz : "", authz ? "\r\n" : "");
+  const char *parts[] = {req, NULL};
+  request(f->port, parts, r);
+}
+
+static void token_script(fixture *f) {
+  static response r;
+  const char *paths[] = {"/metrics", "/status", "/nowhere"};
+  char good[128], lower[128];
+  snprintf(good, sizeof good, "Bearer %s", TOKEN);
+  snprintf(lower, sizeof lower, "bearer %s", TOKEN);
+  for (size_t i = 0; i < 3; i++) {
+    get_auth(f, paths[i], NULL, &r);
+    CU_ASSERT_EQUAL(r.code, 401);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "WWW-Authenticate: Bearer"));
+    get_auth(f, paths[i], "Bearer http-token-0123456789abcdeX", &r);
+    CU_ASSERT_EQUAL(r.code, 401);
+    get_auth(f, paths[i], "Bearer http-token-0123456789abcde", &r); /* a prefix of it */
+    CU_ASSERT_EQUAL(r.code, 401);
+    get_auth(f, paths[i], TOKEN, &r); /* no scheme */
+    CU_ASSERT_EQUAL(r.code, 401);
+    get_auth(f, paths[i], good, &r);
+    CU_ASSERT_EQUAL(r.code, i == 2 ? 404 : 200);
+    get_auth(f, paths[i], lower, &r);
+    CU_ASSERT_EQUAL(r.code, i == 2 ? 404 : 200);
+    CU_ASSERT_PTR_NULL(strstr(r.body, TOKEN));
+  }
+  get_auth(f, "/healthz", NULL, &r); /* probes never need it */
+  CU_ASSERT_EQUAL(r.code, 200);
+  get_auth(f, "/readyz", NULL, &r);
+  CU_ASSERT_EQUAL(r.code, 503);
+  /* The header split over two reads still counts. */
+  char a[512], b[128];
+  snprintf(a, sizeof a, "GET /metrics HTTP/1.1\r\nAuthorization: Bearer %.8s", TOKEN);
+  snprintf(b, sizeof b, "%s\r\nConnection: close\r\n\r\n", TOKEN + 8);
+  const char *split[] = {a, b, NULL};
+  request(f->port, split, &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  /* Two Authorization headers match nothing. */
+  snprintf(a, sizeof a, "GET /metrics HTTP/1.1\r\nAuthorization: %s\r\nAuthorization: %s\r\n\r\n", good, good);
+  const char *twice[] = {a, NULL};
+  request(f->port, twice, &r);
+  CU_ASSERT_EQUAL(r.code, 401);
+}
+
+static void token_on_every_route_but_the_probes(void) {
+  char path[] = "/tmp/rec-http-token-XXXXXX";
+  int fd = mkstemp(path);
+  CU_ASSERT_FATAL(fd >= 0);
+  dprintf(fd, "ops %s\n", TOKEN);
+  close(fd);
+  auth *au = NULL;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(auth_new(path, "", &au, &e), 0);
+  unlink(path);
+  fixture f;
+  fixture_open_auth(&f, au);
+  run_client(&f, token_script);
+  fixture_close(&f);
+  auth_free(au);
 }
 
 void suite_admin_http(void) {
@@ -275,6 +345,7 @@ void suite_admin_http(void) {
       {"every route", every_route},
       {"close also closes idle connections", close_also_closes_idle_connections},
       {"bad addresses and a port in use", bad_addresses_and_a_port_in_use},
+      {"a token on every route but the probes", token_on_every_route_but_the_probes},
       {NULL, NULL}};
   test_add_suite("admin_http", cases);
 }

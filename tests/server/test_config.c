@@ -21,7 +21,11 @@ static void defaults_and_flags(void) {
   CU_ASSERT_EQUAL(c.threads, 3);
   CU_ASSERT_EQUAL(c.max_k, 50);
   CU_ASSERT_EQUAL(c.max_exclude, 1000);
-  CU_ASSERT_STRING_EQUAL(c.listen, "0.0.0.0:50051");
+  CU_ASSERT_STRING_EQUAL(c.listen, "127.0.0.1:50051");     /* loopback unless asked */
+  CU_ASSERT_STRING_EQUAL(c.admin_grpc_listen, "127.0.0.1:50052");
+  CU_ASSERT_STRING_EQUAL(c.admin_listen, "127.0.0.1:9464");
+  CU_ASSERT(!c.admin_http_token);
+  CU_ASSERT_STRING_EQUAL(c.tls_cert, "");                   /* plaintext unless asked */
   const char *one[] = {"recd", "--bundle=/b"};
   CU_ASSERT_EQUAL(parse(2, one, &c, &e), 0);
   CU_ASSERT(c.threads >= 1); /* 0 means one per core */
@@ -76,6 +80,44 @@ static void errors_are_one_clear_line(void) {
   expect(2, a9, "/no/such/file");
 }
 
+static void security_settings_that_cannot_work_are_refused(void) {
+  struct {
+    int argc;
+    const char *argv[5];
+    const char *want;
+  } bad[] = {
+      {3, {"recd", "--bundle=/b", "--admin_listen=0.0.0.0:9464"}, "not loopback"},
+      {3, {"recd", "--bundle=/b", "--admin_http_auth=token"}, "set --admin_token_file"},
+      {3, {"recd", "--bundle=/b", "--admin_http_auth=maybe"}, "admin_http_auth: must be auto or token"},
+      {3, {"recd", "--bundle=/b", "--tls_cert=/c"}, "TLS needs both"},
+      {4, {"recd", "--bundle=/b", "--tls_cert=/c", "--tls_key=/k"}, NULL},
+      {3, {"recd", "--bundle=/b", "--tls_client_auth=require"}, "needs --tls_client_ca"},
+      {3, {"recd", "--bundle=/b", "--tls_client_auth=sometimes"}, "none, optional or require"},
+      {3, {"recd", "--bundle=/b", "--tls_client_ca=/ca"}, "client certificates need TLS"},
+      {3, {"recd", "--bundle=/b", "--admin_allow=CN=ops"}, "admin_allow: certificate identities need --tls_client_ca"},
+      {3, {"recd", "--bundle=/b", "--admin_client_auth=require"}, "require needs --tls_client_ca"},
+      {3, {"recd", "--bundle=/b", "--shard_tls_cert=/c"}, "needs --shard_tls_ca"},
+      {4, {"recd", "--bundle=/b", "--listen=127.0.0.1:7000", "--admin_grpc_listen=127.0.0.1:7000"},
+       "must differ from --listen"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (!bad[i].want) { /* a good one among them */
+      recd_config c;
+      rec_error e = {0};
+      CU_ASSERT_EQUAL(parse(bad[i].argc, bad[i].argv, &c, &e), 0);
+      CU_ASSERT_EQUAL(c.tls_client_mode, 0);
+      CU_ASSERT_EQUAL(c.admin_client_mode, 0); /* "optional" without a CA asks for nothing */
+      continue;
+    }
+    expect(bad[i].argc, bad[i].argv, bad[i].want);
+  }
+  const char *ok[] = {"recd", "--bundle=/b", "--admin_listen=0.0.0.0:9464", "--admin_token_file=/t"};
+  recd_config c;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL(parse(4, ok, &c, &e), 0);
+  CU_ASSERT(c.admin_http_token); /* off loopback: the token is needed */
+}
+
 static void help_is_not_an_error(void) {
   recd_config c;
   const char *argv[] = {"recd", "--help"};
@@ -86,6 +128,8 @@ void suite_config(void) {
   static const test_case cases[] = {{"defaults_and_flags", defaults_and_flags},
                                     {"file_then_flags", file_then_flags},
                                     {"errors_are_one_clear_line", errors_are_one_clear_line},
+                                    {"security settings that cannot work are refused",
+                                     security_settings_that_cannot_work_are_refused},
                                     {"help_is_not_an_error", help_is_not_an_error},
                                     {NULL, NULL}};
   test_add_suite("config", cases);

@@ -67,7 +67,7 @@ static void replies_and_statuses(void) {
   rpc_server *s = start(target);
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
   rpc_client *c;
-  rpc_client_new(target, &c);
+  rpc_client_new(target, NULL, NULL, &c, NULL);
   arena a;
   arena_init(&a, 0);
   rpc_status st;
@@ -110,7 +110,7 @@ static void health_follows_serving(void) {
   rpc_server *s = start(target);
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
   rpc_client *c;
-  rpc_client_new(target, &c);
+  rpc_client_new(target, NULL, NULL, &c, NULL);
   arena a;
   arena_init(&a, 0);
   rpc_status st;

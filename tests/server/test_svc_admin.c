@@ -38,7 +38,16 @@ static void reload_answers_with_versions(void) {
   const Rec__V1__ReloadResponse *r = (const Rec__V1__ReloadResponse *)out;
   CU_ASSERT_STRING_EQUAL(r->previous_version, version);
   CU_ASSERT_STRING_EQUAL(r->version, version);
-  q.bundle_path = (char *)test_path("no-such-bundle");
+  q.bundle_path = "no-such-bundle";
+  CU_ASSERT_EQUAL(world_call(&w, &h_reload, &q.base, INT64_MAX, &out), REC_EDENIED); /* no root: no names */
+  snprintf(w.ap.bundle_root, sizeof w.ap.bundle_root, "%s", test_tmpdir());
+  CU_ASSERT_EQUAL(world_call(&w, &h_reload, &q.base, INT64_MAX, &out), REC_ENOTFOUND);
+  CU_ASSERT_PTR_NOT_NULL(strstr(w.ctx.err.msg, "no bundle 'no-such-bundle' under the bundle root"));
+  q.bundle_path = "/etc";
+  CU_ASSERT_EQUAL(world_call(&w, &h_reload, &q.base, INT64_MAX, &out), REC_EDENIED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(w.ctx.err.msg, "not under the bundle root"));
+  test_write_file(test_path("not-a-bundle"), "x");
+  q.bundle_path = "not-a-bundle"; /* under the root, but no bundle: the loader says so */
   CU_ASSERT_EQUAL(world_call(&w, &h_reload, &q.base, INT64_MAX, &out), REC_EINVAL);
   CU_ASSERT(w.ctx.err.msg[0] != '\0');
   b = app_acquire(&w.ap);
