@@ -199,11 +199,55 @@ static bool split_pair(char *elem, char sep, char **id, char **val) {
   return **val != '\0';
 }
 
+/* Days from 1970-01-01 to the civil date y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = (unsigned)(y - era * 400);
+  unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* "2026-12-01T00:00:00Z" (UTC only) into Unix seconds; "" is 0 (open). */
+static bool parse_time(const char *s, int64_t *out) {
+  unsigned y, mo, d, h, mi, se;
+  char z, tail;
+  if (!*s) {
+    *out = 0;
+    return true;
+  }
+  if (sscanf(s, "%4u-%2u-%2uT%2u:%2u:%2u%c%c", &y, &mo, &d, &h, &mi, &se, &z, &tail) != 7 || z != 'Z' ||
+      strlen(s) != 20 || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59)
+    return false;
+  *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+  return *out > 0;
+}
+
+/* Cuts a trailing "@FROM/TO" window off 'buf' (an element of a pin or boost
+ * list) into *w; an element without one applies always. */
+static int cut_window(const char *key, char *buf, const char *elem, rank_window *w, rec_error *err) {
+  *w = (rank_window){0, 0};
+  char *at = strrchr(buf, '@');
+  if (!at || !strchr(at, '/')) return 0;
+  char *slash = strchr(at, '/');
+  *slash = '\0';
+  if (!parse_time(cfg_trim(at + 1), &w->from_s) || !parse_time(cfg_trim(slash + 1), &w->to_s))
+    return rec_fail(err, REC_EINVAL, "%s: window must be @FROM/TO, each empty or a UTC time like "
+                    "2026-12-01T00:00:00Z, got '%s'", key, elem);
+  if (w->from_s && w->to_s && w->to_s <= w->from_s)
+    return rec_fail(err, REC_EINVAL, "%s: window ends before it starts in '%s'", key, elem);
+  *at = '\0';
+  return 0;
+}
+
 static int parse_pin(const char *elem, size_t pos, rank_pin *pin, rec_error *err) {
   const char *key = "promotions.pin";
-  char buf[MAX_ID + 64], *id, *slot, *end;
+  char buf[MAX_ID + 128], *id, *slot, *end;
   if (strlen(elem) >= sizeof buf) return check_id(key, elem, pos, err); /* too long */
   strcpy(buf, elem);
+  int wrc = cut_window(key, buf, elem, &pin->when, err);
+  if (wrc) return wrc;
   if (!split_pair(buf, '@', &id, &slot))
     return rec_fail(err, REC_EINVAL, "%s: want ID@SLOT, got '%s'", key, elem);
   int rc = check_id(key, id, pos, err);
@@ -223,11 +267,18 @@ static int cmp_pin_slot(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Two pins may share neither a slot nor an item; with at most MAX_SLOT pins
- * the pairwise check is cheap and names the pins in the order written. */
+/* True when two windows share a moment. */
+static bool overlap(rank_window a, rank_window b) {
+  return (!a.to_s || !b.from_s || b.from_s < a.to_s) && (!b.to_s || !a.from_s || a.from_s < b.to_s);
+}
+
+/* Two pins active at once may share neither a slot nor an item; with at
+ * most MAX_SLOT pins the pairwise check is cheap and names the pins in the
+ * order written. */
 static int check_pins(const rank_pin *pins, size_t n, rec_error *err) {
   for (size_t i = 0; i < n; i++)
     for (size_t j = 0; j < i; j++) {
+      if (!overlap(pins[i].when, pins[j].when)) continue;
       if (pins[i].slot == pins[j].slot)
         return rec_fail(err, REC_EINVAL, "promotions.pin: '%s@%u' and '%s@%u' both pin slot %u",
                         pins[j].item, pins[j].slot, pins[i].item, pins[i].slot, pins[i].slot);
@@ -262,9 +313,11 @@ static int set_pins(rank_config *c, const char *value, rec_error *err) {
 
 static int parse_boost(const char *elem, size_t pos, rank_boost *b, rec_error *err) {
   const char *key = "promotions.boost";
-  char buf[MAX_ID + 64], *id, *factor, *end;
+  char buf[MAX_ID + 128], *id, *factor, *end;
   if (strlen(elem) >= sizeof buf) return check_id(key, elem, pos, err); /* too long */
   strcpy(buf, elem);
+  int wrc = cut_window(key, buf, elem, &b->when, err);
+  if (wrc) return wrc;
   if (!split_pair(buf, ':', &id, &factor))
     return rec_fail(err, REC_EINVAL, "%s: want ID:FACTOR, got '%s'", key, elem);
   int rc = check_id(key, id, pos, err);
@@ -296,9 +349,9 @@ static int set_boosts(rank_config *c, const char *value, rec_error *err) {
   /* Sorted by id, duplicates are neighbours (and lookups can bsearch). */
   if (rc == 0 && n) qsort(boosts, n, sizeof *boosts, cmp_boost_item);
   for (size_t i = 1; rc == 0 && i < n; i++)
-    if (strcmp(boosts[i].item, boosts[i - 1].item) == 0)
-      rc = rec_fail(err, REC_EINVAL, "promotions.boost: item '%s' is boosted twice",
-                    boosts[i].item);
+    for (size_t j = i; rc == 0 && j-- > 0 && strcmp(boosts[i].item, boosts[j].item) == 0;)
+      if (overlap(boosts[i].when, boosts[j].when))
+        rc = rec_fail(err, REC_EINVAL, "promotions.boost: item '%s' is boosted twice at once", boosts[i].item);
   if (rc) {
     free(boosts);
     return rc;

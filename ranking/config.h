@@ -26,15 +26,27 @@ typedef struct rank_soft {
   float margin_weight;        /* margin.weight (0 = off), 0..1 */
 } rank_soft;
 
+/* When a pin or boost applies: [from_s, to_s) in Unix seconds; 0 = open. */
+typedef struct rank_window {
+  int64_t from_s, to_s;
+} rank_window;
+
 typedef struct rank_pin {
   char item[129];             /* item id */
   uint32_t slot;              /* 1-based position in the slate */
+  rank_window when;
 } rank_pin;
 
 typedef struct rank_boost {
   char item[129];
   float factor;               /* multiplier, 0.1..10 */
+  rank_window when;
 } rank_boost;
+
+/* True when 'w' holds the time 'now_s'. */
+static inline bool rank_window_holds(rank_window w, int64_t now_s) {
+  return (!w.from_s || now_s >= w.from_s) && (!w.to_s || now_s < w.to_s);
+}
 
 typedef struct rank_config {
   /* candidates per source on the first round (server/recommend.c: each wider round x4) */

@@ -137,15 +137,17 @@ static void weights(const rank_config *cfg, uint32_t present, float w[REC_SRC_CO
 
 /* ---- soft rules ---- */
 
-static void adjust(rank_item *it, const char *rule, float factor) {
+static void adjust_note(rank_item *it, const char *rule, float factor, const char *note) {
   if (factor == 1.0f) return;
   it->score *= factor;
-  if (it->n_adj < RANK_MAX_ADJ) it->adj[it->n_adj++] = (rank_adjust){rule, factor};
+  if (it->n_adj < RANK_MAX_ADJ) it->adj[it->n_adj++] = (rank_adjust){rule, factor, note};
 }
 
-static float boost_of(const rank_req *r, uint32_t item) {
+static void adjust(rank_item *it, const char *rule, float factor) { adjust_note(it, rule, factor, NULL); }
+
+static const rank_boost_row *boost_of(const rank_req *r, uint32_t item) {
   size_t i = rec_search_u32(r->boosts, r->n_boosts, sizeof *r->boosts, offsetof(rank_boost_row, item), item);
-  return i < r->n_boosts ? r->boosts[i].factor : 1.0f;
+  return i < r->n_boosts ? &r->boosts[i] : NULL;
 }
 
 static void soft_rules(const rank_items *itv, const rank_req *r, rank_item *it) {
@@ -163,7 +165,8 @@ static void soft_rules(const rank_items *itv, const rank_req *r, rank_item *it) 
   }
   if (soft->margin_weight > 0)
     adjust(it, "margin", 1.0f + soft->margin_weight * fmaxf(-1.0f, fminf(1.0f, c->margin[it->item])));
-  adjust(it, "promotion", boost_of(r, it->item));
+  const rank_boost_row *boost = boost_of(r, it->item);
+  if (boost) adjust_note(it, "promotion", boost->factor, boost->note);
 }
 
 /* ---- the slate ---- */
@@ -433,10 +436,10 @@ static int pick_slate(const rank_items *it, const rank_req *r, const rank_item *
   return 0;
 }
 
-static int pin_slot(const rank_req *r, uint32_t item) {
+static const rank_pin_row *pin_of(const rank_req *r, uint32_t item) {
   for (size_t j = 0; j < r->n_pins; j++)
-    if (r->pins[j].item == item) return (int)r->pins[j].slot;
-  return 0;
+    if (r->pins[j].item == item) return &r->pins[j];
+  return NULL;
 }
 
 /* Hard rules, then every eligible candidate's normalised sources and blend. */
@@ -499,12 +502,15 @@ int rank_slate(const rank_items *it, const rec_candidate *cands, size_t n_cands,
     score(it, r, w, x);
     top = x->score > top ? x->score : top;
     size_t at = find_key(prefix, start, x->item);
-    int slot = pin_slot(r, x->item);
+    const rank_pin_row *pin = pin_of(r, x->item);
+    int slot = pin ? (int)pin->slot : 0;
     if (at < start) { /* placed by an earlier round: its score from these candidates */
       rank_item *y = &slate[prefix[at].at];
       bool was_pinned = y->pinned;
+      const char *note = y->pin_note;
       *y = *x;
       y->pinned = was_pinned;
+      y->pin_note = note;
     } else if (slot > 0 && (size_t)slot > start) {
       /* One pin per item, however often the candidates list it: the array
        * holds r->n_pins entries, no more. */
@@ -512,6 +518,7 @@ int rank_slate(const rank_items *it, const rec_candidate *cands, size_t n_cands,
       for (size_t j = 0; j < n_pins; j++) seen |= pins[j].item.item == x->item;
       if (seen || n_pins == r->n_pins) continue;
       x->pinned = true;
+      x->pin_note = pin->note;
       pins[n_pins++] = (pinned){*x, (uint32_t)slot};
     } else { /* a pin whose slot an earlier round filled competes like any item */
       items[m++] = *x;

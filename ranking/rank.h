@@ -45,11 +45,13 @@ typedef struct rank_items {
 
 typedef struct rank_pin_row {
   uint32_t item, slot;            /* slot is 1-based */
+  const char *note;               /* the pin's time window, or NULL; for explain */
 } rank_pin_row;
 
 typedef struct rank_boost_row {
   uint32_t item;
   float factor;
+  const char *note;               /* the boost's time window, or NULL; for explain */
 } rank_boost_row;
 
 enum { RANK_MAX_ADJ = 6 };
@@ -57,6 +59,7 @@ enum { RANK_MAX_ADJ = 6 };
 typedef struct rank_adjust {
   const char *rule;               /* "repurchase_due", "price_penalty", "upsell", "margin", "promotion" */
   float factor;
+  const char *note;               /* e.g. a promotion's time window; may be NULL */
 } rank_adjust;
 
 typedef struct rank_item {
@@ -68,6 +71,7 @@ typedef struct rank_item {
   float score;                    /* after soft rules */
   uint8_t n_adj;
   bool pinned;
+  const char *pin_note;           /* the pin's rank_pin_row.note when pinned */
   rank_adjust adj[RANK_MAX_ADJ];
 } rank_item;
 

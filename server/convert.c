@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_CATEGORIES 64
 
@@ -106,18 +107,41 @@ static int by_boost_item(const void *a, const void *b) {
   return by_u32(&((const rank_boost_row *)a)->item, &((const rank_boost_row *)b)->item);
 }
 
-/* The configuration's blocked items and promotions, as rows of this bundle. */
+/* "FROM/TO" of a window (a side left open is empty) for explain, or NULL
+ * for a promotion without one. */
+static const char *window_note(arena *a, rank_window w) {
+  if (!w.from_s && !w.to_s) return NULL;
+  char from[24] = "", to[24] = "";
+  struct tm tm;
+  time_t t;
+  if (w.from_s && (t = (time_t)w.from_s, gmtime_r(&t, &tm))) strftime(from, sizeof from, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (w.to_s && (t = (time_t)w.to_s, gmtime_r(&t, &tm))) strftime(to, sizeof to, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  char *s = arena_alloc(a, 50);
+  if (s) snprintf(s, 50, "%s/%s", from, to);
+  return s;
+}
+
+/* The configuration's blocked items and promotions active now, as rows of
+ * this bundle. */
 static int settings_rows(arena *a, const catalog *c, const rank_config *cfg, rank_req *r) {
   uint32_t *blocked = conv_rows(a, c, cfg->blocked, cfg->n_blocked, true, &r->n_blocked);
   rank_pin_row *pins = arena_calloc(a, cfg->n_pins + 1, sizeof *pins);
   rank_boost_row *boosts = arena_calloc(a, cfg->n_boosts + 1, sizeof *boosts);
   if (!blocked || !pins || !boosts) return REC_ENOMEM;
-  for (size_t i = 0; i < cfg->n_pins; i++)
-    if (catalog_find(c, cfg->pins[i].item, strlen(cfg->pins[i].item), &pins[r->n_pins].item))
-      pins[r->n_pins++].slot = cfg->pins[i].slot;
-  for (size_t i = 0; i < cfg->n_boosts; i++)
-    if (catalog_find(c, cfg->boosts[i].item, strlen(cfg->boosts[i].item), &boosts[r->n_boosts].item))
-      boosts[r->n_boosts++].factor = cfg->boosts[i].factor;
+  for (size_t i = 0; i < cfg->n_pins; i++) {
+    const rank_pin *p = &cfg->pins[i];
+    if (rank_window_holds(p->when, r->now) && catalog_find(c, p->item, strlen(p->item), &pins[r->n_pins].item)) {
+      pins[r->n_pins].slot = p->slot;
+      pins[r->n_pins++].note = window_note(a, p->when);
+    }
+  }
+  for (size_t i = 0; i < cfg->n_boosts; i++) {
+    const rank_boost *b = &cfg->boosts[i];
+    if (rank_window_holds(b->when, r->now) && catalog_find(c, b->item, strlen(b->item), &boosts[r->n_boosts].item)) {
+      boosts[r->n_boosts].factor = b->factor;
+      boosts[r->n_boosts++].note = window_note(a, b->when);
+    }
+  }
   qsort(boosts, r->n_boosts, sizeof *boosts, by_boost_item);
   r->blocked = blocked;
   r->pins = pins;
@@ -186,9 +210,25 @@ static Rec__V1__Explanation *explanation(arena *a, const rank_item *it) {
   e->blended = it->blended;
   e->final_score = it->score;
   e->adjustments = adj;
-  for (size_t i = 0; i < it->n_adj; i++)
-    if (!(adj[e->n_adjustments++] = adjustment(a, it->adj[i].rule, it->adj[i].factor))) return NULL;
-  if (it->pinned && !(adj[e->n_adjustments++] = adjustment(a, "promotion_pin", 1))) return NULL;
+  for (size_t i = 0; i < it->n_adj; i++) {
+    if (!(adj[e->n_adjustments] = adjustment(a, it->adj[i].rule, it->adj[i].factor))) return NULL;
+    if (it->adj[i].note) adj[e->n_adjustments]->note = (char *)it->adj[i].note;
+    e->n_adjustments++;
+  }
+  if (it->pinned) {
+    Rec__V1__Adjustment *x = adjustment(a, "promotion_pin", 1);
+    if (!x) return NULL;
+    adj[e->n_adjustments++] = x;
+    if (!it->sources) { /* no source found it: the pin brought it in */
+      size_t n = (it->pin_note ? strlen(it->pin_note) : 0) + 32;
+      char *note = arena_alloc(a, n);
+      if (!note) return NULL;
+      snprintf(note, n, "%s%spinned; not retrieved", it->pin_note ? it->pin_note : "", it->pin_note ? "; " : "");
+      x->note = note;
+    } else if (it->pin_note) {
+      x->note = (char *)it->pin_note;
+    }
+  }
   return e;
 }
 

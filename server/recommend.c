@@ -10,6 +10,7 @@
 #include "server/recommend.h"
 #include "common/clock.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const DEGRADED_NAMES[REC_DEG_COUNT] = {
@@ -241,8 +242,33 @@ static int rank_round(rec_run *run, const retrieve_result *rr, bool final) {
   return rc;
 }
 
-int recommend_step(rec_run *run, const retrieve_result *rr, bool *again) {
+/* A pin takes its slot whenever its item is eligible, whether or not a
+ * source found it: a pinned item missing from the candidates joins them
+ * with no source score, and the rules judge it like any other. */
+static int with_pins(rec_run *run, const retrieve_result *rr, retrieve_result *out) {
+  const rank_req *r = &run->rules;
+  *out = *rr;
+  size_t missing = 0;
+  for (size_t i = 0; i < r->n_pins; i++) missing += !in_candidates(rr, r->pins[i].item);
+  if (!missing) return 0;
+  rec_candidate *c = arena_alloc(run->a, (rr->n + missing) * sizeof *c);
+  if (!c) return REC_ENOMEM;
+  memcpy(c, rr->cands, rr->n * sizeof *c);
+  for (size_t i = 0; i < r->n_pins; i++)
+    if (!in_candidates(rr, r->pins[i].item)) {
+      memset(&c[out->n], 0, sizeof c[out->n]);
+      c[out->n++].item = r->pins[i].item;
+    }
+  out->cands = c;
+  return 0;
+}
+
+int recommend_step(rec_run *run, const retrieve_result *found, bool *again) {
   size_t total = run->b->catalog->count;
+  retrieve_result pinned;
+  int prc = with_pins(run, found, &pinned);
+  if (prc) return prc;
+  const retrieve_result *rr = &pinned;
   /* Every item was considered, or widening found nothing new (SimilarItems
    * has no popularity to fall back on). */
   bool final = rr->exhausted || (run->round > 0 && rr->n == run->before);

@@ -311,11 +311,52 @@ static void list_errors(void) {
           ":1: promotions.boost: factor must be a number in [0.1, 10], got 'a:11'");
   refused("promotions.boost = a:x\n",
           ":1: promotions.boost: factor must be a number in [0.1, 10], got 'a:x'");
-  refused("promotions.boost = b:2, a:1, b:3\n", ":1: promotions.boost: item 'b' is boosted twice");
+  refused("promotions.boost = b:2, a:1, b:3\n", ":1: promotions.boost: item 'b' is boosted twice at once");
+  refused("promotions.boost = b:2@2026-12-01T00:00:00Z/, b:3@/2026-12-02T00:00:00Z\n",
+          ":1: promotions.boost: item 'b' is boosted twice at once");
+  refused("promotions.pin = a@3@2026-12-01T00:00:00Z/2026-12-10T00:00:00Z, c@3@2026-12-09T00:00:00Z/\n",
+          ":1: promotions.pin: 'a@3' and 'c@3' both pin slot 3");
+  refused("promotions.pin = a@3@2026-12-10T00:00:00Z/2026-12-01T00:00:00Z\n",
+          ":1: promotions.pin: window ends before it starts in 'a@3@2026-12-10T00:00:00Z/2026-12-01T00:00:00Z'");
+  refused("promotions.pin = a@3@2026-12-01/\n",
+          ":1: promotions.pin: window must be @FROM/TO, each empty or a UTC time like 2026-12-01T00:00:00Z, "
+          "got 'a@3@2026-12-01/'");
+  refused("promotions.boost = a:2@2026-13-01T00:00:00Z/\n",
+          ":1: promotions.boost: window must be @FROM/TO, each empty or a UTC time like 2026-12-01T00:00:00Z, "
+          "got 'a:2@2026-13-01T00:00:00Z/'");
   /* A bad line after lists were built frees them (ASan checks). */
   refused("rules.blocked_items = a, b\npromotions.pin = a@1\npromotions.boost = a:2\n"
           "segment.low.margin.weight = 1\nblend.ann = 2\n",
           ":5: blend.ann: must be a number in [0, 1], got '2'");
+}
+
+/* Pins and boosts with time windows: parsed to Unix seconds; the same slot
+ * or item may be promoted twice when the windows do not meet. */
+static void promotion_windows(void) {
+  rank_config *c = load_text("promotions.pin = a@1@2026-12-01T00:00:00Z/2026-12-24T00:00:00Z, "
+                             "b@1@2026-12-24T00:00:00Z/, a@2@/2026-12-01T00:00:00Z\n"
+                             "promotions.boost = k:1.5@2026-12-01T12:30:15Z/, k:2@/2026-12-01T12:30:15Z, m:3\n");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+  CU_ASSERT_EQUAL_FATAL(c->n_pins, 3);
+  const int64_t dec1 = 1796083200, dec24 = 1798070400; /* 2026-12-01 and -24, 00:00 UTC */
+  bool seen_a1 = false;
+  for (size_t i = 0; i < c->n_pins; i++)
+    if (strcmp(c->pins[i].item, "a") == 0 && c->pins[i].slot == 1) {
+      seen_a1 = true;
+      CU_ASSERT_EQUAL(c->pins[i].when.from_s, dec1);
+      CU_ASSERT_EQUAL(c->pins[i].when.to_s, dec24);
+      CU_ASSERT(rank_window_holds(c->pins[i].when, dec1));
+      CU_ASSERT(!rank_window_holds(c->pins[i].when, dec24)); /* the end is not in it */
+      CU_ASSERT(!rank_window_holds(c->pins[i].when, dec1 - 1));
+    }
+  CU_ASSERT(seen_a1);
+  CU_ASSERT_EQUAL_FATAL(c->n_boosts, 3);
+  CU_ASSERT_EQUAL(c->boosts[2].when.from_s, 0); /* m: always */
+  CU_ASSERT(rank_window_holds(c->boosts[2].when, 0));
+  int64_t t = dec1 + 12 * 3600 + 30 * 60 + 15;
+  CU_ASSERT((c->boosts[0].when.from_s == t && c->boosts[1].when.to_s == t) ||
+            (c->boosts[1].when.from_s == t && c->boosts[0].when.to_s == t));
+  rank_config_free(c);
 }
 
 static void set_keeps_the_config_valid(void) {
@@ -383,6 +424,7 @@ void suite_rank_config(void) {
       {"lists_trim_and_replace", lists_trim_and_replace},
       {"list_limits", list_limits},
       {"list_errors", list_errors},
+      {"promotion_windows", promotion_windows},
       {"set_keeps_the_config_valid", set_keeps_the_config_valid},
       {"unreadable_file", unreadable_file},
       {"usage_names_every_key", usage_names_every_key},

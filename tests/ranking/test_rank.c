@@ -428,7 +428,7 @@ static void positions_do_not_depend_on_k(void) {
                                                   "0.5", NULL});
   const float emb[6 * 2] = {1, 0, 0.8f, 0.6f, 0.6f, 0.8f, 0, 1, 1, 0, 0.6f, 0.8f};
   rank_items it = {.catalog = c, .emb = emb, .dim = 2};
-  rank_pin_row pin = {X4, 3};
+  rank_pin_row pin = {X4, 3, NULL};
   arena a;
   arena_init(&a, 0);
   rank_req r = req(cfg, 6);
@@ -487,7 +487,7 @@ static void pins_take_their_slots(void) {
   rank_items it = {.catalog = c};
   rec_candidate cs[4] = {cand(A, 0.9f, -1, -1), cand(C, 0.8f, -1, -1), cand(D, 0.7f, -1, -1),
                          cand(E, 0.1f, -1, -1)};
-  rank_pin_row pins[2] = {{E, 1}, {D, 9}};
+  rank_pin_row pins[2] = {{E, 1, NULL}, {D, 9, NULL}};
   arena a;
   arena_init(&a, 0);
   rank_req r = req(cfg, 4);

@@ -469,7 +469,7 @@ static void pages_are_one_ordering_on_random_worlds(void) {
     r.rules.now = 1700000000;
     rules_store rs;
     random_rules(w, &r, &rs);
-    rank_pin_row pins[2] = {{rnd((uint32_t)w->n), 1 + rnd(30)}, {rnd((uint32_t)w->n), 31 + rnd(30)}};
+    rank_pin_row pins[2] = {{rnd((uint32_t)w->n), 1 + rnd(30), NULL}, {rnd((uint32_t)w->n), 31 + rnd(30), NULL}};
     if (rnd(3) == 0 && pins[0].item != pins[1].item) r.rules.pins = pins, r.rules.n_pins = 2;
     world_ctx ctx = {w, cfg, &r, user, b};
     snprintf(what, sizeof what, "world %d", trial);

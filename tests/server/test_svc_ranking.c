@@ -214,6 +214,95 @@ static void every_allocation_failure_is_clean(void) {
   world_close(&w);
 }
 
+/* Loads the ranking settings 'text' into the world (a reload of its bundle). */
+static void set_ranking(world *w, const char *path, const char *text) {
+  test_write_file(path, text);
+  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(app_reload(&w->ap, w->cfg.bundle, old_v, new_v, &e), 0);
+}
+
+static const Rec__V1__ScoredItem *at_slot(const Rec__V1__RecommendResponse *r, size_t slot) {
+  return slot <= r->n_items ? r->items[slot - 1] : NULL;
+}
+
+static const Rec__V1__Adjustment *pin_adjustment(const Rec__V1__ScoredItem *it) {
+  for (size_t i = 0; it && it->explanation && i < it->explanation->n_adjustments; i++)
+    if (strcmp(it->explanation->adjustments[i]->rule, "promotion_pin") == 0) return it->explanation->adjustments[i];
+  return NULL;
+}
+
+/* A pin takes its slot whenever its item is eligible, retrieved or not, and
+ * only inside its time window; explain says which. An ineligible pinned
+ * item (out of stock) is never placed. */
+static void pins_hold_inside_their_windows(void) {
+  char flag[600];
+  const char *conf = test_path("pins.conf");
+  test_write_file(conf, "");
+  snprintf(flag, sizeof flag, "--ranking_config=%s", conf);
+  const char *flags[] = {flag, NULL};
+  world w;
+  world_open(&w, flags, false);
+  /* Two in-stock items of the 40 least popular that no source retrieves
+   * for this user, and one item out of stock. */
+  bundle *b = app_acquire(&w.ap);
+  const catalog *c = b->catalog;
+  char *tail[40], *out_of_stock = NULL;
+  size_t n_tail = 0;
+  for (size_t i = c->count; i-- > 0 && n_tail < 40;)
+    if (c->in_stock[c->by_popularity[i]]) tail[n_tail++] = strdup(c->ids[c->by_popularity[i]]);
+  for (size_t i = 0; i < c->count && !out_of_stock; i++)
+    if (!c->in_stock[i]) out_of_stock = strdup(c->ids[i]);
+  bundle_unref(b);
+  set_ranking(&w, conf, "candidates.ann = 8\ncandidates.itemcf = 8\ncandidates.popularity = 8\n");
+  Rec__V1__RecommendRequest q = req("U00003", 6);
+  q.explain_item_ids = tail;
+  q.n_explain_item_ids = n_tail;
+  int rc;
+  const Rec__V1__RecommendResponse *r = recommend(&w, &q, INT64_MAX, &rc);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  char *unseen[2];
+  size_t n_unseen = 0;
+  for (size_t i = 0; i < r->n_verdicts && n_unseen < 2; i++)
+    if (strcmp(r->verdicts[i]->stage, "retrieval") == 0) unseen[n_unseen++] = strdup(r->verdicts[i]->item_id);
+  CU_ASSERT_EQUAL_FATAL(n_unseen, 2);
+  char text[1024];
+  snprintf(text, sizeof text,
+           "candidates.ann = 8\ncandidates.itemcf = 8\ncandidates.popularity = 8\n"
+           "promotions.pin = %s@2, %s@4@2020-01-01T00:00:00Z/2020-02-01T00:00:00Z%s%s%s\n",
+           unseen[0], unseen[1], out_of_stock ? ", " : "", out_of_stock ? out_of_stock : "",
+           out_of_stock ? "@1" : "");
+  set_ranking(&w, conf, text);
+  q.explain = true;
+  q.n_explain_item_ids = 0;
+  r = recommend(&w, &q, INT64_MAX, &rc);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  CU_ASSERT_EQUAL_FATAL(r->n_items, 6);
+  CU_ASSERT_STRING_EQUAL(at_slot(r, 2)->item_id, unseen[0]); /* not retrieved, pinned all the same */
+  const Rec__V1__Adjustment *pin = pin_adjustment(at_slot(r, 2));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(pin);
+  CU_ASSERT_STRING_EQUAL(pin->note, "pinned; not retrieved");
+  for (size_t i = 0; i < r->n_items; i++) {
+    CU_ASSERT_STRING_NOT_EQUAL(r->items[i]->item_id, unseen[1]); /* its window is over */
+    if (out_of_stock) CU_ASSERT_STRING_NOT_EQUAL(r->items[i]->item_id, out_of_stock);
+  }
+  /* The same pin with a window that holds now. */
+  snprintf(text, sizeof text,
+           "candidates.ann = 8\ncandidates.itemcf = 8\ncandidates.popularity = 8\n"
+           "promotions.pin = %s@2, %s@4@2020-01-01T00:00:00Z/\n", unseen[0], unseen[1]);
+  set_ranking(&w, conf, text);
+  r = recommend(&w, &q, INT64_MAX, &rc);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  CU_ASSERT_STRING_EQUAL(at_slot(r, 4)->item_id, unseen[1]);
+  pin = pin_adjustment(at_slot(r, 4));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(pin);
+  CU_ASSERT_STRING_EQUAL(pin->note, "2020-01-01T00:00:00Z/; pinned; not retrieved");
+  for (size_t i = 0; i < n_tail; i++) free(tail[i]);
+  for (size_t i = 0; i < n_unseen; i++) free(unseen[i]);
+  free(out_of_stock);
+  world_close(&w);
+}
+
 void suite_svc_ranking(void) {
   static const test_case cases[] = {
       {"known user gets a personal page", known_user_gets_a_personal_page},
@@ -223,6 +312,7 @@ void suite_svc_ranking(void) {
       {"similar items excludes the seeds", similar_items_excludes_the_seeds},
       {"no bundle is unavailable", no_bundle_is_unavailable},
       {"every allocation failure is clean", every_allocation_failure_is_clean},
+      {"pins hold inside their windows", pins_hold_inside_their_windows},
       {NULL, NULL}};
   test_add_suite("svc_ranking", cases);
 }
