@@ -103,7 +103,8 @@ static int sort_by_popularity(catalog *c) {
   return 0;
 }
 
-static int alloc_columns(catalog *c, size_t n) {
+/* The per-item columns and the id map, for n rows. */
+static int alloc_rows(catalog *c, size_t n) {
   c->ids = calloc(n, sizeof *c->ids);
   c->category = calloc(n, sizeof *c->category);
   c->price = calloc(n, sizeof *c->price);
@@ -111,11 +112,16 @@ static int alloc_columns(catalog *c, size_t n) {
   c->popularity = calloc(n, sizeof *c->popularity);
   c->margin = calloc(n, sizeof *c->margin);
   c->by_popularity = calloc(n, sizeof *c->by_popularity);
-  c->categories = calloc(n, sizeof *c->categories);
   if (!c->ids || !c->category || !c->price || !c->in_stock || !c->popularity || !c->margin ||
-      !c->by_popularity || !c->categories)
+      !c->by_popularity || strmap_new(n, &c->id_map) != 0)
     return REC_ENOMEM;
-  if (strmap_new(n, &c->id_map) != 0 || strmap_new(n, &c->category_map) != 0) return REC_ENOMEM;
+  return 0;
+}
+
+static int alloc_columns(catalog *c, size_t n) {
+  if (alloc_rows(c, n) != 0 || !(c->categories = calloc(n, sizeof *c->categories)) ||
+      strmap_new(n, &c->category_map) != 0)
+    return REC_ENOMEM;
   return 0;
 }
 
@@ -163,6 +169,7 @@ int catalog_load(const char *path, catalog **out, rec_error *err) {
     goto fail;
   }
   if ((rc = parse_rows(c, path, err)) != 0) goto fail;
+  c->base_count = c->count;
   if ((rc = sort_by_popularity(c)) != 0) {
     rec_fail(err, rc, "%s: out of memory", path);
     goto fail;
@@ -183,15 +190,104 @@ void catalog_free(catalog *c) {
   free(c->popularity);
   free(c->margin);
   free(c->by_popularity);
-  free(c->categories);
+  free(c->deleted);
   strmap_free(c->id_map);
-  strmap_free(c->category_map);
+  if (!c->base) { /* a derived catalog borrows these */
+    free(c->categories);
+    strmap_free(c->category_map);
+  }
   free(c->text);
   free(c);
 }
 
 bool catalog_find(const catalog *c, const char *id, size_t len, uint32_t *item) {
-  return strmap_get(c->id_map, id, len, item);
+  uint32_t i;
+  if (!strmap_get(c->id_map, id, len, &i) || (c->deleted && c->deleted[i])) return false;
+  *item = i;
+  return true;
+}
+
+/* The row of change 'ch' in 'c' (under construction): existing, or added
+ * (with its id copied into 'text' at *used). */
+static int derive_row(catalog *c, const catalog_change *ch, size_t k, char *text, size_t *used,
+                      uint32_t *row, bool *added, rec_error *err) {
+  *added = false;
+  if (strmap_get(c->id_map, ch->id, ch->id_len, row)) return 0;
+  if (ch->deleted) return rec_fail(err, REC_EINVAL, "change %zu: deletes an unknown item", k);
+  if (!ch->has_category || !ch->has_price)
+    return rec_fail(err, REC_EINVAL, "change %zu: a new item needs a category and a price", k);
+  char *id = text + *used;
+  memcpy(id, ch->id, ch->id_len);
+  id[ch->id_len] = '\0';
+  *used += ch->id_len + 1;
+  *row = (uint32_t)c->count;
+  if (strmap_put(c->id_map, id, ch->id_len, *row) != 0) return rec_fail(err, REC_ENOMEM, "out of memory");
+  c->ids[c->count] = id;
+  c->in_stock[c->count] = true;
+  c->count++;
+  *added = true;
+  return 0;
+}
+
+int catalog_derive(const catalog *base, const catalog_change *changes, size_t n, uint64_t generation,
+                   catalog **out, rec_error *err) {
+  size_t cap = base->count, text_len = 1;
+  for (size_t k = 0; k < n; k++) {
+    if (changes[k].has_category && changes[k].category >= base->category_count)
+      return rec_fail(err, REC_EINVAL, "change %zu: no such category", k);
+    cap++, text_len += changes[k].id_len + 1;
+  }
+  catalog *c = calloc(1, sizeof *c);
+  if (!c) return rec_fail(err, REC_ENOMEM, "out of memory");
+  c->base = base;
+  c->categories = base->categories;
+  c->category_count = base->category_count;
+  c->category_map = base->category_map;
+  c->has_margin = base->has_margin;
+  c->base_count = base->base_count ? base->base_count : base->count;
+  c->generation = generation;
+  int rc = 0;
+  c->deleted = calloc(cap, 1);
+  c->text = malloc(text_len);
+  if (alloc_rows(c, cap) != 0 || !c->deleted || !c->text) {
+    rc = rec_fail(err, REC_ENOMEM, "out of memory");
+    goto fail;
+  }
+  c->count = base->count;
+  memcpy(c->ids, base->ids, base->count * sizeof *c->ids);
+  memcpy(c->category, base->category, base->count * sizeof *c->category);
+  memcpy(c->price, base->price, base->count * sizeof *c->price);
+  memcpy(c->in_stock, base->in_stock, base->count * sizeof *c->in_stock);
+  memcpy(c->popularity, base->popularity, base->count * sizeof *c->popularity);
+  memcpy(c->margin, base->margin, base->count * sizeof *c->margin);
+  if (base->deleted) memcpy(c->deleted, base->deleted, base->count);
+  for (size_t i = 0; i < base->count; i++)
+    if (strmap_put(c->id_map, c->ids[i], strlen(c->ids[i]), (uint32_t)i) != 0) {
+      rc = rec_fail(err, REC_ENOMEM, "out of memory");
+      goto fail;
+    }
+  size_t used = 0;
+  for (size_t k = 0; k < n; k++) {
+    const catalog_change *ch = &changes[k];
+    uint32_t row;
+    bool is_new;
+    if ((rc = derive_row(c, ch, k, c->text, &used, &row, &is_new, err)) != 0) goto fail;
+    c->deleted[row] = ch->deleted;
+    if (ch->deleted) continue;
+    if (ch->has_category) c->category[row] = ch->category;
+    if (ch->has_price) c->price[row] = ch->price;
+    if (ch->has_stock) c->in_stock[row] = ch->in_stock;
+    if (ch->has_margin) c->margin[row] = ch->margin, c->has_margin = true;
+  }
+  /* The base's order, then the added rows (popularity 0) in the order added. */
+  memcpy(c->by_popularity, base->by_popularity, base->count * sizeof *c->by_popularity);
+  for (size_t i = base->count; i < c->count; i++) c->by_popularity[i] = (uint32_t)i;
+  *out = c;
+  return 0;
+fail:
+  c->base = base; /* borrowed parts stay with the base */
+  catalog_free(c);
+  return rc;
 }
 
 bool catalog_find_category(const catalog *c, const char *name, size_t len, uint32_t *category) {

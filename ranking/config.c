@@ -74,6 +74,12 @@ static const cfg_field FIELDS[] = {
      .help = "MMR picks among the best N candidates, then the next N"},
     {"diversity.category_share", NUM(category_share, 0, 1), .def = "0.5",
      .help = "at most ceil(share x k) items of a category per page; 0 = off"},
+    {"explore.boost", NUM(explore_boost, 0, 10), .def = "0.5",
+     .help = "items added live: score x (1 + boost / (1 + events / explore.fade_events)); 0 = no boost"},
+    {"explore.fade_events", NUM(explore_fade_events, 1, 1000000), .def = "20",
+     .help = "events an item added live gathers before its boost has halved"},
+    {"explore.max_share", NUM(explore_max_share, 0, 1), .def = "0.2",
+     .help = "at most ceil(share x k) items added live per page (unless nothing else fills it); 1 = no cap"},
 };
 enum { NFIELDS = sizeof FIELDS / sizeof FIELDS[0] };
 _Static_assert(NFIELDS <= 64, "override masks hold one bit per field");

@@ -67,6 +67,10 @@ typedef struct rank_config {
   bool mmr;                           /* diversity.mmr (true) */
   float mmr_lambda;                   /* diversity.mmr_lambda (0.7), 0..1: 1 = relevance only */
   uint32_t mmr_pool;                  /* diversity.mmr_pool (200): MMR picks among the best N, then the next N */
+  /* items added live (rec.v1.Catalog), which no model has seen yet */
+  float explore_boost;                /* explore.boost (0.5): score x (1 + boost / (1 + events / fade_events)) */
+  float explore_fade_events;          /* explore.fade_events (20): events after which the boost has halved */
+  float explore_max_share;            /* explore.max_share (0.2): at most ceil(share*k) of them per page */
   float category_share;               /* diversity.category_share (0.5): at most ceil(share*k) of a category
                                        * per page, unless the catalog cannot fill it otherwise; 0 = off */
   /* hard rules and promotions */

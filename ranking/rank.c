@@ -53,6 +53,7 @@ static const char *filter_reason(const catalog *c, const rank_req *r, uint32_t i
 
 const char *rank_ineligible_reason(const rank_items *it, const rank_req *r, uint32_t item) {
   const catalog *c = it->catalog;
+  if (c->deleted && c->deleted[item]) return "deleted from the catalog";
   if (!c->in_stock[item]) return "out of stock";
   if (sorted_contains(r->blocked, r->n_blocked, item)) return "blocked (rules.blocked_items)";
   if (sorted_contains(r->exclude, r->n_exclude, item)) return "excluded by request";
@@ -167,6 +168,11 @@ static void soft_rules(const rank_items *itv, const rank_req *r, rank_item *it) 
     adjust(it, "margin", 1.0f + soft->margin_weight * fmaxf(-1.0f, fminf(1.0f, c->margin[it->item])));
   const rank_boost_row *boost = boost_of(r, it->item);
   if (boost) adjust_note(it, "promotion", boost->factor, boost->note);
+  if (it->item >= c->base_count && c->base_count && cfg->explore_boost > 0) {
+    uint32_t events = itv->added_events ? itv->added_events[it->item - c->base_count] : 0;
+    adjust_note(it, "new_item", 1.0f + cfg->explore_boost / (1.0f + (float)events / cfg->explore_fade_events),
+                "added to the catalog live: an exploration boost that fades as it gathers events");
+  }
 }
 
 /* ---- the slate ---- */
@@ -238,6 +244,8 @@ typedef struct picker {
   uint32_t *per_cat;         /* items per category on this page */
   uint32_t *page;            /* the items on this page so far */
   size_t on_page, cap;
+  size_t base_rows;          /* rows from here on were added live */
+  size_t explore_cap, explore_on_page; /* of them, at most explore_cap per page */
   float lambda, top;
   bool mmr;
   bool give_way;             /* when nothing the cap allows is left, the cap may give way */
@@ -248,12 +256,14 @@ static const float *emb_of(const picker *p, uint32_t item) {
 }
 
 static bool allowed(const picker *p, uint32_t item) {
-  return p->per_cat[p->it->catalog->category[item]] < p->cap;
+  return p->per_cat[p->it->catalog->category[item]] < p->cap &&
+         (item < p->base_rows || p->explore_on_page < p->explore_cap);
 }
 
 static void new_page(picker *p) {
   memset(p->per_cat, 0, p->it->catalog->category_count * sizeof *p->per_cat);
   p->on_page = 0;
+  p->explore_on_page = 0;
   p->rest_allowed = p->next;
 }
 
@@ -278,6 +288,7 @@ static void refill(picker *p) {
  * item's likeness to it. */
 static void shown(picker *p, const rank_item *x) {
   p->per_cat[p->it->catalog->category[x->item]]++;
+  p->explore_on_page += x->item >= p->base_rows;
   p->page[p->on_page++] = x->item;
   if (!p->mmr) return;
   const float *e = emb_of(p, x->item);
@@ -296,7 +307,7 @@ static size_t from_pool(const picker *p, bool any) {
   bool mmr = p->mmr && p->on_page;
   for (size_t j = 0; j < p->n_pool; j++) {
     const entry *e = &p->pool[j];
-    if (!any && p->per_cat[e->cat] >= p->cap) continue;
+    if (!any && !allowed(p, e->item)) continue;
     float rel = p->top > 0 ? e->score / p->top : 0;
     float v = mmr ? p->lambda * rel - (1 - p->lambda) * e->max_sim : rel;
     if (v > best_v || (v == best_v && best < p->n_pool && e->rank < p->pool[best].rank)) {
@@ -393,6 +404,10 @@ static int picker_init(picker *p, const rank_items *it, const rank_req *r, const
   for (size_t i = 0; i < n; i++) p->order[i] = (keyed64){rank_key(&items[i]), (uint32_t)i};
   sort_asc64(p->order, tmp, n);
   p->cap = cfg->category_share > 0 ? (size_t)ceil(cfg->category_share * (double)page) : SIZE_MAX;
+  const catalog *c = it->catalog;
+  p->base_rows = c->base_count && c->base_count < c->count ? c->base_count : SIZE_MAX;
+  /* The share is a float: 0.2f is a hair above 0.2, so ceil(0.2f x 10) would be 3. */
+  p->explore_cap = (size_t)ceil(cfg->explore_max_share * (double)page - 1e-6);
   /* SimilarItems picks for likeness to the seeds: widening to the whole
    * catalog to find unlike items of other categories would cost a full scan
    * and serve worse complements, so there the cap gives way. */

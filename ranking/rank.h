@@ -41,6 +41,10 @@ typedef struct rank_items {
   const float *emb;               /* [count x dim] unit rows, for MMR; NULL: no MMR */
   size_t dim;
   const float *cycle_days;        /* [count] repurchase cycle, 0 = none; may be NULL */
+  /* Rows from catalog->base_count on were added live (rec.v1.Catalog): the
+   * exploration boost and cap (explore.*) apply to them. Their event
+   * counts so far, [count - base_count]; NULL: none counted. */
+  const uint32_t *added_events;
 } rank_items;
 
 typedef struct rank_pin_row {

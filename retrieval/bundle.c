@@ -358,9 +358,52 @@ bundle *bundle_ref(bundle *b) {
   return b;
 }
 
+int bundle_view(bundle *base, catalog *cat, const float *added_emb, bundle **out, rec_error *err) {
+  bundle *v = malloc(sizeof *v);
+  if (!v) {
+    catalog_free(cat);
+    return rec_fail(err, REC_ENOMEM, "out of memory");
+  }
+  *v = *base; /* shares everything it does not replace below */
+  atomic_init(&v->refs, 1);
+  v->parent = bundle_ref(base);
+  v->catalog = cat;
+  v->own_emb = v->own_cycle = v->own_keep = false;
+  v->added_events = NULL;
+  size_t n = cat->count, n0 = base->catalog->count, added = n - n0;
+  if (added) {
+    v->item_emb = malloc(n * base->dim * sizeof *v->item_emb);
+    v->own_emb = v->item_emb != NULL;
+    if (base->sig.cycle_days && (v->sig.cycle_days = calloc(n, sizeof *v->sig.cycle_days)))
+      v->own_cycle = true, memcpy(v->sig.cycle_days, base->sig.cycle_days, n0 * sizeof *v->sig.cycle_days);
+    if (base->shard_keep && (v->shard_keep = malloc(n)))
+      v->own_keep = true, memcpy(v->shard_keep, base->shard_keep, n0);
+    if (!v->own_emb || (base->sig.cycle_days && !v->own_cycle) || (base->shard_keep && !v->own_keep)) {
+      bundle_unref(v);
+      return rec_fail(err, REC_ENOMEM, "out of memory for %zu added items", added);
+    }
+    memcpy(v->item_emb, base->item_emb, n0 * base->dim * sizeof *v->item_emb);
+    memcpy(v->item_emb + n0 * base->dim, added_emb, added * base->dim * sizeof *v->item_emb);
+    for (size_t i = n0; i < n && v->shard_keep; i++)
+      v->shard_keep[i] = bundle_shard_of(cat->ids[i], base->shards) == base->shard;
+  }
+  *out = v;
+  return 0;
+}
+
 void bundle_unref(bundle *b) {
   if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
     return;
+  if (b->parent) { /* a view frees only what it owns */
+    catalog_free(b->catalog);
+    if (b->own_emb) free(b->item_emb);
+    if (b->own_cycle) free(b->sig.cycle_days);
+    if (b->own_keep) free(b->shard_keep);
+    free(b->added_events);
+    bundle_unref(b->parent);
+    free(b);
+    return;
+  }
   free(b->version);
   free(b->path);
   catalog_free(b->catalog);

@@ -34,7 +34,11 @@ typedef struct bundle {
   uint8_t *shard_keep;       /* [count] 1 for the items this shard serves; NULL: all */
   uint32_t shard, shards;    /* this shard's index and the shard count (0 of 1: unsharded) */
   int ef_search;
+  struct bundle *parent;     /* bundle_view: the loaded bundle this one shares all but its catalog with */
+  _Atomic uint32_t **added_events; /* a view: events so far per added row ([bundle_added]), or NULL; the
+                                    * counters belong to whoever made the view, the array to the view */
   /* private */
+  bool own_emb, own_cycle, own_keep; /* a view's own copies (rows added live) */
   strmap *user_map;
   char *user_text;
   atomic_int refs;
@@ -55,6 +59,20 @@ int  bundle_check_recall(const bundle *b, size_t queries, size_t k, double floor
 int  bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards);
 /* The shard an item id belongs to. */
 uint32_t bundle_shard_of(const char *id, uint32_t shards);
+/* A bundle serving 'cat' (catalog_derive of base->catalog, taken over)
+ * and otherwise sharing 'base' (the loaded bundle, of which it holds a
+ * reference). Rows 'cat' added past the base's get embeddings from
+ * 'added_emb' ([added x dim], unit rows; copied), repurchase cycle 0, and
+ * the shard their id hashes to. The base's HNSW index does not hold them:
+ * retrieval searches them exactly (bundle_added). Returns 0 or REC_ENOMEM;
+ * on failure 'cat' is freed. */
+int  bundle_view(bundle *base, catalog *cat, const float *added_emb, bundle **out, rec_error *err);
+/* The loaded bundle behind 'b' (itself unless a view). */
+static inline const struct bundle *bundle_base(const struct bundle *b) { return b->parent ? b->parent : b; }
+/* Rows added live, past the base's own ([base rows, count)). */
+static inline size_t bundle_added(const struct bundle *b) {
+  return b->catalog->count - bundle_base(b)->catalog->count;
+}
 bundle *bundle_ref(bundle *b);
 void bundle_unref(bundle *b);                          /* NULL is a no-op */
 

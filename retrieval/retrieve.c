@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Asked for more than 1/EXACT_SHARE of the catalog, ANN scans it exactly. */
@@ -21,10 +22,12 @@ typedef struct merge {
   size_t n;
   int32_t *slot;             /* [n_items]: index into cands, -1 = not yet */
   const uint8_t *keep;       /* a shard's items, NULL: all */
+  const uint8_t *deleted;    /* items the live catalog removed, NULL: none */
 } merge;
 
 static void add(merge *m, uint32_t item, rec_source s, float raw) {
   if (m->keep && !m->keep[item]) return; /* another shard's item */
+  if (m->deleted && m->deleted[item]) return;
   int32_t at = m->slot[item];
   if (at < 0) {
     at = m->slot[item] = (int32_t)m->n++;
@@ -56,6 +59,31 @@ static int user_query(const bundle *b, const retrieve_req *r, arena *a, float *q
   return 0;
 }
 
+typedef struct scored {
+  float score;
+  uint32_t item;
+} scored;
+
+static int by_score_desc(const void *x, const void *y) {
+  const scored *a = x, *b = y;
+  return a->score != b->score ? (a->score < b->score ? 1 : -1) : (a->item > b->item) - (a->item < b->item);
+}
+
+/* The rows added live are not in the HNSW index: a small exact side
+ * segment, its best 'want' merged with what the index found. */
+static int from_added(const bundle *b, const float *q, size_t want, arena *a, merge *m) {
+  size_t n0 = bundle_base(b)->catalog->count, added = bundle_added(b);
+  if (!added || !want) return 0;
+  scored *s = arena_alloc(a, added * sizeof *s);
+  if (!s) return REC_ENOMEM;
+  for (size_t i = 0; i < added; i++)
+    s[i] = (scored){cblas_sdot((blasint)b->dim, q, 1, bundle_item_embedding(b, (uint32_t)(n0 + i)), 1),
+                    (uint32_t)(n0 + i)};
+  if (added > want) qsort(s, added, sizeof *s, by_score_desc);
+  for (size_t i = 0; i < added && i < want; i++) add(m, s[i].item, REC_SRC_ANN, s[i].score);
+  return 0;
+}
+
 static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena *a, merge *m, bool *all) {
   size_t total = b->catalog->count;
   if (want > total / EXACT_SHARE) {
@@ -77,7 +105,7 @@ static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena 
               : ann_search(b->ann, q, want, items, scores, &n)) != 0)
     return REC_EINTERNAL;
   for (size_t i = 0; i < n; i++) add(m, (uint32_t)items[i], REC_SRC_ANN, scores[i]);
-  return 0;
+  return from_added(b, q, want, a, m);
 }
 
 /* ---- item-CF ---- */
@@ -93,6 +121,7 @@ static void from_itemcf(const bundle *b, const uint32_t *const seeds[2], const s
   for (int g = 0; g < 2; g++)
     for (size_t i = 0; i < n_seeds[g] && have < want; i++) {
       uint32_t seed = seeds[g][i];
+      if (seed >= s->n_items) continue; /* added live: no co-purchase history */
       for (uint32_t k = s->cf_off[seed]; k < s->cf_off[seed + 1]; k++) {
         int32_t at = m->slot[s->cf_nbr[k]];
         have += at < 0 || !(m->cands[at].sources & (1u << REC_SRC_ITEM_CF));
@@ -111,10 +140,32 @@ static void from_list(const sig_list *l, size_t want, merge *m, size_t *taken) {
     }
 }
 
+static bool wanted_category(const retrieve_req *r, uint32_t cat) {
+  if (!r->n_categories) return true;
+  for (size_t i = 0; i < r->n_categories; i++)
+    if (r->categories[i] == cat) return true;
+  return false;
+}
+
+/* Items added live have no popularity yet: they join the lists (of their
+ * category, and the global one) at the median popularity of the base's
+ * items, so that they can be seen and gather the events that will rank
+ * them; the ranking tier's exploration boost and cap decide how much. */
+static void from_added_popularity(const bundle *b, const retrieve_req *r, merge *m, size_t *taken) {
+  const catalog *c = b->catalog, *c0 = bundle_base(b)->catalog;
+  float median = c0->count ? c0->popularity[c0->by_popularity[c0->count / 2]] : 0;
+  for (size_t i = c0->count; i < c->count; i++)
+    if (wanted_category(r, c->category[i]) && m->slot[i] < 0) {
+      add(m, (uint32_t)i, REC_SRC_POPULARITY, median);
+      (*taken)++;
+    }
+}
+
 static void from_popularity(const bundle *b, const retrieve_req *r, size_t want, merge *m, bool *all) {
   const catalog *c = b->catalog;
   const signals *s = &b->sig;
   size_t taken = 0;
+  from_added_popularity(b, r, m, &taken);
   for (size_t i = 0; i < r->n_categories && s->category_pop; i++)
     from_list(&s->category_pop[r->categories[i]], want, m, &taken);
   if (!r->n_categories && r->segment >= 0 && r->segment < SIG_SEGMENTS)
@@ -134,14 +185,15 @@ static size_t capacity(const bundle *b, const retrieve_req *r) {
   size_t want = b->shards > 1 ? r->want_ann * b->shards : r->want_ann;
   size_t ann = want > total / EXACT_SHARE ? total : want;
   size_t pop = b->shards > 1 ? r->want_pop * b->shards : r->want_pop;
-  size_t cap = ann + r->want_cf + b->sig.cf_max + (r->similar ? 0 : pop);
+  size_t cap = ann + bundle_added(b) + r->want_cf + b->sig.cf_max + (r->similar ? 0 : pop + bundle_added(b));
   return cap < total ? cap : total;
 }
 
 int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrieve_result *out) {
   size_t total = b->catalog->count;
   merge m = {.cands = arena_alloc(a, (capacity(b, r) + 1) * sizeof *m.cands),
-             .slot = arena_alloc(a, (total + 1) * sizeof *m.slot), .keep = b->shard_keep};
+             .slot = arena_alloc(a, (total + 1) * sizeof *m.slot), .keep = b->shard_keep,
+             .deleted = b->catalog->deleted};
   float *q = arena_alloc(a, b->dim * sizeof *q);
   if (!m.cands || !m.slot || !q) return REC_ENOMEM;
   memset(m.slot, 0xff, total * sizeof *m.slot);

@@ -101,6 +101,7 @@ static char *status_json(const admin_http *h) {
   cJSON_AddNumberToObject(j, "items", b ? (double)b->catalog->count : 0);
   cJSON_AddNumberToObject(j, "users", b ? (double)b->user_count : 0);
   cJSON_AddNumberToObject(j, "inflight", rpc_server_inflight(h->srv));
+  cJSON_AddNumberToObject(j, "catalog_generation", b ? (double)b->catalog->generation : 0);
   cJSON_AddNumberToObject(j, "uptime_seconds", (double)((rec_mono_ns() - h->ap->started_ns) / 1000000000));
   cJSON_AddStringToObject(j, "recd_version", RECD_VERSION);
   bundle_unref(b);
@@ -117,6 +118,10 @@ static char *metrics_text(const admin_http *h) {
     log.durable = eventlog_last_seq(h->ap->log);
     log.corrupt = eventlog_corrupt_records(h->ap->log);
     log.syncs = eventlog_syncs(h->ap->log);
+  }
+  if ((log.catalog_enabled = h->ap->live != NULL)) {
+    log.catalog_generation = live_catalog_generation(h->ap->live);
+    log.catalog_overlay = live_catalog_size(h->ap->live);
   }
   char *s = metrics_render(b ? b->version : "", rpc_server_serving(h->srv),
                            (rec_mono_ns() - h->ap->started_ns) / 1000000000, rpc_server_inflight(h->srv),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 void app_init(app *a, const recd_config *cfg) {
+  memset(a, 0, sizeof *a);
   a->cfg = cfg;
   a->started_ns = rec_mono_ns();
   atomic_init(&a->seq, 0);
@@ -86,6 +87,7 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
   if (!rc && a->cfg->role == REC_ROLE_RETRIEVAL)
     rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count);
+  if (!rc && a->live) rc = live_catalog_set_base(a->live, b, err); /* publishes b with the catalog's changes */
   if (rc) {
     LOG_ERROR("bundle refused", "path=%s error=\"%s\" serving=%s", path, err ? err->msg : "",
               old_v[0] ? old_v : "none");
@@ -99,7 +101,8 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   LOG_INFO("bundle loaded", "version=%s previous=%s items=%zu users=%zu dim=%zu index=%s "
            "smoke_recall=%.3f ms=%lld", b->version, old_v[0] ? old_v : "none", b->catalog->count,
            b->user_count, b->dim, b->index_type, recall, (long long)((rec_mono_ns() - t0) / 1000000));
-  app_swap(a, b);
+  if (a->live) bundle_unref(b); /* the live catalog published its view of it above */
+  else app_swap(a, b);
   pthread_mutex_lock(&a->ranking_mu);
   app_ranking *old_ranking = a->ranking;
   a->ranking = ranking;

@@ -10,6 +10,7 @@
 #include "retrieval/bundle.h"
 #include "server/config.h"
 #include "server/eventlog.h"
+#include "server/live_catalog.h"
 #include "server/online.h"
 
 /* How a reload ends: rc 0 and the versions before and after ("" when
@@ -39,6 +40,7 @@ typedef struct app {
   struct fanout *shards;       /* role=ranking: the candidate tier; NULL otherwise */
   atomic_uint_fast64_t events_applied; /* last event-log sequence applied to 'online' */
   struct rpc_server *srv;      /* the serving listener (for Admin.Status); may be NULL */
+  live_catalog *live;          /* NULL without --catalog_log */
   char bundle_root[4096];      /* real path Admin.Reload loads under; "" = by name refused */
 } app;
 

@@ -99,6 +99,9 @@ static const cfg_field FIELDS[] = {
     {"log_level", STR(log_level), .def = "info", .help = "debug, info, warn or error"},
     {"event_log", STR(event_log), .def = "",
      .help = "directory of the durable event log (Events.Record); empty = events are refused"},
+    {"catalog_log", STR(catalog_log), .def = "",
+     .help = "directory of the live catalog's log (rec.v1.Catalog on the admin listener); empty = catalog "
+             "updates are refused"},
     {"event_commit_us", INT(event_commit_us, 0, 1000000), .def = "0",
      .help = "group commit: wait this long for more events before each fdatasync (0: at once)"},
     {"event_segment_mb", INT(event_segment_mb, 1, 4096), .def = "64",

@@ -55,6 +55,7 @@ typedef struct recd_config {
   char log_level[8];
   char ranking_config[4096];
   char event_log[4096];        /* event log directory, "" = none */
+  char catalog_log[4096];      /* live catalog log directory, "" = no rec.v1.Catalog */
   int event_segment_mb;
   int event_commit_us;   /* the ranking tier's settings file, "" = defaults */
 } recd_config;

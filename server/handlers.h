@@ -20,6 +20,9 @@ extern const rpc_method h_status;        /* /rec.v1.Admin/Status */
 extern const rpc_method h_reload;        /* /rec.v1.Admin/Reload */
 /* The serving port's Admin methods: PERMISSION_DENIED, pointing at the admin listener. */
 extern const rpc_method h_reload_denied, h_status_denied;
+extern const rpc_method h_catalog_upsert;  /* /rec.v1.Catalog/Upsert (admin listener) */
+extern const rpc_method h_catalog_delete;  /* /rec.v1.Catalog/Delete (admin listener) */
+extern const rpc_method h_catalog_upsert_denied, h_catalog_delete_denied; /* the serving port's */
 
 /* ---- shared by the services (svc_common.c) ---- */
 

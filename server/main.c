@@ -31,9 +31,10 @@
  * pointer to the admin listener. */
 static const rpc_method *const METHODS[] = {
     &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload_denied, &h_status_denied,
+    &h_catalog_upsert_denied, &h_catalog_delete_denied,
 };
 /* The admin listener's: every write API goes here, behind auth. */
-static const rpc_method *const ADMIN_METHODS[] = {&h_reload, &h_status};
+static const rpc_method *const ADMIN_METHODS[] = {&h_reload, &h_status, &h_catalog_upsert, &h_catalog_delete};
 
 /* The main thread's libuv loop: signals, the admin port, the bundle
  * watch, and the reloader (bundle loads on libuv's pool). */
@@ -206,9 +207,14 @@ static int start_admin(runtime *rt, const rpc_server_opts *serving, const rpc_tl
 }
 
 static void replay(void *arg, uint64_t seq, const ev_record *r) {
+  app *ap = arg;
   (void)seq;
-  online_apply(arg, r);
+  online_apply(ap->online, r);
+  live_catalog_note_event(ap->live, r->item, r->item_len);
 }
+
+/* rec.v1.Catalog's new views become what requests see. */
+static void publish_view(void *arg, bundle *view) { app_swap(arg, view); }
 
 /* The event log, replayed into the online state before anything is served. */
 static int open_events(app *ap, rec_error *err) {
@@ -217,7 +223,7 @@ static int open_events(app *ap, rec_error *err) {
   size_t n;
   int64_t t0 = rec_mono_ns();
   int rc = eventlog_open(ap->cfg->event_log, (size_t)ap->cfg->event_segment_mb << 20, replay,
-                         ap->online, &ap->log, &n, err);
+                         ap, &ap->log, &n, err);
   if (!rc) {
     atomic_store(&ap->events_applied, eventlog_last_seq(ap->log));
     eventlog_set_commit_delay(ap->log, ap->cfg->event_commit_us);
@@ -290,9 +296,17 @@ int main(int argc, char **argv) {
     app_destroy(&ap);
     return 2;
   }
+  if (cfg.catalog_log[0] && live_catalog_open(cfg.catalog_log, publish_view, &ap, &ap.live, &err) != 0) {
+    fprintf(stderr, "recd: catalog log: %s\n", err.msg);
+    auth_free(au);
+    fanout_free(ap.shards);
+    app_destroy(&ap);
+    return 1;
+  }
   if (open_events(&ap, &err) != 0) {
     fprintf(stderr, "recd: event log: %s\n", err.msg);
     online_free(ap.online);
+    live_catalog_close(ap.live);
     app_destroy(&ap);
     return 1;
   }
@@ -314,6 +328,7 @@ int main(int argc, char **argv) {
     uv_loop_close(&rt.loop);
     reloader_free(rt.loads);
     eventlog_close(ap.log);
+    live_catalog_close(ap.live);
     online_free(ap.online);
     app_destroy(&ap);
     return 1;
@@ -337,9 +352,11 @@ int main(int argc, char **argv) {
              ap.bundle_root[0] ? ap.bundle_root : "none", RECD_VERSION);
     rc = run(&rt);
   }
-  if (rt.admin_srv) rpc_server_stop(rt.admin_srv, 0);
+  if (rt.admin_srv) rpc_server_stop(rt.admin_srv, 0); /* the catalog writer answers its pending calls */
   rpc_server_stop(rt.srv, cfg.drain_ms);
   eventlog_close(ap.log); /* every acknowledged event is on disk */
+  live_catalog_close(ap.live); /* every acknowledged catalog batch was on disk when acknowledged */
+  ap.live = NULL;
   int code = rt.exit_code ? rt.exit_code : rc;
   if (rt.abandoned) { /* the load's thread still uses the app: leave it all to the exit */
     LOG_INFO("stopped", "exit=%d", code);

@@ -201,6 +201,12 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
             "# HELP recd_event_log_syncs_total Group commits: one fdatasync covers every batch waiting.\n"
             "# TYPE recd_event_log_syncs_total counter\nrecd_event_log_syncs_total %llu\n",
         (unsigned long long)log->corrupt, (unsigned long long)log->syncs);
+  if (log->catalog_enabled)
+    put(&b, "# HELP recd_catalog_generation Last live-catalog batch on disk (rec.v1.Catalog).\n"
+            "# TYPE recd_catalog_generation gauge\nrecd_catalog_generation %llu\n"
+            "# HELP recd_catalog_overlay_items Items live-catalog batches changed, added or deleted since the log began.\n"
+            "# TYPE recd_catalog_overlay_items gauge\nrecd_catalog_overlay_items %llu\n",
+        (unsigned long long)log->catalog_generation, (unsigned long long)log->catalog_overlay);
   put(&b, "# HELP recd_serving 1 when health reports SERVING.\n# TYPE recd_serving gauge\nrecd_serving %d\n", serving);
   put(&b, "# HELP recd_inflight_calls RPCs in flight.\n# TYPE recd_inflight_calls gauge\nrecd_inflight_calls %d\n", inflight);
   put(&b, "# HELP recd_uptime_seconds Seconds since start.\n# TYPE recd_uptime_seconds gauge\nrecd_uptime_seconds %lld\n",

@@ -39,6 +39,9 @@ typedef struct metrics_log {
   uint64_t durable, applied;    /* last sequence on disk / in the online state */
   uint64_t corrupt;             /* damaged records skipped when the log was opened */
   uint64_t syncs;               /* group commits (fdatasync rounds) so far */
+  int catalog_enabled;          /* recd runs with a catalog log (rec.v1.Catalog) */
+  uint64_t catalog_generation;  /* last catalog batch on disk */
+  uint64_t catalog_overlay;     /* items the catalog batches changed, added or deleted */
 } metrics_log;
 char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight,
                      const metrics_log *log);

@@ -132,7 +132,7 @@ static bool in_candidates(const retrieve_result *rr, uint32_t item) {
 static void verdict(const bundle *b, const rank_req *rules, const retrieve_result *rr,
                     const rank_result *rk, size_t need, size_t start, uint32_t item, arena *a,
                     rec_verdict *v) {
-  rank_items it = {.catalog = b->catalog, .cycle_days = b->sig.cycle_days};
+  rank_items it = {.catalog = b->catalog, .cycle_days = b->sig.cycle_days}; /* explain needs no events */
   size_t at;
   if ((v->reason = rank_ineligible_reason(&it, rules, item)) != NULL) {
     v->stage = "rule";
@@ -220,6 +220,13 @@ int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **o
   }
   run->it = (rank_items){.catalog = b->catalog, .emb = b->item_emb, .dim = b->dim,
                          .cycle_days = b->sig.cycle_days};
+  size_t added = bundle_added(b);
+  if (added && b->added_events) { /* this request's snapshot of the live counters */
+    uint32_t *ev = arena_alloc(a, added * sizeof *ev);
+    if (!ev) return REC_ENOMEM;
+    for (size_t i = 0; i < added; i++) ev[i] = atomic_load(b->added_events[i]);
+    run->it.added_events = ev;
+  }
   *out = run;
   return 0;
 }

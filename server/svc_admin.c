@@ -26,6 +26,7 @@ static int status(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
     r->item_count = b->catalog->count;
     r->user_count = b->user_count;
     r->dim = (uint32_t)b->dim;
+    r->catalog_generation = b->catalog->generation;
     bundle_unref(b);
     if (!r->bundle_version || !r->bundle_path) return REC_ENOMEM;
   }
@@ -34,6 +35,7 @@ static int status(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
   r->uptime_seconds = (uint64_t)((rec_mono_ns() - ap->started_ns) / 1000000000);
   r->threads = (uint32_t)ap->cfg->threads;
   r->recd_version = RECD_VERSION;
+  if (ap->live) r->catalog_overlay_items = live_catalog_size(ap->live);
   *out = &r->base;
   return 0;
 }

@@ -59,7 +59,10 @@ static void on_durable(void *arg, int rc, uint64_t last) {
     rpc_complete(ctx, rpc_fail(ctx, REC_EUNAVAIL, "event log: the disk refused a write; events not recorded"), NULL);
     return;
   }
-  for (size_t i = 0; i < bt->n; i++) online_apply(ap->online, &bt->recs[i]);
+  for (size_t i = 0; i < bt->n; i++) {
+    online_apply(ap->online, &bt->recs[i]);
+    live_catalog_note_event(ap->live, bt->recs[i].item, bt->recs[i].item_len);
+  }
   /* Batches finish in sequence order, but the mark only ever moves forward. */
   uint_fast64_t seen = atomic_load(&ap->events_applied);
   while (seen < last && !atomic_compare_exchange_weak(&ap->events_applied, &seen, last)) {

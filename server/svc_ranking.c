@@ -125,6 +125,7 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   if ((rc = conv_recommend_response(ctx->arena, c->b, &c->rq, &res, c->q->explain, c->start_ns, r)))
     return rc;
   if (!(r->request_id = svc_request_id(ctx, c->q->request_id))) return REC_ENOMEM;
+  r->catalog_generation = c->b->catalog->generation;
   *out = &r->base;
   return 0;
 }
@@ -290,6 +291,7 @@ static int similar_items(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMess
   rec__v1__similar_items_response__init(r);
   r->items = conv_items(ctx->arena, b, &res, false, &r->n_items);
   r->bundle_version = b->version;
+  r->catalog_generation = b->catalog->generation;
   r->request_id = svc_request_id(ctx, q->request_id);
   if (!r->items || !r->request_id) return REC_ENOMEM;
   *out = &r->base;

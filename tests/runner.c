@@ -28,7 +28,7 @@ static const struct {
     {"svc_events", suite_svc_events},   {"svc_admin", suite_svc_admin},
     {"metrics", suite_metrics},         {"rpc_wire", suite_rpc_wire},
     {"eventlog", suite_eventlog},       {"online", suite_online},
-    {"admin_http", suite_admin_http},   {"auth", suite_auth},
+    {"admin_http", suite_admin_http},   {"auth", suite_auth}, {"catlog", suite_catlog},
 };
 enum { NSUITES = sizeof SUITES / sizeof SUITES[0] };
 

@@ -10,6 +10,7 @@
 #include "server/eventlog.h"
 #include "server/rpc_client.h"
 #include "tools/cmd_build.h"
+#include "tools/cmd_catalog.h"
 #include "tools/offline/synth.h"
 
 #include <cjson/cJSON.h>
@@ -41,6 +42,8 @@ static void usage(FILE *f) {
         "  events-csv --log DIR                    the event log as an interactions CSV (for recctl build)\n"
         "  reload [--bundle DIR]                   load, check and swap in a bundle (default: the\n"
         "                                          path recd was started with, e.g. a `current` link)\n"
+        "  catalog upsert --csv F | catalog delete --id ID...\n"
+        "                                          live catalog changes (recctl catalog for options)\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
         "        [--index FAISS_SPEC] [--ef N] [--ef-construction N] [--version V]\n"
         "                                          write a deterministic synthetic bundle (HNSW\n"
@@ -333,7 +336,7 @@ static int cmd_synth(const opts *o) {
 
 /* The first token in 'path' ("NAME TOKEN" or "TOKEN" lines, '#' comments):
  * malloc'd, or NULL with a message printed. */
-static char *read_token(const char *path) {
+char *recctl_read_token(const char *path) {
   FILE *f = fopen(path, "re");
   if (!f) {
     fprintf(stderr, "recctl: %s: cannot read the token file\n", path);
@@ -358,6 +361,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "build") == 0) return cmd_build(argc, argv);
   if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
   if (strcmp(argv[1], "import") == 0) return cmd_import(argc, argv);
+  if (strcmp(argv[1], "catalog") == 0) return cmd_catalog(argc, argv);
   opts o = {.addr = NULL, .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
             .dim = 32, .categories = 8, .seed = 42};
   int rc = parse(argc, argv, &o);
@@ -371,7 +375,7 @@ int main(int argc, char **argv) {
   bool admin = strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0;
   if (!o.addr) o.addr = admin ? "127.0.0.1:50052" : "127.0.0.1:50051";
   char *token = NULL;
-  if (o.token_file && !(token = read_token(o.token_file))) return 2;
+  if (o.token_file && !(token = recctl_read_token(o.token_file))) return 2;
   rpc_client_tls tls = {o.tls_ca, o.tls_cert, o.tls_key, o.tls_name};
   rpc_client *c;
   rec_error err = {0};

@@ -49,10 +49,60 @@ static void errors_name_file_and_line(void) {
   expect_error(HDR, "no items");
 }
 
+/* Live updates make a new table over the file's: changed rows in place,
+ * new rows after the last, deleted rows unfindable; the base is untouched. */
+static void derive_applies_changes_and_leaves_the_base(void) {
+  const char *p = test_path("items.tsv");
+  test_write_file(p, HDR "a\tbooks\t9.5\t1\t3\nb\ttoys\t0\t0\t10\nc\tbooks\t2\t1\t3\n");
+  catalog *c, *d;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(catalog_load(p, &c, &e), 0);
+  CU_ASSERT_EQUAL(c->base_count, 3);
+  uint32_t toys, row;
+  CU_ASSERT_TRUE_FATAL(catalog_find_category(c, "toys", 4, &toys));
+  catalog_change ch[] = {
+      {.id = "b", .id_len = 1, .has_stock = true, .in_stock = true, .has_price = true, .price = 4},
+      {.id = "new1-extra", .id_len = 4, .has_category = true, .category = toys, .has_price = true, .price = 1},
+      {.id = "c", .id_len = 1, .deleted = true},
+      {.id = "b", .id_len = 1, .has_price = true, .price = 5}, /* the last change of a field wins */
+  };
+  CU_ASSERT_EQUAL_FATAL(catalog_derive(c, ch, 4, 7, &d, &e), 0);
+  CU_ASSERT_EQUAL(d->count, 4);
+  CU_ASSERT_EQUAL(d->base_count, 3);
+  CU_ASSERT_EQUAL(d->generation, 7);
+  CU_ASSERT_TRUE(catalog_find(d, "b", 1, &row));
+  CU_ASSERT_EQUAL(row, 1);
+  CU_ASSERT_TRUE(d->in_stock[1]);
+  CU_ASSERT_EQUAL(d->price[1], 5.0f);
+  CU_ASSERT_TRUE(catalog_find(d, "new1", 4, &row));
+  CU_ASSERT_EQUAL(row, 3);
+  CU_ASSERT_STRING_EQUAL(d->ids[3], "new1");
+  CU_ASSERT_EQUAL(d->category[3], toys);
+  CU_ASSERT_TRUE(d->in_stock[3]);               /* a new item is in stock unless told */
+  CU_ASSERT_EQUAL(d->popularity[3], 0.0f);
+  CU_ASSERT_EQUAL(d->by_popularity[3], 3);      /* last */
+  CU_ASSERT_FALSE(catalog_find(d, "c", 1, &row)); /* deleted */
+  CU_ASSERT_TRUE(d->deleted[2]);
+  CU_ASSERT_FALSE(c->in_stock[1]);              /* the base is as it was */
+  CU_ASSERT_EQUAL(c->price[1], 0.0f);
+  CU_ASSERT_TRUE(catalog_find(c, "c", 1, &row));
+  CU_ASSERT_FALSE(catalog_find(c, "new1", 4, &row));
+  catalog_free(d);
+  catalog_change bad[] = {{.id = "zz", .id_len = 2, .has_price = true, .price = 1}};
+  CU_ASSERT_EQUAL(catalog_derive(c, bad, 1, 1, &d, &e), REC_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "change 0: a new item needs a category and a price"));
+  catalog_change gone[] = {{.id = "zz", .id_len = 2, .deleted = true}};
+  CU_ASSERT_EQUAL(catalog_derive(c, gone, 1, 1, &d, &e), REC_EINVAL);
+  catalog_change cat[] = {{.id = "a", .id_len = 1, .has_category = true, .category = 99}};
+  CU_ASSERT_EQUAL(catalog_derive(c, cat, 1, 1, &d, &e), REC_EINVAL);
+  catalog_free(c);
+}
+
 void suite_catalog(void) {
   static const test_case cases[] = {
       {"loads_columns_and_popularity_order", loads_columns_and_popularity_order},
       {"errors_name_file_and_line", errors_name_file_and_line},
+      {"derive applies changes and leaves the base", derive_applies_changes_and_leaves_the_base},
       {NULL, NULL}};
   test_add_suite("catalog", cases);
 }

@@ -26,15 +26,16 @@ pb = {}  # module name -> generated module
 
 def generate_stubs(proto_dir, out):
     protos = ["rec/v1/common.proto", "rec/v1/ranking.proto", "rec/v1/retrieval.proto",
-              "rec/v1/events.proto", "rec/v1/admin.proto", "grpc/health/v1/health.proto"]
+              "rec/v1/events.proto", "rec/v1/admin.proto", "rec/v1/catalog.proto", "grpc/health/v1/health.proto"]
     os.makedirs(out)
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", proto_dir,
                     "--python_out", out, "--grpc_python_out", out] + protos, check=True)
     sys.path.insert(0, out)
     from rec.v1 import admin_pb2, common_pb2, ranking_pb2, ranking_pb2_grpc, admin_pb2_grpc  # noqa
-    from rec.v1 import events_pb2, events_pb2_grpc  # noqa
+    from rec.v1 import events_pb2, events_pb2_grpc, catalog_pb2, catalog_pb2_grpc  # noqa
     pb.update(ranking=ranking_pb2, ranking_grpc=ranking_pb2_grpc, common=common_pb2,
-              admin=admin_pb2, admin_grpc=admin_pb2_grpc, events=events_pb2, events_grpc=events_pb2_grpc)
+              admin=admin_pb2, admin_grpc=admin_pb2_grpc, events=events_pb2, events_grpc=events_pb2_grpc,
+              catalog=catalog_pb2, catalog_grpc=catalog_pb2_grpc)
     # grpc/health/v1/health_pb2 would shadow grpcio's own 'grpc' package: load it by path.
     spec = importlib.util.spec_from_file_location(
         "health_pb2", os.path.join(out, "grpc/health/v1/health_pb2.py"))
