@@ -261,10 +261,16 @@ int bundle_load(const char *dir, bundle **out, rec_error *err) {
     rc = rec_fail(err, REC_ECORRUPT, "%s: \"format\" must be %d", path, BUNDLE_FORMAT);
     goto fail;
   }
-  if (!version || strlen(version) > REC_ID_MAX) {
+  if (!version || !*version || strlen(version) > REC_ID_MAX) {
     rc = rec_fail(err, REC_ECORRUPT, "%s: \"version\" must be 1 to %d bytes", path, REC_ID_MAX);
     goto fail;
   }
+  for (const char *p = version; *p; p++) /* it goes into logs, cursors and every answer */
+    if (*p <= ' ' || *p > '~' || *p == '"' || *p == '\\') {
+      rc = rec_fail(err, REC_ECORRUPT, "%s: \"version\" may hold only printable ASCII without spaces, "
+                    "quotes or backslashes", path);
+      goto fail;
+    }
   b->version = strdup(version);
   b->path = strdup(dir);
   if (!b->version || !b->path) {

@@ -15,8 +15,15 @@
 
 typedef struct conn conn;
 
+/* A connection that has not been answered this long is closed, and past
+ * this many open ones a new connection is closed at once: idle sockets
+ * must not pile up until the process runs out of file descriptors. */
+enum { REQUEST_MS = 10000, MAX_CONNS = 256 };
+
 struct admin_http {
   uv_tcp_t tcp;
+  uv_timer_t sweep;          /* every second: closes connections past REQUEST_MS */
+  size_t n_conns;
   app *ap;
   rpc_server *srv;
   const auth *auth;          /* non-NULL: routes but /healthz and /readyz need a token */
@@ -40,7 +47,10 @@ struct conn {
   bool complete, too_long;
   uv_write_t wr;
   char *out;
+  uint64_t opened_ms;        /* uv_now when accepted */
 };
+
+static void on_sweep(uv_timer_t *t);
 
 static void release(admin_http *h) {
   if (--h->handles == 0) free(h);
@@ -52,6 +62,7 @@ static void on_closed(uv_handle_t *handle) {
   if (c->prev) c->prev->next = c->next;
   else h->conns = c->next;
   if (c->next) c->next->prev = c->prev;
+  h->n_conns--;
   free(c->out);
   free(c);
   release(h);
@@ -156,11 +167,15 @@ static void route(conn *c) {
     reply(c, 405, "Method Not Allowed", "text/plain", "GET only\n");
   else if (strcmp(c->url, "/metrics") == 0)
     reply_made(c, "text/plain; version=0.0.4; charset=utf-8", metrics_text(h));
-  else if (strcmp(c->url, "/healthz") == 0)
-    reply(c, 200, "OK", "text/plain", "ok\n");
-  else if (strcmp(c->url, "/readyz") == 0)
-    rpc_server_serving(h->srv) ? reply(c, 200, "OK", "text/plain", "ready\n")
-                               : reply(c, 503, "Service Unavailable", "text/plain", "not ready\n");
+  else if (strcmp(c->url, "/healthz") == 0 || strcmp(c->url, "/readyz") == 0) {
+    bool ready = strcmp(c->url, "/healthz") == 0 || rpc_server_serving(h->srv);
+    if (atomic_load(&h->ap->listener_stuck))
+      reply(c, 503, "Service Unavailable", "text/plain", "the serving port stopped accepting connections\n");
+    else if (ready)
+      reply(c, 200, "OK", "text/plain", c->url[1] == 'h' ? "ok\n" : "ready\n");
+    else
+      reply(c, 503, "Service Unavailable", "text/plain", "not ready\n");
+  }
   else if (strcmp(c->url, "/status") == 0)
     reply_made(c, "application/json", status_json(h));
   else
@@ -254,8 +269,10 @@ static void on_connection(uv_stream_t *server, int status) {
   if (h->conns) h->conns->prev = c;
   h->conns = c;
   h->handles++;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-    close_conn(c);
+  h->n_conns++;
+  c->opened_ms = uv_now(server->loop);
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || h->n_conns > MAX_CONNS) {
+    close_conn(c); /* accepted only to be closed: refusing would leave it in the backlog */
     return;
   }
   http_parser_init(&c->parser, HTTP_REQUEST);
@@ -290,9 +307,13 @@ int admin_http_start(uv_loop_t *loop, const char *addr, app *ap, rpc_server *srv
   h->ap = ap;
   h->srv = srv;
   h->auth = au;
-  h->handles = 1;
+  h->handles = 2; /* the listener and the sweep timer */
   uv_tcp_init(loop, &h->tcp);
   h->tcp.data = h;
+  uv_timer_init(loop, &h->sweep);
+  h->sweep.data = h;
+  uv_timer_start(&h->sweep, on_sweep, 1000, 1000);
+  uv_unref((uv_handle_t *)&h->sweep); /* the sweep alone does not keep the loop running */
   int rc = uv_tcp_bind(&h->tcp, (const struct sockaddr *)&sa, 0);
   if (!rc) rc = uv_listen((uv_stream_t *)&h->tcp, 64, on_connection);
   if (rc) {
@@ -313,5 +334,13 @@ static void on_listener_closed(uv_handle_t *handle) { release(handle->data); }
 void admin_http_close(admin_http *h) {
   if (!h) return;
   for (conn *c = h->conns; c; c = c->next) close_conn(c);
+  if (!uv_is_closing((uv_handle_t *)&h->sweep)) uv_close((uv_handle_t *)&h->sweep, on_listener_closed);
   uv_close((uv_handle_t *)&h->tcp, on_listener_closed);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  admin_http *h = t->data;
+  uint64_t now = uv_now(t->loop);
+  for (conn *c = h->conns; c; c = c->next)
+    if (!c->out && now - c->opened_ms > REQUEST_MS) close_conn(c); /* never sent a whole request */
 }

@@ -2,6 +2,7 @@
 #include "server/app.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "server/bundle_root.h"
 #include "server/metrics.h"
 
 #include <stdio.h>
@@ -83,14 +84,23 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   double recall = 1;
   app_ranking *ranking = NULL;
   int rc = load_ranking(a, &ranking, err);
+  /* A path other than --bundle came from Admin.Reload, resolved under the
+   * bundle root when asked; resolve it again now, at load time, in case a
+   * symlink was swapped in meanwhile. */
+  char real[4096];
+  if (!rc && strcmp(path, a->cfg->bundle) != 0) {
+    if (!a->bundle_root[0]) rc = rec_fail(err, REC_EDENIED, "this process has no bundle root");
+    else if (!(rc = bundle_root_resolve(a->bundle_root, path, real, sizeof real, err))) path = real;
+  }
   if (!rc) rc = bundle_load(path, &b, err);
   if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
   if (!rc && a->cfg->role == REC_ROLE_RETRIEVAL)
     rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count);
   if (!rc && a->live) rc = live_catalog_set_base(a->live, b, err); /* publishes b with the catalog's changes */
   if (rc) {
-    LOG_ERROR("bundle refused", "path=%s error=\"%s\" serving=%s", path, err ? err->msg : "",
-              old_v[0] ? old_v : "none");
+    char qpath[600], qerr[600];
+    LOG_ERROR("bundle refused", "path=\"%s\" error=\"%s\" serving=%s", rec_log_quote(qpath, sizeof qpath, path, strlen(path)),
+              err ? rec_log_quote(qerr, sizeof qerr, err->msg, strlen(err->msg)) : "", old_v[0] ? old_v : "none");
     bundle_unref(b);
     app_ranking_unref(ranking);
     metrics_reload(0);

@@ -41,6 +41,7 @@ typedef struct app {
   atomic_uint_fast64_t events_applied; /* last event-log sequence applied to 'online' */
   struct rpc_server *srv;      /* the serving listener (for Admin.Status); may be NULL */
   live_catalog *live;          /* NULL without --catalog_log */
+  atomic_bool listener_stuck;  /* the serving listener stopped accepting (selfprobe.h) */
   char bundle_root[4096];      /* real path Admin.Reload loads under; "" = by name refused */
 } app;
 

@@ -43,6 +43,8 @@ static bool token_char(char c) { return c > ' ' && c < 127; }
 static int parse_line(auth *a, char *line, const char *file, int lineno, rec_error *err) {
   char *f[3] = {0};
   int n = 0;
+  line += strspn(line, " \t\r");
+  if (*line == '#') return 0; /* a comment, whatever it says */
   for (char *save = NULL, *t = strtok_r(line, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
     if (n == 2) return rec_fail(err, REC_EINVAL, "%s:%d: expected NAME TOKEN or TOKEN", file, lineno);
     f[n++] = t;
@@ -65,6 +67,13 @@ static int parse_line(auth *a, char *line, const char *file, int lineno, rec_err
                       "that is not printable ASCII", file, lineno);
   if (a->n_creds == MAX_CREDS)
     return rec_fail(err, REC_EINVAL, "%s:%d: more than %d tokens", file, lineno, MAX_CREDS);
+  for (size_t i = 0; i < a->n_creds; i++) {
+    if (a->creds[i].len == len && memcmp(a->creds[i].token, token, len) == 0)
+      return rec_fail(err, REC_EINVAL, "%s:%d: the same token as '%s': the logs could not tell them apart",
+                      file, lineno, a->creds[i].name);
+    if (strcmp(a->creds[i].name, name) == 0)
+      return rec_fail(err, REC_EINVAL, "%s:%d: the name '%s' is given twice", file, lineno, name);
+  }
   cred *c = &a->creds[a->n_creds++];
   snprintf(c->name, sizeof c->name, "%s", name);
   memcpy(c->token, token, len);

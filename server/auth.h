@@ -18,10 +18,11 @@ typedef struct auth auth;
 
 enum { AUTH_NAME_MAX = 255 };
 
-/* Reads 'token_file' ("" for none) and the comma-separated 'allow' list of
+/* Reads 'token_file' ("" for none) and the ';'-separated 'allow' list of
  * certificate identities ("" for none): each entry is a whole subject as
- * gRPC prints it ("CN=ops,O=shop") or "CN=name" alone to match the common
- * name. Returns 0 with *out set, or REC_EIO / REC_EINVAL with 'err' naming
+ * gRPC prints it ("CN=ops,O=shop", which holds commas) or "CN=name" alone
+ * to match the common name. Two tokens alike, or a name given twice, are
+ * refused: the logs name the caller by its token's name. Returns 0 with *out set, or REC_EIO / REC_EINVAL with 'err' naming
  * the file and line (never the token). A token file readable by group or
  * others is refused. */
 int  auth_new(const char *token_file, const char *allow, auth **out, rec_error *err);

@@ -17,6 +17,8 @@ int bundle_root_open(const char *dir, char *out, size_t cap, rec_error *err) {
   struct stat st;
   if (!realpath(dir, real) || stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
     return rec_fail(err, REC_EINVAL, "bundle root %s: not a directory", dir);
+  if (strcmp(real, "/") == 0)
+    return rec_fail(err, REC_EINVAL, "bundle root %s: the file system's root would confine nothing", dir);
   if (strlen(real) >= cap) return rec_fail(err, REC_EINVAL, "bundle root %s: path too long", dir);
   memcpy(out, real, strlen(real) + 1);
   return 0;
@@ -70,4 +72,9 @@ int bundle_root_resolve(const char *root, const char *name, char *out, size_t ca
   if (strlen(real) >= cap) return rec_fail(err, REC_EINVAL, "bundle '%.200s': path too long", name);
   memcpy(out, real, strlen(real) + 1);
   return 0;
+}
+
+bool bundle_root_world_writable(const char *root) {
+  struct stat st;
+  return stat(root, &st) == 0 && (st.st_mode & S_IWOTH);
 }

@@ -89,6 +89,12 @@ static const cfg_field FIELDS[] = {
      .help = "HTTP/2 keepalive ping interval on idle connections"},
     {"keepalive_timeout_ms", INT(keepalive_timeout_ms, 1000, 600000), .def = "20000",
      .help = "a connection whose keepalive ping is not answered in this time is closed"},
+    {"handshake_timeout_ms", INT(handshake_timeout_ms, 100, 600000), .def = "10000",
+     .help = "a gRPC connection that has not finished its HTTP/2 and TLS handshake by then is closed"},
+    {"max_connection_idle_ms", INT(max_connection_idle_ms, 0, 86400000), .def = "600000",
+     .help = "a gRPC connection with no call for this long is closed (clients reconnect); 0 = never"},
+    {"selfprobe_ms", INT(selfprobe_ms, 0, 3600000), .def = "5000",
+     .help = "connect to the serving port this often; 3 failures in a row make /healthz and /readyz 503; 0 = never"},
     {"requests_per_method", INT(requests_per_method, 1, 1024), .def = "16",
      .help = "requests kept posted per method and worker"},
     {"drain_grace_ms", INT(drain_grace_ms, 0, 600000), .def = "0",
@@ -151,6 +157,9 @@ static int check(recd_config *cfg, rec_error *err) {
     return rec_fail(err, REC_EINVAL, "tls_client_ca: client certificates need TLS (--tls_cert, --tls_key)");
   if (cfg->admin_allow[0] && !cfg->tls_client_ca[0])
     return rec_fail(err, REC_EINVAL, "admin_allow: certificate identities need --tls_client_ca");
+  if (cfg->admin_allow[0] && cfg->admin_client_mode == RPC_CLIENT_CERT_NONE)
+    return rec_fail(err, REC_EINVAL, "admin_allow: needs --admin_client_auth=optional or require (with none, "
+                    "no certificate is asked for)");
   if (strcmp(cfg->admin_http_auth, "auto") && strcmp(cfg->admin_http_auth, "token"))
     return rec_fail(err, REC_EINVAL, "admin_http_auth: must be auto or token, got '%s'", cfg->admin_http_auth);
   cfg->admin_http_token = strcmp(cfg->admin_http_auth, "token") == 0 || !auth_addr_is_loopback(cfg->admin_listen);

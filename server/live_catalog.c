@@ -343,7 +343,9 @@ static void publish(live_catalog *lc) {
   bundle *v;
   rec_error err = {0};
   if (build_view(lc, &v, &err) != 0) {
-    LOG_ERROR("live catalog: cannot build the catalog view; the previous one serves on", "error=\"%s\"", err.msg);
+    char q[600];
+    LOG_ERROR("live catalog: cannot build the catalog view; the previous one serves on", "error=\"%s\"",
+              rec_log_quote(q, sizeof q, err.msg, strlen(err.msg)));
     return;
   }
   lc->publish(lc->publish_arg, v);
@@ -427,10 +429,11 @@ static void run_job(live_catalog *lc, job *j) {
   if (!rc) {
     /* On disk: from here the batch is applied whatever happens, as a
      * restart would replay it. */
+    char qid[300];
     for (size_t i = 0; i < j->n; i++)
       if (apply_item(lc, &j->items[i]) != 0)
-        LOG_ERROR("live catalog: out of memory applying a logged batch; a restart replays it", "item=%s",
-                  j->items[i].id);
+        LOG_ERROR("live catalog: out of memory applying a logged batch; a restart replays it", "item=\"%s\"",
+                  rec_log_quote(qid, sizeof qid, j->items[i].id, strlen(j->items[i].id)));
     gen = catlog_generation(lc->log);
     publish(lc);
     LOG_INFO("catalog batch applied", "generation=%llu items=%zu added=%zu overlay=%zu",

@@ -18,10 +18,12 @@
 #include "server/reloader.h"
 #include "server/rpc_fanout.h"
 #include "server/rpc.h"
+#include "server/selfprobe.h"
 
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,7 @@ typedef struct runtime {
   rpc_server *srv;
   rpc_server *admin_srv;     /* NULL without --admin_grpc_listen */
   admin_http *admin;
+  selfprobe *probe;          /* NULL with --selfprobe_ms=0 */
   reloader *loads;
   int port, exit_code;
   bool served, draining;
@@ -133,6 +136,7 @@ static void close_loop(runtime *rt) {
   uv_close((uv_handle_t *)&rt->grace, NULL);
   if (rt->ap->cfg->watch_bundle) uv_close((uv_handle_t *)&rt->watch, NULL);
   admin_http_close(rt->admin);
+  selfprobe_close(rt->probe);
   int64_t until = rec_mono_ns() + (int64_t)rt->ap->cfg->drain_ms * 1000000;
   while (uv_run(&rt->loop, UV_RUN_NOWAIT) && reloader_busy(rt->loads) && rec_mono_ns() < until)
     uv_sleep(2);
@@ -160,22 +164,42 @@ static int run(runtime *rt) {
   return rt->exit_code;
 }
 
+/* Every connection holds a descriptor, and gRPC 1.51 stops accepting for
+ * good once accept4 fails with EMFILE: take all the descriptors the hard
+ * limit allows. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rlim_t was = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+    LOG_INFO("open-file limit raised", "from=%llu to=%llu", (unsigned long long)was, (unsigned long long)rl.rlim_max);
+}
+
 static void observe(size_t method, int status, int64_t ns) { metrics_call(method, status, ns); }
 
 /* Where Admin.Reload may load from: --bundle_root, or the directory that
  * holds --bundle's real path. */
 static int open_bundle_root(app *ap, rec_error *err) {
   const recd_config *cfg = ap->cfg;
-  if (cfg->bundle_root[0]) return bundle_root_open(cfg->bundle_root, ap->bundle_root, sizeof ap->bundle_root, err);
-  char real[PATH_MAX];
-  if (!realpath(cfg->bundle, real)) {
-    LOG_WARN("no bundle root: Admin.Reload takes no bundle_path", "bundle=%s", cfg->bundle);
-    return 0;
+  if (cfg->bundle_root[0]) {
+    int rc = bundle_root_open(cfg->bundle_root, ap->bundle_root, sizeof ap->bundle_root, err);
+    if (!rc && bundle_root_world_writable(ap->bundle_root))
+      LOG_WARN("the bundle root is world-writable: anyone on the host can put a bundle there",
+               "bundle_root=%s", ap->bundle_root);
+    return rc;
   }
-  char *slash = strrchr(real, '/');
-  if (slash == real) slash[1] = '\0';
-  else *slash = '\0';
-  return bundle_root_open(real, ap->bundle_root, sizeof ap->bundle_root, err);
+  char real[PATH_MAX];
+  rec_error e = {0};
+  char *slash = realpath(cfg->bundle, real) ? strrchr(real, '/') : NULL;
+  if (slash) *slash = '\0';
+  if (!slash || bundle_root_open(real, ap->bundle_root, sizeof ap->bundle_root, &e) != 0 ||
+      bundle_root_world_writable(ap->bundle_root)) {
+    ap->bundle_root[0] = '\0';
+    LOG_WARN("no bundle root: Admin.Reload takes no bundle_path until --bundle_root names a directory "
+             "only operators can write", "bundle=%s", cfg->bundle);
+  }
+  return 0;
 }
 
 /* The admin listener: Admin RPCs behind a token or an allowed certificate. */
@@ -252,6 +276,7 @@ int main(int argc, char **argv) {
    * and keep such memory in the heap for good. */
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
   signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
   signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG), it does not kill recd */
   retrieve_thread_init();
   rank_config *rank_cfg;
@@ -286,6 +311,8 @@ int main(int argc, char **argv) {
                        .max_concurrent_streams = cfg.max_concurrent_streams,
                        .max_inflight = cfg.max_inflight, .keepalive_ms = cfg.keepalive_ms,
                        .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
+                       .handshake_timeout_ms = cfg.handshake_timeout_ms,
+                       .max_connection_idle_ms = cfg.max_connection_idle_ms,
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
@@ -350,6 +377,10 @@ int main(int argc, char **argv) {
              !cfg.tls_cert[0] ? "off" : cfg.tls_client_mode == RPC_CLIENT_CERT_REQUIRE ? "mtls" : "on",
              admin_port, admin_grpc_port, cfg.threads, rec_role_name(cfg.role), cfg.shard,
              ap.bundle_root[0] ? ap.bundle_root : "none", RECD_VERSION);
+    if (cfg.selfprobe_ms &&
+        selfprobe_start(&rt.loop, cfg.listen, rt.port, cfg.tls_cert[0] != '\0', cfg.selfprobe_ms, &ap.listener_stuck,
+                        &rt.probe) != 0)
+      LOG_WARN("cannot start the listener probe", "reason=\"out of memory\"");
     rc = run(&rt);
   }
   if (rt.admin_srv) rpc_server_stop(rt.admin_srv, 0); /* the catalog writer answers its pending calls */

@@ -226,7 +226,8 @@ static void poke(reloader *r, bool first) {
   pthread_mutex_lock(&r->mu);
   int rc = enqueue(r, r->ap->cfg->bundle, NULL, first, &err);
   pthread_mutex_unlock(&r->mu);
-  if (rc) LOG_WARN("bundle load not queued", "error=\"%s\"", err.msg);
+  char q[600];
+  if (rc) LOG_WARN("bundle load not queued", "error=\"%s\"", rec_log_quote(q, sizeof q, err.msg, strlen(err.msg)));
 }
 
 void reloader_poke(reloader *r) { poke(r, false); }

@@ -98,6 +98,10 @@ typedef struct rpc_server_opts {
   int max_inflight;              /* calls past this fail RESOURCE_EXHAUSTED at once; 0 = no cap */
   int keepalive_ms;              /* ping idle connections this often; 0 = gRPC's default */
   int keepalive_timeout_ms;      /* and close them if a ping goes unanswered this long */
+  int handshake_timeout_ms;      /* a connection that has not finished its HTTP/2 (and TLS) handshake
+                                    by then is closed; 0 = gRPC's default (120 s) */
+  int max_connection_idle_ms;    /* a connection with no call this long is closed (clients reconnect);
+                                    0 = never */
   const rpc_method *const *methods; /* unary methods; must outlive the server */
   size_t n_methods;
   void *app;                     /* handed to handlers in rpc_ctx.app */

@@ -179,20 +179,29 @@ static void post_request(worker *from, worker *to, int reg) {
 /* On an authenticated server every finished call is an operator's action:
  * who, what, and how it ended. */
 static void log_action(const rpc_server *s, const ucall *c) {
-  const rpc_method *m = s->regs[c->reg].m;
-  if (m == &rpc__health_check || s->regs[c->reg].watch) return;
+  char path[160];
+  if (c->reg >= 0) {
+    const rpc_method *m = s->regs[c->reg].m;
+    if (m == &rpc__health_check || s->regs[c->reg].watch) return;
+    snprintf(path, sizeof path, "%s", m->path);
+  } else { /* what the caller sent: only path characters survive */
+    snprintf(path, sizeof path, "%.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
+             (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    for (char *p = path; *p; p++)
+      if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-", *p)) *p = '?';
+  }
   char detail[300];
   rec_log_quote(detail, sizeof detail, c->status ? c->ctx.err.msg : "", c->status ? strlen(c->ctx.err.msg) : 0);
   rec_log(c->status == GRPC_STATUS_OK ? REC_LOG_INFO : REC_LOG_WARN, "admin call",
           "listener=%s who=\"%s\" method=%s status=%d ms=%.1f detail=\"%s\"", s->opts.name ? s->opts.name : "?",
-          c->identity[0] ? c->identity : "anonymous", m->path, (int)c->status,
+          c->identity[0] ? c->identity : "anonymous", path, (int)c->status,
           (double)(rec_mono_ns() - c->start_ns) / 1e6, detail);
 }
 
 static void release(worker *w, ucall *c) {
   if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
     w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns);
-  if (c->finishing && c->reg >= 0 && w->srv->opts.auth) log_action(w->srv, c);
+  if (c->finishing && w->srv->opts.auth) log_action(w->srv, c);
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   c->ctx.call = NULL;
   c->counted = false;
@@ -271,12 +280,20 @@ static const grpc_slice *md_value(const grpc_metadata_array *md, const char *key
 }
 
 /* The first value of auth-context property 'name', copied into 'buf'. */
-static const char *auth_prop(grpc_auth_context *ac, const char *name, char *buf, size_t cap) {
+/* The first value of auth-context property 'name', whole, copied into the
+ * call's arena (an identity is compared in full, never cut to a buffer). */
+static const char *auth_prop(grpc_auth_context *ac, const char *name, arena *a) {
   grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ac, name);
   const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-  if (!p) return NULL;
-  snprintf(buf, cap, "%.*s", (int)p->value_length, p->value);
-  return buf;
+  if (!p || memchr(p->value, '\0', p->value_length)) return NULL;
+  return arena_strndup(a, p->value, p->value_length);
+}
+
+/* "cert:SUBJECT" for the logs (cut to fit; quotes and control bytes made '?'). */
+static void cert_identity(ucall *c, const char *sub, const char *name) {
+  snprintf(c->identity, sizeof c->identity, "cert:%s", sub ? sub : name ? name : "?");
+  for (char *p = c->identity; *p; p++) /* it goes between quotes in log lines */
+    if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) *p = '?';
 }
 
 /* A bearer token from the configured file, or a verified client
@@ -292,13 +309,10 @@ static int authenticate(const rpc_server *s, ucall *c) {
   const char *why = v ? "the token matches none configured" : "no authorization header and no allowed client certificate";
   grpc_auth_context *ac = grpc_call_auth_context(c->call);
   if (ac && grpc_auth_context_peer_is_authenticated(ac)) {
-    char subject[256], cn[128];
-    const char *sub = auth_prop(ac, GRPC_X509_SUBJECT_PROPERTY_NAME, subject, sizeof subject);
-    const char *name = auth_prop(ac, GRPC_X509_CN_PROPERTY_NAME, cn, sizeof cn);
+    const char *sub = auth_prop(ac, GRPC_X509_SUBJECT_PROPERTY_NAME, &c->arena);
+    const char *name = auth_prop(ac, GRPC_X509_CN_PROPERTY_NAME, &c->arena);
+    cert_identity(c, sub, name); /* logged, allowed or not */
     if (!v && auth_identity_allowed(s->opts.auth, sub, name)) {
-      snprintf(c->identity, sizeof c->identity, "cert:%s", sub ? sub : name ? name : "?");
-      for (char *p = c->identity; *p; p++) /* it goes between quotes in log lines */
-        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) *p = '?';
       c->ctx.identity = c->identity;
       grpc_auth_context_release(ac);
       return 0;
@@ -323,9 +337,11 @@ static void handle(worker *w, ucall *c) {
   ProtobufCMessage *in = NULL, *out = NULL;
   int rc;
   if (c->reg < 0) {
-    rc = rpc_fail(ctx, REC_EUNIMPL, "unknown method %.*s",
-                  (int)GRPC_SLICE_LENGTH(c->details.method),
-                  (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    /* On an authenticated listener even a wrong method needs credentials:
+     * nobody learns what exists without being someone. */
+    if (!s->opts.auth || (rc = authenticate(s, c)) == 0)
+      rc = rpc_fail(ctx, REC_EUNIMPL, "unknown method %.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
+                    (const char *)GRPC_SLICE_START_PTR(c->details.method));
     finish(c, rc, NULL);
     return;
   }
@@ -442,6 +458,12 @@ static grpc_server *create_server(const rpc_server_opts *o) {
       {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 10000}},
       {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
       {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, {.integer = 0}},
+      /* Connections that hold a file descriptor and do nothing do not stay:
+       * run out of descriptors and gRPC 1.51 stops accepting for good. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+       {.integer = o->handshake_timeout_ms ? o->handshake_timeout_ms : 120000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+       {.integer = o->max_connection_idle_ms ? o->max_connection_idle_ms : INT32_MAX}},
   };
   grpc_channel_args ca = {sizeof args / sizeof args[0], args};
   return grpc_server_create(&ca, NULL);

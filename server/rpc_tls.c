@@ -20,6 +20,7 @@
 typedef struct pem_set {
   char *cert, *key, *ca;
   char subject[256];
+  int validity;              /* the certificate: 0 valid now, < 0 expired, > 0 not valid yet */
 } pem_set;
 
 static void pem_set_destroy(pem_set *p) {
@@ -62,6 +63,8 @@ static int pem_set_read(pem_set *p, const char *cert, const char *key, const cha
     BIO_free(b);
     bool match = k && X509_check_private_key(x, k) == 1;
     X509_NAME_oneline(X509_get_subject_name(x), p->subject, sizeof p->subject);
+    p->validity = X509_cmp_current_time(X509_get0_notAfter(x)) < 0 ? -1
+                : X509_cmp_current_time(X509_get0_notBefore(x)) > 0 ? 1 : 0;
     EVP_PKEY_free(k);
     X509_free(x);
     ERR_clear_error();
@@ -126,7 +129,13 @@ static int stage(rpc_tls_state *t, rec_error *err) {
   t->next = p;
   t->has_next = true;
   pthread_mutex_unlock(&t->mu);
-  LOG_INFO("TLS certificate read", "cert=%s subject=\"%s\" client_cert=%s", t->cert, p.subject,
+  char subject[300];
+  rec_log_quote(subject, sizeof subject, p.subject, strlen(p.subject));
+  if (p.validity)
+    LOG_WARN(p.validity < 0 ? "the TLS certificate has expired: clients will refuse it"
+                            : "the TLS certificate is not valid yet: clients will refuse it",
+             "cert=%s subject=\"%s\"", t->cert, subject);
+  LOG_INFO("TLS certificate read", "cert=%s subject=\"%s\" client_cert=%s", t->cert, subject,
            t->opts.client_cert == RPC_CLIENT_CERT_REQUIRE ? "require"
            : t->opts.client_cert == RPC_CLIENT_CERT_OPTIONAL ? "optional" : "none");
   return 0;

@@ -185,7 +185,7 @@ int cmd_catalog(int argc, char **argv) {
   if (!code && csv && csv_read(csv, on_row, &rs, &err) != 0) code = 1;
   if (code == 1) fprintf(stderr, "recctl catalog: %s\n", err.msg);
   char *token = NULL;
-  if (!code && token_file && !(token = recctl_read_token(token_file))) code = 2;
+  if (!code && token_file && !(token = recctl_admin_token(token_file, addr, tls.ca_file))) code = 2;
   rpc_client *c = NULL;
   if (!code && rpc_client_new(addr, &tls, token, &c, &err) != 0) {
     fprintf(stderr, "recctl catalog: %s\n", err.msg);

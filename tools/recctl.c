@@ -8,6 +8,7 @@
 #include "rec/v1/admin.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
 #include "server/eventlog.h"
+#include "server/auth.h"
 #include "server/rpc_client.h"
 #include "tools/cmd_build.h"
 #include "tools/cmd_catalog.h"
@@ -334,9 +335,15 @@ static int cmd_synth(const opts *o) {
   return 0;
 }
 
-/* The first token in 'path' ("NAME TOKEN" or "TOKEN" lines, '#' comments):
- * malloc'd, or NULL with a message printed. */
-char *recctl_read_token(const char *path) {
+/* The first token in 'path' ("NAME TOKEN" or "TOKEN" lines, '#' comments),
+ * checked as recd checks tokens, for an admin call to 'addr': malloc'd, or
+ * NULL with a message printed. Refuses to send it in clear off loopback. */
+char *recctl_admin_token(const char *path, const char *addr, const char *tls_ca) {
+  if (!auth_addr_is_loopback(addr) && !(tls_ca && *tls_ca)) {
+    fprintf(stderr, "recctl: refusing to send the admin token in clear to %s: use --tls-ca, or a loopback "
+                    "address (an SSH tunnel)\n", addr);
+    return NULL;
+  }
   FILE *f = fopen(path, "re");
   if (!f) {
     fprintf(stderr, "recctl: %s: cannot read the token file\n", path);
@@ -344,12 +351,23 @@ char *recctl_read_token(const char *path) {
   }
   char line[1024], *tok = NULL;
   while (!tok && fgets(line, sizeof line, f)) {
-    char *save = NULL, *a = strtok_r(line, " \t\r\n", &save), *b = a ? strtok_r(NULL, " \t\r\n", &save) : NULL;
-    if (a && a[0] != '#') tok = strdup(b ? b : a);
+    char *p = line + strspn(line, " \t");
+    if (*p == '#') continue;
+    char *save = NULL, *a = strtok_r(p, " \t\r\n", &save), *b = a ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+    if (a) tok = strdup(b ? b : a);
   }
   memset(line, 0, sizeof line);
   fclose(f);
-  if (!tok) fprintf(stderr, "recctl: %s: holds no token\n", path);
+  size_t n = tok ? strlen(tok) : 0;
+  bool ok = n >= 16 && n <= 256;
+  for (size_t i = 0; ok && i < n; i++) ok = tok[i] > ' ' && tok[i] < 127;
+  if (!ok) {
+    fprintf(stderr, "recctl: %s: %s\n", path, tok ? "the token is not 16 to 256 printable ASCII characters"
+                                                   : "holds no token");
+    if (tok) memset(tok, 0, n);
+    free(tok);
+    return NULL;
+  }
   return tok;
 }
 
@@ -374,8 +392,10 @@ int main(int argc, char **argv) {
     return bad("unknown command '%s'", cmd);
   bool admin = strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0;
   if (!o.addr) o.addr = admin ? "127.0.0.1:50052" : "127.0.0.1:50051";
+  if (o.token_file && !admin) return bad("%s", "--token-file is for the admin commands (status, reload, catalog): "
+                                               "the serving port never needs the admin token");
   char *token = NULL;
-  if (o.token_file && !(token = recctl_read_token(o.token_file))) return 2;
+  if (o.token_file && !(token = recctl_admin_token(o.token_file, o.addr, o.tls_ca))) return 2;
   rpc_client_tls tls = {o.tls_ca, o.tls_cert, o.tls_key, o.tls_name};
   rpc_client *c;
   rec_error err = {0};

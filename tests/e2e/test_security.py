@@ -424,6 +424,53 @@ class TokenFileTest(Case):
         self.assertNotIn(secret, d.output())
 
 
+class DescriptorExhaustionTest(Case):
+    """Connections that hold file descriptors and do nothing: the admin HTTP
+    port caps and times them out, and when the serving listener stops
+    accepting (gRPC 1.51 never accepts again after one EMFILE), the probes
+    say so instead of answering "ok"."""
+
+    def test_a_stuck_serving_listener_fails_the_probes(self):
+        import resource
+        import socket
+
+        def few_descriptors():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+        d = base.Recd.__new__(base.Recd)
+        d.log = open(os.path.join(base.TMP, "recd-fd-%d.log" % time.monotonic_ns()), "w+")
+        d.proc = subprocess.Popen(
+            [recd_bin(), "--bundle=" + small_bundle(), "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+             "--admin_grpc_listen=127.0.0.1:0", "--threads=2", "--selfprobe_ms=500"],
+            stdout=d.log, stderr=subprocess.STDOUT, preexec_fn=few_descriptors)
+        self.addCleanup(d.close)
+        port = d._wait_for(r'msg="serving" port=(\d+)')
+        admin = d._wait_for(r'admin_port=(\d+)')
+
+        def probe(path):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d%s" % (admin, path), timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        self.assertEqual(probe("/healthz"), 200)
+        held = []
+        for _ in range(150):  # more than the process may open
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break
+        time.sleep(1)
+        for c in held:
+            c.close()
+        deadline, code = time.monotonic() + 20, 200
+        while time.monotonic() < deadline and code == 200:
+            time.sleep(0.25)
+            code = probe("/healthz")
+        self.assertEqual(code, 503, d.output())
+        self.assertEqual(probe("/readyz"), 503)
+        self.assertIn("the serving listener stopped accepting connections", d.output())
+
+
 class BadCertificateTest(Case):
     run_recd = TokenFileTest.run_recd
 

@@ -239,6 +239,43 @@ static void idle_script(fixture *f) {
   check_text(&r, 200, "ok\n");
 }
 
+/* Idle connections cannot pile up: past 256 open, a new one is closed at
+ * once; once some go, requests are answered again. */
+static void cap_script(fixture *f) {
+  enum { N = 256 };
+  static int fds[N];
+  static response r;
+  (void)r;
+  for (int i = 0; i < N; i++) fds[i] = dial(f->port);
+  int extra = dial(f->port);
+  CU_ASSERT_FATAL(extra >= 0);
+  send(extra, "GET /healthz HTTP/1.1\r\n\r\n", 25, MSG_NOSIGNAL);
+  char buf[64];
+  CU_ASSERT(recv(extra, buf, sizeof buf, 0) <= 0); /* closed unanswered: one too many */
+  close(extra);
+  for (int i = 0; i < 8; i++) close(fds[i]);
+  int code = 0;
+  for (int tries = 0; tries < 100 && code != 200; tries++) { /* the loop sees the closes in its own time */
+    nap_ms(10);
+    int fd = dial(f->port);
+    const char *req = "GET /healthz HTTP/1.1\r\n\r\n";
+    if (fd >= 0 && send(fd, req, strlen(req), 0) > 0) {
+      char ans[64] = "";
+      if (recv(fd, ans, sizeof ans - 1, 0) > 0) sscanf(ans, "HTTP/1.1 %d", &code);
+    }
+    if (fd >= 0) close(fd);
+  }
+  CU_ASSERT_EQUAL(code, 200);
+  for (int i = 8; i < N; i++) close(fds[i]);
+}
+
+static void idle_connections_are_capped(void) {
+  fixture f;
+  fixture_open(&f);
+  run_client(&f, cap_script);
+  fixture_close(&f);
+}
+
 static void close_also_closes_idle_connections(void) {
   fixture f;
   fixture_open(&f);
@@ -346,6 +383,7 @@ void suite_admin_http(void) {
       {"close also closes idle connections", close_also_closes_idle_connections},
       {"bad addresses and a port in use", bad_addresses_and_a_port_in_use},
       {"a token on every route but the probes", token_on_every_route_but_the_probes},
+      {"idle connections are capped", idle_connections_are_capped},
       {NULL, NULL}};
   test_add_suite("admin_http", cases);
 }

@@ -27,7 +27,8 @@ static bool bearer(const auth *a, const char *v, char *who) { return auth_bearer
 static void token_file_format(void) {
   auth *a = NULL;
   rec_error e = {0};
-  const char *p = token_file("tokens", "# operators\n\nops  aaaaaaaaaaaaaaaa-ops\r\nci\tbbbbbbbbbbbbbbbb-ci\n", 0600);
+  const char *p = token_file("tokens", "# admin tokens for recd, one per operator\n\nops  aaaaaaaaaaaaaaaa-ops\r\n"
+                                       "  # ci's\nci\tbbbbbbbbbbbbbbbb-ci\n", 0600);
   CU_ASSERT_EQUAL_FATAL(auth_new(p, "", &a, &e), 0);
   CU_ASSERT(auth_configured(a));
   char who[AUTH_NAME_MAX + 1] = "";
@@ -67,6 +68,9 @@ static void token_file_errors_name_the_line_not_the_token(void) {
       {"ops aaaaaaaaaaaaaaaa-secret extra\n", "tokens:1: expected NAME TOKEN or TOKEN"},
       {"o\"ps aaaaaaaaaaaaaaaa-secret\n", "tokens:1: the name holds a quote"},
       {"# nothing\n\n", "holds no token"},
+      {"ops aaaaaaaaaaaaaaaa-secret\nci aaaaaaaaaaaaaaaa-secret\n",
+       "tokens:2: the same token as 'ops': the logs could not tell them apart"},
+      {"ops aaaaaaaaaaaaaaaa-secret\nops bbbbbbbbbbbbbbbb-secret\n", "tokens:2: the name 'ops' is given twice"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     auth *a = NULL;
