@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -370,7 +371,9 @@ int bundle_view(bundle *base, catalog *cat, const float *added_emb, bundle **out
     catalog_free(cat);
     return rec_fail(err, REC_ENOMEM, "out of memory");
   }
-  *v = *base; /* shares everything it does not replace below */
+  /* Shares everything it does not replace below; not the count of
+   * references, which other threads change meanwhile. */
+  memcpy(v, base, offsetof(bundle, refs));
   atomic_init(&v->refs, 1);
   v->parent = bundle_ref(base);
   v->catalog = cat;

@@ -41,7 +41,7 @@ typedef struct bundle {
   bool own_emb, own_cycle, own_keep; /* a view's own copies (rows added live) */
   strmap *user_map;
   char *user_text;
-  atomic_int refs;
+  atomic_int refs;           /* last: bundle_view copies everything before it */
 } bundle;
 
 /* Loads the bundle in directory 'dir': checks every file's size and checksum

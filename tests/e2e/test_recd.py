@@ -74,7 +74,9 @@ class Recd:
     the e2e admin token on every call. Bundles anywhere under TMP reload."""
 
     def __init__(self, bundle, *extra, env=None):
-        self.log = open(os.path.join(TMP, "recd-%d.log" % time.monotonic_ns()), "w+")
+        # Append mode: recd shares this file's offset, which _wait_for moves
+        # back to 0 to read; O_APPEND makes every write land at the end anyway.
+        self.log = open(os.path.join(TMP, "recd-%d.log" % time.monotonic_ns()), "a+")
         self.proc = subprocess.Popen(
             [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle,
              "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0",
@@ -1379,7 +1381,7 @@ class FullDiskTest(unittest.TestCase):
         d = Recd(bundle, "--event_log=" + log, "--event_segment_mb=1") if not limit else None
         if limit:  # the limit applies to recd only
             d = Recd.__new__(Recd)
-            d.log = open(os.path.join(TMP, "recd-full-%d.log" % time.monotonic_ns()), "w+")
+            d.log = open(os.path.join(TMP, "recd-full-%d.log" % time.monotonic_ns()), "a+")
             d.proc = subprocess.Popen(
                 [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle, "--listen=127.0.0.1:0",
                  "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0", "--event_log=" + log, "--event_segment_mb=1"],

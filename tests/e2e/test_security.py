@@ -437,7 +437,7 @@ class DescriptorExhaustionTest(Case):
         def few_descriptors():
             resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
         d = base.Recd.__new__(base.Recd)
-        d.log = open(os.path.join(base.TMP, "recd-fd-%d.log" % time.monotonic_ns()), "w+")
+        d.log = open(os.path.join(base.TMP, "recd-fd-%d.log" % time.monotonic_ns()), "a+")
         d.proc = subprocess.Popen(
             [recd_bin(), "--bundle=" + small_bundle(), "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
              "--admin_grpc_listen=127.0.0.1:0", "--threads=2", "--selfprobe_ms=500"],
