@@ -70,8 +70,10 @@ static int by_score_desc(const void *x, const void *y) {
 }
 
 /* The rows added live are not in the HNSW index: a small exact side
- * segment, its best 'want' merged with what the index found. */
-static int from_added(const bundle *b, const float *q, size_t want, arena *a, merge *m) {
+ * segment, merged with what the index found as if one search had seen both
+ * (the best 'want' of the union: a side item must beat the index's worst
+ * hit when the index filled 'want'). */
+static int from_added(const bundle *b, const float *q, size_t want, float floor, arena *a, merge *m) {
   size_t n0 = bundle_base(b)->catalog->count, added = bundle_added(b);
   if (!added || !want) return 0;
   scored *s = arena_alloc(a, added * sizeof *s);
@@ -80,7 +82,7 @@ static int from_added(const bundle *b, const float *q, size_t want, arena *a, me
     s[i] = (scored){cblas_sdot((blasint)b->dim, q, 1, bundle_item_embedding(b, (uint32_t)(n0 + i)), 1),
                     (uint32_t)(n0 + i)};
   if (added > want) qsort(s, added, sizeof *s, by_score_desc);
-  for (size_t i = 0; i < added && i < want; i++) add(m, s[i].item, REC_SRC_ANN, s[i].score);
+  for (size_t i = 0; i < added && i < want && s[i].score > floor; i++) add(m, s[i].item, REC_SRC_ANN, s[i].score);
   return 0;
 }
 
@@ -104,8 +106,12 @@ static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena 
   if ((ef > 0 ? ann_search_ef(b->ann, q, want, ef, items, scores, &n)
               : ann_search(b->ann, q, want, items, scores, &n)) != 0)
     return REC_EINTERNAL;
-  for (size_t i = 0; i < n; i++) add(m, (uint32_t)items[i], REC_SRC_ANN, scores[i]);
-  return from_added(b, q, want, a, m);
+  float floor = n && n >= want ? scores[0] : -INFINITY; /* the index's worst hit, when it found all asked for */
+  for (size_t i = 0; i < n; i++) {
+    add(m, (uint32_t)items[i], REC_SRC_ANN, scores[i]);
+    if (n >= want) floor = fminf(floor, scores[i]);
+  }
+  return from_added(b, q, want, floor, a, m);
 }
 
 /* ---- item-CF ---- */
@@ -150,22 +156,26 @@ static bool wanted_category(const retrieve_req *r, uint32_t cat) {
 /* Items added live have no popularity yet: they join the lists (of their
  * category, and the global one) at the median popularity of the base's
  * items, so that they can be seen and gather the events that will rank
- * them; the ranking tier's exploration boost and cap decide how much. */
-static void from_added_popularity(const bundle *b, const retrieve_req *r, merge *m, size_t *taken) {
+ * them; the ranking tier's exploration boost and cap decide how much. At
+ * most a quarter of the list's length, newest first: a thousand new items
+ * must not make every request rank a thousand more candidates. */
+static void from_added_popularity(const bundle *b, const retrieve_req *r, size_t want, merge *m, size_t *taken) {
   const catalog *c = b->catalog, *c0 = bundle_base(b)->catalog;
   float median = c0->count ? c0->popularity[c0->by_popularity[c0->count / 2]] : 0;
-  for (size_t i = c0->count; i < c->count; i++)
+  size_t budget = want / 4 > 8 ? want / 4 : 8, used = 0;
+  for (size_t i = c->count; i-- > c0->count && used < budget;)
     if (wanted_category(r, c->category[i]) && m->slot[i] < 0) {
       add(m, (uint32_t)i, REC_SRC_POPULARITY, median);
-      (*taken)++;
+      used += m->slot[i] >= 0; /* not another shard's, not deleted */
     }
+  *taken += used;
 }
 
 static void from_popularity(const bundle *b, const retrieve_req *r, size_t want, merge *m, bool *all) {
   const catalog *c = b->catalog;
   const signals *s = &b->sig;
   size_t taken = 0;
-  from_added_popularity(b, r, m, &taken);
+  from_added_popularity(b, r, want, m, &taken);
   for (size_t i = 0; i < r->n_categories && s->category_pop; i++)
     from_list(&s->category_pop[r->categories[i]], want, m, &taken);
   if (!r->n_categories && r->segment >= 0 && r->segment < SIG_SEGMENTS)
@@ -185,7 +195,7 @@ static size_t capacity(const bundle *b, const retrieve_req *r) {
   size_t want = b->shards > 1 ? r->want_ann * b->shards : r->want_ann;
   size_t ann = want > total / EXACT_SHARE ? total : want;
   size_t pop = b->shards > 1 ? r->want_pop * b->shards : r->want_pop;
-  size_t cap = ann + bundle_added(b) + r->want_cf + b->sig.cf_max + (r->similar ? 0 : pop + bundle_added(b));
+  size_t cap = ann + bundle_added(b) + r->want_cf + b->sig.cf_max + (r->similar ? 0 : pop + pop / 4 + 8);
   return cap < total ? cap : total;
 }
 
