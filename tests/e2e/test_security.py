@@ -302,6 +302,30 @@ class AdminCertTest(Case):
                      self.channel(secure_channel(d.addr, client="ops")))
 
 
+class LongSubjectTest(Case):
+    def test_identities_are_matched_whole(self):
+        """A subject of 300 characters is allowed when listed whole, and one
+        that shares its first 255 characters but not its end is not."""
+        import grpc
+        c = certs()
+        d_ = os.path.join(base.TMP, "certs")
+        loc = "x" * 120
+        for name, tail in (("long_ok", "end-a"), ("long_evil", "end-b")):
+            subj = "/O=shop/OU=%s/L=%s/ST=%s/CN=ops-%s" % ("u" * 60, loc, "s" * 100, tail)
+            key, crt = _make_leaf(d_, name, subj, c["ca"]["key"], c["ca"]["crt"], 2000 + len(tail) + ord(tail[-1]),
+                                  False)
+            c[name] = {"crt": crt, "key": key}
+        r = subprocess.run(["openssl", "x509", "-in", c["long_ok"]["crt"], "-noout", "-subject", "-nameopt",
+                            "RFC2253"], capture_output=True, text=True, check=True)
+        subject = r.stdout.strip().split("=", 1)[1].strip()  # "subject=CN=...,..."
+        self.assertGreater(len(subject), 256)
+        d = self.start(small_bundle(), *tls_args(client_ca="ca"), "--admin_allow=" + subject)
+        st = admin_status(self.channel(secure_channel(d.admin_addr, client="long_ok")))
+        self.assertEqual(st.item_count, 500)
+        self.refused(grpc.StatusCode.UNAUTHENTICATED, admin_status,
+                     self.channel(secure_channel(d.admin_addr, client="long_evil")), timeout=FAIL_TIMEOUT)
+
+
 # --- 5: reloads under the bundle root ----------------------------------------
 
 class BundleRootTest(Case):
