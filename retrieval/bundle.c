@@ -95,12 +95,12 @@ static int load_matrix(const char *path, size_t rows, size_t cols, float **out, 
   return 0;
 }
 
-static int load_tower(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
-  const cJSON *layers = cJSON_GetObjectItemCaseSensitive(m, "user_tower");
+/* The MLP whose layers 'layers' lists ('what' names it in errors). */
+static int load_layers(tower *t, const char *dir, const cJSON *m, const cJSON *layers, const char *what,
+                       rec_error *err) {
   int n = cJSON_GetArraySize(layers);
   if (!cJSON_IsArray(layers) || n < 1 || n > 16)
-    return rec_fail(err, REC_ECORRUPT, "%s/%s: \"user_tower\" must list 1 to 16 layers", dir,
-                    BUNDLE_MANIFEST);
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: \"%s\" must list 1 to 16 layers", dir, BUNDLE_MANIFEST, what);
   tower_layer *ls = calloc((size_t)n, sizeof *ls);
   if (!ls) return rec_fail(err, REC_ENOMEM, "out of memory");
   char path[PATHMAX];
@@ -109,8 +109,8 @@ static int load_tower(bundle *b, const char *dir, const cJSON *m, rec_error *err
     const char *w = get_str(l, "weights"), *bias = get_str(l, "bias"), *act = get_str(l, "activation");
     int a = act ? tower_act_parse(act) : -1;
     if (!w || !bias || a < 0) {
-      rc = rec_fail(err, REC_ECORRUPT, "%s/%s: user_tower[%d] needs \"weights\", \"bias\" and "
-                    "\"activation\" (relu, tanh or linear)", dir, BUNDLE_MANIFEST, i);
+      rc = rec_fail(err, REC_ECORRUPT, "%s/%s: %s[%d] needs \"weights\", \"bias\" and "
+                    "\"activation\" (relu, tanh or linear)", dir, BUNDLE_MANIFEST, what, i);
       goto fail;
     }
     ls[i].act = (tower_act)a;
@@ -127,7 +127,7 @@ static int load_tower(bundle *b, const char *dir, const cJSON *m, rec_error *err
       goto fail;
     }
   }
-  if ((rc = tower_init(&b->tower, ls, (size_t)n, err)) != 0) goto fail;
+  if ((rc = tower_init(t, ls, (size_t)n, err)) != 0) goto fail;
   return 0;
 fail:
   for (int j = 0; j < n; j++) {
@@ -206,6 +206,8 @@ static int load_index(bundle *b, const char *dir, const cJSON *m, rec_error *err
   return 0;
 }
 
+static int load_item_tower(bundle *b, const char *dir, const cJSON *m, rec_error *err);
+
 static int load_parts(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
   char path[PATHMAX];
   size_t items;
@@ -230,12 +232,118 @@ static int load_parts(bundle *b, const char *dir, const cJSON *m, rec_error *err
   if ((rc = listed(dir, m, get_str(m, "user_features"), path, err)) ||
       (rc = load_matrix(path, b->user_count, b->feature_dim, &b->user_features, err)))
     return rc;
-  if ((rc = load_tower(b, dir, m, err))) return rc;
+  if ((rc = load_layers(&b->tower, dir, m, cJSON_GetObjectItemCaseSensitive(m, "user_tower"), "user_tower", err)))
+    return rc;
   if (b->tower.in_dim != b->feature_dim || b->tower.out_dim != b->dim)
     return rec_fail(err, REC_EMISMATCH, "%s/%s: user tower maps %zu -> %zu, bundle needs %zu -> %zu",
                     dir, BUNDLE_MANIFEST, b->tower.in_dim, b->tower.out_dim, b->feature_dim, b->dim);
+  if ((rc = load_item_tower(b, dir, m, err))) return rc;
   if ((rc = load_index(b, dir, m, err))) return rc;
   return signals_load(dir, m, b->catalog, &b->sig, err);
+}
+
+static void item_tower_free(bundle_item_tower_rt *it) {
+  if (!it) return;
+  tower_destroy(&it->t);
+  free(it->cat_inputs);
+  free(it->has_cat);
+  free(it->price_emb);
+  free(it->price_edges);
+  free(it);
+}
+
+/* A listed .npy file of 'rows' x 'cols' (0: any), named by o[key]. */
+static int tower_part(const char *dir, const cJSON *m, const cJSON *o, const char *key, size_t rows, size_t cols,
+                      npy_f32 *a, rec_error *err) {
+  char path[PATHMAX];
+  int rc = listed(dir, m, get_str(o, key), path, err);
+  if (!rc) rc = npy_f32_read(path, a, err);
+  if (!rc && ((rows && a->rows != rows) || (cols && a->cols != cols))) {
+    rc = rec_fail(err, REC_EMISMATCH, "%s: item_tower.%s is %zu x %zu, want %zu x %zu", path, key, a->rows,
+                  a->cols, rows ? rows : a->rows, cols);
+    npy_f32_destroy(a);
+  }
+  return rc;
+}
+
+/* "item_tower" (two-tower bundles): optional; an older or ALS bundle has none. */
+static int load_item_tower(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
+  const cJSON *o = cJSON_GetObjectItemCaseSensitive(m, "item_tower");
+  if (!o) return 0;
+  bundle_item_tower_rt *it = calloc(1, sizeof *it);
+  if (!it) return rec_fail(err, REC_ENOMEM, "out of memory");
+  const catalog *c = b->catalog;
+  char path[PATHMAX];
+  char *names = NULL;
+  npy_f32 ids = {0}, cats = {0}, prices = {0}, edges = {0};
+  size_t len;
+  int rc = load_layers(&it->t, dir, m, cJSON_GetObjectItemCaseSensitive(o, "layers"), "item_tower.layers", err);
+  if (!rc) rc = listed(dir, m, get_str(o, "categories"), path, err);
+  if (!rc && !(names = rec_read_file(path, &len, err))) rc = err ? err->code : REC_EIO;
+  size_t n_names = 0;
+  for (size_t i = 0; !rc && names && i < len; i++) n_names += names[i] == '\n';
+  n_names = n_names ? n_names - 1 : 0; /* the header */
+  if (!rc && !n_names) rc = rec_fail(err, REC_ECORRUPT, "%s: names no category", path);
+  if (!rc) rc = tower_part(dir, m, o, "category_ids", n_names, 0, &ids, err);
+  if (!rc) it->id_dim = ids.cols;
+  if (!rc) rc = tower_part(dir, m, o, "category_embeddings", n_names, 0, &cats, err);
+  if (!rc) it->cat_dim = cats.cols;
+  if (!rc) rc = tower_part(dir, m, o, "price_embeddings", 0, 0, &prices, err);
+  if (!rc) it->price_dim = prices.cols, it->n_buckets = prices.rows;
+  if (!rc && it->n_buckets < 2) rc = rec_fail(err, REC_ECORRUPT, "%s/%s: item_tower needs 2 or more price buckets", dir,
+                                             BUNDLE_MANIFEST);
+  if (!rc) rc = tower_part(dir, m, o, "price_edges", it->n_buckets - 1, 1, &edges, err);
+  if (!rc && (it->t.in_dim != it->id_dim + it->cat_dim + it->price_dim || it->t.out_dim != b->dim))
+    rc = rec_fail(err, REC_EMISMATCH, "%s/%s: item tower maps %zu -> %zu, its inputs are %zu wide and the "
+                  "bundle's embeddings %zu", dir, BUNDLE_MANIFEST, it->t.in_dim, it->t.out_dim,
+                  it->id_dim + it->cat_dim + it->price_dim, b->dim);
+  size_t w = it->id_dim + it->cat_dim;
+  if (!rc && (!(it->cat_inputs = calloc(c->category_count * w + 1, sizeof *it->cat_inputs)) ||
+              !(it->has_cat = calloc(c->category_count + 1, 1))))
+    rc = rec_fail(err, REC_ENOMEM, "out of memory");
+  /* Rows by name into the catalog's category order; a name the catalog
+   * lacks is skipped. */
+  char *line = names ? strchr(names, '\n') : NULL;
+  for (size_t r = 0; !rc && line && r < n_names; r++) {
+    char *name = line + 1, *end = strchr(name, '\n');
+    if (!end) break;
+    *end = '\0';
+    uint32_t k;
+    if (catalog_find_category(c, name, strlen(name), &k)) {
+      memcpy(it->cat_inputs + k * w, ids.data + r * it->id_dim, it->id_dim * sizeof(float));
+      memcpy(it->cat_inputs + k * w + it->id_dim, cats.data + r * it->cat_dim, it->cat_dim * sizeof(float));
+      it->has_cat[k] = 1;
+    }
+    line = end;
+  }
+  if (!rc) {
+    it->price_emb = prices.data, prices.data = NULL;
+    it->price_edges = edges.data, edges.data = NULL;
+    b->item_tower = it;
+    it = NULL;
+  }
+  free(names);
+  npy_f32_destroy(&ids);
+  npy_f32_destroy(&cats);
+  npy_f32_destroy(&prices);
+  npy_f32_destroy(&edges);
+  item_tower_free(it);
+  return rc;
+}
+
+int bundle_embed_item(const bundle *b, uint32_t category, float price, float *out) {
+  const bundle_item_tower_rt *it = b->item_tower;
+  if (!it || category >= b->catalog->category_count || !it->has_cat[category]) return REC_ENOTFOUND;
+  size_t w = it->id_dim + it->cat_dim, in = w + it->price_dim;
+  float *x = malloc((in + 2 * it->t.max_width) * sizeof *x);
+  if (!x) return REC_ENOMEM;
+  uint32_t bucket = 0;
+  while (bucket + 1 < it->n_buckets && price > it->price_edges[bucket]) bucket++;
+  memcpy(x, it->cat_inputs + (size_t)category * w, w * sizeof *x);
+  memcpy(x + w, it->price_emb + (size_t)bucket * it->price_dim, it->price_dim * sizeof *x);
+  int rc = tower_forward(&it->t, x, out, x + in);
+  free(x);
+  return rc;
 }
 
 int bundle_load(const char *dir, bundle **out, rec_error *err) {
@@ -421,6 +529,7 @@ void bundle_unref(bundle *b) {
   free(b->user_features);
   tower_destroy(&b->tower);
   ann_index_free(b->ann);
+  item_tower_free(b->item_tower);
   signals_destroy(&b->sig);
   free(b->shard_keep);
   strmap_free(b->user_map);

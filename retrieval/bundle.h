@@ -18,6 +18,17 @@
 #define BUNDLE_FORMAT 1
 #define BUNDLE_MANIFEST "manifest.json"
 
+/* The item tower of a two-tower bundle (manifest "item_tower"), for items
+ * added live: inputs per catalog category and per price bucket. */
+typedef struct bundle_item_tower_rt {
+  tower t;
+  size_t id_dim, cat_dim, price_dim, n_buckets;
+  float *cat_inputs;         /* [catalog categories x (id_dim + cat_dim)] */
+  uint8_t *has_cat;          /* [catalog categories]: 1 when the tower knows it */
+  float *price_emb;          /* [n_buckets x price_dim] */
+  float *price_edges;        /* [n_buckets - 1] */
+} bundle_item_tower_rt;
+
 typedef struct bundle {
   char *version;             /* manifest "version" */
   char *path;                /* directory it was loaded from */
@@ -34,6 +45,7 @@ typedef struct bundle {
   uint8_t *shard_keep;       /* [count] 1 for the items this shard serves; NULL: all */
   uint32_t shard, shards;    /* this shard's index and the shard count (0 of 1: unsharded) */
   int ef_search;
+  bundle_item_tower_rt *item_tower; /* NULL: the bundle has none (ALS, imported) */
   struct bundle *parent;     /* bundle_view: the loaded bundle this one shares all but its catalog with */
   _Atomic uint32_t **added_events; /* a view: events so far per added row ([bundle_added]), or NULL; the
                                     * counters belong to whoever made the view, the array to the view */
@@ -73,6 +85,11 @@ static inline const struct bundle *bundle_base(const struct bundle *b) { return 
 static inline size_t bundle_added(const struct bundle *b) {
   return b->catalog->count - bundle_base(b)->catalog->count;
 }
+/* The embedding the bundle's item tower gives an item of catalog category
+ * 'category' at 'price' that the model never saw (its id embedding is the
+ * mean of its category's): out[dim], unit norm. REC_ENOTFOUND when the
+ * bundle has no item tower or it does not know the category. Thread-safe. */
+int  bundle_embed_item(const bundle *b, uint32_t category, float price, float *out);
 bundle *bundle_ref(bundle *b);
 void bundle_unref(bundle *b);                          /* NULL is a no-op */
 

@@ -114,6 +114,53 @@ static int write_tower(const char *dir, const bundle_spec *s, cJSON *m, cJSON *f
   return 0;
 }
 
+/* A matrix as .npy, listed in the manifest's files and named under 'o'. */
+static int write_npy(const char *dir, cJSON *files, cJSON *o, const char *key, const char *name, const float *data,
+                     size_t rows, size_t cols, int ndim, rec_error *err) {
+  char path[PATHMAX];
+  path_of(path, dir, name);
+  int rc = npy_f32_write(path, data, rows, cols, ndim, err);
+  if (!rc) rc = add_file(files, dir, name, err);
+  if (!rc) cJSON_AddStringToObject(o, key, name);
+  return rc;
+}
+
+/* "item_tower": its inputs per category and price bucket, and its layers. */
+static int write_item_tower(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files, rec_error *err) {
+  const bundle_item_tower *t = s->item_tower;
+  if (!t) return 0;
+  cJSON *o = cJSON_AddObjectToObject(m, "item_tower");
+  char path[PATHMAX], name[64];
+  path_of(path, dir, "item_tower_categories.tsv");
+  FILE *f = fopen(path, "we");
+  if (!f) return rec_fail(err, REC_EIO, "%s: cannot create", path);
+  fputs("category\n", f);
+  for (size_t c = 0; c < t->n_categories; c++) fprintf(f, "%s\n", t->categories[c]);
+  if (fclose(f) != 0) return rec_fail(err, REC_EIO, "%s: write failed", path);
+  int rc = add_file(files, dir, "item_tower_categories.tsv", err);
+  if (!rc) cJSON_AddStringToObject(o, "categories", "item_tower_categories.tsv");
+  if (!rc) rc = write_npy(dir, files, o, "category_ids", "item_tower_category_ids.npy", t->cat_id, t->n_categories,
+                          t->id_dim, 2, err);
+  if (!rc) rc = write_npy(dir, files, o, "category_embeddings", "item_tower_categories.npy", t->cat_emb,
+                          t->n_categories, t->cat_dim, 2, err);
+  if (!rc) rc = write_npy(dir, files, o, "price_embeddings", "item_tower_prices.npy", t->price_emb, t->n_buckets,
+                          t->price_dim, 2, err);
+  if (!rc) rc = write_npy(dir, files, o, "price_edges", "item_tower_price_edges.npy", t->price_edges,
+                          t->n_buckets - 1, 1, 1, err);
+  cJSON *layers = cJSON_AddArrayToObject(o, "layers");
+  for (size_t i = 0; !rc && i < t->n_layers; i++) {
+    const tower_layer *l = &t->layers[i];
+    cJSON *lo = cJSON_CreateObject();
+    cJSON_AddItemToArray(layers, lo);
+    snprintf(name, sizeof name, "item_tower_%zu_w.npy", i);
+    rc = write_npy(dir, files, lo, "weights", name, l->w, l->in, l->out, 2, err);
+    snprintf(name, sizeof name, "item_tower_%zu_b.npy", i);
+    if (!rc) rc = write_npy(dir, files, lo, "bias", name, l->b, l->out, 1, 1, err);
+    cJSON_AddStringToObject(lo, "activation", tower_act_name(l->act));
+  }
+  return rc;
+}
+
 /* ann.c's: HNSW's efConstruction for the adds that follow (the C API has
  * no setter); REC_EINVAL for an index that is not HNSW. */
 int ann__set_ef_construction(ann_index *idx, int ef, rec_error *err);
@@ -195,6 +242,7 @@ static int write_data(const char *dir, const bundle_spec *s, cJSON *m, cJSON *fi
   cJSON_AddStringToObject(m, "users", "users.tsv");
   cJSON_AddStringToObject(m, "user_features", "user_features.npy");
   if ((rc = write_tower(dir, s, m, files, err))) return rc;
+  if ((rc = write_item_tower(dir, s, m, files, err))) return rc;
   if ((rc = write_index(dir, s, m, files, err))) return rc;
   for (size_t i = 0; i < s->n_extras; i++) {
     const bundle_extra *x = &s->extras[i];

@@ -18,6 +18,21 @@ typedef struct bundle_extra {
   void *arg;
 } bundle_extra;
 
+/* The item tower, so that recd can embed an item the model never saw (a
+ * live catalog addition): per category (by name) the mean id embedding of
+ * its items and its category embedding, the price-bucket embeddings with
+ * the buckets' upper edges, and the layers (docs/bundle.md). */
+typedef struct bundle_item_tower {
+  size_t n_categories, id_dim, cat_dim, n_buckets, price_dim;
+  const char *const *categories;      /* [n_categories] names, the rows' order */
+  const float *cat_id;                /* [n_categories x id_dim] */
+  const float *cat_emb;               /* [n_categories x cat_dim] */
+  const float *price_emb;             /* [n_buckets x price_dim] */
+  const float *price_edges;           /* [n_buckets - 1]: bucket b holds prices up to edges[b] */
+  size_t n_layers;
+  const tower_layer *layers;          /* id_dim + cat_dim + price_dim -> ... -> dim */
+} bundle_item_tower;
+
 typedef struct bundle_spec {
   const char *version;                /* 1..128 bytes; NULL: "<version_prefix>-" + a hash
                                        * of every file's content */
@@ -41,6 +56,7 @@ typedef struct bundle_spec {
                                        * 0: from item_count (bundle_hnsw_ef_search) */
   int ef_construction;                /* HNSW build breadth; 0: from item_count
                                        * (bundle_hnsw_ef_construction) */
+  const bundle_item_tower *item_tower; /* NULL: none (ALS, imported models) */
   const bundle_extra *extras;         /* more files, may be NULL */
   size_t n_extras;
   const char *manifest_json;          /* a JSON object whose keys are added to the

@@ -52,7 +52,8 @@ struct live_catalog {
   pthread_mutex_t index_mu;  /* 'index' and 'n' for note_event, which does not take 'mu' */
   catlog *log;
   bundle *base;              /* the loaded bundle (a reference), NULL before the first */
-  float *centroids;          /* [categories x dim] of 'base': where an added item's embedding starts */
+  float *centroids;          /* [categories x dim] of 'base': an added item's embedding without an item tower */
+  size_t by_tower, by_centroid; /* how the last view embedded its added items */
   lc_publish_fn publish;
   void *publish_arg;
   pthread_mutex_t q_mu;
@@ -325,9 +326,18 @@ static int build_view(live_catalog *lc, bundle **out, rec_error *err) {
     emb = malloc(n_added * base->dim * sizeof *emb);
     events = calloc(n_added, sizeof *events);
     if (!emb || !events) rc = rec_fail(err, REC_ENOMEM, "out of memory");
+    lc->by_tower = lc->by_centroid = 0;
     for (size_t i = 0; !rc && i < n_added; i++) {
       uint32_t row = (uint32_t)(c0->count + i); /* catalog_derive adds in change order */
-      memcpy(emb + i * base->dim, lc->centroids + (size_t)cat->category[row] * base->dim, base->dim * sizeof *emb);
+      float *e = emb + i * base->dim;
+      /* The bundle's item tower, on the item's category and price; a bundle
+       * without one (ALS, imported): its category's centroid. */
+      if (bundle_embed_item(base, cat->category[row], cat->price[row], e) == 0) {
+        lc->by_tower++;
+      } else {
+        memcpy(e, lc->centroids + (size_t)cat->category[row] * base->dim, base->dim * sizeof *emb);
+        lc->by_centroid++;
+      }
       events[i] = &added[i]->events;
     }
     if (rc) catalog_free(cat);
@@ -436,8 +446,8 @@ static void run_job(live_catalog *lc, job *j) {
                   rec_log_quote(qid, sizeof qid, j->items[i].id, strlen(j->items[i].id)));
     gen = catlog_generation(lc->log);
     publish(lc);
-    LOG_INFO("catalog batch applied", "generation=%llu items=%zu added=%zu overlay=%zu",
-             (unsigned long long)gen, j->n, added, lc->n);
+    LOG_INFO("catalog batch applied", "generation=%llu items=%zu added=%zu overlay=%zu embedded_by_item_tower=%zu "
+             "embedded_by_centroid=%zu", (unsigned long long)gen, j->n, added, lc->n, lc->by_tower, lc->by_centroid);
   }
   pthread_mutex_unlock(&lc->mu);
   j->done(j->arg, rc, gen, rc ? 0 : j->n, added, &err);

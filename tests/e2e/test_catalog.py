@@ -101,8 +101,11 @@ class EffectiveOnTheNextCallTest(CatalogCase):
         self.assertIn("new_item", rules)
         self.assertGreater(rules["new_item"].factor, 1)
         self.assertIn("added to the catalog live", rules["new_item"].note)
-        cat0 = [i.item_id for i in r.items if i.item_id != "NEW-cat0"][:2]
-        self.assertIn("NEW-cat0", [i.item_id for i in self.similar(cat0, k=10).items])
+        # The similar items of cat0's items (I00, I03, ..., I42) are the new one
+        # before any item of another category.
+        cat0 = ["I%02d" % i for i in range(0, 45, 3)]
+        self.assertEqual(self.similar(cat0, k=3).items[0].item_id, "NEW-cat0")
+        self.assertIn("embedded_by_item_tower=1", self.d.output())  # the bundle's own item tower
         # Exploration has a cap: of five new cat0 items, at most
         # ceil(0.2 x 10) = 2 on a page of 10.
         self.upsert(*[self.item("NEW-cat0-%d" % i, category="cat0", price=8) for i in range(5)])

@@ -253,6 +253,15 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                    .ef_search = o->ef_search, .ef_construction = o->ef_construction,
                    .extras = extras,
                    .n_extras = sizeof extras / sizeof *extras, .manifest_json = json};
+  bundle_item_tower it;
+  if (c->t.has_item_tower) {
+    const tt_item_tower *x = &c->t.item_tower;
+    it = (bundle_item_tower){.n_categories = x->n_categories, .id_dim = x->id_dim, .cat_dim = x->cat_dim,
+                             .n_buckets = x->n_buckets, .price_dim = x->price_dim, .categories = d->categories,
+                             .cat_id = x->cat_id, .cat_emb = x->cat_emb, .price_emb = x->price_emb,
+                             .price_edges = x->price_edges, .n_layers = 2, .layers = x->layers};
+    s.item_tower = &it;
+  }
   progress pr;
   progress_start(&pr, "bundle", n, o->quiet);
   s.progress = on_indexed;

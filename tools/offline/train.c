@@ -46,6 +46,7 @@ void trained_destroy(trained *t) {
     free(t->layers[i].w);
     free(t->layers[i].b);
   }
+  if (t->has_item_tower) tt_item_tower_destroy(&t->item_tower);
   memset(t, 0, sizeof *t);
 }
 
@@ -93,6 +94,11 @@ static int train_twotower(const dataset *d, const ui_matrix *R, const profiles *
     return rec_fail(err, REC_ENOMEM, "two-tower: out of memory");
   }
   t->n_layers = 2;
+  if (tt_item_tower_export(m, d, &t->item_tower) != 0) {
+    tt_free(m);
+    return rec_fail(err, REC_ENOMEM, "two-tower: out of memory");
+  }
+  t->has_item_tower = true;
   for (size_t u = 0; u < d->n_users; u++) tt_user_features(m, p, (uint32_t)u, t->user_feat + u * t->feature_dim);
   t->loss = tt_last_loss(m);
   char note[64];

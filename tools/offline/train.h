@@ -48,6 +48,8 @@ typedef struct trained {
   float *user_feat;          /* [n_users x feature_dim] */
   tower_layer layers[2];
   double loss;
+  bool has_item_tower;       /* two-tower: the item tower, for items added live */
+  tt_item_tower item_tower;
 } trained;
 
 /* Trains model o->model ("twotower" or "als") on R (users x items of d) with

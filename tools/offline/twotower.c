@@ -562,3 +562,56 @@ int tt_user_tower(const tt_model *m, tower_layer layers[2]) {
   }
   return 0;
 }
+
+void tt_item_tower_destroy(tt_item_tower *t) {
+  free(t->cat_id);
+  free(t->cat_emb);
+  free(t->price_emb);
+  free(t->price_edges);
+  for (int i = 0; i < 2; i++) {
+    free(t->layers[i].w);
+    free(t->layers[i].b);
+  }
+  memset(t, 0, sizeof *t);
+}
+
+int tt_item_tower_export(const tt_model *m, const dataset *d, tt_item_tower *out) {
+  size_t E = m->o.id_dim, nc = m->e_cat.rows;
+  tt_item_tower t = {.n_categories = nc, .id_dim = E, .cat_dim = CAT_DIM, .n_buckets = PRICE_BUCKETS,
+                     .price_dim = PRICE_DIM};
+  t.cat_id = calloc(nc * E + 1, sizeof *t.cat_id);
+  t.cat_emb = malloc((nc * CAT_DIM + 1) * sizeof *t.cat_emb);
+  t.price_emb = malloc(PRICE_BUCKETS * PRICE_DIM * sizeof *t.price_emb);
+  t.price_edges = malloc((PRICE_BUCKETS - 1) * sizeof *t.price_edges);
+  float *p = malloc((d->n_items + 1) * sizeof *p);
+  size_t *count = calloc(nc + 1, sizeof *count);
+  int rc = !t.cat_id || !t.cat_emb || !t.price_emb || !t.price_edges || !p || !count ||
+           copy_layer(&m->it1, &t.layers[0], TOWER_RELU) || copy_layer(&m->it2, &t.layers[1], TOWER_LINEAR)
+               ? REC_ENOMEM : 0;
+  if (!rc) {
+    /* An item the model never saw has no id embedding of its own: its
+     * category's mean stands in. */
+    for (size_t i = 0; i < m->n_items; i++) {
+      uint32_t c = m->item_cat[i];
+      const float *e = m->e_id.p.w + i * E;
+      for (size_t k = 0; k < E; k++) t.cat_id[c * E + k] += e[k];
+      count[c]++;
+    }
+    for (size_t c = 0; c < nc; c++)
+      for (size_t k = 0; k < E && count[c]; k++) t.cat_id[c * E + k] /= (float)count[c];
+    memcpy(t.cat_emb, m->e_cat.p.w, nc * CAT_DIM * sizeof *t.cat_emb);
+    memcpy(t.price_emb, m->e_price.p.w, PRICE_BUCKETS * PRICE_DIM * sizeof *t.price_emb);
+    /* price_buckets' edges: bucket b + 1 starts above the (b+1)/B quantile. */
+    for (size_t i = 0; i < d->n_items; i++) p[i] = d->items[i].price;
+    qsort(p, d->n_items, sizeof *p, by_float);
+    for (size_t b = 0; b + 1 < PRICE_BUCKETS; b++) t.price_edges[b] = d->n_items ? p[(b + 1) * d->n_items / PRICE_BUCKETS] : 0;
+  }
+  free(p);
+  free(count);
+  if (rc) {
+    tt_item_tower_destroy(&t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}

@@ -51,6 +51,23 @@ size_t tt_user_feature_dim(const tt_model *m);
 void tt_user_features(const tt_model *m, const profiles *p, uint32_t u, float *out);
 /* Copies of the user tower's layers for a bundle (caller frees w and b). */
 int  tt_user_tower(const tt_model *m, tower_layer layers[2]);
+/* The item tower in a form recd can run on an item it never saw (a live
+ * catalog addition, docs/catalog.md): per category of 'd' (its
+ * category_idx order) the mean id embedding of its items and the category
+ * embedding, the price-bucket embeddings and their edges (bucket b holds
+ * prices above edges[b-1] up to edges[b]), and the two layers. Every array
+ * is malloc'd; tt_item_tower_destroy frees them. */
+typedef struct tt_item_tower {
+  size_t n_categories, id_dim, cat_dim, n_buckets, price_dim;
+  float *cat_id;             /* [n_categories x id_dim] */
+  float *cat_emb;            /* [n_categories x cat_dim] */
+  float *price_emb;          /* [n_buckets x price_dim] */
+  float *price_edges;        /* [n_buckets - 1] */
+  tower_layer layers[2];     /* id_dim + cat_dim + price_dim -> hidden (relu) -> dim */
+} tt_item_tower;
+int  tt_item_tower_export(const tt_model *m, const dataset *d, tt_item_tower *out);
+void tt_item_tower_destroy(tt_item_tower *t);
+
 /* Mean training loss of the last epoch. */
 double tt_last_loss(const tt_model *m);
 #endif

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -135,6 +136,20 @@ static void builds_a_loadable_bundle(void) {
   CU_ASSERT_FALSE(bundle_find_user(b, "C040", 4, &row));
   CU_ASSERT_TRUE(catalog_find(b->catalog, "P059", 4, &row));
   CU_ASSERT_EQUAL(row, 59);
+  /* The item tower rides along: an item the model never saw, of any
+   * category, gets a unit embedding that depends on its price. */
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b->item_tower);
+  for (uint32_t k = 0; k < b->catalog->category_count; k++) {
+    float cheap[16], dear[16];
+    CU_ASSERT_EQUAL_FATAL(bundle_embed_item(b, k, 0.0f, cheap), 0);
+    CU_ASSERT_EQUAL_FATAL(bundle_embed_item(b, k, 1e6f, dear), 0);
+    double norm = 0, diff = 0;
+    for (int d = 0; d < 16; d++) norm += cheap[d] * cheap[d], diff += fabs(cheap[d] - dear[d]);
+    CU_ASSERT(fabs(norm - 1) < 1e-4);
+    CU_ASSERT(diff > 1e-6);
+  }
+  float none[16];
+  CU_ASSERT_EQUAL(bundle_embed_item(b, (uint32_t)b->catalog->category_count, 1, none), REC_ENOTFOUND);
   bundle_unref(b);
 
   cJSON *m = read_manifest(out);
@@ -220,6 +235,9 @@ static void als_model_builds_too(void) {
   CU_ASSERT_EQUAL(b->dim, 8 + 1);      /* factors + the cosine-mapping dimension */
   CU_ASSERT_EQUAL(b->feature_dim, 8);
   CU_ASSERT_EQUAL(strncmp(b->version, "als-", 4), 0);
+  float v[9];
+  CU_ASSERT_PTR_NULL(b->item_tower); /* ALS has no item tower: new items take their category's centroid */
+  CU_ASSERT_EQUAL(bundle_embed_item(b, 0, 1, v), REC_ENOTFOUND);
   bundle_unref(b);
   cJSON *m = read_manifest(out);
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "training");
