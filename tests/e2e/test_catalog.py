@@ -122,6 +122,24 @@ class EffectiveOnTheNextCallTest(CatalogCase):
         self.assertTrue(after and after[0] < before, (before, after))
 
 
+class PinsTest(CatalogCase):
+    def test_a_deleted_or_sold_out_item_loses_its_pin(self):
+        conf = os.path.join(base.TMP, "pins-%d.conf" % time.monotonic_ns())
+        with open(conf, "w") as f:
+            f.write("promotions.pin = I05@1, NEW-pin@2\n")
+        self.start("--ranking_config=" + conf)
+        self.assertEqual(self.recommend("U00").items[0].item_id, "I05")
+        # A pin on an id the catalog does not hold yet takes effect once it is added.
+        self.upsert(self.item("NEW-pin", category="cat1", price=9))
+        self.assertEqual([i.item_id for i in self.recommend("U00").items[:2]], ["I05", "NEW-pin"])
+        self.upsert(self.item("NEW-pin", in_stock=False))
+        self.assertNotIn("NEW-pin", [i.item_id for i in self.recommend("U00", k=40).items])
+        self.catalog.Delete(pb["catalog"].DeleteRequest(item_ids=["I05"]), timeout=T)
+        r = self.recommend("U00", k=40, explain_item_ids=["I05"])
+        self.assertNotIn("I05", [i.item_id for i in r.items])
+        self.assertEqual(r.verdicts[0].stage, "unknown_item")
+
+
 class BatchesTest(CatalogCase):
     def test_a_bad_row_fails_the_whole_batch(self):
         import grpc
@@ -156,7 +174,11 @@ class BatchesTest(CatalogCase):
         self.refused(grpc.StatusCode.UNAUTHENTICATED, anonymous.Upsert,
                      pb["catalog"].UpsertRequest(items=[self.item("I01", in_stock=False)]), timeout=T)
         self.assertEqual(self.recommend().catalog_generation, 0)
-        self.assertRegex(self.d.output(), r'who="anonymous" method=/rec.v1.Catalog/Upsert status=16')
+        # The call's log line is written once the call is over: just after the reply.
+        pattern, deadline = r'who="anonymous" method=/rec.v1.Catalog/Upsert status=16', time.monotonic() + 10
+        while not re.search(pattern, self.d.output()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertRegex(self.d.output(), pattern)
 
     def test_without_a_catalog_log_writes_are_refused(self):
         import grpc
