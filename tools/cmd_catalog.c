@@ -28,8 +28,7 @@ static const char *const COLUMN[NCOLS] = {"item_id", "category", "subcategory", 
 
 typedef struct rows {
   int col[NCOLS];
-  Rec__V1__CatalogItem *items;
-  char **ids;
+  Rec__V1__CatalogItem *items; /* a Delete sends their item_id only */
   size_t n, cap;
   bool deleting;
 } rows;
@@ -73,9 +72,6 @@ static int on_row(void *ctx, const csv_row *r, int is_header, rec_error *err) {
     Rec__V1__CatalogItem *items = realloc(rs->items, cap * sizeof *items);
     if (!items) return rec_fail(err, REC_ENOMEM, "out of memory");
     rs->items = items;
-    char **ids = realloc(rs->ids, cap * sizeof *ids);
-    if (!ids) return rec_fail(err, REC_ENOMEM, "out of memory");
-    rs->ids = ids;
     rs->cap = cap;
   }
   const char *v[NCOLS];
@@ -83,7 +79,7 @@ static int on_row(void *ctx, const csv_row *r, int is_header, rec_error *err) {
   if (!*v[C_ITEM]) return rec_fail(err, REC_EINVAL, "%s:%zu: item_id is empty", r->path, r->line);
   Rec__V1__CatalogItem *it = &rs->items[rs->n];
   rec__v1__catalog_item__init(it);
-  if (!(it->item_id = rs->ids[rs->n] = dup_field(v[C_ITEM], err))) return REC_ENOMEM;
+  if (!(it->item_id = dup_field(v[C_ITEM], err))) return REC_ENOMEM;
   rs->n++;
   if (rs->deleting) return 0;
   double d;
@@ -130,7 +126,6 @@ static void rows_free(rows *rs) {
     if (it->name_set_case) free(it->name);
   }
   free(rs->items);
-  free(rs->ids);
 }
 
 static int usage(void) {
@@ -200,13 +195,16 @@ int cmd_catalog(int argc, char **argv) {
     Rec__V1__UpsertRequest up = REC__V1__UPSERT_REQUEST__INIT;
     Rec__V1__DeleteRequest del = REC__V1__DELETE_REQUEST__INIT;
     Rec__V1__CatalogItem **ptrs = malloc(n * sizeof *ptrs);
-    if (!ptrs) {
+    char **ids = malloc(n * sizeof *ids);
+    if (!ptrs || !ids) {
+      free(ptrs);
+      free(ids);
       code = 1;
       break;
     }
-    for (size_t i = 0; i < n; i++) ptrs[i] = &rs.items[at + i];
+    for (size_t i = 0; i < n; i++) ptrs[i] = &rs.items[at + i], ids[i] = rs.items[at + i].item_id;
     up.items = ptrs, up.n_items = n;
-    del.item_ids = rs.ids + at, del.n_item_ids = n;
+    del.item_ids = ids, del.n_item_ids = n;
     arena a;
     arena_init(&a, 0);
     ProtobufCMessage *resp;
@@ -224,6 +222,7 @@ int cmd_catalog(int argc, char **argv) {
     }
     arena_destroy(&a);
     free(ptrs);
+    free(ids);
   }
   rpc_client_free(c);
   rows_free(&rs);

@@ -272,21 +272,7 @@ class RecctlTest(CatalogCase):
 
 
 def main():
-    import argparse
-    import shutil
-    import tempfile
-    p = argparse.ArgumentParser()
-    p.add_argument("--build", required=True)
-    p.add_argument("--proto", required=True)
-    base.ARGS, rest = p.parse_known_args()
-    base.ARGS.build = os.path.abspath(base.ARGS.build)
-    base.TMP = tempfile.mkdtemp(prefix="recd_catalog.")
-    try:
-        base.generate_stubs(os.path.abspath(base.ARGS.proto), os.path.join(base.TMP, "stubs"))
-        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-        return 0 if prog.result.wasSuccessful() else 1
-    finally:
-        shutil.rmtree(base.TMP, ignore_errors=True)
+    return base.run("recd_catalog.")
 
 
 if __name__ == "__main__":

@@ -1537,20 +1537,27 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
 
 
-def main():
+def run(tmp_prefix="recd_e2e."):
+    """The command line of every e2e file: --build, --proto, then unittest's
+    own arguments for the tests of the calling __main__ module, in a fresh
+    TMP removed afterwards. Returns the exit code."""
     global ARGS, TMP
     p = argparse.ArgumentParser()
     p.add_argument("--build", required=True)
     p.add_argument("--proto", required=True)
     ARGS, rest = p.parse_known_args()
     ARGS.build = os.path.abspath(ARGS.build)
-    TMP = tempfile.mkdtemp(prefix="recd_e2e.")
+    TMP = tempfile.mkdtemp(prefix=tmp_prefix)
     try:
         generate_stubs(os.path.abspath(ARGS.proto), os.path.join(TMP, "stubs"))
-        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+        prog = unittest.main(module="__main__", argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
         return 0 if prog.result.wasSuccessful() else 1
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
+
+
+def main():
+    return run()
 
 
 if __name__ == "__main__":

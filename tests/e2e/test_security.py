@@ -10,7 +10,6 @@ Every certificate is made here with the openssl CLI; every process listens on
 
 Usage: /usr/bin/python3 tests/e2e/test_security.py --build BUILD_DIR --proto PROTO_DIR
 """
-import argparse
 import json
 import os
 import re
@@ -18,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.error
@@ -670,19 +668,7 @@ class RecctlTest(Case):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--build", required=True)
-    p.add_argument("--proto", required=True)
-    args, rest = p.parse_known_args()
-    args.build = os.path.abspath(args.build)
-    base.ARGS = args
-    base.TMP = tempfile.mkdtemp(prefix="recd_sec.")
-    try:
-        base.generate_stubs(os.path.abspath(args.proto), os.path.join(base.TMP, "stubs"))
-        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-        return 0 if prog.result.wasSuccessful() else 1
-    finally:
-        shutil.rmtree(base.TMP, ignore_errors=True)
+    return base.run("recd_sec.")
 
 
 if __name__ == "__main__":
