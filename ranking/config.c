@@ -433,6 +433,39 @@ int rank_config_set(rank_config *c, const char *key, const char *value, rec_erro
   return rc;
 }
 
+int rank_config_clone(const rank_config *c, rank_config **out) {
+  const rank_config_priv *p = (const rank_config_priv *)c;
+  rank_config_priv *q = malloc(sizeof *q);
+  if (!q) return REC_ENOMEM;
+  *q = *p;
+  q->pub.blocked = NULL, q->pub.pins = NULL, q->pub.boosts = NULL;
+  size_t text = 0;
+  for (size_t i = 0; i < c->n_blocked; i++) text += strlen(c->blocked[i]) + 1;
+  bool ok = true;
+  if (c->n_blocked) { /* one block, like split_list: the pointers, then the text */
+    char **ids = malloc(c->n_blocked * sizeof *ids + text);
+    if ((ok = ids != NULL)) {
+      char *s = (char *)(ids + c->n_blocked);
+      for (size_t i = 0; i < c->n_blocked; i++) {
+        size_t n = strlen(c->blocked[i]) + 1;
+        ids[i] = memcpy(s, c->blocked[i], n);
+        s += n;
+      }
+    }
+    q->pub.blocked = ids;
+  }
+  if (ok && c->n_pins && (ok = (q->pub.pins = malloc(c->n_pins * sizeof *c->pins)) != NULL))
+    memcpy(q->pub.pins, c->pins, c->n_pins * sizeof *c->pins);
+  if (ok && c->n_boosts && (ok = (q->pub.boosts = malloc(c->n_boosts * sizeof *c->boosts)) != NULL))
+    memcpy(q->pub.boosts, c->boosts, c->n_boosts * sizeof *c->boosts);
+  if (!ok) {
+    rank_config_free(&q->pub);
+    return REC_ENOMEM;
+  }
+  *out = &q->pub;
+  return 0;
+}
+
 void rank_config_free(rank_config *c) {
   if (!c) return;
   free(c->blocked);

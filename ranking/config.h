@@ -98,6 +98,9 @@ int  rank_config_load(const char *path, rank_config **out, rec_error *err);
  * so moving two related keys may need a particular order. On failure 'c' is
  * unchanged. Not for a config other threads are reading. */
 int  rank_config_set(rank_config *c, const char *key, const char *value, rec_error *err);
+/* A deep copy of 'c' (lists included) that rank_config_set may change.
+ * Returns 0 or REC_ENOMEM. */
+int  rank_config_clone(const rank_config *c, rank_config **out);
 void rank_config_free(rank_config *c);               /* NULL is a no-op */
 /* Every key with its default, range and meaning, for --help and the docs. */
 void rank_config_usage(FILE *out);

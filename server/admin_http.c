@@ -123,7 +123,7 @@ static char *status_json(const admin_http *h) {
 
 static char *metrics_text(const admin_http *h) {
   bundle *b = app_acquire(h->ap);
-  metrics_log log = {.enabled = h->ap->log != NULL};
+  metrics_log log = {.enabled = h->ap->log != NULL, .attribution = h->ap->attr};
   if (log.enabled) {
     log.applied = atomic_load(&h->ap->events_applied);
     log.durable = eventlog_last_seq(h->ap->log);

@@ -18,6 +18,7 @@ void app_init(app *a, const recd_config *cfg) {
   pthread_mutex_init(&a->mu, NULL);
   pthread_mutex_init(&a->reload_mu, NULL);
   pthread_mutex_init(&a->ranking_mu, NULL);
+  pthread_mutex_init(&a->exp_mu, NULL);
   a->current = NULL;
   a->ranking = NULL;
 }
@@ -29,6 +30,9 @@ void app_destroy(app *a) {
   pthread_mutex_destroy(&a->reload_mu);
   app_ranking_unref(a->ranking);
   pthread_mutex_destroy(&a->ranking_mu);
+  pthread_mutex_destroy(&a->exp_mu);
+  attribution_free(a->attr);
+  a->attr = NULL;
 }
 
 bundle *app_acquire(app *a) {
@@ -54,22 +58,45 @@ app_ranking *app_acquire_ranking(app *a) {
   return r;
 }
 
-void app_ranking_unref(app_ranking *r) {
-  if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+static void ranking_free(app_ranking *r) {
+  if (!r) return;
+  exp_plan_free(r->plan);
+  for (size_t i = 0; i < r->n_res; i++) bundle_unref(r->res[i].b);
+  free(r->res);
+  free(r->changes);
   rank_config_free(r->cfg);
   free(r);
 }
 
-/* Reads the ranking settings file (or the defaults) into a new reference. */
-static int load_ranking(const app *a, app_ranking **out, rec_error *err) {
+void app_ranking_unref(app_ranking *r) {
+  if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+  ranking_free(r);
+}
+
+const bundle *app_resident_bundle(const app_ranking *r, const char *name) {
+  for (size_t i = 0; i < r->n_res; i++)
+    if (strcmp(r->res[i].name, name) == 0) return r->res[i].b;
+  return NULL;
+}
+
+/* Reads the ranking settings file (or the defaults) and the experiments
+ * file with the bundles its arms name into a new reference, not yet
+ * compiled (*e: the experiments, or NULL without). */
+static int load_ranking(app *a, app_ranking **out, experiments **e, rec_error *err) {
+  *e = NULL;
   app_ranking *r = calloc(1, sizeof *r);
   if (!r) return rec_fail(err, REC_ENOMEM, "out of memory");
+  atomic_init(&r->refs, 1);
   int rc = rank_config_load(a->cfg->ranking_config[0] ? a->cfg->ranking_config : NULL, &r->cfg, err);
+  if (!rc && a->cfg->experiments[0]) {
+    app_ranking *cur = app_acquire_ranking(a);
+    rc = app_exp_prepare(a, r, cur, e, err);
+    app_ranking_unref(cur);
+  }
   if (rc) {
-    free(r);
+    ranking_free(r);
     return rc == REC_EIO ? REC_EINVAL : rc;
   }
-  atomic_init(&r->refs, 1);
   *out = r;
   return 0;
 }
@@ -83,7 +110,8 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   bundle_unref(old);
   double recall = 1;
   app_ranking *ranking = NULL;
-  int rc = load_ranking(a, &ranking, err);
+  experiments *exps = NULL;
+  int rc = load_ranking(a, &ranking, &exps, err);
   /* A path other than --bundle came from Admin.Reload, resolved under the
    * bundle root when asked; resolve it again now, at load time, in case a
    * symlink was swapped in meanwhile. */
@@ -96,8 +124,17 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
   if (!rc && a->cfg->role == REC_ROLE_RETRIEVAL)
     rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count);
+  /* From the state file's read to the swap, no runtime change can slip in
+   * between and be lost. */
+  pthread_mutex_lock(&a->exp_mu);
+  if (!rc && exps) {
+    rc = app_exp_finish(a, ranking, exps, err); /* takes 'exps' over */
+    exps = NULL;
+  }
   if (!rc && a->live) rc = live_catalog_set_base(a->live, b, err); /* publishes b with the catalog's changes */
   if (rc) {
+    pthread_mutex_unlock(&a->exp_mu);
+    experiments_free(exps);
     char qpath[600], qerr[600];
     LOG_ERROR("bundle refused", "path=\"%s\" error=\"%s\" serving=%s", rec_log_quote(qpath, sizeof qpath, path, strlen(path)),
               err ? rec_log_quote(qerr, sizeof qerr, err->msg, strlen(err->msg)) : "", old_v[0] ? old_v : "none");
@@ -117,6 +154,7 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   app_ranking *old_ranking = a->ranking;
   a->ranking = ranking;
   pthread_mutex_unlock(&a->ranking_mu);
+  pthread_mutex_unlock(&a->exp_mu);
   app_ranking_unref(old_ranking);
   metrics_reload(1);
   pthread_mutex_unlock(&a->reload_mu);

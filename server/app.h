@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "ranking/config.h"
+#include "ranking/experiments.h"
+#include "server/attribution.h"
 #include "retrieval/bundle.h"
 #include "server/config.h"
 #include "server/eventlog.h"
@@ -43,11 +45,39 @@ typedef struct app {
   live_catalog *live;          /* NULL without --catalog_log */
   atomic_bool listener_stuck;  /* the serving listener stopped accepting (selfprobe.h) */
   char bundle_root[4096];      /* real path Admin.Reload loads under; "" = by name refused */
+  attribution *attr;           /* what experiment arms' slates led to; NULL without --experiments */
+  pthread_mutex_t exp_mu;      /* one experiments change (reload or ControlExperiment) at a time */
 } app;
 
-/* The ranking settings a request uses, reference-counted like the bundle. */
+/* A bundle an experiment arm serves from, held beside the main one. */
+typedef struct app_resident {
+  char name[256];              /* as the experiments file names it */
+  char real[4096];             /* its real path under the bundle root */
+  bundle *b;
+} app_resident;
+
+/* A runtime experiment change (ControlExperiment), as the state file keeps it. */
+typedef struct exp_change {
+  int64_t time_ms;
+  char who[160];               /* the credential: "token:NAME", "cert:SUBJECT" */
+  char layer[EXP_NAME_MAX + 1];
+  char salt[EXP_SALT_MAX + 1]; /* the layer's salt then: a new salt drops the change */
+  char action[8];              /* "share", "stop", "resume" */
+  char arm[EXP_NAME_MAX + 1];
+  uint32_t share;
+} exp_change;
+
+/* The ranking settings a request uses, reference-counted like the bundle:
+ * the settings file, and the experiments compiled against it with the
+ * resident bundles their arms name. */
 typedef struct app_ranking {
   rank_config *cfg;
+  exp_plan *plan;              /* NULL without --experiments */
+  int slot[EXP_MAX_LAYERS][EXP_MAX_ARMS]; /* each arm's metric slot (metrics.h), -1: none */
+  app_resident *res;
+  size_t n_res;
+  exp_change *changes;         /* runtime changes in force, oldest first */
+  size_t n_changes;
   atomic_int refs;
 } app_ranking;
 
@@ -59,6 +89,23 @@ bundle *app_acquire(app *a);
  * app_ranking_unref), or NULL before the first load. */
 app_ranking *app_acquire_ranking(app *a);
 void app_ranking_unref(app_ranking *r);                /* NULL is a no-op */
+/* The resident bundle named 'name' in 'r', or NULL. */
+const bundle *app_resident_bundle(const app_ranking *r, const char *name);
+
+/* ---- experiments (app_experiments.c) ---- */
+
+/* Reads --experiments into 'r' (whose cfg is set) and loads the bundles its
+ * arms name, reusing those 'cur' holds; *e gets the parsed file. No lock. */
+int  app_exp_prepare(app *a, app_ranking *r, const app_ranking *cur, experiments **e, rec_error *err);
+/* With exp_mu held: applies the state file's changes to 'e' (taking it
+ * over) and compiles it into r->plan. */
+int  app_exp_finish(app *a, app_ranking *r, experiments *e, rec_error *err);
+/* ControlExperiment: rec.v1.ControlAction 'action' (1 share, 2 stop,
+ * 3 resume) on layer 'layer' ('arm' and 'share' for a share), made by
+ * 'who'. Written to the state file (fsync'd), then served. REC_EPRECOND
+ * without experiments, REC_ENOTFOUND, REC_EINVAL, REC_EIO. */
+int  app_control_experiment(app *a, const char *layer, int action, const char *arm, uint32_t share,
+                            const char *who, rec_error *err);
 
 /* Makes 'b' current, taking over the caller's reference; drops the old one.
  * Requests in flight keep the bundle they started with. */

@@ -114,6 +114,18 @@ static const cfg_field FIELDS[] = {
      .help = "event log segment size before a new file starts, in MiB"},
     {"ranking_config", STR(ranking_config), .def = "",
      .help = "ranking settings file (docs/configuration.md); empty = defaults"},
+    {"experiments", STR(experiments), .def = "",
+     .help = "experiment layers file (docs/operations.md), reloaded with the ranking settings; empty = none"},
+    {"experiments_state", STR(experiments_state), .def = "",
+     .help = "where runtime experiment changes (ControlExperiment) are kept; empty = EXPERIMENTS.state"},
+    {"attribution_window_s", INT(attribution_window_s, 1, 30 * 86400), .def = "3600",
+     .help = "a purchase without slate_request_id counts for the user's last slate this recent"},
+    {"attribution_slates", INT(attribution_slates, 1, 10000000), .def = "200000",
+     .help = "slates remembered for attribution (the oldest are forgotten first)"},
+    {"attribution_mb", INT(attribution_mb, 1, 65536), .def = "64",
+     .help = "memory the remembered slates may take, in MiB"},
+    {"call_log", STR(call_log), .def = "all",
+     .help = "a log line per serving call: all, errors (non-OK only) or off"},
 };
 static const cfg_table TABLE = {FIELDS, sizeof FIELDS / sizeof FIELDS[0], NULL};
 
@@ -176,6 +188,16 @@ static int check(recd_config *cfg, rec_error *err) {
     return rec_fail(err, REC_EINVAL, "shard_tls_cert: a client certificate needs --shard_tls_ca");
   if (!cfg->shard_tls_cert[0] != !cfg->shard_tls_key[0])
     return rec_fail(err, REC_EINVAL, "shard_tls_cert, shard_tls_key: give both");
+  if (strcmp(cfg->call_log, "all") && strcmp(cfg->call_log, "errors") && strcmp(cfg->call_log, "off"))
+    return rec_fail(err, REC_EINVAL, "call_log: must be all, errors or off, got '%s'", cfg->call_log);
+  if (cfg->experiments[0] && cfg->role == REC_ROLE_RETRIEVAL)
+    return rec_fail(err, REC_EINVAL, "experiments: a retrieval shard does not rank; give --experiments to the "
+                    "ranking role");
+  if (cfg->experiments[0] && !cfg->experiments_state[0]) {
+    if (strlen(cfg->experiments) + 6 >= sizeof cfg->experiments_state)
+      return rec_fail(err, REC_EINVAL, "experiments: path too long");
+    snprintf(cfg->experiments_state, sizeof cfg->experiments_state, "%s.state", cfg->experiments);
+  }
   if (cfg->threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = n < 1 ? 1 : n > 256 ? 256 : (int)n;

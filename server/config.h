@@ -60,6 +60,10 @@ typedef struct recd_config {
   char catalog_log[4096];      /* live catalog log directory, "" = no rec.v1.Catalog */
   int event_segment_mb;
   int event_commit_us;   /* the ranking tier's settings file, "" = defaults */
+  char experiments[4096];      /* experiment layers file, "" = none */
+  char experiments_state[4096]; /* runtime experiment changes (parsed: EXPERIMENTS.state by default) */
+  int attribution_window_s, attribution_slates, attribution_mb;
+  char call_log[8];            /* all, errors or off */
 } recd_config;
 
 /* Fills *cfg from defaults, then --config=FILE if given, then the other flags.

@@ -9,6 +9,7 @@
 #ifndef REC_HANDLERS_H
 #define REC_HANDLERS_H
 #include "ranking/config.h"
+#include "ranking/experiments.h"
 #include "retrieval/bundle.h"
 #include "server/rpc.h"
 
@@ -24,7 +25,24 @@ extern const rpc_method h_catalog_upsert;  /* /rec.v1.Catalog/Upsert (admin list
 extern const rpc_method h_catalog_delete;  /* /rec.v1.Catalog/Delete (admin listener) */
 extern const rpc_method h_catalog_upsert_denied, h_catalog_delete_denied; /* the serving port's */
 
+extern const rpc_method h_experiments;        /* /rec.v1.Admin/Experiments */
+extern const rpc_method h_control_experiment; /* /rec.v1.Admin/ControlExperiment */
+extern const rpc_method h_experiments_denied, h_control_experiment_denied; /* the serving port's */
+
 /* ---- shared by the services (svc_common.c) ---- */
+
+/* What a serving call leaves in rpc_ctx.note for the per-call log line and
+ * the per-arm metrics (main.c's observe). */
+typedef struct call_note {
+  const char *request_id;   /* the request's, or the one recd made */
+  int slot[EXP_MAX_LAYERS]; /* the call's experiment arms' metric slots */
+  size_t n_slots;
+  const char *arms;         /* "experiment/arm,..." or NULL */
+} call_note;
+
+struct app_ranking;
+/* svc_acquire, with the whole ranking snapshot (settings and experiments). */
+int svc_acquire_snapshot(rpc_ctx *ctx, const bundle **b, const struct app_ranking **r);
 
 /* The bundle and ranking settings a call uses, held until the RPC layer has
  * packed the reply (whose ids point into the bundle): a reload swaps both

@@ -33,10 +33,11 @@
  * pointer to the admin listener. */
 static const rpc_method *const METHODS[] = {
     &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload_denied, &h_status_denied,
-    &h_catalog_upsert_denied, &h_catalog_delete_denied,
+    &h_catalog_upsert_denied, &h_catalog_delete_denied, &h_experiments_denied, &h_control_experiment_denied,
 };
 /* The admin listener's: every write API goes here, behind auth. */
-static const rpc_method *const ADMIN_METHODS[] = {&h_reload, &h_status, &h_catalog_upsert, &h_catalog_delete};
+static const rpc_method *const ADMIN_METHODS[] = {&h_reload, &h_status, &h_catalog_upsert, &h_catalog_delete,
+                                                  &h_experiments, &h_control_experiment};
 
 /* The main thread's libuv loop: signals, the admin port, the bundle
  * watch, and the reloader (bundle loads on libuv's pool). */
@@ -176,7 +177,24 @@ static void raise_fd_limit(void) {
     LOG_INFO("open-file limit raised", "from=%llu to=%llu", (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
-static void observe(size_t method, int status, int64_t ns) { metrics_call(method, status, ns); }
+static const recd_config *call_log_cfg; /* set once before serving */
+static const char *const *call_names;
+static size_t n_call_names;
+
+/* Per serving call: the metrics, the arms' series, and one log line (--call_log). */
+static void observe(size_t method, int status, int64_t ns, const rpc_ctx *ctx) {
+  metrics_call(method, status, ns);
+  const call_note *n = ctx ? ctx->note : NULL;
+  for (size_t i = 0; n && i < n->n_slots; i++) metrics_arm_call(n->slot[i], status, ns);
+  const char *mode = call_log_cfg ? call_log_cfg->call_log : "off";
+  if (mode[0] == 'o' || (mode[0] == 'e' && status == 0) || method + 2 >= n_call_names) return; /* not health */
+  char rid[300], detail[300];
+  rec_log_quote(rid, sizeof rid, n && n->request_id ? n->request_id : "", n && n->request_id ? strlen(n->request_id) : 0);
+  rec_log_quote(detail, sizeof detail, status && ctx ? ctx->err.msg : "", status && ctx ? strlen(ctx->err.msg) : 0);
+  rec_log(status ? REC_LOG_WARN : REC_LOG_INFO, "call", "method=%s status=%d ms=%.2f request_id=\"%s\" arms=%s%s%s%s",
+          call_names[method], status, (double)ns / 1e6, rid, n && n->arms ? n->arms : "-",
+          status ? " detail=\"" : "", status ? detail : "", status ? "\"" : "");
+}
 
 /* Where Admin.Reload may load from: --bundle_root, or the directory that
  * holds --bundle's real path. */
@@ -285,6 +303,12 @@ int main(int argc, char **argv) {
     return 2;
   }
   rank_config_free(rank_cfg); /* checked here so a bad file stops recd at once; each load reads it */
+  experiments *exps;
+  if (cfg.experiments[0] && experiments_load(cfg.experiments, &exps, &err) != 0) {
+    fprintf(stderr, "recd: %s\n", err.msg);
+    return 2;
+  }
+  if (cfg.experiments[0]) experiments_free(exps);
   app ap;
   app_init(&ap, &cfg);
   auth *au = NULL;
@@ -364,6 +388,9 @@ int main(int argc, char **argv) {
   size_t n = rpc_method_count(rt.srv);
   for (size_t i = 0; i < n && i < METRICS_MAX_METHODS; i++) names[i] = rpc_method_path(rt.srv, i);
   metrics_set_methods(names, n);
+  call_names = names;
+  n_call_names = n < METRICS_MAX_METHODS ? n : METRICS_MAX_METHODS;
+  call_log_cfg = &cfg;
   if (admin_http_start(&rt.loop, cfg.admin_listen, &ap, rt.srv, cfg.admin_http_token ? au : NULL, &rt.admin,
                        &admin_port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);

@@ -2,8 +2,10 @@
  * histograms share one set of bucket bounds, in seconds as Prometheus
  * expects. */
 #include "server/metrics.h"
+#include "server/attribution.h"
 #include "server/rpc_client.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,6 +37,14 @@ static atomic_uint_fast64_t degraded[REC_DEG_COUNT];
 static atomic_uint_fast64_t strategies[REC_STRATEGY_COUNT];
 static atomic_uint_fast64_t reloads[2];
 static atomic_uint_fast64_t events;
+
+/* Experiment arms: names handed out under a lock, published by the count. */
+static pthread_mutex_t arms_mu = PTHREAD_MUTEX_INITIALIZER;
+static char arm_exp[METRICS_MAX_ARMS][40], arm_name[METRICS_MAX_ARMS][40];
+static atomic_int n_arms;
+static atomic_uint_fast64_t arm_calls[METRICS_MAX_ARMS][METRICS_STATUSES];
+static histogram arm_latency[METRICS_MAX_ARMS];
+static atomic_uint_fast64_t arm_degraded[METRICS_MAX_ARMS][REC_DEG_COUNT];
 
 void metrics_set_methods(const char *const *names, size_t n) {
   method_names = names;
@@ -75,6 +85,39 @@ void metrics_strategy(rec_strategy s) {
 }
 
 void metrics_reload(int ok) { atomic_fetch_add_explicit(&reloads[ok ? 0 : 1], 1, memory_order_relaxed); }
+
+int metrics_arm_slot(const char *experiment, const char *arm) {
+  pthread_mutex_lock(&arms_mu);
+  int n = atomic_load(&n_arms), slot = -1;
+  for (int i = 0; i < n && slot < 0; i++)
+    if (strcmp(arm_exp[i], experiment) == 0 && strcmp(arm_name[i], arm) == 0) slot = i;
+  if (slot < 0 && n < METRICS_MAX_ARMS) {
+    snprintf(arm_exp[n], sizeof arm_exp[n], "%s", experiment);
+    snprintf(arm_name[n], sizeof arm_name[n], "%s", arm);
+    atomic_store_explicit(&n_arms, n + 1, memory_order_release);
+    slot = n;
+  }
+  pthread_mutex_unlock(&arms_mu);
+  return slot;
+}
+
+bool metrics_arm_names(int slot, const char **experiment, const char **arm) {
+  if (slot < 0 || slot >= atomic_load_explicit(&n_arms, memory_order_acquire)) return false;
+  *experiment = arm_exp[slot];
+  *arm = arm_name[slot];
+  return true;
+}
+
+void metrics_arm_call(int slot, int status, int64_t ns) {
+  if (slot < 0 || slot >= METRICS_MAX_ARMS || status < 0 || status >= METRICS_STATUSES) return;
+  atomic_fetch_add_explicit(&arm_calls[slot][status], 1, memory_order_relaxed);
+  observe(&arm_latency[slot], ns);
+}
+
+void metrics_arm_degraded(int slot, rec_degraded reason) {
+  if (slot >= 0 && slot < METRICS_MAX_ARMS && reason >= 0 && reason < REC_DEG_COUNT)
+    atomic_fetch_add_explicit(&arm_degraded[slot][reason], 1, memory_order_relaxed);
+}
 
 void metrics_events(size_t n) { atomic_fetch_add_explicit(&events, n, memory_order_relaxed); }
 
@@ -173,6 +216,70 @@ static void escape(const char *in, char *out, size_t cap) {
   out[n] = '\0';
 }
 
+/* Per experiment arm: Recommend calls, latency and degraded answers, and
+ * what the arm's slates led to (attribution.h). Arm and experiment names
+ * are [A-Za-z0-9_-] (ranking/experiments.h), safe in a label as they are. */
+static void render_arms(buf *b, struct attribution *attr) {
+  int n = atomic_load_explicit(&n_arms, memory_order_acquire);
+  if (!n) return;
+  put(b, "# HELP recd_arm_requests_total Recommend calls by experiment arm and gRPC status.\n"
+         "# TYPE recd_arm_requests_total counter\n");
+  for (int a = 0; a < n; a++)
+    for (int st = 0; st < METRICS_STATUSES; st++) {
+      uint64_t v = get(&arm_calls[a][st]);
+      if (v || st == 0)
+        put(b, "recd_arm_requests_total{experiment=\"%s\",arm=\"%s\",status=\"%s\"} %llu\n", arm_exp[a],
+            arm_name[a], rpc_status_name(st), (unsigned long long)v);
+    }
+  put(b, "# HELP recd_arm_request_duration_seconds Recommend latency inside recd, by experiment arm.\n"
+         "# TYPE recd_arm_request_duration_seconds histogram\n");
+  for (int a = 0; a < n; a++) {
+    char label[100];
+    snprintf(label, sizeof label, "%s\",arm=\"%s", arm_exp[a], arm_name[a]);
+    put_histogram(b, "recd_arm_request_duration_seconds", "experiment", label, &arm_latency[a]);
+  }
+  put(b, "# HELP recd_arm_degraded_total Recommend responses degraded, by experiment arm and reason.\n"
+         "# TYPE recd_arm_degraded_total counter\n");
+  for (int a = 0; a < n; a++)
+    for (int r = 0; r < REC_DEG_COUNT; r++) {
+      uint64_t v = get(&arm_degraded[a][r]);
+      if (v)
+        put(b, "recd_arm_degraded_total{experiment=\"%s\",arm=\"%s\",reason=\"%s\"} %llu\n", arm_exp[a],
+            arm_name[a], rec_degraded_name(r), (unsigned long long)v);
+    }
+  static const struct {
+    const char *name, *help;
+  } OUT[] = {
+      {"recd_arm_slates_total", "Recommend answers served by experiment arm."},
+      {"recd_arm_items_shown_total", "Items on those answers."},
+      {"recd_arm_clicks_total", "Clicks on shown items attributed to the arm (once per item and slate)."},
+      {"recd_arm_clicked_slates_total", "Slates with at least one attributed click."},
+      {"recd_arm_add_to_carts_total", "Add-to-carts of shown items attributed to the arm."},
+      {"recd_arm_purchases_total", "Purchases of shown items attributed to the arm."},
+      {"recd_arm_purchased_slates_total", "Slates with at least one attributed purchase."},
+      {"recd_arm_revenue_total", "Revenue (price x quantity) of attributed purchases."},
+  };
+  arm_outcomes *o = calloc((size_t)n, sizeof *o);
+  if (!o) {
+    b->failed = true;
+    return;
+  }
+  for (int a = 0; a < n; a++) attribution_outcomes(attr, a, &o[a]);
+  for (size_t m = 0; m < sizeof OUT / sizeof OUT[0]; m++) {
+    put(b, "# HELP %s %s\n# TYPE %s counter\n", OUT[m].name, OUT[m].help, OUT[m].name);
+    for (int a = 0; a < n; a++) {
+      const arm_outcomes *x = &o[a];
+      uint64_t v[] = {x->slates, x->items, x->clicks, x->clicked_slates, x->carts, x->purchases, x->purchased_slates};
+      if (m < 7)
+        put(b, "%s{experiment=\"%s\",arm=\"%s\"} %llu\n", OUT[m].name, arm_exp[a], arm_name[a],
+            (unsigned long long)v[m]);
+      else
+        put(b, "%s{experiment=\"%s\",arm=\"%s\"} %.4f\n", OUT[m].name, arm_exp[a], arm_name[a], x->revenue);
+    }
+  }
+  free(o);
+}
+
 char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight,
                      const metrics_log *log) {
   buf b = {0};
@@ -180,6 +287,7 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
   escape(version, v, sizeof v);
   render_calls(&b);
   render_pipeline(&b);
+  render_arms(&b, log->attribution);
   put(&b, "# HELP recd_bundle_info The bundle serving now.\n# TYPE recd_bundle_info gauge\n"
           "recd_bundle_info{version=\"%s\"} 1\n", v);
   put(&b, "# HELP recd_reloads_total Bundle loads, by result.\n# TYPE recd_reloads_total counter\n"

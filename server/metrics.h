@@ -3,12 +3,15 @@
  * safe from any thread; rendering reads the same atomics. */
 #ifndef REC_METRICS_H
 #define REC_METRICS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "common/candidate.h"
 #include "server/recommend.h"
 
 enum { METRICS_MAX_METHODS = 16, METRICS_STATUSES = 17 };
+/* (experiment, arm) pairs with their own series; more are not counted. */
+enum { METRICS_MAX_ARMS = 128 };
 
 typedef enum {
   STAGE_USER_TOWER, STAGE_ANN, STAGE_SOURCES, STAGE_RANKING, STAGE_TOTAL, STAGE_COUNT
@@ -28,6 +31,17 @@ void metrics_degraded(rec_degraded reason);
 /* A Recommend response served with 'strategy'. */
 void metrics_strategy(rec_strategy s);
 void metrics_reload(int ok);
+
+/* The slot of experiment arm (experiment, arm): the same names always get
+ * the same slot, for the life of the process, so the label set stays
+ * bounded across experiment reloads. -1 once METRICS_MAX_ARMS pairs exist. */
+int  metrics_arm_slot(const char *experiment, const char *arm);
+/* Slot 'slot's names; false for a slot never handed out. */
+bool metrics_arm_names(int slot, const char **experiment, const char **arm);
+/* A Recommend call assigned to the arm in 'slot' ended with gRPC 'status'. */
+void metrics_arm_call(int slot, int status, int64_t ns);
+/* A Recommend response for the arm in 'slot' was degraded for 'reason'. */
+void metrics_arm_degraded(int slot, rec_degraded reason);
 /* n events made durable and applied. */
 void metrics_events(size_t n);
 
@@ -42,6 +56,7 @@ typedef struct metrics_log {
   int catalog_enabled;          /* recd runs with a catalog log (rec.v1.Catalog) */
   uint64_t catalog_generation;  /* last catalog batch on disk */
   uint64_t catalog_overlay;     /* items the catalog batches changed, added or deleted */
+  struct attribution *attribution; /* per-arm outcomes (attribution.h); may be NULL */
 } metrics_log;
 char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight,
                      const metrics_log *log);

@@ -40,6 +40,8 @@ typedef struct rpc_ctx {
   rpc_local *local;      /* set for an in-process call */
   const char *identity;  /* on a server with rpc_server_opts.auth: who called,
                             "token:NAME" or "cert:SUBJECT"; else NULL */
+  void *note;            /* what the handler leaves for rpc_server_opts.observe
+                            (in the arena, e.g. the call's experiment arms); NULL */
 } rpc_ctx;
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);
@@ -109,7 +111,7 @@ typedef struct rpc_server_opts {
   /* Called once per finished call of a known method: its index (methods
    * first, then grpc.health.v1 Check and Watch), gRPC status and time from
    * arrival to status. May be NULL; must be thread-safe. */
-  void (*observe)(size_t method, int status, int64_t ns);
+  void (*observe)(size_t method, int status, int64_t ns, const rpc_ctx *ctx);
 } rpc_server_opts;
 
 /* Binds, registers methods and starts the workers. Health says NOT_SERVING

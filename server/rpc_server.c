@@ -204,7 +204,7 @@ static void log_action(const rpc_server *s, const ucall *c) {
 
 static void release(worker *w, ucall *c) {
   if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
-    w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns);
+    w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns, &c->ctx);
   if (c->finishing && w->srv->opts.auth) log_action(w->srv, c);
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   c->ctx.call = NULL;

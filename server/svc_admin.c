@@ -96,3 +96,140 @@ const rpc_method h_reload_denied = {"/rec.v1.Admin/Reload", &rec__v1__reload_req
                                     &rec__v1__reload_response__descriptor, elsewhere};
 const rpc_method h_status_denied = {"/rec.v1.Admin/Status", &rec__v1__status_request__descriptor,
                                     &rec__v1__status_response__descriptor, elsewhere};
+
+/* ---- experiments ---- */
+
+/* Layer 'l' of the snapshot 'r' as the API reports it. */
+static Rec__V1__LayerReport *layer_report(rpc_ctx *ctx, const app_ranking *r, size_t l) {
+  app *ap = ctx->app;
+  arena *a = ctx->arena;
+  const exp_layer *ly = &exp_plan_experiments(r->plan)->layers[l];
+  Rec__V1__LayerReport *lr = arena_alloc(a, sizeof *lr);
+  Rec__V1__ArmReport **arms = arena_calloc(a, ly->n_arms + 1, sizeof *arms);
+  if (!lr || !arms) return NULL;
+  rec__v1__layer_report__init(lr);
+  lr->experiment = arena_strndup(a, ly->name, strlen(ly->name));
+  lr->salt = arena_strndup(a, ly->salt, strlen(ly->salt));
+  lr->unit = (char *)exp_unit_name(ly->unit);
+  lr->stopped = ly->stopped;
+  for (size_t k = 0; k < ly->n_arms; k++) {
+    const exp_arm *arm = &ly->arms[k];
+    Rec__V1__ArmReport *x = arena_alloc(a, sizeof *x);
+    char **set = arena_calloc(a, arm->n_set + 1, sizeof *set);
+    if (!x || !set) return NULL;
+    rec__v1__arm_report__init(x);
+    x->arm = arena_strndup(a, arm->name, strlen(arm->name));
+    x->bundle = arena_strndup(a, arm->bundle, strlen(arm->bundle));
+    x->share_bp = arm->share;
+    x->control = (int)k == ly->control;
+    x->holdout = arm->holdout;
+    for (size_t i = 0; i < arm->n_set; i++)
+      if (!(set[i] = arena_printf(a, "%s = %s", arm->set_key[i], arm->set_value[i]))) return NULL;
+    x->settings = set;
+    x->n_settings = arm->n_set;
+    arm_outcomes o;
+    attribution_outcomes(ap->attr, r->slot[l][k], &o);
+    x->slates = o.slates;
+    x->items_shown = o.items;
+    x->clicks = o.clicks;
+    x->clicked_slates = o.clicked_slates;
+    x->add_to_carts = o.carts;
+    x->purchases = o.purchases;
+    x->purchased_slates = o.purchased_slates;
+    x->revenue = o.revenue;
+    x->revenue_sq = o.revenue_sq;
+    if (!x->arm || !x->bundle) return NULL;
+    arms[k] = x;
+  }
+  lr->arms = arms;
+  lr->n_arms = ly->n_arms;
+  return lr->experiment && lr->salt ? lr : NULL;
+}
+
+static void release_snapshot(void *r) { app_ranking_unref(r); }
+
+/* The current snapshot, held until the reply is packed. */
+static int hold_snapshot(rpc_ctx *ctx, app_ranking **out) {
+  app_ranking *r = app_acquire_ranking(ctx->app);
+  if (!r) return rpc_fail(ctx, REC_EUNAVAIL, "still loading; retry shortly");
+  if (rpc_on_done(ctx, release_snapshot, r)) {
+    app_ranking_unref(r);
+    return REC_ENOMEM;
+  }
+  *out = r;
+  return 0;
+}
+
+static int experiments_report(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  (void)in;
+  app *ap = ctx->app;
+  Rec__V1__ExperimentsResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!r) return REC_ENOMEM;
+  rec__v1__experiments_response__init(r);
+  r->file = (char *)ap->cfg->experiments;
+  app_ranking *snap;
+  int rc;
+  if (!ap->cfg->experiments[0]) {
+    *out = &r->base;
+    return 0;
+  }
+  if ((rc = hold_snapshot(ctx, &snap))) return rc;
+  if (!snap->plan) {
+    *out = &r->base;
+    return 0;
+  }
+  const experiments *e = exp_plan_experiments(snap->plan);
+  r->layers = arena_calloc(ctx->arena, e->n_layers + 1, sizeof *r->layers);
+  r->changes = arena_calloc(ctx->arena, snap->n_changes + 1, sizeof *r->changes);
+  if (!r->layers || !r->changes) return REC_ENOMEM;
+  for (size_t l = 0; l < e->n_layers; l++)
+    if (!(r->layers[r->n_layers++] = layer_report(ctx, snap, l))) return REC_ENOMEM;
+  for (size_t i = 0; i < snap->n_changes; i++) {
+    const exp_change *c = &snap->changes[i];
+    Rec__V1__ExperimentChange *x = arena_alloc(ctx->arena, sizeof *x);
+    if (!x) return REC_ENOMEM;
+    rec__v1__experiment_change__init(x);
+    x->time_unix_ms = c->time_ms;
+    x->who = (char *)c->who;
+    x->experiment = (char *)c->layer;
+    x->action = (char *)c->action;
+    x->arm = (char *)c->arm;
+    x->share_bp = c->share;
+    r->changes[r->n_changes++] = x;
+  }
+  *out = &r->base;
+  return 0;
+}
+
+const rpc_method h_experiments = {"/rec.v1.Admin/Experiments", &rec__v1__experiments_request__descriptor,
+                                  &rec__v1__experiments_response__descriptor, experiments_report};
+
+static int control_experiment(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
+  const Rec__V1__ControlExperimentRequest *q = (const Rec__V1__ControlExperimentRequest *)in;
+  app *ap = ctx->app;
+  if (!ap->cfg->experiments[0]) return rpc_fail(ctx, REC_EPRECOND, "this recd runs without --experiments");
+  if (!q->experiment[0]) return rpc_fail(ctx, REC_EINVAL, "experiment is required");
+  if (q->action == REC__V1__CONTROL_ACTION__CONTROL_ACTION_SET_SHARE && !q->arm[0])
+    return rpc_fail(ctx, REC_EINVAL, "arm is required to set a share");
+  if (q->share_bp > EXP_BP) return rpc_fail(ctx, REC_EINVAL, "share_bp must be 0 to %d, got %u", EXP_BP, q->share_bp);
+  int rc = app_control_experiment(ap, q->experiment, (int)q->action, q->arm, q->share_bp, ctx->identity, &ctx->err);
+  if (rc) return ctx->err.code = rc;
+  app_ranking *snap;
+  if ((rc = hold_snapshot(ctx, &snap))) return rc;
+  int l = snap->plan ? experiments_layer(exp_plan_experiments(snap->plan), q->experiment) : -1;
+  Rec__V1__ControlExperimentResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  if (!r) return REC_ENOMEM;
+  rec__v1__control_experiment_response__init(r);
+  if (l >= 0 && !(r->layer = layer_report(ctx, snap, (size_t)l))) return REC_ENOMEM;
+  *out = &r->base;
+  return 0;
+}
+
+const rpc_method h_control_experiment = {"/rec.v1.Admin/ControlExperiment",
+                                         &rec__v1__control_experiment_request__descriptor,
+                                         &rec__v1__control_experiment_response__descriptor, control_experiment};
+const rpc_method h_experiments_denied = {"/rec.v1.Admin/Experiments", &rec__v1__experiments_request__descriptor,
+                                         &rec__v1__experiments_response__descriptor, elsewhere};
+const rpc_method h_control_experiment_denied = {"/rec.v1.Admin/ControlExperiment",
+                                                &rec__v1__control_experiment_request__descriptor,
+                                                &rec__v1__control_experiment_response__descriptor, elsewhere};

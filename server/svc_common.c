@@ -9,6 +9,13 @@ static void release_bundle(void *b) { bundle_unref(b); }
 static void release_ranking(void *r) { app_ranking_unref(r); }
 
 int svc_acquire(rpc_ctx *ctx, const bundle **out, const rank_config **cfg) {
+  const app_ranking *r;
+  int rc = svc_acquire_snapshot(ctx, out, &r);
+  if (!rc && cfg) *cfg = r->cfg;
+  return rc;
+}
+
+int svc_acquire_snapshot(rpc_ctx *ctx, const bundle **out, const app_ranking **snap) {
   app_ranking *r = app_acquire_ranking(ctx->app);
   bundle *b = r ? app_acquire(ctx->app) : NULL;
   if (!b) {
@@ -25,7 +32,7 @@ int svc_acquire(rpc_ctx *ctx, const bundle **out, const rank_config **cfg) {
     return REC_ENOMEM; /* the bundle's hold is already on the list */
   }
   *out = b;
-  if (cfg) *cfg = r->cfg;
+  *snap = r;
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "rec/v1/events.pb-c.h"
 #include "server/app.h"
+#include "server/attribution.h"
 #include "server/convert.h"
 #include "server/metrics.h"
 
@@ -20,6 +21,7 @@
 typedef struct batch {
   rpc_ctx *ctx;
   ev_record *recs;
+  const char **slate;         /* per event: Event.slate_request_id */
   size_t n;
   Rec__V1__RecordResponse *r; /* made before the append: a durable batch always gets its OK */
 } batch;
@@ -31,8 +33,10 @@ static int check_event(rpc_ctx *ctx, size_t i, const Rec__V1__Event *e, int64_t 
   if ((rc = conv_check_id(ctx, field, e->user_id))) return rc;
   snprintf(field, sizeof field, "events[%zu].item_id", i);
   if ((rc = conv_check_id(ctx, field, e->item_id))) return rc;
-  if (e->type < REC__V1__EVENT_TYPE__EVENT_TYPE_VIEW || e->type > REC__V1__EVENT_TYPE__EVENT_TYPE_PURCHASE)
-    return rpc_fail(ctx, REC_EINVAL, "events[%zu].type must be VIEW, ADD_TO_CART or PURCHASE", i);
+  if (e->type < REC__V1__EVENT_TYPE__EVENT_TYPE_VIEW || e->type > REC__V1__EVENT_TYPE__EVENT_TYPE_CLICK)
+    return rpc_fail(ctx, REC_EINVAL, "events[%zu].type must be VIEW, ADD_TO_CART, PURCHASE or CLICK", i);
+  snprintf(field, sizeof field, "events[%zu].slate_request_id", i);
+  if ((rc = conv_check_text(ctx, field, e->slate_request_id, REC_ID_MAX))) return rc;
   bool purchase = e->type == REC__V1__EVENT_TYPE__EVENT_TYPE_PURCHASE;
   if (e->quantity < (purchase ? 1 : 0) || e->quantity > MAX_QUANTITY)
     return rpc_fail(ctx, REC_EINVAL, "events[%zu].quantity must be %d to %d, got %d (returns are not events)",
@@ -60,8 +64,11 @@ static void on_durable(void *arg, int rc, uint64_t last) {
     return;
   }
   for (size_t i = 0; i < bt->n; i++) {
-    online_apply(ap->online, &bt->recs[i]);
-    live_catalog_note_event(ap->live, bt->recs[i].item, bt->recs[i].item_len);
+    const ev_record *e = &bt->recs[i];
+    online_apply(ap->online, e);
+    live_catalog_note_event(ap->live, e->item, e->item_len);
+    attribution_event(ap->attr, bt->slate[i], e->user, e->user_len, e->item, e->item_len, e->type, e->quantity,
+                      e->price, e->time_ms);
   }
   /* Batches finish in sequence order, but the mark only ever moves forward. */
   uint_fast64_t seen = atomic_load(&ap->events_applied);
@@ -83,14 +90,16 @@ static int record(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **o
     return rpc_fail(ctx, REC_EINVAL, "events must hold 1 to %d events, got %zu", MAX_EVENTS, q->n_events);
   batch *bt = arena_alloc(ctx->arena, sizeof *bt);
   ev_record *recs = arena_calloc(ctx->arena, q->n_events, sizeof *recs);
+  const char **slate = arena_calloc(ctx->arena, q->n_events, sizeof *slate);
   Rec__V1__RecordResponse *r = arena_alloc(ctx->arena, sizeof *r);
-  if (!bt || !recs || !r) return REC_ENOMEM;
+  if (!bt || !recs || !slate || !r) return REC_ENOMEM;
   rec__v1__record_response__init(r);
   int64_t now = rec_wall_ms();
   int rc;
   for (size_t i = 0; i < q->n_events; i++)
     if ((rc = check_event(ctx, i, q->events[i], now, &recs[i]))) return rc;
-  *bt = (batch){ctx, recs, q->n_events, r};
+  for (size_t i = 0; i < q->n_events; i++) slate[i] = q->events[i]->slate_request_id;
+  *bt = (batch){ctx, recs, slate, q->n_events, r};
   if ((rc = eventlog_append_async(ap->log, recs, q->n_events, on_durable, bt, &ctx->err)))
     return ctx->err.code = rc == REC_ENOMEM ? REC_ENOMEM : REC_EUNAVAIL; /* the log's message stays */
   return RPC_PENDING; /* on_durable owns the call from here */

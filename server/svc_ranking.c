@@ -6,6 +6,8 @@
 #include "server/handlers.h"
 #include "common/clock.h"
 #include "server/app.h"
+#include "server/attribution.h"
+#include "common/log.h"
 #include "server/convert.h"
 #include "server/metrics.h"
 #include "server/rpc_client.h"
@@ -24,6 +26,10 @@ typedef struct rec_call {
   rpc_ctx *ctx;
   const Rec__V1__RecommendRequest *q;
   const bundle *b;
+  const app_ranking *snap;   /* settings and experiments, held for the call */
+  exp_assignment assign;     /* valid when snap->plan */
+  call_note *note;
+  char *request_id;
   rec_request rq;
   rec_notes notes;
   rec_run *run;
@@ -42,7 +48,8 @@ static int check(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__RecommendR
   int rc = conv_check(ctx, &s);
   if (rc || !q->context) return rc;
   if ((rc = conv_check_text(ctx, "context.surface", q->context->surface, MAX_CONTEXT_TEXT)) ||
-      (rc = conv_check_text(ctx, "context.device", q->context->device, MAX_CONTEXT_TEXT)))
+      (rc = conv_check_text(ctx, "context.device", q->context->device, MAX_CONTEXT_TEXT)) ||
+      (rc = conv_check_text(ctx, "context.session_id", q->context->session_id, REC_ID_MAX)))
     return rc;
   return q->context->time_unix_ms < 0
            ? rpc_fail(ctx, REC_EINVAL, "context.time_unix_ms must be >= 0 (0: now)") : 0;
@@ -97,7 +104,76 @@ static int prepare(rec_call *c, const rank_config *cfg) {
       (rc = session(ctx, c->b, q, &c->rq)) ||
       (rc = recommend_apply_deadline(&c->rq, &p, ctx->deadline_ns, ctx->arena)))
     return rc;
+  if (c->snap->plan && c->assign.holdout) c->rq.popularity_only = true; /* a holdout arm: popularity only */
   return recommend_begin(c->b, &c->rq, ctx->arena, &c->run);
+}
+
+/* The request's experiment arms: its settings, maybe another resident
+ * bundle, and the note for the call's log line and per-arm metrics. */
+static int assign_arms(rec_call *c, const rank_config **cfg) {
+  rpc_ctx *ctx = c->ctx;
+  const Rec__V1__RecommendRequest *q = c->q;
+  call_note *n = arena_calloc(ctx->arena, 1, sizeof *n);
+  if (!n) return REC_ENOMEM;
+  n->request_id = c->request_id;
+  c->note = n;
+  ctx->note = n;
+  const exp_plan *plan = c->snap->plan;
+  if (!plan) return 0;
+  const char *sess = q->context ? q->context->session_id : NULL;
+  exp_assign(plan, q->user_id, strlen(q->user_id), sess, sess ? strlen(sess) : 0, &c->assign);
+  *cfg = c->assign.cfg;
+  if (c->assign.bundle) {
+    const bundle *rb = app_resident_bundle(c->snap, c->assign.bundle);
+    if (rb) c->b = rb; /* held by the snapshot, which the call holds */
+  }
+  const experiments *e = exp_plan_experiments(plan);
+  size_t len = 1;
+  for (size_t l = 0; l < c->assign.n_layers; l++)
+    if (c->assign.arm[l] >= 0) len += 2 * EXP_NAME_MAX + 2;
+  char *text = arena_alloc(ctx->arena, len), *w = text;
+  if (!text) return REC_ENOMEM;
+  *w = '\0';
+  for (size_t l = 0; l < c->assign.n_layers; l++) {
+    int k = c->assign.arm[l];
+    if (k < 0) continue;
+    int slot = c->snap->slot[l][k];
+    if (slot >= 0) n->slot[n->n_slots++] = slot;
+    w += sprintf(w, "%s%s/%s", w == text ? "" : ",", e->layers[l].name, e->layers[l].arms[k].name);
+  }
+  n->arms = text[0] ? text : NULL;
+  return 0;
+}
+
+/* The response's arms, and the slate remembered for attribution. */
+static int report_arms(rec_call *c, Rec__V1__RecommendResponse *r) {
+  rpc_ctx *ctx = c->ctx;
+  app *ap = ctx->app;
+  if (!c->snap->plan) return 0;
+  const experiments *e = exp_plan_experiments(c->snap->plan);
+  size_t n = 0;
+  for (size_t l = 0; l < c->assign.n_layers; l++) n += c->assign.arm[l] >= 0;
+  if (!n) return 0;
+  Rec__V1__ExperimentArm **arms = arena_calloc(ctx->arena, n, sizeof *arms);
+  Rec__V1__ExperimentArm *one = arena_calloc(ctx->arena, n, sizeof *one);
+  uint64_t *items = arena_calloc(ctx->arena, r->n_items + 1, sizeof *items);
+  if (!arms || !one || !items) return REC_ENOMEM;
+  size_t i = 0;
+  for (size_t l = 0; l < c->assign.n_layers; l++) {
+    int k = c->assign.arm[l];
+    if (k < 0) continue;
+    rec__v1__experiment_arm__init(&one[i]);
+    one[i].experiment = (char *)e->layers[l].name;
+    one[i].arm = (char *)e->layers[l].arms[k].name;
+    arms[i] = &one[i];
+    i++;
+  }
+  r->arms = arms;
+  r->n_arms = n;
+  for (size_t j = 0; j < r->n_items; j++) items[j] = attribution_hash(r->items[j]->item_id, strlen(r->items[j]->item_id));
+  attribution_served(ap->attr, r->request_id, c->q->user_id, strlen(c->q->user_id), c->note->slot, c->note->n_slots,
+                     items, r->n_items, rec_wall_ms());
+  return 0;
 }
 
 static void record_metrics(const rec_call *c, const rec_result *res) {
@@ -108,7 +184,10 @@ static void record_metrics(const rec_call *c, const rec_result *res) {
   metrics_observe_stage(STAGE_TOTAL, rec_mono_ns() - c->start_ns);
   metrics_candidates(res->per_source);
   metrics_strategy(res->strategy);
-  for (size_t i = 0; i < c->notes.n; i++) metrics_degraded(c->notes.at[i].reason);
+  for (size_t i = 0; i < c->notes.n; i++) {
+    metrics_degraded(c->notes.at[i].reason);
+    for (size_t k = 0; c->note && k < c->note->n_slots; k++) metrics_arm_degraded(c->note->slot[k], c->notes.at[i].reason);
+  }
 }
 
 /* After the last round: the response. */
@@ -124,8 +203,9 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   rec__v1__recommend_response__init(r);
   if ((rc = conv_recommend_response(ctx->arena, c->b, &c->rq, &res, c->q->explain, c->start_ns, r)))
     return rc;
-  if (!(r->request_id = svc_request_id(ctx, c->q->request_id))) return REC_ENOMEM;
+  r->request_id = c->request_id;
   r->catalog_generation = c->b->catalog->generation;
+  if ((rc = report_arms(c, r))) return rc;
   *out = &r->base;
   return 0;
 }
@@ -236,8 +316,10 @@ static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage 
   c->start_ns = rec_mono_ns();
   const rank_config *cfg;
   int rc;
-  if ((rc = check(ctx, ap->cfg, c->q)) || (rc = svc_acquire(ctx, &c->b, &cfg)) || (rc = prepare(c, cfg)))
-    return rc;
+  if ((rc = check(ctx, ap->cfg, c->q)) || (rc = svc_acquire_snapshot(ctx, &c->b, &c->snap))) return rc;
+  cfg = c->snap->cfg;
+  if (!(c->request_id = svc_request_id(ctx, c->q->request_id))) return REC_ENOMEM;
+  if ((rc = assign_arms(c, &cfg)) || (rc = prepare(c, cfg))) return rc;
   /* Popularity alone needs no shard: this process holds the lists. */
   if (!ap->shards || c->rq.popularity_only) return (rc = run_local(c)) ? rc : respond(c, out);
   /* From here the rounds own the call; ctx may be gone once one started. */

@@ -22,6 +22,7 @@ static const struct {
     {"config", suite_config},     {"recommend", suite_recommend}, {"rpc", suite_rpc},
     {"synth", suite_synth},       {"rankmetrics", suite_rankmetrics}, {"chart", suite_chart},
     {"als", suite_als},           {"cfgtable", suite_cfgtable}, {"rank_config", suite_rank_config},
+    {"experiments", suite_experiments},
     {"dataset", suite_dataset},   {"features", suite_features}, {"twotower", suite_twotower},
     {"pipeline", suite_pipeline},
     {"svc_ranking", suite_svc_ranking}, {"svc_retrieval", suite_svc_retrieval},

@@ -24,6 +24,7 @@ const char *test_synth_bundle(const char *name, size_t items, const char *index_
 
 /* Each suite's registration function. */
 void suite_arena(void);
+void suite_experiments(void);
 void suite_auth(void);
 void suite_catlog(void);
 void suite_strmap(void);

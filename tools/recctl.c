@@ -12,6 +12,7 @@
 #include "server/rpc_client.h"
 #include "tools/cmd_build.h"
 #include "tools/cmd_catalog.h"
+#include "tools/cmd_experiments.h"
 #include "tools/offline/synth.h"
 
 #include <cjson/cJSON.h>
@@ -45,6 +46,8 @@ static void usage(FILE *f) {
         "                                          path recd was started with, e.g. a `current` link)\n"
         "  catalog upsert --csv F | catalog delete --id ID...\n"
         "                                          live catalog changes (recctl catalog for options)\n"
+        "  experiments [--json] | experiments share EXP ARM BP | experiments stop|resume EXP\n"
+        "                                          A/B report with 95% intervals; runtime controls\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
         "        [--index FAISS_SPEC] [--ef N] [--ef-construction N] [--version V]\n"
         "                                          write a deterministic synthetic bundle (HNSW\n"
@@ -293,8 +296,8 @@ static int cmd_reload(rpc_client *c, const opts *o, arena *a) {
 static void event_row(void *arg, uint64_t seq, const ev_record *r) {
   FILE *fp = arg;
   (void)seq;
-  static const char *const TYPES[] = {"unspecified", "view", "add_to_cart", "purchase"};
-  const char *type = r->type >= 0 && r->type <= 3 ? TYPES[r->type] : "unknown";
+  static const char *const TYPES[] = {"unspecified", "view", "add_to_cart", "purchase", "click"};
+  const char *type = r->type >= 0 && r->type <= 4 ? TYPES[r->type] : "unknown";
   csv_fwrite(fp, r->user, r->user_len);
   fputc(',', fp);
   csv_fwrite(fp, r->item, r->item_len);
@@ -380,6 +383,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
   if (strcmp(argv[1], "import") == 0) return cmd_import(argc, argv);
   if (strcmp(argv[1], "catalog") == 0) return cmd_catalog(argc, argv);
+  if (strcmp(argv[1], "experiments") == 0) return cmd_experiments(argc, argv);
   opts o = {.addr = NULL, .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
             .dim = 32, .categories = 8, .seed = 42};
   int rc = parse(argc, argv, &o);
