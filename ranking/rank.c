@@ -403,10 +403,10 @@ static int picker_init(picker *p, const rank_items *it, const rank_req *r, const
   if (!tmp || !p->order || !p->pool || !p->taken || !p->per_cat || !p->page) return REC_ENOMEM;
   for (size_t i = 0; i < n; i++) p->order[i] = (keyed64){rank_key(&items[i]), (uint32_t)i};
   sort_asc64(p->order, tmp, n);
-  p->cap = cfg->category_share > 0 ? (size_t)ceil(cfg->category_share * (double)page) : SIZE_MAX;
+  /* The shares are floats: 0.2f is a hair above 0.2, so ceil(0.2f x 10) would be 3. */
+  p->cap = cfg->category_share > 0 ? (size_t)ceil(cfg->category_share * (double)page - 1e-6) : SIZE_MAX;
   const catalog *c = it->catalog;
   p->base_rows = c->base_count && c->base_count < c->count ? c->base_count : SIZE_MAX;
-  /* The share is a float: 0.2f is a hair above 0.2, so ceil(0.2f x 10) would be 3. */
   p->explore_cap = (size_t)ceil(cfg->explore_max_share * (double)page - 1e-6);
   /* SimilarItems picks for likeness to the seeds: widening to the whole
    * catalog to find unlike items of other categories would cost a full scan

@@ -363,7 +363,7 @@ static void check_cap(const bundle *b, const rec_request *r, const rec_result *r
   const catalog *c = b->catalog;
   double share = r->rules.cfg->category_share;
   if (share <= 0 || r->rules.n_pins || r->similar) return; /* SimilarItems: likeness first (rank.c) */
-  size_t cap = (size_t)ceil(share * (double)r->k), on[64] = {0}, room = 0, over = 0;
+  size_t cap = (size_t)ceil(share * (double)r->k - 1e-6), on[64] = {0}, room = 0, over = 0;
   for (size_t i = 0; i < res->n; i++) on[c->category[res->items[i].item]]++;
   for (size_t x = 0; x < c->category_count; x++) {
     room += left[x] < cap ? left[x] : cap;
