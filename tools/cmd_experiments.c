@@ -109,14 +109,16 @@ static void report_text(const Rec__V1__ExperimentsResponse *r) {
       if (a->bundle[0]) at += (size_t)snprintf(serves + at, sizeof serves - at, "bundle %s; ", a->bundle);
       for (size_t i = 0; i < a->n_settings && at < sizeof serves; i++)
         at += (size_t)snprintf(serves + at, sizeof serves - at, "%s%s", i ? "; " : "", a->settings[i]);
-      printf("  %-14s%s %6.2f%% %9llu %9llu %7llu %8.3f %8.3f %10.3f  %s\n", a->arm, a->control ? " *" : "  ",
+      char name[64];
+      snprintf(name, sizeof name, "%s%s", a->arm, a->control ? " *" : "");
+      printf("  %-16s %6.2f%% %9llu %9llu %7llu %8.3f %8.3f %10.3f  %s\n", name,
              a->share_bp / 100.0, (unsigned long long)a->slates, (unsigned long long)a->items_shown,
              (unsigned long long)a->clicks, 100 * rate(a->clicked_slates, a->slates),
              100 * rate(a->purchased_slates, a->slates), a->slates ? a->revenue / (double)a->slates : 0,
              serves[0] ? serves : "defaults");
     }
     if (!control) continue;
-    printf("  against control %s (* above), per slate:\n", control->arm);
+    printf("  each arm minus the control (%s, marked *), per slate:\n", control->arm);
     for (size_t k = 0; k < ly->n_arms; k++) {
       const Rec__V1__ArmReport *a = ly->arms[k];
       if (a == control) continue;
