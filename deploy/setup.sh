@@ -7,7 +7,8 @@
 # clang with libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes) and
 # libomp-dev (clang's OpenMP) build the fuzz targets; valgrind runs memcheck.
 # libssl-dev checks TLS certificate files when recd reads them; openssl makes
-# the certificates the security tests use.
+# the certificates the security tests use. haproxy is the canary gateway
+# (deploy/gateway, docs/operations.md) and its end-to-end test.
 #
 # Usage: deploy/setup.sh [BUILD_DIR] [extra cmake args...]   (default BUILD_DIR: build)
 set -euo pipefail
@@ -24,6 +25,7 @@ packages=(
   python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy
   curl python3-rdata prometheus
   clang libclang-rt-14-dev libomp-dev valgrind
+  haproxy
 )
 
 missing=()
