@@ -90,7 +90,18 @@ typedef struct rank_config_priv {
   rank_config pub;
   rank_soft over[RANK_SEGMENTS];     /* values set by segment.<name>.<key> */
   uint64_t overridden[RANK_SEGMENTS]; /* bit i: FIELDS[i] set for that segment */
+  unsigned borrowed;                 /* lists owned by another config (rank_config_derive) */
 } rank_config_priv;
+
+enum { BORROWED_BLOCKED = 1, BORROWED_PINS = 2, BORROWED_BOOSTS = 4 };
+
+/* Replaces one list of 'c': the old one is freed unless it was borrowed. */
+static void *swap_list(rank_config *c, void *old, void *fresh, unsigned bit) {
+  rank_config_priv *p = (rank_config_priv *)c;
+  if (!(p->borrowed & bit)) free(old);
+  p->borrowed &= ~bit;
+  return fresh;
+}
 
 static int fallback(void *obj, const char *key, const char *value, rec_error *err);
 static const cfg_table TABLE = {FIELDS, NFIELDS, fallback};
@@ -188,8 +199,7 @@ static int set_blocked(rank_config *c, const char *value, rec_error *err) {
     free(ids);
     return rc;
   }
-  free(c->blocked);
-  c->blocked = ids;
+  c->blocked = swap_list(c, c->blocked, ids, BORROWED_BLOCKED);
   c->n_blocked = n;
   return 0;
 }
@@ -311,8 +321,7 @@ static int set_pins(rank_config *c, const char *value, rec_error *err) {
     return rc;
   }
   if (n) qsort(pins, n, sizeof *pins, cmp_pin_slot);
-  free(c->pins);
-  c->pins = pins;
+  c->pins = swap_list(c, c->pins, pins, BORROWED_PINS);
   c->n_pins = n;
   return 0;
 }
@@ -362,8 +371,7 @@ static int set_boosts(rank_config *c, const char *value, rec_error *err) {
     free(boosts);
     return rc;
   }
-  free(c->boosts);
-  c->boosts = boosts;
+  c->boosts = swap_list(c, c->boosts, boosts, BORROWED_BOOSTS);
   c->n_boosts = n;
   return 0;
 }
@@ -438,6 +446,7 @@ int rank_config_clone(const rank_config *c, rank_config **out) {
   rank_config_priv *q = malloc(sizeof *q);
   if (!q) return REC_ENOMEM;
   *q = *p;
+  q->borrowed = 0;
   q->pub.blocked = NULL, q->pub.pins = NULL, q->pub.boosts = NULL;
   size_t text = 0;
   for (size_t i = 0; i < c->n_blocked; i++) text += strlen(c->blocked[i]) + 1;
@@ -466,11 +475,21 @@ int rank_config_clone(const rank_config *c, rank_config **out) {
   return 0;
 }
 
+int rank_config_derive(const rank_config *c, rank_config **out) {
+  rank_config_priv *q = malloc(sizeof *q);
+  if (!q) return REC_ENOMEM;
+  *q = *(const rank_config_priv *)c;
+  q->borrowed = BORROWED_BLOCKED | BORROWED_PINS | BORROWED_BOOSTS;
+  *out = &q->pub;
+  return 0;
+}
+
 void rank_config_free(rank_config *c) {
   if (!c) return;
-  free(c->blocked);
-  free(c->pins);
-  free(c->boosts);
+  unsigned borrowed = ((rank_config_priv *)c)->borrowed;
+  if (!(borrowed & BORROWED_BLOCKED)) free(c->blocked);
+  if (!(borrowed & BORROWED_PINS)) free(c->pins);
+  if (!(borrowed & BORROWED_BOOSTS)) free(c->boosts);
   free((rank_config_priv *)c);
 }
 

@@ -101,6 +101,11 @@ int  rank_config_set(rank_config *c, const char *key, const char *value, rec_err
 /* A deep copy of 'c' (lists included) that rank_config_set may change.
  * Returns 0 or REC_ENOMEM. */
 int  rank_config_clone(const rank_config *c, rank_config **out);
+/* A copy of 'c' that shares its lists (blocked items, pins, boosts) until
+ * rank_config_set replaces one; 'c' must outlive it. Cheap: per-arm
+ * settings combinations (ranking/experiments.h) are made this way.
+ * Returns 0 or REC_ENOMEM. */
+int  rank_config_derive(const rank_config *c, rank_config **out);
 void rank_config_free(rank_config *c);               /* NULL is a no-op */
 /* Every key with its default, range and meaning, for --help and the docs. */
 void rank_config_usage(FILE *out);

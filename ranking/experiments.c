@@ -21,6 +21,15 @@ static bool valid_name(const char *s, size_t n) {
   return true;
 }
 
+/* A salt: 1..EXP_SALT_MAX of [A-Za-z0-9_.:-] (it is a metric label too). */
+static bool valid_salt(const char *s) {
+  size_t n = strlen(s);
+  if (n < 1 || n > EXP_SALT_MAX) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!valid_name(s + i, 1) && s[i] != '.' && s[i] != ':') return false;
+  return true;
+}
+
 static bool printable(const char *s, size_t max) {
   size_t n = strlen(s);
   if (n < 1 || n > max) return false;
@@ -160,8 +169,8 @@ static int parse_line(experiments *e, pending *p, char *line, rec_error *err) {
   const char *sub = dot + 1;
   if (strcmp(sub, "salt") == 0) {
     if (p->seen[l] & 1) return set_twice(key, err);
-    if (!printable(value, EXP_SALT_MAX))
-      return rec_fail(err, REC_EINVAL, "%s: must be 1 to %d printable characters", key, EXP_SALT_MAX);
+    if (!valid_salt(value))
+      return rec_fail(err, REC_EINVAL, "%s: must be 1 to %d of A-Z a-z 0-9 _ - . :", key, EXP_SALT_MAX);
     snprintf(ly->salt, sizeof ly->salt, "%s", value);
     p->seen[l] |= 1;
     return 0;
@@ -194,6 +203,9 @@ static int parse_line(experiments *e, pending *p, char *line, rec_error *err) {
 
 /* The rules over the whole file. */
 static int check_all(experiments *e, const pending *p, rec_error *err) {
+  if (!e->n_layers)
+    return rec_fail(err, REC_EINVAL, "declares no layers (to end every experiment, stop each with recctl "
+                    "experiments stop, or run recd without --experiments)");
   for (size_t l = 0; l < e->n_layers; l++) {
     exp_layer *ly = &e->layers[l];
     if (!ly->salt[0]) return rec_fail(err, REC_EINVAL, "layer %s has no salt (layer.%s.salt)", ly->name, ly->name);
@@ -345,7 +357,7 @@ const rank_config *exp_plan_base(const exp_plan *p) { return p->base; }
 /* Combination 'c': the base with each layer's overriding arm applied. */
 static int build_combo(exp_plan *p, size_t c, rec_error *err) {
   rank_config *cfg;
-  if (rank_config_clone(p->base, &cfg)) return rec_fail(err, REC_ENOMEM, "out of memory");
+  if (rank_config_derive(p->base, &cfg)) return rec_fail(err, REC_ENOMEM, "out of memory");
   for (size_t l = 0; l < p->e->n_layers; l++) {
     const exp_layer *ly = &p->e->layers[l];
     size_t radix = 1;

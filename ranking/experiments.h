@@ -36,7 +36,7 @@ enum {
   EXP_MAX_LAYERS = 8,
   EXP_MAX_ARMS = 16,         /* per layer */
   EXP_NAME_MAX = 32,         /* layer and arm names: [A-Za-z0-9_-] */
-  EXP_SALT_MAX = 64,
+  EXP_SALT_MAX = 64,         /* salts: [A-Za-z0-9_.:-] */
   EXP_MAX_SETTINGS = 32,     /* overridden settings per arm */
   EXP_MAX_COMBOS = 256,      /* settings combinations across layers */
   EXP_BP = 10000,            /* shares are in basis points of this */

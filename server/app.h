@@ -45,7 +45,8 @@ typedef struct app {
   live_catalog *live;          /* NULL without --catalog_log */
   atomic_bool listener_stuck;  /* the serving listener stopped accepting (selfprobe.h) */
   char bundle_root[4096];      /* real path Admin.Reload loads under; "" = by name refused */
-  attribution *attr;           /* what experiment arms' slates led to; NULL without --experiments */
+  attribution *attr;           /* what experiment arms' slates led to; NULL without --experiments
+                                  (made before serving, never changed) */
   pthread_mutex_t exp_mu;      /* one experiments change (reload or ControlExperiment) at a time */
 } app;
 
@@ -59,7 +60,7 @@ typedef struct app_resident {
 /* A runtime experiment change (ControlExperiment), as the state file keeps it. */
 typedef struct exp_change {
   int64_t time_ms;
-  char who[160];               /* the credential: "token:NAME", "cert:SUBJECT" */
+  char who[272];               /* the credential: "token:NAME", "cert:SUBJECT" */
   char layer[EXP_NAME_MAX + 1];
   char salt[EXP_SALT_MAX + 1]; /* the layer's salt then: a new salt drops the change */
   char action[8];              /* "share", "stop", "resume" */

@@ -27,7 +27,7 @@ static int resident(app *a, app_ranking *r, const app_ranking *cur, const char *
   for (size_t i = 0; i < r->n_res; i++)
     if (strcmp(r->res[i].name, name) == 0) return 0;
   if (!a->bundle_root[0])
-    return rec_fail(err, REC_EDENIED, "experiments: arm bundle '%s' needs a bundle root (--bundle_root)", name);
+    return rec_fail(err, REC_EINVAL, "experiments: arm bundle '%s' needs a bundle root (--bundle_root)", name);
   app_resident *res = realloc(r->res, (r->n_res + 1) * sizeof *res);
   if (!res) return rec_fail(err, REC_ENOMEM, "out of memory");
   r->res = res;
@@ -36,7 +36,7 @@ static int resident(app *a, app_ranking *r, const app_ranking *cur, const char *
   snprintf(x->name, sizeof x->name, "%s", name);
   rec_error e2 = {0};
   if (bundle_root_resolve(a->bundle_root, name, x->real, sizeof x->real, &e2))
-    return rec_fail(err, e2.code, "experiments: arm bundle: %s", e2.msg);
+    return rec_fail(err, REC_EINVAL, "experiments: arm bundle: %s", e2.msg);
   for (size_t i = 0; cur && i < cur->n_res; i++)
     if (strcmp(cur->res[i].real, x->real) == 0) {
       x->b = bundle_ref(cur->res[i].b);
@@ -191,17 +191,43 @@ static int replay_state(const app *a, app_ranking *r, experiments *e, rec_error 
   return rc;
 }
 
-/* Appends 'c' to the state file and makes it durable. */
+/* The directory holding 'path' made durable (a new file's name in it). */
+static int sync_dir(const char *path) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) slash[1] = '\0';
+  else if (slash) *slash = '\0';
+  else snprintf(dir, sizeof dir, ".");
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+/* Appends 'c' to the state file and makes it durable. A torn last line (a
+ * crash or a failed write mid-append) is ended first, so this change is a
+ * line of its own and replays. */
 static int append_state(const app *a, const exp_change *c, rec_error *err) {
   const char *path = a->cfg->experiments_state;
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return rec_fail(err, REC_EIO, "experiments state %s: %s", path, strerror(errno));
-  char line[512];
-  int n = snprintf(line, sizeof line, "%lld\t%s\t%s\t%s\t%s\t%s\t%u\n", (long long)c->time_ms, c->who, c->layer,
-                   c->salt, c->action, c->arm, c->share);
+  int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return rec_fail(err, REC_EUNAVAIL, "experiments state file %s cannot be opened (%s); nothing changed", path,
+                    strerror(errno));
+  char line[1024];
+  size_t n = 0;
+  off_t size = lseek(fd, 0, SEEK_END);
+  char last = '\n';
+  if (size > 0 && pread(fd, &last, 1, size - 1) != 1) last = '\n';
+  if (last != '\n') line[n++] = '\n';
+  int m = snprintf(line + n, sizeof line - n, "%lld\t%s\t%s\t%s\t%s\t%s\t%u\n", (long long)c->time_ms, c->who,
+                   c->layer, c->salt, c->action, c->arm, c->share);
   int rc = 0;
-  if (n < 0 || (size_t)n >= sizeof line || write(fd, line, (size_t)n) != n || fsync(fd) != 0)
-    rc = rec_fail(err, REC_EIO, "experiments state %s: write failed: %s", path, strerror(errno));
+  if (m < 0 || (size_t)m >= sizeof line - n || write(fd, line, n + (size_t)m) != (ssize_t)(n + (size_t)m) ||
+      fsync(fd) != 0 || (size == 0 && sync_dir(path) != 0))
+    rc = rec_fail(err, REC_EUNAVAIL, "experiments state file %s: write failed (%s); nothing changed", path,
+                  strerror(errno));
   close(fd);
   return rc;
 }
@@ -210,8 +236,14 @@ static int append_state(const app *a, const exp_change *c, rec_error *err) {
 static int compile(app_ranking *r, experiments *e, rec_error *err) {
   int rc = exp_compile(e, r->cfg, &r->plan, err);
   for (size_t l = 0; !rc && l < e->n_layers; l++)
-    for (size_t k = 0; k < EXP_MAX_ARMS; k++)
-      r->slot[l][k] = k < e->layers[l].n_arms ? metrics_arm_slot(e->layers[l].name, e->layers[l].arms[k].name) : -1;
+    for (size_t k = 0; !rc && k < EXP_MAX_ARMS; k++) {
+      const exp_layer *ly = &e->layers[l];
+      r->slot[l][k] = k < ly->n_arms ? metrics_arm_slot(ly->name, ly->salt, ly->arms[k].name) : -1;
+      if (k < ly->n_arms && r->slot[l][k] < 0)
+        rc = rec_fail(err, REC_EINVAL, "experiments: layer %s arm %s would be arm number %d counted since recd "
+                      "started (each salt counts anew), past the %d that /metrics and the report hold; restart recd",
+                      ly->name, ly->arms[k].name, METRICS_MAX_ARMS + 1, METRICS_MAX_ARMS);
+    }
   experiments_free(e);
   return rc;
 }
@@ -221,12 +253,6 @@ int app_exp_finish(app *a, app_ranking *r, experiments *e, rec_error *err) {
   if (rc) {
     experiments_free(e);
     return rc;
-  }
-  if (!a->attr &&
-      attribution_new((size_t)a->cfg->attribution_slates, (size_t)a->cfg->attribution_mb << 20,
-                      (int64_t)a->cfg->attribution_window_s * 1000, &a->attr) != 0) {
-    experiments_free(e);
-    return rec_fail(err, REC_ENOMEM, "out of memory");
   }
   return compile(r, e, err);
 }

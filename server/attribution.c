@@ -1,6 +1,8 @@
 /* server/attribution.c - see attribution.h. Slates live in a ring, oldest
  * overwritten first; two chained hash tables over the ring find a slate by
- * request id and a user's newest slate. */
+ * (request id, user) and a user's newest slate. Chains are doubly linked,
+ * newest first, so forgetting a slate is O(1) however many slates share a
+ * chain (one busy user id, a client that sends one request id for all). */
 #include "server/attribution.h"
 #include "server/metrics.h"
 
@@ -14,7 +16,7 @@ enum { CLICKED = 1, CARTED = 2 }; /* per item of a slate */
 enum { EV_CART = 2, EV_PURCHASE = 3, EV_CLICK = 4 }; /* rec.v1.EventType */
 
 typedef struct slate {
-  uint64_t rid, user;         /* hashes */
+  uint64_t rid, user;         /* hashes: rid of (request id, user), user of the user id */
   int64_t time_ms;
   uint64_t *items;            /* hashes; NULL when the slot is free */
   uint8_t *flags;             /* per item */
@@ -23,7 +25,7 @@ typedef struct slate {
   bool clicked, purchased;
   int16_t slots[ATTR_MAX_ARMS];
   double revenue;
-  int32_t next_rid, next_user; /* chains; -1 ends */
+  int32_t next_rid, prev_rid, next_user, prev_user; /* chains; -1 ends */
 } slate;
 
 struct attribution {
@@ -74,13 +76,22 @@ void attribution_free(attribution *t) {
 
 static size_t slate_bytes(uint32_t n) { return (size_t)n * (sizeof(uint64_t) + 1); }
 
-/* Unlinks slot 'i' from the chain that starts at *head. */
-static void unlink_from(slate *ring, int32_t *head, int32_t i, bool by_user) {
-  for (int32_t *p = head; *p >= 0; p = by_user ? &ring[*p].next_user : &ring[*p].next_rid)
-    if (*p == i) {
-      *p = by_user ? ring[i].next_user : ring[i].next_rid;
-      return;
-    }
+/* The key of a slate: its request id seeded with its user, so two users'
+ * slates under one request id are two keys. */
+static uint64_t rid_key(const char *rid, uint64_t user) { return XXH3_64bits_withSeed(rid, strlen(rid), user); }
+
+static void unlink_rid(attribution *t, int32_t i) {
+  slate *s = &t->ring[i];
+  if (s->prev_rid >= 0) t->ring[s->prev_rid].next_rid = s->next_rid;
+  else t->by_rid[s->rid & t->mask] = s->next_rid;
+  if (s->next_rid >= 0) t->ring[s->next_rid].prev_rid = s->prev_rid;
+}
+
+static void unlink_user(attribution *t, int32_t i) {
+  slate *s = &t->ring[i];
+  if (s->prev_user >= 0) t->ring[s->prev_user].next_user = s->next_user;
+  else t->by_user[s->user & t->mask] = s->next_user;
+  if (s->next_user >= 0) t->ring[s->next_user].prev_user = s->prev_user;
 }
 
 /* Forgets the oldest slate. */
@@ -88,8 +99,8 @@ static void evict_oldest(attribution *t) {
   size_t i = (t->head + t->cap - t->count) % t->cap;
   slate *s = &t->ring[i];
   if (s->items) {
-    unlink_from(t->ring, &t->by_rid[s->rid & t->mask], (int32_t)i, false);
-    unlink_from(t->ring, &t->by_user[s->user & t->mask], (int32_t)i, true);
+    unlink_rid(t, (int32_t)i);
+    unlink_user(t, (int32_t)i);
     t->bytes -= slate_bytes(s->n_items);
     free(s->items);
     s->items = NULL;
@@ -114,14 +125,18 @@ void attribution_served(attribution *t, const char *request_id, const char *user
     while (t->count && (t->count == t->cap || t->bytes + need > t->max_bytes)) evict_oldest(t);
     int32_t i = (int32_t)t->head;
     slate *s = &t->ring[i];
-    *s = (slate){.rid = attribution_hash(request_id, strlen(request_id)), .user = attribution_hash(user, user_len),
-                 .time_ms = now_ms, .items = copy, .flags = (uint8_t *)(copy + n_items),
-                 .n_items = (uint32_t)n_items, .n_slots = (uint8_t)n_slots};
+    uint64_t uh = attribution_hash(user, user_len);
+    *s = (slate){.rid = rid_key(request_id, uh), .user = uh, .time_ms = now_ms, .items = copy,
+                 .flags = (uint8_t *)(copy + n_items), .n_items = (uint32_t)n_items, .n_slots = (uint8_t)n_slots,
+                 .prev_rid = -1, .prev_user = -1};
     for (size_t k = 0; k < n_slots; k++) s->slots[k] = (int16_t)slots[k];
-    s->next_rid = t->by_rid[s->rid & t->mask];
-    t->by_rid[s->rid & t->mask] = i;
-    s->next_user = t->by_user[s->user & t->mask]; /* newest first */
-    t->by_user[s->user & t->mask] = i;
+    int32_t *hr = &t->by_rid[s->rid & t->mask], *hu = &t->by_user[s->user & t->mask]; /* newest first */
+    s->next_rid = *hr;
+    if (*hr >= 0) t->ring[*hr].prev_rid = i;
+    *hr = i;
+    s->next_user = *hu;
+    if (*hu >= 0) t->ring[*hu].prev_user = i;
+    *hu = i;
     t->bytes += need;
     t->head = (t->head + 1) % t->cap;
     t->count++;
@@ -132,9 +147,9 @@ void attribution_served(attribution *t, const char *request_id, const char *user
 /* The slate an event belongs to, or NULL. */
 static slate *find(attribution *t, const char *rid, uint64_t user, int type, int64_t time_ms) {
   if (rid[0]) {
-    uint64_t h = attribution_hash(rid, strlen(rid));
+    uint64_t h = rid_key(rid, user);
     for (int32_t i = t->by_rid[h & t->mask]; i >= 0; i = t->ring[i].next_rid)
-      if (t->ring[i].rid == h) return t->ring[i].user == user ? &t->ring[i] : NULL;
+      if (t->ring[i].rid == h && t->ring[i].user == user) return &t->ring[i];
     return NULL;
   }
   if (type != EV_PURCHASE) return NULL; /* only purchases follow the last slate */

@@ -302,15 +302,28 @@ int main(int argc, char **argv) {
     fprintf(stderr, "recd: %s\n", err.msg);
     return 2;
   }
-  rank_config_free(rank_cfg); /* checked here so a bad file stops recd at once; each load reads it */
-  experiments *exps;
-  if (cfg.experiments[0] && experiments_load(cfg.experiments, &exps, &err) != 0) {
-    fprintf(stderr, "recd: %s\n", err.msg);
+  /* The experiments file too: parsed and compiled against these settings. */
+  experiments *exps = NULL;
+  exp_plan *plan = NULL;
+  if (cfg.experiments[0] &&
+      (experiments_load(cfg.experiments, &exps, &err) != 0 || exp_compile(exps, rank_cfg, &plan, &err) != 0)) {
+    fprintf(stderr, "recd: %s%s\n", exps ? "experiments: " : "", err.msg);
+    experiments_free(exps);
+    rank_config_free(rank_cfg);
     return 2;
   }
-  if (cfg.experiments[0]) experiments_free(exps);
+  exp_plan_free(plan);
+  experiments_free(exps);
+  rank_config_free(rank_cfg); /* checked here so a bad file stops recd at once; each load reads it */
   app ap;
   app_init(&ap, &cfg);
+  if (cfg.experiments[0] &&
+      attribution_new((size_t)cfg.attribution_slates, (size_t)cfg.attribution_mb << 20,
+                      (int64_t)cfg.attribution_window_s * 1000, &ap.attr) != 0) {
+    fprintf(stderr, "recd: out of memory\n");
+    app_destroy(&ap);
+    return 1;
+  }
   auth *au = NULL;
   if (auth_new(cfg.admin_token_file, cfg.admin_allow, &au, &err) != 0 || open_bundle_root(&ap, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);

@@ -40,7 +40,7 @@ static atomic_uint_fast64_t events;
 
 /* Experiment arms: names handed out under a lock, published by the count. */
 static pthread_mutex_t arms_mu = PTHREAD_MUTEX_INITIALIZER;
-static char arm_exp[METRICS_MAX_ARMS][40], arm_name[METRICS_MAX_ARMS][40];
+static char arm_exp[METRICS_MAX_ARMS][40], arm_salt[METRICS_MAX_ARMS][72], arm_name[METRICS_MAX_ARMS][40];
 static atomic_int n_arms;
 static atomic_uint_fast64_t arm_calls[METRICS_MAX_ARMS][METRICS_STATUSES];
 static histogram arm_latency[METRICS_MAX_ARMS];
@@ -86,26 +86,21 @@ void metrics_strategy(rec_strategy s) {
 
 void metrics_reload(int ok) { atomic_fetch_add_explicit(&reloads[ok ? 0 : 1], 1, memory_order_relaxed); }
 
-int metrics_arm_slot(const char *experiment, const char *arm) {
+int metrics_arm_slot(const char *experiment, const char *salt, const char *arm) {
   pthread_mutex_lock(&arms_mu);
   int n = atomic_load(&n_arms), slot = -1;
   for (int i = 0; i < n && slot < 0; i++)
-    if (strcmp(arm_exp[i], experiment) == 0 && strcmp(arm_name[i], arm) == 0) slot = i;
+    if (strcmp(arm_exp[i], experiment) == 0 && strcmp(arm_salt[i], salt) == 0 && strcmp(arm_name[i], arm) == 0)
+      slot = i;
   if (slot < 0 && n < METRICS_MAX_ARMS) {
     snprintf(arm_exp[n], sizeof arm_exp[n], "%s", experiment);
+    snprintf(arm_salt[n], sizeof arm_salt[n], "%s", salt);
     snprintf(arm_name[n], sizeof arm_name[n], "%s", arm);
     atomic_store_explicit(&n_arms, n + 1, memory_order_release);
     slot = n;
   }
   pthread_mutex_unlock(&arms_mu);
   return slot;
-}
-
-bool metrics_arm_names(int slot, const char **experiment, const char **arm) {
-  if (slot < 0 || slot >= atomic_load_explicit(&n_arms, memory_order_acquire)) return false;
-  *experiment = arm_exp[slot];
-  *arm = arm_name[slot];
-  return true;
 }
 
 void metrics_arm_call(int slot, int status, int64_t ns) {
@@ -217,8 +212,8 @@ static void escape(const char *in, char *out, size_t cap) {
 }
 
 /* Per experiment arm: Recommend calls, latency and degraded answers, and
- * what the arm's slates led to (attribution.h). Arm and experiment names
- * are [A-Za-z0-9_-] (ranking/experiments.h), safe in a label as they are. */
+ * what the arm's slates led to (attribution.h). Names and salts are
+ * [A-Za-z0-9_.:-] (ranking/experiments.h), safe in a label as they are. */
 static void render_arms(buf *b, struct attribution *attr) {
   int n = atomic_load_explicit(&n_arms, memory_order_acquire);
   if (!n) return;
@@ -228,14 +223,14 @@ static void render_arms(buf *b, struct attribution *attr) {
     for (int st = 0; st < METRICS_STATUSES; st++) {
       uint64_t v = get(&arm_calls[a][st]);
       if (v || st == 0)
-        put(b, "recd_arm_requests_total{experiment=\"%s\",arm=\"%s\",status=\"%s\"} %llu\n", arm_exp[a],
-            arm_name[a], rpc_status_name(st), (unsigned long long)v);
+        put(b, "recd_arm_requests_total{experiment=\"%s\",salt=\"%s\",arm=\"%s\",status=\"%s\"} %llu\n", arm_exp[a],
+            arm_salt[a], arm_name[a], rpc_status_name(st), (unsigned long long)v);
     }
   put(b, "# HELP recd_arm_request_duration_seconds Recommend latency inside recd, by experiment arm.\n"
          "# TYPE recd_arm_request_duration_seconds histogram\n");
   for (int a = 0; a < n; a++) {
-    char label[100];
-    snprintf(label, sizeof label, "%s\",arm=\"%s", arm_exp[a], arm_name[a]);
+    char label[256];
+    snprintf(label, sizeof label, "%.39s\",salt=\"%.71s\",arm=\"%.39s", arm_exp[a], arm_salt[a], arm_name[a]);
     put_histogram(b, "recd_arm_request_duration_seconds", "experiment", label, &arm_latency[a]);
   }
   put(b, "# HELP recd_arm_degraded_total Recommend responses degraded, by experiment arm and reason.\n"
@@ -244,8 +239,8 @@ static void render_arms(buf *b, struct attribution *attr) {
     for (int r = 0; r < REC_DEG_COUNT; r++) {
       uint64_t v = get(&arm_degraded[a][r]);
       if (v)
-        put(b, "recd_arm_degraded_total{experiment=\"%s\",arm=\"%s\",reason=\"%s\"} %llu\n", arm_exp[a],
-            arm_name[a], rec_degraded_name(r), (unsigned long long)v);
+        put(b, "recd_arm_degraded_total{experiment=\"%s\",salt=\"%s\",arm=\"%s\",reason=\"%s\"} %llu\n",
+            arm_exp[a], arm_salt[a], arm_name[a], rec_degraded_name(r), (unsigned long long)v);
     }
   static const struct {
     const char *name, *help;
@@ -271,10 +266,11 @@ static void render_arms(buf *b, struct attribution *attr) {
       const arm_outcomes *x = &o[a];
       uint64_t v[] = {x->slates, x->items, x->clicks, x->clicked_slates, x->carts, x->purchases, x->purchased_slates};
       if (m < 7)
-        put(b, "%s{experiment=\"%s\",arm=\"%s\"} %llu\n", OUT[m].name, arm_exp[a], arm_name[a],
-            (unsigned long long)v[m]);
+        put(b, "%s{experiment=\"%s\",salt=\"%s\",arm=\"%s\"} %llu\n", OUT[m].name, arm_exp[a], arm_salt[a],
+            arm_name[a], (unsigned long long)v[m]);
       else
-        put(b, "%s{experiment=\"%s\",arm=\"%s\"} %.4f\n", OUT[m].name, arm_exp[a], arm_name[a], x->revenue);
+        put(b, "%s{experiment=\"%s\",salt=\"%s\",arm=\"%s\"} %.4f\n", OUT[m].name, arm_exp[a], arm_salt[a],
+            arm_name[a], x->revenue);
     }
   }
   free(o);

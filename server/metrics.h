@@ -10,8 +10,8 @@
 #include "server/recommend.h"
 
 enum { METRICS_MAX_METHODS = 16, METRICS_STATUSES = 17 };
-/* (experiment, arm) pairs with their own series; more are not counted. */
-enum { METRICS_MAX_ARMS = 128 };
+/* Experiment arms with their own series in a process's life. */
+enum { METRICS_MAX_ARMS = 256 };
 
 typedef enum {
   STAGE_USER_TOWER, STAGE_ANN, STAGE_SOURCES, STAGE_RANKING, STAGE_TOTAL, STAGE_COUNT
@@ -32,12 +32,13 @@ void metrics_degraded(rec_degraded reason);
 void metrics_strategy(rec_strategy s);
 void metrics_reload(int ok);
 
-/* The slot of experiment arm (experiment, arm): the same names always get
- * the same slot, for the life of the process, so the label set stays
- * bounded across experiment reloads. -1 once METRICS_MAX_ARMS pairs exist. */
-int  metrics_arm_slot(const char *experiment, const char *arm);
-/* Slot 'slot's names; false for a slot never handed out. */
-bool metrics_arm_names(int slot, const char **experiment, const char **arm);
+/* The slot of an experiment arm (experiment, its salt, arm): the same
+ * names always get the same slot, for the life of the process, so the
+ * label set stays bounded across experiment reloads, and a new salt (a new
+ * experiment) starts from zero. -1 once METRICS_MAX_ARMS exist. The names
+ * are [A-Za-z0-9_-] and the salt [A-Za-z0-9_.:-] (ranking/experiments.h):
+ * label values as they are. */
+int  metrics_arm_slot(const char *experiment, const char *salt, const char *arm);
 /* A Recommend call assigned to the arm in 'slot' ended with gRPC 'status'. */
 void metrics_arm_call(int slot, int status, int64_t ns);
 /* A Recommend response for the arm in 'slot' was degraded for 'reason'. */

@@ -113,11 +113,7 @@ static int prepare(rec_call *c, const rank_config *cfg) {
 static int assign_arms(rec_call *c, const rank_config **cfg) {
   rpc_ctx *ctx = c->ctx;
   const Rec__V1__RecommendRequest *q = c->q;
-  call_note *n = arena_calloc(ctx->arena, 1, sizeof *n);
-  if (!n) return REC_ENOMEM;
-  n->request_id = c->request_id;
-  c->note = n;
-  ctx->note = n;
+  call_note *n = c->note;
   const exp_plan *plan = c->snap->plan;
   if (!plan) return 0;
   const char *sess = q->context ? q->context->session_id : NULL;
@@ -316,9 +312,14 @@ static int recommend(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage 
   c->start_ns = rec_mono_ns();
   const rank_config *cfg;
   int rc;
+  /* The call's log line names the request from the start, refused or not. */
+  if (!(c->note = arena_calloc(ctx->arena, 1, sizeof *c->note))) return REC_ENOMEM;
+  c->note->request_id = c->q->request_id;
+  ctx->note = c->note;
   if ((rc = check(ctx, ap->cfg, c->q)) || (rc = svc_acquire_snapshot(ctx, &c->b, &c->snap))) return rc;
   cfg = c->snap->cfg;
   if (!(c->request_id = svc_request_id(ctx, c->q->request_id))) return REC_ENOMEM;
+  c->note->request_id = c->request_id;
   if ((rc = assign_arms(c, &cfg)) || (rc = prepare(c, cfg))) return rc;
   /* Popularity alone needs no shard: this process holds the lists. */
   if (!ap->shards || c->rq.popularity_only) return (rc = run_local(c)) ? rc : respond(c, out);

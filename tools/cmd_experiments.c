@@ -6,9 +6,10 @@
  * The report compares rates per slate (a slate is one Recommend answer):
  * click-through (slates with a click), conversion (slates with a purchase
  * of a shown item) and revenue per slate, each arm minus control with a 95%
- * interval (normal approximation; unpooled for proportions, Welch for
- * revenue), and calls a difference significant when the interval leaves 0
- * out. Slates of one user are not independent, so with heavy users the
+ * interval (Newcombe's hybrid score interval for the two rates, Welch's
+ * normal interval for revenue), and calls a difference significant when
+ * the interval leaves 0 out; below 30 slates in an arm it gives no verdict.
+ * Slates of one user are not independent, so with heavy users the
  * intervals are optimistic: docs/operations.md says how to read them. */
 #include "tools/cmd_experiments.h"
 #include "rec/v1/admin.pb-c.h"
@@ -35,37 +36,57 @@ static int usage(void) {
 }
 
 /* An arm minus control: the difference, its 95% interval, and whether the
- * interval leaves 0 out. */
+ * interval leaves 0 out; 'ok' false when the data cannot say (too few
+ * slates). */
 typedef struct diff {
   double d, lo, hi;
-  bool significant;
+  bool ok, significant;
 } diff;
 
+enum { MIN_SLATES = 30 }; /* fewer per arm: no verdict */
+static const double Z = 1.959964;
+
+/* Wilson's score interval for x successes in n. */
+static void wilson(double x, double n, double *lo, double *hi) {
+  double p = x / n, z2 = Z * Z, c = (p + z2 / (2 * n)) / (1 + z2 / n);
+  double h = Z * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n);
+  *lo = c - h < 0 ? 0 : c - h;
+  *hi = c + h > 1 ? 1 : c + h;
+}
+
+/* p1 - p0 with Newcombe's hybrid score interval (from the two Wilson
+ * intervals): inside [-1, 1], and sound at rates of 0 or 1, where the
+ * plain normal interval collapses. */
 static diff proportions(double x1, double n1, double x0, double n0) {
   diff r = {0};
-  if (n1 < 1 || n0 < 1) return r;
-  double p1 = x1 / n1, p0 = x0 / n0, se = sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0);
+  if (n1 < MIN_SLATES || n0 < MIN_SLATES) return r;
+  double p1 = x1 / n1, p0 = x0 / n0, l1, u1, l0, u0;
+  wilson(x1, n1, &l1, &u1);
+  wilson(x0, n0, &l0, &u0);
   r.d = p1 - p0;
-  r.lo = r.d - 1.96 * se;
-  r.hi = r.d + 1.96 * se;
-  r.significant = se > 0 && (r.lo > 0 || r.hi < 0);
+  r.lo = r.d - sqrt((p1 - l1) * (p1 - l1) + (u0 - p0) * (u0 - p0));
+  r.hi = r.d + sqrt((u1 - p1) * (u1 - p1) + (p0 - l0) * (p0 - l0));
+  r.ok = true;
+  r.significant = r.lo > 0 || r.hi < 0;
   return r;
 }
 
+/* Sample variance from the sum and the sum of squares. */
 static double variance(double sum, double sq, double n) {
-  if (n < 2) return 0;
-  double m = sum / n, v = (sq / n - m * m) * n / (n - 1);
+  double m = sum / n, v = (sq - n * m * m) / (n - 1);
   return v > 0 ? v : 0;
 }
 
+/* Revenue per slate, arm minus control, with Welch's normal interval. */
 static diff means(const Rec__V1__ArmReport *a, const Rec__V1__ArmReport *c) {
   diff r = {0};
   double n1 = (double)a->slates, n0 = (double)c->slates;
-  if (n1 < 2 || n0 < 2) return r;
+  if (n1 < MIN_SLATES || n0 < MIN_SLATES) return r;
   double se = sqrt(variance(a->revenue, a->revenue_sq, n1) / n1 + variance(c->revenue, c->revenue_sq, n0) / n0);
   r.d = a->revenue / n1 - c->revenue / n0;
-  r.lo = r.d - 1.96 * se;
-  r.hi = r.d + 1.96 * se;
+  r.lo = r.d - Z * se;
+  r.hi = r.d + Z * se;
+  r.ok = true;
   r.significant = se > 0 && (r.lo > 0 || r.hi < 0);
   return r;
 }
@@ -73,12 +94,21 @@ static diff means(const Rec__V1__ArmReport *a, const Rec__V1__ArmReport *c) {
 static double rate(uint64_t x, uint64_t n) { return n ? (double)x / (double)n : 0; }
 
 static void print_diff(const char *what, diff d, double scale, const char *unit) {
+  if (!d.ok) {
+    printf("      %-14s n/a: fewer than %d slates in an arm\n", what, MIN_SLATES);
+    return;
+  }
   printf("      %-14s %+9.3f%s  95%% CI [%+.3f, %+.3f]  %s\n", what, d.d * scale, unit, d.lo * scale, d.hi * scale,
          d.significant ? "SIGNIFICANT" : "not significant");
 }
 
 static cJSON *json_diff(diff d) {
   cJSON *o = cJSON_CreateObject();
+  if (!d.ok) {
+    cJSON_AddNullToObject(o, "difference");
+    cJSON_AddBoolToObject(o, "significant", false);
+    return o;
+  }
   cJSON_AddNumberToObject(o, "difference", d.d);
   cJSON_AddNumberToObject(o, "ci_low", d.lo);
   cJSON_AddNumberToObject(o, "ci_high", d.hi);

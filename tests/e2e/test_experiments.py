@@ -148,9 +148,10 @@ class ArmsTest(ExperimentCase):
         # The arms are bounded labels of /metrics, which promtool accepts.
         text = self.metrics()
         for arm in ("control", "lowmmr", "holdout"):
-            self.assertRegex(text, r'recd_arm_requests_total\{experiment="ranker",arm="%s",status="OK"\} [1-9]' % arm)
-            self.assertIn('recd_arm_request_duration_seconds_bucket{experiment="ranker",arm="%s",le="+Inf"}' % arm, text)
-            self.assertIn('recd_arm_slates_total{experiment="ranker",arm="%s"}' % arm, text)
+            labels = 'experiment="ranker",salt="ranker-1",arm="%s"' % arm
+            self.assertRegex(text, r'recd_arm_requests_total\{%s,status="OK"\} [1-9]' % labels)
+            self.assertIn('recd_arm_request_duration_seconds_bucket{%s,le="+Inf"}' % labels, text)
+            self.assertIn('recd_arm_slates_total{%s}' % labels, text)
         check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
                                timeout=30)
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
@@ -218,8 +219,8 @@ class AttributionTest(ExperimentCase):
         block = text[text.index("experiment conv"):text.index("experiment aa")]
         self.assertRegex(block, r"conversion\s+\+\d+\.\d+ pts\s+95% CI \[\+\d+\.\d+, \+\d+\.\d+\]\s+SIGNIFICANT")
         self.assertNotIn("SIGNIFICANT", text[text.index("experiment aa"):])
-        self.assertRegex(self.metrics(), r'recd_arm_purchased_slates_total\{experiment="conv",arm="better"\} %d\n'
-                         % want["better"][1])
+        self.assertRegex(self.metrics(), r'recd_arm_purchased_slates_total\{experiment="conv",salt="conv-1",'
+                         r'arm="better"\} %d\n' % want["better"][1])
 
 
 CONTROL = """
@@ -251,6 +252,9 @@ class ControlTest(ExperimentCase):
                                             timeout=T))
         self.refused(grpc.StatusCode.NOT_FOUND, self.admin.ControlExperiment,
                      A.ControlExperimentRequest(experiment="nope", action=A.CONTROL_ACTION_STOP), timeout=T)
+        # A crash mid-append left a torn line: the next change still gets a line of its own.
+        with open(self.exp + ".state", "a") as f:
+            f.write("1764547200000\ttoken:e2e\tramp\tramp-1\tsha")
         # recctl moves the treatment to 50%: no unit is left without an arm, and the
         # units that were in an arm keep it (control's range comes first).
         r = self.recctl("share", "ramp", "new", "5000")
@@ -356,6 +360,13 @@ class ReloadTest(ExperimentCase):
                            timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn("%s:2: layer.x.arm.a.share: must be an integer in [0, 10000]" % path, r.stderr)
+        # A setting no arm can take stops it too, naming the layer, the arm and the key.
+        write(path, "layer.x.salt = s\nlayer.x.arm.a.share = 10\nlayer.x.arm.a.set.blend.colour = red\n")
+        r = subprocess.run([os.path.join(base.ARGS.build, "server/recd"), "--bundle=" + synth("main", 5),
+                            "--experiments=" + path, "--listen=127.0.0.1:0"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("experiments: layer x arm a: set.blend.colour: unknown setting 'blend.colour'", r.stderr)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ static void bad_files_name_line_and_rule(void) {
   refused("layer.a.salt = s\nlayer.a.arm.x.color = red\n",
           "exp.conf:2: unknown setting 'layer.a.arm.x.color' (an arm has share, holdout, bundle and set.KEY)");
   refused("blend.ann = 0.5\n", "exp.conf:1: unknown setting 'blend.ann' (keys start with layer.NAME.)");
+  refused("# nothing\n\n", "exp.conf: declares no layers (to end every experiment, stop each with recctl "
+          "experiments stop, or run recd without --experiments)");
+  refused("layer.a.salt = a\"b\n", "exp.conf:1: layer.a.salt: must be 1 to 64 of A-Z a-z 0-9 _ - . :");
 }
 
 /* Each arm's share of 100k ids is within 1 point of its share, and two
@@ -153,6 +156,25 @@ static void arms_get_their_settings_in_every_combination(void) {
   }
   CU_ASSERT(seen[1][1] && seen[0][0] && seen[1][0] && seen[0][1]);
   exp_plan_free(p);
+  /* Combinations share the base's lists unless an arm sets one. */
+  rank_config *listed = NULL;
+  CU_ASSERT_EQUAL_FATAL(rank_config_load(NULL, &listed, NULL), 0);
+  CU_ASSERT_EQUAL(rank_config_set(listed, "rules.blocked_items", "b1, b2", &err), 0);
+  experiments *lists = parse("layer.a.salt = s\nlayer.a.arm.x.share = 5000\nlayer.a.arm.x.set.blend.ann = 0.1\n"
+                             "layer.a.arm.y.share = 5000\nlayer.a.arm.y.set.rules.blocked_items = b3\n");
+  CU_ASSERT_EQUAL_FATAL(exp_compile(lists, listed, &p, &err), 0);
+  for (int i = 0; i < 200; i++) {
+    char id[16];
+    int n = snprintf(id, sizeof id, "v%d", i);
+    exp_assignment as;
+    exp_assign(p, id, (size_t)n, NULL, 0, &as);
+    CU_ASSERT_EQUAL(as.cfg->n_blocked, as.arm[0] == 1 ? 1 : 2);
+    CU_ASSERT_STRING_EQUAL(as.cfg->blocked[0], as.arm[0] == 1 ? "b3" : "b1");
+    if (as.arm[0] == 0) CU_ASSERT_PTR_EQUAL(as.cfg->blocked, exp_plan_base(p)->blocked);
+  }
+  exp_plan_free(p); /* frees each list once (valgrind and ASan check) */
+  experiments_free(lists);
+  rank_config_free(listed);
   /* A setting no ranking key knows, or out of range, is refused naming the arm. */
   experiments *bad = parse("layer.a.salt = s\nlayer.a.arm.x.share = 10\nlayer.a.arm.x.set.diversity.mmr_lambda = 3\n");
   CU_ASSERT_EQUAL(exp_compile(bad, base, &p, &err), REC_EINVAL);
@@ -184,6 +206,14 @@ static void attribution_counts_what_slates_led_to(void) {
   CU_ASSERT_EQUAL(o.purchased_slates, 1);
   CU_ASSERT_DOUBLE_EQUAL(o.revenue, 20.0, 1e-9);
   CU_ASSERT_DOUBLE_EQUAL(o.revenue_sq, 400.0, 1e-9);
+  /* Two users' slates under one request id are two slates. */
+  attribution_served(t, "shared", "carol", 5, &slot, 1, items, 3, 1000600);
+  attribution_served(t, "shared", "dave", 4, &slot, 1, items, 3, 1000700);
+  attribution_event(t, "shared", "carol", 5, "i1", 2, 4, 0, 0, 1000800);
+  attribution_event(t, "shared", "dave", 4, "i1", 2, 4, 0, 0, 1000800);
+  attribution_outcomes(t, slot, &o);
+  CU_ASSERT_EQUAL(o.slates, 3);
+  CU_ASSERT_EQUAL(o.clicks, 3);
   /* Past the capacity the oldest slate is forgotten; its events count for nobody. */
   for (int i = 0; i < 4; i++) {
     char rid[8];
@@ -193,8 +223,8 @@ static void attribution_counts_what_slates_led_to(void) {
   attribution_event(t, "r1", "alice", 5, "i1", 2, 4, 0, 0, 2000100);
   attribution_event(t, "x3", "bob", 3, "i1", 2, 4, 0, 0, 2000100);
   attribution_outcomes(t, slot, &o);
-  CU_ASSERT_EQUAL(o.slates, 5);
-  CU_ASSERT_EQUAL(o.clicks, 2);
+  CU_ASSERT_EQUAL(o.slates, 7);
+  CU_ASSERT_EQUAL(o.clicks, 4);
   attribution_free(t);
 }
 
