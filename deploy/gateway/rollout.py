@@ -324,8 +324,10 @@ def parse_args(argv):
     p.add_argument("--max-p99-ms", type=float, default=100, help="largest canary p99, ms (default: %(default)s)")
     p.add_argument("--max-degraded-rate", type=float, default=0.05,
                    help="largest canary rate of any one degraded reason, a fraction (default: %(default)s)")
-    p.add_argument("--ignore-degraded", default="", metavar="REASON,...",
-                   help="degraded reasons not judged, e.g. unknown_user (default: none)")
+    p.add_argument("--ignore-degraded", default="unknown_user,short_catalog", metavar="REASON,...",
+                   help="degraded reasons not judged: these say what the traffic asked (cold users, a "
+                        "filter few items pass), not how the canary serves; '' judges all "
+                        "(default: %(default)s)")
     p.add_argument("--backend", default="recd", help="HAProxy backend (default: %(default)s)")
     p.add_argument("--stable-server", default="stable", help="(default: %(default)s)")
     p.add_argument("--canary-server", default="canary", help="(default: %(default)s)")
