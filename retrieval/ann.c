@@ -114,16 +114,12 @@ int ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64_
                   float *scores, size_t *n) {
   if (ann__search_ef(idx->index, q, (int64_t)k, ef, scores, items) != 0) return REC_EINTERNAL;
   size_t m = 0;
-  while (m < k && items[m] >= 0) m++;
+  while (m < k && items[m] >= 0) m++; /* FAISS pads short answers with label -1 */
   *n = m;
   return 0;
 }
 
 int ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,
                size_t *n) {
-  if (faiss_Index_search(idx->index, 1, q, (idx_t)k, scores, items) != 0) return REC_EINTERNAL;
-  size_t m = 0;
-  while (m < k && items[m] >= 0) m++; /* FAISS pads short answers with label -1 */
-  *n = m;
-  return 0;
+  return ann_search_ef(idx, q, k, 0, items, scores, n); /* 0: the index's own efSearch */
 }

@@ -31,7 +31,9 @@ size_t ann_dim(const ann_index *idx);
 int  ann_set_ef_search(ann_index *idx, int ef, rec_error *err);
 
 /* As ann_search, with HNSW's search breadth 'ef' for this call only (fewer
- * nodes visited: faster, less exact). Other index types ignore 'ef'. */
+ * nodes visited: faster, less exact; 0: the index's own). Other index types
+ * ignore 'ef'. An HNSW search reuses its thread's visited table, so its
+ * cost does not grow with the number of items indexed. */
 int  ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items,
                    float *scores, size_t *n);
 

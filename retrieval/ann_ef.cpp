@@ -1,23 +1,58 @@
-// retrieval/ann_ef.cpp - the two HNSW knobs FAISS 1.7.3's C API lacks that
-// recd needs: a search with its own efSearch for a single call (the C API
-// only sets it on the shared index), and efConstruction for a build (the C
-// API cannot set it at all). A FaissIndex* is a faiss::Index*.
+// retrieval/ann_ef.cpp - what FAISS 1.7.3's C API lacks that recd needs: an
+// HNSW search with its own efSearch for a single call (the C API only sets
+// it on the shared index) that reuses its visited table, and efConstruction
+// for a build (the C API cannot set it at all). A FaissIndex* is a
+// faiss::Index*.
 #include <faiss/IndexHNSW.h>
+#include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/HNSW.h>
+#include <faiss/impl/NSG.h>
+#include <faiss/utils/Heap.h>
 
 #include <cstdint>
+#include <memory>
 
+namespace {
+
+// One visited table per thread, reused by every search on that thread.
+// FAISS's own IndexHNSW::search allocates and zeroes one byte per indexed
+// item on every call, a cost that grows with the catalog (a quarter of the
+// CPU at a million items). HNSW::search ends with VisitedTable::advance(),
+// which makes the marks of the search before stale without touching the
+// bytes (it clears them once every 249 searches), so reuse is exact.
+thread_local std::unique_ptr<faiss::VisitedTable> tl_visited;
+
+faiss::VisitedTable &visited(faiss::Index::idx_t n) {
+  if (!tl_visited || tl_visited->visited.size() < static_cast<size_t>(n))
+    tl_visited.reset(new faiss::VisitedTable(static_cast<int>(n)));
+  return *tl_visited;
+}
+
+}  // namespace
+
+// ef <= 0: the index's own efSearch. Returns 0, or -1 when FAISS threw.
 extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int ef, float *dist,
                               int64_t *labels) {
   try {
     const auto *idx = static_cast<const faiss::Index *>(index);
-    if (dynamic_cast<const faiss::IndexHNSW *>(idx) == nullptr) {
-      idx->search(1, q, k, dist, labels);  // no breadth to trade for time
-      return 0;
-    }
+    const auto *h = dynamic_cast<const faiss::IndexHNSW *>(idx);
     faiss::SearchParametersHNSW p;
     p.efSearch = ef;
-    idx->search(1, q, k, dist, labels, &p);
+    const faiss::SearchParametersHNSW *params = ef > 0 ? &p : nullptr;
+    if (h == nullptr || h->storage == nullptr ||
+        (h->reconstruct_from_neighbors != nullptr && h->reconstruct_from_neighbors->k_reorder != 0)) {
+      if (h == nullptr || params == nullptr) idx->search(1, q, k, dist, labels);  // no breadth to trade
+      else idx->search(1, q, k, dist, labels, params);
+      return 0;
+    }
+    // IndexHNSW::search for one query, on one thread, with the table above.
+    std::unique_ptr<faiss::DistanceComputer> dis(faiss::nsg::storage_distance_computer(h->storage));
+    dis->set_query(q);
+    faiss::maxheap_heapify(k, dist, labels);
+    h->hnsw.search(*dis, static_cast<int>(k), labels, dist, visited(h->ntotal), params);
+    faiss::maxheap_reorder(k, dist, labels);
+    if (h->metric_type == faiss::METRIC_INNER_PRODUCT)  // HNSW ranks negated inner products
+      for (int64_t i = 0; i < k; i++) dist[i] = -dist[i];
     return 0;
   } catch (...) {
     return -1;
