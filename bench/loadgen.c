@@ -1,9 +1,22 @@
-/* bench/loadgen.c - recd-loadgen: a closed-loop load generator over gRPC's C
- * core. It keeps --concurrency unary calls in flight over --channels
- * connections from one thread, counts only what completes inside the measured
- * window, and, given the server's pid, divides the server's CPU time in that
- * window by the calls completed in it. Exit codes: 0 ok, 1 more than 1% of
- * the calls failed (or none completed), 2 bad usage or setup failure. */
+/* bench/loadgen.c - recd-loadgen: a load generator over gRPC's C core, from
+ * one thread, over --channels connections.
+ *
+ * Closed loop (the default): keeps --concurrency unary calls in flight,
+ * counts what completes inside the measured window: the saturation rate.
+ * Open loop (--rate R): calls arrive at R per second, evenly spaced or as a
+ * Poisson process (--arrivals), whatever the server does; a call that finds
+ * every one of the --concurrency slots busy waits in a backlog, and its
+ * latency is measured from its *intended* send time, so a stalled server
+ * shows as latency rather than as fewer calls sent (no coordinated
+ * omission). Calls are counted by their intended time: those meant to go
+ * inside the window, however late they finish.
+ *
+ * Requests: user ids from --users-file (one per line) or synthetic ones;
+ * --filter-share of them restrict to one of --categories. Latencies go to a
+ * log-linear histogram (within 3%). Given the server's pid, the server's CPU
+ * time in the window is divided by the calls in it. Exit codes: 0 ok, 1 more
+ * than 1% of the calls failed (or none completed), 2 bad usage or setup
+ * failure. */
 #include "common/clock.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "rec/v1/ranking.pb-c.h"
@@ -15,6 +28,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +48,17 @@ enum { N_GRPC_CODES = 17, ERR_OTHER = N_GRPC_CODES, ERR_NO_MESSAGE, N_ERR };
 
 typedef struct opts {
   const char *addr;
-  bool recommend, json;
-  long concurrency, channels, users, k, server_pid, timeout_ms;
-  double duration_s, warmup_s;
+  bool recommend, json, poisson;
+  long concurrency, channels, users, k, server_pid, timeout_ms, max_calls, seed;
+  double duration_s, warmup_s, rate, filter_share;
+  const char *users_file, *categories;
+  char **user_ids;           /* from --users-file */
+  size_t n_user_ids;
+  char **cats;               /* from --categories */
+  size_t n_cats;
 } opts;
+
+enum { BACKLOG_MAX = 1 << 20 }; /* open loop: arrivals waiting for a slot */
 
 typedef struct hist {
   uint64_t n, max, b[NBUCKETS];
@@ -47,13 +68,15 @@ typedef struct hist {
  * one call at a time and is reused for the next as soon as it completes. */
 typedef struct slot {
   rpc_unary u;               /* u.call is NULL while the slot is free */
-  int64_t t0;
+  int64_t t0;                /* when the call was meant to go (open loop) or went */
+  bool measured;             /* open loop: meant to go inside the window */
 } slot;
 
 typedef enum { PH_WARMUP, PH_MEASURE, PH_DRAIN } phase;
 
 /* What the measured window saw. */
 typedef struct tally {
+  uint64_t offered;          /* open loop: arrivals inside the window */
   uint64_t calls, errors, by_code[N_ERR];
   char first_details[N_ERR][160]; /* the first status message seen per code */
   hist lat;
@@ -74,6 +97,15 @@ typedef struct bench {
   uint64_t other_calls, other_errors; /* warmup and drain */
   long long cpu0, cpu1;      /* server clock ticks at the window bounds, -1 if unread */
   double self0, self1;       /* our own CPU seconds at the window bounds */
+  /* open loop */
+  int64_t t_next;            /* the next arrival's intended time */
+  uint64_t arrivals;         /* so far, for --max-calls */
+  int64_t *backlog;          /* intended times of arrivals waiting for a slot (a ring) */
+  size_t bl_head, bl_n;
+  uint64_t backlog_full;     /* arrivals dropped because the backlog was full */
+  slot **free_slots;
+  size_t n_free;
+  uint64_t rng;
 } bench;
 
 static const char *const ERR_NAMES[N_ERR] = {
@@ -94,7 +126,17 @@ static void usage(FILE *f) {
         "  -k N                       recommend: items per call (default 10)\n"
         "  --timeout-ms N             deadline of every call (default 5000)\n"
         "  --server-pid PID           also report the server's CPU time per call\n"
-        "  --json                     one JSON object on stdout instead of text\n",
+        "  --json                     one JSON object on stdout instead of text\n"
+        "  --rate R                   open loop: R calls/s arrive whatever the server does\n"
+        "                             (--concurrency caps those in flight; the rest wait,\n"
+        "                             their latency counted from when they were due)\n"
+        "  --arrivals constant|poisson  open loop: evenly spaced, or a Poisson process (default)\n"
+        "  --max-calls N              open loop: stop after N arrivals (default: no cap)\n"
+        "  --users-file F             recommend: user ids, one per line (instead of --users)\n"
+        "  --categories A,B,...       recommend: categories for filtered requests\n"
+        "  --filter-share X           recommend: share of requests with one category filter\n"
+        "                             (default 0; needs --categories)\n"
+        "  --seed N                   arrivals, users and filters drawn from this (default 1)\n",
         f);
 }
 
@@ -143,6 +185,15 @@ static int parse_one(opts *o, const char *a, const char *v) {
   else if (strcmp(a, "--timeout-ms") == 0) return num(a, v, 1, 600000, &o->timeout_ms);
   else if (strcmp(a, "--duration-s") == 0) return seconds(a, v, 0.1, 3600, &o->duration_s);
   else if (strcmp(a, "--warmup-s") == 0) return seconds(a, v, 0, 3600, &o->warmup_s);
+  else if (strcmp(a, "--rate") == 0) return seconds(a, v, 0.001, 10000000, &o->rate);
+  else if (strcmp(a, "--arrivals") == 0) {
+    if (strcmp(v, "constant") && strcmp(v, "poisson")) return bad("unknown arrivals", v);
+    o->poisson = strcmp(v, "poisson") == 0;
+  } else if (strcmp(a, "--max-calls") == 0) return num(a, v, 1, 1000000000, &o->max_calls);
+  else if (strcmp(a, "--users-file") == 0) o->users_file = v;
+  else if (strcmp(a, "--categories") == 0) o->categories = v;
+  else if (strcmp(a, "--filter-share") == 0) return seconds(a, v, 0, 1, &o->filter_share);
+  else if (strcmp(a, "--seed") == 0) return num(a, v, 0, 2147483647, &o->seed);
   else if (strcmp(a, "--server-pid") == 0) {
     if ((rc = num(a, v, 1, 4194304, &n))) return rc;
     o->server_pid = n;
@@ -161,8 +212,52 @@ static int parse(int argc, char **argv, opts *o) {
     if (rc) return rc;
   }
   if (!o->addr) return bad("--addr is required", "");
+  if (o->filter_share > 0 && !o->categories) return bad("--filter-share needs", "--categories");
   return 0;
 }
+
+/* Splits --categories and reads --users-file. 0, or an exit code. */
+static int load_inputs(opts *o) {
+  if (o->categories) {
+    char *all = strdup(o->categories);
+    size_t n = 1;
+    for (const char *c = o->categories; *c; c++) n += *c == ',';
+    o->cats = calloc(n, sizeof *o->cats);
+    if (!all || !o->cats) return 2;
+    for (char *save = NULL, *t = strtok_r(all, ",", &save); t; t = strtok_r(NULL, ",", &save))
+      o->cats[o->n_cats++] = t;
+    if (!o->n_cats) return bad("no categories in", o->categories);
+  }
+  if (!o->users_file) return 0;
+  FILE *f = fopen(o->users_file, "r");
+  if (!f) return bad("cannot read", o->users_file);
+  char line[256];
+  size_t cap = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!line[0]) continue;
+    if (o->n_user_ids == cap) {
+      cap = cap ? 2 * cap : 1024;
+      char **x = realloc(o->user_ids, cap * sizeof *x);
+      if (!x) break;
+      o->user_ids = x;
+    }
+    if (!(o->user_ids[o->n_user_ids] = strdup(line))) break;
+    o->n_user_ids++;
+  }
+  fclose(f);
+  return o->n_user_ids ? 0 : bad("no user ids in", o->users_file);
+}
+
+/* xorshift64*: arrivals, users and filters, reproducible from --seed. */
+static uint64_t rnd(bench *b) {
+  b->rng ^= b->rng >> 12;
+  b->rng ^= b->rng << 25;
+  b->rng ^= b->rng >> 27;
+  return b->rng * 2685821657736338717ULL;
+}
+
+static double unit(bench *b) { return (double)(rnd(b) >> 11) / 9007199254740992.0; } /* [0, 1) */
 
 static size_t bucket_of(uint64_t v) {
   if (v < SUB) return (size_t)v;
@@ -224,15 +319,25 @@ static double self_cpu_s(void) {
  * bundle does not know, so the popularity fallback is part of the mix. */
 static grpc_byte_buffer *next_request(bench *b) {
   uint64_t n = b->seq++;
-  unsigned char buf[256];
+  unsigned char buf[1024];
   size_t len = 0;
-  if (b->o->recommend) {
-    char user[48];
-    if (n % 10 == 9) snprintf(user, sizeof user, "cold-%" PRIu64, n);
-    else snprintf(user, sizeof user, "U%05" PRIu64, n % (uint64_t)b->o->users);
+  const opts *o = b->o;
+  if (o->recommend) {
+    char user[160];
+    if (o->n_user_ids) snprintf(user, sizeof user, "%s", o->user_ids[rnd(b) % o->n_user_ids]);
+    else if (n % 10 == 9) snprintf(user, sizeof user, "cold-%" PRIu64, n);
+    else snprintf(user, sizeof user, "U%05" PRIu64, n % (uint64_t)o->users);
     Rec__V1__RecommendRequest q = REC__V1__RECOMMEND_REQUEST__INIT;
+    Rec__V1__Filters f = REC__V1__FILTERS__INIT;
+    char *cat[1];
     q.user_id = user;
-    q.k = (int32_t)b->o->k;
+    q.k = (int32_t)o->k;
+    if (o->n_cats && unit(b) < o->filter_share) {
+      cat[0] = o->cats[rnd(b) % o->n_cats];
+      f.include_categories = cat;
+      f.n_include_categories = 1;
+      q.filters = &f;
+    }
     len = rec__v1__recommend_request__pack(&q, buf);
   } else {
     Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -247,11 +352,13 @@ static grpc_byte_buffer *next_request(bench *b) {
 /* Frees what start_call and the completion left in the slot. */
 static void end_call(slot *s) { rpc__unary_end(&s->u); }
 
-/* Starts one call on the next channel. Returns 0, or -1 if gRPC refused the batch. */
-static int start_call(bench *b, slot *s) {
+/* Starts one call on the next channel, meant to go at 'due' (0: now).
+ * Returns 0, or -1 if gRPC refused the batch. */
+static int start_call(bench *b, slot *s, int64_t due) {
   static const char *const paths[] = {"/grpc.health.v1.Health/Check", "/rec.v1.Ranking/Recommend"};
   grpc_channel *ch = b->chans[b->next_chan++ % (size_t)b->o->channels];
-  s->t0 = rec_mono_ns();
+  s->t0 = due ? due : rec_mono_ns();
+  s->measured = s->t0 >= b->t_measure && s->t0 < b->t_end && b->ph != PH_WARMUP;
   grpc_byte_buffer *send = next_request(b);
   bool started = rpc__unary_start(&s->u, ch, b->cq, paths[b->o->recommend], send,
                                   rpc__deadline_in((int64_t)b->o->timeout_ms * 1000000), s);
@@ -270,7 +377,7 @@ static void count(bench *b, const slot *s, bool batch_ok, int64_t now) {
   int err = !batch_ok || code < 0 || code >= N_GRPC_CODES ? ERR_OTHER
           : code == GRPC_STATUS_OK && !s->u.recv ? ERR_NO_MESSAGE
           : code;
-  if (b->ph != PH_MEASURE) {
+  if (b->o->rate > 0 ? !s->measured : b->ph != PH_MEASURE) {
     b->other_calls++;
     b->other_errors += err != GRPC_STATUS_OK;
     return;
@@ -285,15 +392,16 @@ static void count(bench *b, const slot *s, bool batch_ok, int64_t now) {
 
 /* Moves warmup -> measure -> drain when their time comes, reading the CPU clocks. */
 static void advance(bench *b, int64_t now) {
+  bool open = b->o->rate > 0; /* open loop: the window is the planned one, arrivals are counted by due time */
   if (b->ph == PH_WARMUP && now >= b->t_measure) {
     b->ph = PH_MEASURE;
-    b->t_measure = now;
-    b->t_end = now + (int64_t)(b->o->duration_s * 1e9);
+    if (!open) b->t_measure = now;
+    b->t_end = b->t_measure + (int64_t)(b->o->duration_s * 1e9);
     b->cpu0 = b->o->server_pid ? proc_cpu_ticks(b->o->server_pid) : -1;
     b->self0 = self_cpu_s();
   } else if (b->ph == PH_MEASURE && now >= b->t_end) {
     b->ph = PH_DRAIN;
-    b->t_end = now;
+    if (!open) b->t_end = now;
     b->cpu1 = b->o->server_pid ? proc_cpu_ticks(b->o->server_pid) : -1;
     b->self1 = self_cpu_s();
   }
@@ -328,7 +436,7 @@ static int run(bench *b) {
   b->t_measure = start + (int64_t)(b->o->warmup_s * 1e9);
   b->t_end = INT64_MAX;
   for (long i = 0; i < b->o->concurrency && !b->failed; i++)
-    if (start_call(b, &b->slots[i]) != 0) abort_run(b);
+    if (start_call(b, &b->slots[i], 0) != 0) abort_run(b);
   while (b->in_flight > 0) {
     gpr_timespec tick = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                      gpr_time_from_millis(50, GPR_TIMESPAN));
@@ -341,13 +449,87 @@ static int run(bench *b) {
     b->in_flight--;
     count(b, s, ev.success != 0, now);
     end_call(s);
-    if (b->ph != PH_DRAIN && start_call(b, s) != 0) abort_run(b);
+    if (b->ph != PH_DRAIN && start_call(b, s, 0) != 0) abort_run(b);
+  }
+  return b->failed ? -1 : 0;
+}
+
+/* Open loop: the gap to the next arrival. */
+static int64_t gap_ns(bench *b) {
+  double mean = 1e9 / b->o->rate;
+  return (int64_t)(b->o->poisson ? -log(1.0 - unit(b)) * mean : mean);
+}
+
+/* An arrival meant for 'due': into a free slot, else into the backlog. */
+static void arrive(bench *b, int64_t due) {
+  b->arrivals++;
+  bool measured = due >= b->t_measure && due < b->t_end && b->ph != PH_WARMUP;
+  b->win.offered += measured;
+  if (b->n_free) {
+    if (start_call(b, b->free_slots[--b->n_free], due) != 0) abort_run(b);
+    return;
+  }
+  if (b->bl_n == BACKLOG_MAX) { /* counted as a failed call of the window */
+    b->backlog_full++;
+    if (measured) b->win.calls++, b->win.errors++, b->win.by_code[ERR_OTHER]++;
+    return;
+  }
+  b->backlog[(b->bl_head + b->bl_n++) % BACKLOG_MAX] = due;
+}
+
+/* Runs warmup, window and drain with arrivals at --rate; the calls meant
+ * for the window are all waited for. */
+static int run_open(bench *b) {
+  const opts *o = b->o;
+  int64_t start = rec_mono_ns();
+  b->backlog = malloc(BACKLOG_MAX * sizeof *b->backlog);
+  b->free_slots = malloc((size_t)o->concurrency * sizeof *b->free_slots);
+  if (!b->backlog || !b->free_slots) return -1;
+  for (long i = 0; i < o->concurrency; i++) b->free_slots[b->n_free++] = &b->slots[o->concurrency - 1 - i];
+  b->t_measure = start + (int64_t)(o->warmup_s * 1e9);
+  b->t_end = INT64_MAX;
+  b->t_next = start;
+  for (;;) {
+    int64_t now = rec_mono_ns();
+    advance(b, now);
+    bool arriving = b->ph != PH_DRAIN && !b->failed && (!o->max_calls || b->arrivals < (uint64_t)o->max_calls);
+    while (arriving && now >= b->t_next && (!o->max_calls || b->arrivals < (uint64_t)o->max_calls)) {
+      int64_t due = b->t_next;
+      b->t_next += gap_ns(b);
+      if (due >= b->t_measure && b->ph == PH_WARMUP) advance(b, due);
+      arrive(b, due);
+    }
+    if (!arriving && b->ph == PH_MEASURE) { /* --max-calls reached: the window ends at the last arrival */
+      b->t_end = b->t_next;
+      advance(b, b->t_end);
+    }
+    if (b->ph == PH_DRAIN && b->in_flight == 0 && b->bl_n == 0) break;
+    cancel_stragglers(b, now);
+    int64_t wait = arriving ? b->t_next - now : 50000000;
+    if (wait > 50000000) wait = 50000000;
+    if (wait < 0) wait = 0;
+    gpr_timespec tick = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(wait, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_next(b->cq, tick, NULL);
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    slot *s = ev.tag;
+    now = rec_mono_ns();
+    b->in_flight--;
+    count(b, s, ev.success != 0, now);
+    end_call(s);
+    if (b->bl_n && !b->failed) { /* the oldest waiting arrival takes the slot */
+      int64_t due = b->backlog[b->bl_head];
+      b->bl_head = (b->bl_head + 1) % BACKLOG_MAX;
+      b->bl_n--;
+      if (start_call(b, s, due) != 0) abort_run(b);
+    } else {
+      b->free_slots[b->n_free++] = s;
+    }
   }
   return b->failed ? -1 : 0;
 }
 
 typedef struct result {
-  double secs, calls_per_s, server_cpu_us, server_us_per_call, self_us_per_call;
+  double secs, calls_per_s, offered_per_s, server_cpu_us, server_us_per_call, self_us_per_call;
   bool have_server;
 } result;
 
@@ -356,6 +538,7 @@ static result summarize(const bench *b) {
   r.secs = (double)(b->t_end - b->t_measure) / 1e9;
   uint64_t n = b->win.calls;
   r.calls_per_s = r.secs > 0 ? (double)n / r.secs : 0;
+  r.offered_per_s = r.secs > 0 ? (double)b->win.offered / r.secs : 0;
   r.self_us_per_call = n ? (b->self1 - b->self0) * 1e6 / (double)n : 0;
   r.have_server = b->cpu0 >= 0 && b->cpu1 >= b->cpu0;
   if (r.have_server) {
@@ -368,10 +551,16 @@ static result summarize(const bench *b) {
 static void print_text(const bench *b, const result *r) {
   const opts *o = b->o;
   const hist *h = &b->win.lat;
-  printf("recd-loadgen: %s on %s, %ld channels, %ld in flight, %.2f s measured after %.1f s "
-         "warmup\n", o->recommend ? "recommend" : "health", o->addr, o->channels, o->concurrency,
-         r->secs, o->warmup_s);
+  if (o->rate > 0)
+    printf("recd-loadgen: %s on %s, open loop at %.1f calls/s (%s arrivals), %ld channels, at most %ld in "
+           "flight, %.2f s measured after %.1f s warmup\n", o->recommend ? "recommend" : "health", o->addr,
+           o->rate, o->poisson ? "Poisson" : "constant", o->channels, o->concurrency, r->secs, o->warmup_s);
+  else
+    printf("recd-loadgen: %s on %s, closed loop, %ld channels, %ld in flight, %.2f s measured after %.1f s "
+           "warmup\n", o->recommend ? "recommend" : "health", o->addr, o->channels, o->concurrency,
+           r->secs, o->warmup_s);
   printf("calls          %" PRIu64 "\n", b->win.calls);
+  if (o->rate > 0) printf("offered/s      %.1f\n", r->offered_per_s);
   printf("calls/s        %.1f\n", r->calls_per_s);
   printf("errors         %" PRIu64, b->win.errors);
   for (int i = 1; i < N_ERR; i++)
@@ -379,8 +568,9 @@ static void print_text(const bench *b, const result *r) {
   printf("\n");
   for (int i = 1; i < N_ERR; i++)
     if (b->win.by_code[i]) printf("  first %s: %s\n", ERR_NAMES[i], b->win.first_details[i]);
-  printf("latency us     p50 %" PRIu64 "  p90 %" PRIu64 "  p99 %" PRIu64 "  max %" PRIu64 "\n",
-         hist_at(h, 0.50), hist_at(h, 0.90), hist_at(h, 0.99), h->max);
+  printf("latency us     p50 %" PRIu64 "  p90 %" PRIu64 "  p99 %" PRIu64 "  p99.9 %" PRIu64 "  max %" PRIu64 "%s\n",
+         hist_at(h, 0.50), hist_at(h, 0.90), hist_at(h, 0.99), hist_at(h, 0.999), h->max,
+         o->rate > 0 ? "  (from each call's intended send time)" : "");
   if (r->have_server)
     printf("server cpu     %.1f us/call (pid %ld: %.3f s CPU in %.2f s, %.0f%% of one core)\n",
            r->server_us_per_call, o->server_pid, r->server_cpu_us / 1e6, r->secs,
@@ -394,10 +584,12 @@ static void print_text(const bench *b, const result *r) {
 
 static void print_json(const bench *b, const result *r) {
   const hist *h = &b->win.lat;
-  printf("{\"method\":\"%s\",\"addr\":\"%s\",\"channels\":%ld,\"concurrency\":%ld,"
-         "\"seconds\":%.3f,\"calls\":%" PRIu64 ",\"calls_per_s\":%.1f,\"errors\":%" PRIu64
-         ",\"errors_by_code\":{", b->o->recommend ? "recommend" : "health", b->o->addr,
-         b->o->channels, b->o->concurrency, r->secs, b->win.calls, r->calls_per_s, b->win.errors);
+  printf("{\"method\":\"%s\",\"addr\":\"%s\",\"mode\":\"%s\",\"rate\":%.3f,\"arrivals\":\"%s\","
+         "\"channels\":%ld,\"concurrency\":%ld,\"seconds\":%.3f,\"offered_per_s\":%.1f,\"calls\":%" PRIu64
+         ",\"calls_per_s\":%.1f,\"errors\":%" PRIu64 ",\"errors_by_code\":{", b->o->recommend ? "recommend" : "health",
+         b->o->addr, b->o->rate > 0 ? "open" : "closed", b->o->rate, b->o->poisson ? "poisson" : "constant",
+         b->o->channels, b->o->concurrency, r->secs, b->o->rate > 0 ? r->offered_per_s : r->calls_per_s,
+         b->win.calls, r->calls_per_s, b->win.errors);
   const char *sep = "";
   for (int i = 1; i < N_ERR; i++)
     if (b->win.by_code[i]) {
@@ -405,7 +597,8 @@ static void print_json(const bench *b, const result *r) {
       sep = ",";
     }
   printf("},\"latency_us\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64
-         ",\"max\":%" PRIu64 "},", hist_at(h, 0.50), hist_at(h, 0.90), hist_at(h, 0.99), h->max);
+         ",\"p99.9\":%" PRIu64 ",\"max\":%" PRIu64 "},", hist_at(h, 0.50), hist_at(h, 0.90), hist_at(h, 0.99),
+         hist_at(h, 0.999), h->max);
   if (r->have_server)
     printf("\"server_cpu_s\":%.3f,\"server_cpu_us_per_call\":%.2f,", r->server_cpu_us / 1e6,
            r->server_us_per_call);
@@ -439,16 +632,19 @@ static void close_all(bench *b) {
   grpc_completion_queue_destroy(b->cq);
   free(b->chans);
   free(b->slots);
+  free(b->backlog);
+  free(b->free_slots);
 }
 
 int main(int argc, char **argv) {
   opts o = {.concurrency = 32, .channels = 4, .users = 1000, .k = 10, .timeout_ms = 5000,
-            .duration_s = 5, .warmup_s = 1};
+            .duration_s = 5, .warmup_s = 1, .poisson = true, .seed = 1};
   int rc = parse(argc, argv, &o);
   if (rc == 1) usage(stdout);
   if (rc) return rc == 1 ? 0 : rc;
+  if ((rc = load_inputs(&o))) return rc;
   grpc_init();
-  bench b = {.o = &o, .cpu0 = -1, .cpu1 = -1};
+  bench b = {.o = &o, .cpu0 = -1, .cpu1 = -1, .rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)o.seed};
   b.cq = grpc_completion_queue_create_for_next(NULL);
   b.slots = calloc((size_t)o.concurrency, sizeof *b.slots);
   if (!b.slots || open_channels(&b) != 0) {
@@ -456,7 +652,7 @@ int main(int argc, char **argv) {
     rc = 2;
     goto cleanup;
   }
-  if (run(&b) != 0) {
+  if ((o.rate > 0 ? run_open(&b) : run(&b)) != 0) {
     rc = 2;
     goto cleanup;
   }
