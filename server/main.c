@@ -177,23 +177,24 @@ static void raise_fd_limit(void) {
     LOG_INFO("open-file limit raised", "from=%llu to=%llu", (unsigned long long)was, (unsigned long long)rl.rlim_max);
 }
 
-static const recd_config *call_log_cfg; /* set once before serving */
-static const char *const *call_names;
-static size_t n_call_names;
+enum { CALL_LOG_OFF, CALL_LOG_ERRORS, CALL_LOG_ALL };
+static int call_log_mode; /* set before the serving workers start */
 
 /* Per serving call: the metrics, the arms' series, and one log line (--call_log). */
 static void observe(size_t method, int status, int64_t ns, const rpc_ctx *ctx) {
   metrics_call(method, status, ns);
   const call_note *n = ctx ? ctx->note : NULL;
   for (size_t i = 0; n && i < n->n_slots; i++) metrics_arm_call(n->slot[i], status, ns);
-  const char *mode = call_log_cfg ? call_log_cfg->call_log : "off";
-  if (mode[0] == 'o' || (mode[0] == 'e' && status == 0) || method + 2 >= n_call_names) return; /* not health */
+  const char *name = metrics_method_name(method);
+  if (call_log_mode == CALL_LOG_OFF || (call_log_mode == CALL_LOG_ERRORS && status == 0) || !name ||
+      method + 2 >= metrics_method_count()) /* the last two are Health/Check and Watch */
+    return;
   char rid[300], detail[300];
   rec_log_quote(rid, sizeof rid, n && n->request_id ? n->request_id : "", n && n->request_id ? strlen(n->request_id) : 0);
   rec_log_quote(detail, sizeof detail, status && ctx ? ctx->err.msg : "", status && ctx ? strlen(ctx->err.msg) : 0);
   rec_log(status ? REC_LOG_WARN : REC_LOG_INFO, "call", "method=%s status=%d ms=%.2f request_id=\"%s\" arms=%s%s%s%s",
-          call_names[method], status, (double)ns / 1e6, rid, n && n->arms ? n->arms : "-",
-          status ? " detail=\"" : "", status ? detail : "", status ? "\"" : "");
+          name, status, (double)ns / 1e6, rid, n && n->arms ? n->arms : "-", status ? " detail=\"" : "",
+          status ? detail : "", status ? "\"" : "");
 }
 
 /* Where Admin.Reload may load from: --bundle_root, or the directory that
@@ -353,6 +354,8 @@ int main(int argc, char **argv) {
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
+  call_log_mode = strcmp(cfg.call_log, "all") == 0 ? CALL_LOG_ALL : strcmp(cfg.call_log, "errors") == 0 ? CALL_LOG_ERRORS
+                : CALL_LOG_OFF;
   int admin_port = 0, admin_grpc_port = 0;
   if (cfg.role == REC_ROLE_RANKING && fanout_new(cfg.retrieval, &shard_tls, &ap.shards, &err) != 0) {
     fprintf(stderr, "recd: retrieval: %s\n", err.msg);
@@ -401,9 +404,6 @@ int main(int argc, char **argv) {
   size_t n = rpc_method_count(rt.srv);
   for (size_t i = 0; i < n && i < METRICS_MAX_METHODS; i++) names[i] = rpc_method_path(rt.srv, i);
   metrics_set_methods(names, n);
-  call_names = names;
-  n_call_names = n < METRICS_MAX_METHODS ? n : METRICS_MAX_METHODS;
-  call_log_cfg = &cfg;
   if (admin_http_start(&rt.loop, cfg.admin_listen, &ap, rt.srv, cfg.admin_http_token ? au : NULL, &rt.admin,
                        &admin_port, &err) != 0) {
     fprintf(stderr, "recd: %s\n", err.msg);

@@ -52,6 +52,12 @@ void metrics_set_methods(const char *const *names, size_t n) {
                         memory_order_release);
 }
 
+const char *metrics_method_name(size_t method) {
+  return method < atomic_load_explicit(&n_methods, memory_order_acquire) ? method_names[method] : NULL;
+}
+
+size_t metrics_method_count(void) { return atomic_load_explicit(&n_methods, memory_order_acquire); }
+
 static void observe(histogram *h, int64_t ns) {
   double s = (double)ns / 1e9;
   size_t b = 0;

@@ -21,6 +21,10 @@ typedef enum {
  * before or while serving (calls that finish before it are not counted);
  * 'names' must outlive the metrics. */
 void metrics_set_methods(const char *const *names, size_t n);
+/* Method 'method''s name once metrics_set_methods ran, else NULL; any thread. */
+const char *metrics_method_name(size_t method);
+/* How many methods metrics_set_methods named (0 before). */
+size_t metrics_method_count(void);
 
 /* One finished call of method 'method' with gRPC status 'status', taking 'ns'. */
 void metrics_call(size_t method, int status, int64_t ns);
