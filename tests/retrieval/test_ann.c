@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { N = 2000, D = 16, K = 10 };
 
@@ -88,6 +89,44 @@ static void per_call_breadth(void) {
   free(v);
 }
 
+/* recd's own HNSW search (ann_ef.cpp: a vectorised inner product, the
+ * thread's reused visited table): its scores are the inner products for
+ * any dimension (the 8-wide kernel's tail too), and searches of indexes of
+ * other sizes in between, on the same thread, change no answer. */
+static void hnsw_scores_are_inner_products_on_any_dimension(void) {
+  static const size_t dims[] = {13, 16, 37};
+  for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
+    size_t d = dims[t], n = 600;
+    float *v = malloc(sizeof(float) * n * d);
+    srand(7 + (unsigned)t);
+    for (size_t i = 0; i < n * d; i++) v[i] = (float)rand() / RAND_MAX - 0.5f;
+    ann_index *big, *small;
+    CU_ASSERT_EQUAL_FATAL(ann_index_build(v, n, d, "HNSW16", &big, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(ann_index_build(v, 50, d, "HNSW16", &small, NULL), 0);
+    int64_t items[K], again[K], other[K];
+    float scores[K], s2[K];
+    size_t got, got2, got3;
+    for (int q = 0; q < 20; q++) {
+      const float *x = v + (size_t)(q * 29 % 600) * d;
+      CU_ASSERT_EQUAL(ann_search_ef(big, x, K, 32, items, scores, &got), 0);
+      CU_ASSERT_EQUAL(got, K);
+      for (size_t i = 0; i < got; i++) {
+        double dot = 0;
+        for (size_t j = 0; j < d; j++) dot += (double)x[j] * v[(size_t)items[i] * d + j];
+        CU_ASSERT_DOUBLE_EQUAL(scores[i], dot, 1e-5);
+        if (i) CU_ASSERT(scores[i] <= scores[i - 1]);
+      }
+      CU_ASSERT_EQUAL(ann_search_ef(small, x, K, 32, other, s2, &got3), 0);
+      CU_ASSERT_EQUAL(ann_search_ef(big, x, K, 32, again, s2, &got2), 0);
+      CU_ASSERT_EQUAL(got2, got);
+      CU_ASSERT_EQUAL(memcmp(again, items, sizeof items), 0);
+    }
+    ann_index_free(big);
+    ann_index_free(small);
+    free(v);
+  }
+}
+
 static void write_and_open(void) {
   float *v = random_unit_vectors(3);
   ann_index *idx, *back;
@@ -127,6 +166,7 @@ void suite_ann(void) {
   static const test_case cases[] = {{"exact_index_finds_self_first", exact_index_finds_self_first},
                                     {"hnsw_recall_against_exact", hnsw_recall_against_exact},
                                     {"per_call_breadth", per_call_breadth},
+      {"hnsw_scores_are_inner_products_on_any_dimension", hnsw_scores_are_inner_products_on_any_dimension},
                                     {"write_and_open", write_and_open},
                                     {"more_wanted_than_stored", more_wanted_than_stored},
                                     {NULL, NULL}};
