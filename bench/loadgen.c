@@ -54,7 +54,8 @@ typedef struct opts {
   const char *users_file, *categories;
   char **user_ids;           /* from --users-file */
   size_t n_user_ids;
-  char **cats;               /* from --categories */
+  char **cats;               /* from --categories, pointing into cats_text */
+  char *cats_text;
   size_t n_cats;
 } opts;
 
@@ -219,7 +220,7 @@ static int parse(int argc, char **argv, opts *o) {
 /* Splits --categories and reads --users-file. 0, or an exit code. */
 static int load_inputs(opts *o) {
   if (o->categories) {
-    char *all = strdup(o->categories);
+    char *all = o->cats_text = strdup(o->categories);
     size_t n = 1;
     for (const char *c = o->categories; *c; c++) n += *c == ',';
     o->cats = calloc(n, sizeof *o->cats);
@@ -247,6 +248,13 @@ static int load_inputs(opts *o) {
   }
   fclose(f);
   return o->n_user_ids ? 0 : bad("no user ids in", o->users_file);
+}
+
+static void free_inputs(opts *o) {
+  for (size_t i = 0; i < o->n_user_ids; i++) free(o->user_ids[i]);
+  free(o->user_ids);
+  free(o->cats);
+  free(o->cats_text);
 }
 
 /* xorshift64*: arrivals, users and filters, reproducible from --seed. */
@@ -642,7 +650,10 @@ int main(int argc, char **argv) {
   int rc = parse(argc, argv, &o);
   if (rc == 1) usage(stdout);
   if (rc) return rc == 1 ? 0 : rc;
-  if ((rc = load_inputs(&o))) return rc;
+  if ((rc = load_inputs(&o))) {
+    free_inputs(&o);
+    return rc;
+  }
   grpc_init();
   bench b = {.o = &o, .cpu0 = -1, .cpu1 = -1, .rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)o.seed};
   b.cq = grpc_completion_queue_create_for_next(NULL);
@@ -667,5 +678,6 @@ int main(int argc, char **argv) {
 cleanup:
   close_all(&b);
   grpc_shutdown();
+  free_inputs(&o);
   return rc;
 }
