@@ -203,10 +203,13 @@ static void log_action(const rpc_server *s, const ucall *c) {
 }
 
 static void release(worker *w, ucall *c) {
+  /* Out of the in-flight count first: the caller already has its status,
+   * and its next call must not find this one still counted while the
+   * metrics and the log line are written. */
+  if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
     w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns, &c->ctx);
   if (c->finishing && w->srv->opts.auth) log_action(w->srv, c);
-  if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   c->ctx.call = NULL;
   c->counted = false;
   if (c->open) atomic_fetch_sub(&w->srv->open_calls, 1);

@@ -78,8 +78,10 @@ static void replies_and_statuses(void) {
   Rec__V1__StatusResponse *r = (Rec__V1__StatusResponse *)resp;
   CU_ASSERT_STRING_EQUAL(r->role, "test");
   /* The handler saw the caller's 1500 ms deadline, minus transit (which a
-   * loaded machine can stretch: the first call also connects). */
-  CU_ASSERT(r->uptime_seconds > 0 && r->uptime_seconds <= 1500);
+   * loaded machine can stretch: the first call also connects), plus the
+   * few ms gRPC's wire timeout may round up by (1508 and 1509 were seen,
+   * about once in 30 runs). */
+  CU_ASSERT(r->uptime_seconds > 0 && r->uptime_seconds <= 1550);
 
   Rec__V1__ReloadRequest rq = REC__V1__RELOAD_REQUEST__INIT;
   rq.bundle_path = "/nope";
