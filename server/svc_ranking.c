@@ -7,7 +7,6 @@
 #include "common/clock.h"
 #include "server/app.h"
 #include "server/attribution.h"
-#include "common/log.h"
 #include "server/convert.h"
 #include "server/metrics.h"
 #include "server/rpc_client.h"
