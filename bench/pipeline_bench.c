@@ -1,0 +1,157 @@
+/* bench/pipeline_bench.c - recd-pipeline-bench: what a Recommend costs with
+ * no RPC underneath. Loads a bundle the way recd does (checks included),
+ * then runs calls through the very handler the server runs, on one thread:
+ * the request decoded from its wire bytes as the server decodes it
+ * (rpc_decode), the handler (rpc_local_call), the reply packed. Prints CPU
+ * microseconds per call (mean, median, p99) and the mean per pipeline stage
+ * (from recd's own stage histograms); divide recd's server CPU per call
+ * under recd-loadgen by the mean here for the serving tax. Users cycle
+ * U00000.. with every tenth unknown (cold-N), as recd-loadgen's do. A
+ * program that prints numbers, not a test.
+ *
+ * usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N] [-k N]
+ *                            [--ranking_config F] [--json] */
+#include "common/clock.h"
+#include "rec/v1/ranking.pb-c.h"
+#include "retrieval/retrieve.h"
+#include "server/app.h"
+#include "server/handlers.h"
+#include "server/metrics.h"
+#include "server/rpc.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int by_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The mean of recd_stage_duration_seconds{stage="NAME"} in 'text', in µs. */
+static double stage_mean_us(const char *text, const char *name) {
+  char key[128];
+  double sum = 0, count = 0;
+  snprintf(key, sizeof key, "recd_stage_duration_seconds_sum{stage=\"%s\"} ", name);
+  const char *p = strstr(text, key);
+  if (p) sum = strtod(p + strlen(key), NULL);
+  snprintf(key, sizeof key, "recd_stage_duration_seconds_count{stage=\"%s\"} ", name);
+  if ((p = strstr(text, key))) count = strtod(p + strlen(key), NULL);
+  return count > 0 ? sum / count * 1e6 : 0;
+}
+
+int main(int argc, char **argv) {
+  const char *bundle_dir = NULL, *ranking = NULL;
+  long calls = 3000, users = 1000, k = 10;
+  bool json = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--json")) json = true;
+    else if (v && !strcmp(a, "--bundle")) bundle_dir = argv[++i];
+    else if (v && !strcmp(a, "--ranking_config")) ranking = argv[++i];
+    else if (v && !strcmp(a, "--calls")) calls = strtol(argv[++i], NULL, 10);
+    else if (v && !strcmp(a, "--users")) users = strtol(argv[++i], NULL, 10);
+    else if (v && !strcmp(a, "-k")) k = strtol(argv[++i], NULL, 10);
+    else {
+      fprintf(stderr, "usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N] [-k N] "
+                      "[--ranking_config F] [--json]\n");
+      return 2;
+    }
+  }
+  if (!bundle_dir || calls < 1 || users < 1 || k < 1 || k > 200) {
+    fprintf(stderr, "recd-pipeline-bench: --bundle is required; calls, users >= 1; k 1..200\n");
+    return 2;
+  }
+  char flag_b[4200], flag_r[4200];
+  snprintf(flag_b, sizeof flag_b, "--bundle=%s", bundle_dir);
+  snprintf(flag_r, sizeof flag_r, "--ranking_config=%s", ranking ? ranking : "");
+  char *cargv[] = {"recd", flag_b, flag_r, "--call_log=off", NULL};
+  recd_config cfg;
+  rec_error err = {0};
+  if (config_parse(4, cargv, &cfg, stderr, &err) != 0) {
+    fprintf(stderr, "recd-pipeline-bench: %s\n", err.msg);
+    return 2;
+  }
+  retrieve_thread_init();
+  app ap;
+  app_init(&ap, &cfg);
+  char old_v[REC_ID_MAX + 1], new_v[REC_ID_MAX + 1];
+  int64_t t0 = rec_mono_ns();
+  if (online_new(&ap.online) != 0 || app_reload(&ap, cfg.bundle, old_v, new_v, &err) != 0) {
+    fprintf(stderr, "recd-pipeline-bench: %s\n", err.msg);
+    return 1;
+  }
+  double load_s = (double)(rec_mono_ns() - t0) / 1e9;
+  static const char *const names[] = {"/rec.v1.Ranking/Recommend"};
+  metrics_set_methods(names, 1);
+  int64_t *cost = malloc((size_t)calls * sizeof *cost);
+  uint8_t *wire = malloc(4096);
+  arena a;
+  arena_init(&a, 0);
+  long failed = 0;
+  for (long i = 0; cost && wire && i < calls; i++) {
+    char user[48];
+    if (i % 10 == 9) snprintf(user, sizeof user, "cold-%ld", i);
+    else snprintf(user, sizeof user, "U%05ld", i % users);
+    Rec__V1__RecommendRequest q = REC__V1__RECOMMEND_REQUEST__INIT;
+    q.user_id = user;
+    q.k = (int32_t)k;
+    size_t n = rec__v1__recommend_request__pack(&q, wire);
+    int64_t c0 = thread_cpu_ns();
+    rpc_ctx ctx;
+    rpc_local_begin(&ctx, &a, &ap, INT64_MAX);
+    const ProtobufCMessage *in = rpc_decode(wire, n, h_recommend.in, NULL, &a, &ctx.err), *out = NULL;
+    int rc = in ? rpc_local_call(&ctx, &h_recommend, in, &out) : REC_EINVAL;
+    if (rc == 0) { /* the reply's encoding, as the server packs it */
+      size_t len = protobuf_c_message_get_packed_size(out);
+      uint8_t *buf = arena_alloc(&a, len + 1);
+      if (buf) protobuf_c_message_pack(out, buf);
+    }
+    rpc_local_end(&ctx);
+    cost[i] = thread_cpu_ns() - c0;
+    failed += rc != 0;
+    arena_reset(&a);
+  }
+  if (!cost || !wire) {
+    fprintf(stderr, "recd-pipeline-bench: out of memory\n");
+    return 1;
+  }
+  double mean = 0;
+  for (long i = 0; i < calls; i++) mean += (double)cost[i];
+  mean /= (double)calls * 1e3;
+  qsort(cost, (size_t)calls, sizeof *cost, by_i64);
+  double median = (double)cost[calls / 2] / 1e3, p99 = (double)cost[(calls * 99) / 100] / 1e3;
+  metrics_log ml = {0};
+  char *text = metrics_render(new_v, 1, 0, 0, &ml);
+  static const char *const STAGES[] = {"user_tower", "ann", "sources", "ranking", "total"};
+  double st[5];
+  for (int s = 0; s < 5; s++) st[s] = text ? stage_mean_us(text, STAGES[s]) : 0;
+  if (json) {
+    printf("{\"bundle\":\"%s\",\"version\":\"%s\",\"calls\":%ld,\"failed\":%ld,\"k\":%ld,\"load_s\":%.2f,"
+           "\"cpu_us\":{\"mean\":%.1f,\"median\":%.1f,\"p99\":%.1f},\"stage_mean_us\":{\"user_tower\":%.1f,"
+           "\"ann\":%.1f,\"sources\":%.1f,\"ranking\":%.1f,\"handler\":%.1f}}\n",
+           bundle_dir, new_v, calls, failed, k, load_s, mean, median, p99, st[0], st[1], st[2], st[3], st[4]);
+  } else {
+    printf("recd-pipeline-bench: bundle %s (%s, loaded and checked in %.2f s), %ld Recommend calls, k %ld, "
+           "one thread, no RPC\n", bundle_dir, new_v, load_s, calls, k);
+    printf("cpu per call    mean %.1f us, median %.1f us, p99 %.1f us (decode + handler + encode)%s\n", mean,
+           median, p99, failed ? " -- some calls failed" : "");
+    printf("stages (mean)   user tower %.1f us, ANN %.1f us, item-CF and popularity %.1f us, ranking %.1f us; "
+           "handler total %.1f us\n", st[0], st[1], st[2], st[3], st[4]);
+  }
+  free(text);
+  free(cost);
+  free(wire);
+  arena_destroy(&a);
+  online_free(ap.online);
+  app_destroy(&ap);
+  return failed ? 1 : 0;
+}
