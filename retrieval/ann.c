@@ -108,18 +108,29 @@ int ann_set_ef_search(ann_index *idx, int ef, rec_error *err) {
   return 0;
 }
 
-int ann__search_ef(const void *index, const float *q, int64_t k, int ef, float *dist, int64_t *labels);
+int ann__search_ef(const void *index, const float *q, int64_t k, int ef, int faiss_own, float *dist,
+                   int64_t *labels);
 
-int ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items,
+static int search(const ann_index *idx, const float *q, size_t k, int ef, int faiss_own, int64_t *items,
                   float *scores, size_t *n) {
-  if (ann__search_ef(idx->index, q, (int64_t)k, ef, scores, items) != 0) return REC_EINTERNAL;
+  if (ann__search_ef(idx->index, q, (int64_t)k, ef, faiss_own, scores, items) != 0) return REC_EINTERNAL;
   size_t m = 0;
   while (m < k && items[m] >= 0) m++; /* FAISS pads short answers with label -1 */
   *n = m;
   return 0;
 }
 
+int ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items,
+                  float *scores, size_t *n) {
+  return search(idx, q, k, ef, 0, items, scores, n);
+}
+
 int ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,
                size_t *n) {
-  return ann_search_ef(idx, q, k, 0, items, scores, n); /* 0: the index's own efSearch */
+  return search(idx, q, k, 0, 0, items, scores, n); /* 0: the index's own efSearch */
+}
+
+int ann_search_faiss(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items, float *scores,
+                     size_t *n) {
+  return search(idx, q, k, ef, 1, items, scores, n);
 }

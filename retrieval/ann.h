@@ -37,6 +37,12 @@ int  ann_set_ef_search(ann_index *idx, int ef, rec_error *err);
 int  ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items,
                    float *scores, size_t *n);
 
+/* As ann_search_ef through FAISS's stock IndexHNSW::search (its scalar
+ * inner product, a visited table allocated per search), for comparisons in
+ * tests and benchmarks; the answers are the same up to rounding. */
+int  ann_search_faiss(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items, float *scores,
+                      size_t *n);
+
 /* Writes up to k nearest items, best first, into caller-owned 'items' and
  * 'scores' (k entries each) and their count into *n. Returns 0 or REC_EINTERNAL. */
 int  ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,

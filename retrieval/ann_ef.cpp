@@ -82,8 +82,9 @@ faiss::VisitedTable &visited(faiss::Index::idx_t n) {
 
 }  // namespace
 
-// ef <= 0: the index's own efSearch. Returns 0, or -1 when FAISS threw.
-extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int ef, float *dist,
+// ef <= 0: the index's own efSearch. faiss_own: FAISS's stock
+// IndexHNSW::search instead (for comparison). Returns 0, or -1 when FAISS threw.
+extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int ef, int faiss_own, float *dist,
                               int64_t *labels) {
   try {
     const auto *idx = static_cast<const faiss::Index *>(index);
@@ -91,13 +92,14 @@ extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int 
     faiss::SearchParametersHNSW p;
     p.efSearch = ef;
     const faiss::SearchParametersHNSW *params = ef > 0 ? &p : nullptr;
-    if (h == nullptr || h->storage == nullptr ||
+    if (faiss_own || h == nullptr || h->storage == nullptr ||
         (h->reconstruct_from_neighbors != nullptr && h->reconstruct_from_neighbors->k_reorder != 0)) {
       if (h == nullptr || params == nullptr) idx->search(1, q, k, dist, labels);  // no breadth to trade
       else idx->search(1, q, k, dist, labels, params);
       return 0;
     }
-    // IndexHNSW::search for one query, on one thread, with the table above.
+    // IndexHNSW::search for one query, on one thread, with the table above
+    // and our inner product.
     std::unique_ptr<faiss::DistanceComputer> dis(distances(h));
     dis->set_query(q);
     faiss::maxheap_heapify(k, dist, labels);

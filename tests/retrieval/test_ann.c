@@ -116,6 +116,10 @@ static void hnsw_scores_are_inner_products_on_any_dimension(void) {
         CU_ASSERT_DOUBLE_EQUAL(scores[i], dot, 1e-5);
         if (i) CU_ASSERT(scores[i] <= scores[i - 1]);
       }
+      /* FAISS's stock search finds the same items. */
+      CU_ASSERT_EQUAL(ann_search_faiss(big, x, K, 32, other, s2, &got3), 0);
+      CU_ASSERT_EQUAL(got3, got);
+      CU_ASSERT_EQUAL(memcmp(other, items, sizeof items), 0);
       CU_ASSERT_EQUAL(ann_search_ef(small, x, K, 32, other, s2, &got3), 0);
       CU_ASSERT_EQUAL(ann_search_ef(big, x, K, 32, again, s2, &got2), 0);
       CU_ASSERT_EQUAL(got2, got);
