@@ -360,13 +360,18 @@ static grpc_byte_buffer *next_request(bench *b) {
 /* Frees what start_call and the completion left in the slot. */
 static void end_call(slot *s) { rpc__unary_end(&s->u); }
 
+/* Open loop: a call meant to go at 't' belongs to the measured window. */
+static bool in_window(const bench *b, int64_t t) {
+  return t >= b->t_measure && t < b->t_end && b->ph != PH_WARMUP;
+}
+
 /* Starts one call on the next channel, meant to go at 'due' (0: now).
  * Returns 0, or -1 if gRPC refused the batch. */
 static int start_call(bench *b, slot *s, int64_t due) {
   static const char *const paths[] = {"/grpc.health.v1.Health/Check", "/rec.v1.Ranking/Recommend"};
   grpc_channel *ch = b->chans[b->next_chan++ % (size_t)b->o->channels];
   s->t0 = due ? due : rec_mono_ns();
-  s->measured = s->t0 >= b->t_measure && s->t0 < b->t_end && b->ph != PH_WARMUP;
+  s->measured = in_window(b, s->t0);
   grpc_byte_buffer *send = next_request(b);
   bool started = rpc__unary_start(&s->u, ch, b->cq, paths[b->o->recommend], send,
                                   rpc__deadline_in((int64_t)b->o->timeout_ms * 1000000), s);
@@ -471,7 +476,7 @@ static int64_t gap_ns(bench *b) {
 /* An arrival meant for 'due': into a free slot, else into the backlog. */
 static void arrive(bench *b, int64_t due) {
   b->arrivals++;
-  bool measured = due >= b->t_measure && due < b->t_end && b->ph != PH_WARMUP;
+  bool measured = in_window(b, due);
   b->win.offered += measured;
   if (b->n_free) {
     if (start_call(b, b->free_slots[--b->n_free], due) != 0) abort_run(b);

@@ -38,7 +38,8 @@ run() {
     sleep 0.2
   done
   if [ -z "$port" ]; then
-    echo "scaling.sh: recd did not start:" >&2; cat "$log" >&2; failed=1; kill "$pid" 2>/dev/null || true; return
+    echo "scaling.sh: recd did not start:" >&2; cat "$log" >&2; failed=1; kill "$pid" 2>/dev/null || true
+    rm -f "$log"; return
   fi
   if out=$("$BUILD/bench/recd-loadgen" --addr "127.0.0.1:$port" --method recommend --concurrency 16 \
              --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --users 5000 --server-pid "$pid" --json); then

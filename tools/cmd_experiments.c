@@ -91,6 +91,19 @@ static diff means(const Rec__V1__ArmReport *a, const Rec__V1__ArmReport *c) {
   return r;
 }
 
+/* The three comparisons of arm 'a' with 'control', in the report's order. */
+enum { CMP_CTR, CMP_CONVERSION, CMP_REVENUE, N_CMP };
+static const char *const CMP_TEXT[N_CMP] = {"click-through", "conversion", "revenue/slate"};
+static const char *const CMP_JSON[N_CMP] = {"click_through", "conversion", "revenue_per_slate"};
+
+static void compare(const Rec__V1__ArmReport *a, const Rec__V1__ArmReport *control, diff out[N_CMP]) {
+  out[CMP_CTR] = proportions((double)a->clicked_slates, (double)a->slates, (double)control->clicked_slates,
+                             (double)control->slates);
+  out[CMP_CONVERSION] = proportions((double)a->purchased_slates, (double)a->slates,
+                                    (double)control->purchased_slates, (double)control->slates);
+  out[CMP_REVENUE] = means(a, control);
+}
+
 static double rate(uint64_t x, uint64_t n) { return n ? (double)x / (double)n : 0; }
 
 static void print_diff(const char *what, diff d, double scale, const char *unit) {
@@ -153,11 +166,10 @@ static void report_text(const Rec__V1__ExperimentsResponse *r) {
       const Rec__V1__ArmReport *a = ly->arms[k];
       if (a == control) continue;
       printf("    %s\n", a->arm);
-      print_diff("click-through", proportions((double)a->clicked_slates, (double)a->slates,
-                                              (double)control->clicked_slates, (double)control->slates), 100, " pts");
-      print_diff("conversion", proportions((double)a->purchased_slates, (double)a->slates,
-                                           (double)control->purchased_slates, (double)control->slates), 100, " pts");
-      print_diff("revenue/slate", means(a, control), 1, "    ");
+      diff d[N_CMP];
+      compare(a, control, d);
+      for (int m = 0; m < N_CMP; m++)
+        print_diff(CMP_TEXT[m], d[m], m == CMP_REVENUE ? 1 : 100, m == CMP_REVENUE ? "    " : " pts");
     }
   }
   if (r->n_changes) printf("\nruntime changes in force (oldest first):\n");
@@ -205,13 +217,9 @@ static void report_json(const Rec__V1__ExperimentsResponse *r) {
       cJSON_AddNumberToObject(ao, "revenue", a->revenue);
       if (control && a != control) {
         cJSON *vs = cJSON_AddObjectToObject(ao, "vs_control");
-        cJSON_AddItemToObject(vs, "click_through", json_diff(proportions((double)a->clicked_slates, (double)a->slates,
-                                                                         (double)control->clicked_slates,
-                                                                         (double)control->slates)));
-        cJSON_AddItemToObject(vs, "conversion", json_diff(proportions((double)a->purchased_slates, (double)a->slates,
-                                                                      (double)control->purchased_slates,
-                                                                      (double)control->slates)));
-        cJSON_AddItemToObject(vs, "revenue_per_slate", json_diff(means(a, control)));
+        diff d[N_CMP];
+        compare(a, control, d);
+        for (int m = 0; m < N_CMP; m++) cJSON_AddItemToObject(vs, CMP_JSON[m], json_diff(d[m]));
       }
       cJSON_AddItemToArray(arms, ao);
     }
