@@ -22,7 +22,7 @@ packages=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   libfaiss-dev libopenblas-dev libuv1-dev libcunit1-dev
   libcjson-dev libxxhash-dev libcsv-dev libhttp-parser-dev zlib1g-dev libssl-dev openssl
-  python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy
+  python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy python3-faiss
   curl python3-rdata prometheus
   clang libclang-rt-14-dev libomp-dev valgrind
   haproxy

@@ -5,14 +5,20 @@
 // cannot set it at all). A FaissIndex* is a faiss::Index*.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/HNSW.h>
 #include <faiss/impl/NSG.h>
 #include <faiss/utils/Heap.h>
 
+#include <cblas.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
+#include <vector>
 
 namespace {
 
@@ -80,7 +86,162 @@ faiss::VisitedTable &visited(faiss::Index::idx_t n) {
   return *tl_visited;
 }
 
+// An inverted-file search over flat inner-product lists, as
+// IndexIVFFlat::search for one query on one thread: score the coarse
+// centroids, keep the nprobe best, scan their lists best first. The same
+// lists in the same order with a strict "better than the worst kept" test
+// keep the same items as FAISS's scanner; our inner product makes the scan
+// several times cheaper than Debian's scalar one.
+struct Hit {
+  float s;
+  int64_t id;
+  size_t at;
+};
+thread_local std::vector<Hit> tl_hits;
+thread_local std::vector<float> tl_scores;
+
+// out[i] = x[i] . q for n row-major vectors: one matrix-vector product,
+// OpenBLAS's kernel for the CPU it runs on.
+void scores(const float *x, size_t n, const float *q, size_t d, float *out) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(d), 1.0f, x,
+              static_cast<blasint>(d), q, 1, 0.0f, out, 1);
+}
+thread_local std::vector<float> tl_coarse_d;
+thread_local std::vector<int64_t> tl_coarse_i;
+
+// The nprobe lists whose centroids score best against q, best first.
+int64_t coarse(const float *centroids, size_t nlist, const float *q, size_t d, int64_t nprobe) {
+  if (nprobe > static_cast<int64_t>(nlist)) nprobe = static_cast<int64_t>(nlist);
+  if (nprobe < 1) nprobe = 1;
+  tl_coarse_d.resize(static_cast<size_t>(nprobe));
+  tl_coarse_i.resize(static_cast<size_t>(nprobe));
+  float *cd = tl_coarse_d.data();
+  int64_t *ci = tl_coarse_i.data();
+  faiss::minheap_heapify(nprobe, cd, ci);
+  std::vector<float> &sc = tl_scores;
+  sc.resize(nlist);
+  scores(centroids, nlist, q, d, sc.data());
+  for (size_t l = 0; l < nlist; l++)
+    if (sc[l] > cd[0]) faiss::minheap_replace_top(nprobe, cd, ci, sc[l], static_cast<int64_t>(l));
+  faiss::minheap_reorder(nprobe, cd, ci);
+  return nprobe;
+}
+
+// Appends the scores of n vectors with their labels to tl_hits.
+void scan(const float *x, size_t n, const int64_t *ids, int64_t first_id, const float *q, size_t d) {
+  std::vector<float> &sc = tl_scores;
+  sc.resize(n);
+  scores(x, n, q, d, sc.data());
+  for (size_t j = 0; j < n; j++) tl_hits.push_back(Hit{sc[j], ids ? ids[j] : first_id + static_cast<int64_t>(j), tl_hits.size()});
+}
+
+// The k best of tl_hits into dist/labels, best first, padded with -1.
+// Selecting from all scores beats a heap of k = 500 updated for most of a
+// few thousand vectors. Ordering by score, then scan position, keeps what
+// FAISS's strict heap keeps: on a tie, the first seen.
+void select(int64_t k, float *dist, int64_t *labels) {
+  std::vector<Hit> &hits = tl_hits;
+  const auto better = [](const Hit &a, const Hit &b) { return a.s > b.s || (a.s == b.s && a.at < b.at); };
+  size_t m = hits.size() < static_cast<size_t>(k) ? hits.size() : static_cast<size_t>(k);
+  if (m < hits.size())
+    std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(m), hits.end(), better);
+  std::sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(m), better);
+  for (size_t i = 0; i < static_cast<size_t>(k); i++) {
+    dist[i] = i < m ? hits[i].s : -std::numeric_limits<float>::max();
+    labels[i] = i < m ? hits[i].id : -1;
+  }
+}
+
+// An inverted-file search over flat inner-product lists, as
+// IndexIVFFlat::search for one query on one thread: score the coarse
+// centroids, keep the nprobe best, scan their lists best first, with
+// OpenBLAS's matrix-vector kernel in place of Debian's scalar loop.
+bool ivf_search(const faiss::IndexIVFFlat *ivf, const float *q, int64_t k, int64_t nprobe, float *dist,
+                int64_t *labels) {
+  const auto *cq = dynamic_cast<const faiss::IndexFlat *>(ivf->quantizer);
+  if (cq == nullptr || cq->metric_type != faiss::METRIC_INNER_PRODUCT || ivf->invlists == nullptr) return false;
+  const size_t d = static_cast<size_t>(ivf->d);
+  nprobe = coarse(cq->get_xb(), ivf->nlist, q, d, nprobe);
+  tl_hits.clear();
+  for (int64_t p = 0; p < nprobe; p++) {
+    if (tl_coarse_i[static_cast<size_t>(p)] < 0) continue;
+    const size_t list = static_cast<size_t>(tl_coarse_i[static_cast<size_t>(p)]);
+    const size_t n = ivf->invlists->list_size(list);
+    if (n == 0) continue;
+    faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
+    faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
+    scan(reinterpret_cast<const float *>(codes.get()), n, ids.get(), 0, q, d);
+  }
+  select(k, dist, labels);
+  return true;
+}
+
 }  // namespace
+
+// 0: flat or other, 1: HNSW, 2: IVF.
+extern "C" int ann__kind(const void *index) {
+  const auto *idx = static_cast<const faiss::Index *>(index);
+  if (dynamic_cast<const faiss::IndexHNSW *>(idx) != nullptr) return 1;
+  if (dynamic_cast<const faiss::IndexIVF *>(idx) != nullptr) return 2;
+  return 0;
+}
+
+// IVF: the lists probed per search, the number of lists; -1 otherwise.
+extern "C" int ann__nprobe(void *index, int set, int64_t *nprobe, int64_t *nlist) {
+  auto *ivf = dynamic_cast<faiss::IndexIVF *>(static_cast<faiss::Index *>(index));
+  if (ivf == nullptr) return -1;
+  if (set) ivf->nprobe = static_cast<size_t>(*nprobe);
+  *nprobe = static_cast<int64_t>(ivf->nprobe);
+  *nlist = static_cast<int64_t>(ivf->nlist);
+  return 0;
+}
+
+// An inverted file whose lists are contiguous ranges of the item rows
+// (list l holds rows offsets[l] .. offsets[l + 1] - 1, in order): the same
+// search as ivf_search, reading the bundle's own embedding matrix.
+extern "C" void ann__grouped_search(const float *centroids, size_t nlist, const size_t *offsets, const float *vecs,
+                                    size_t d, const float *q, int64_t k, int64_t nprobe, float *dist, int64_t *labels) {
+  nprobe = coarse(centroids, nlist, q, d, nprobe);
+  tl_hits.clear();
+  for (int64_t p = 0; p < nprobe; p++) {
+    if (tl_coarse_i[static_cast<size_t>(p)] < 0) continue;
+    const size_t l = static_cast<size_t>(tl_coarse_i[static_cast<size_t>(p)]);
+    if (offsets[l + 1] > offsets[l])
+      scan(vecs + offsets[l] * d, offsets[l + 1] - offsets[l], nullptr, static_cast<int64_t>(offsets[l]), q, d);
+  }
+  select(k, dist, labels);
+}
+
+// Renumbers an inverted file's vectors so that list 0's come first, then
+// list 1's, each list in its own order: order[new] = old label, and
+// sizes[l] = list l's length. Returns 0, or -1 for an index that is not an
+// IVF with flat lists or whose labels are not 0..ntotal-1.
+extern "C" int ann__ivf_group(void *index, int64_t *order, size_t *sizes, float *centroids) {
+  try {
+    auto *ivf = dynamic_cast<faiss::IndexIVFFlat *>(static_cast<faiss::Index *>(index));
+    if (ivf == nullptr || ivf->invlists == nullptr) return -1;
+    const auto *cq = dynamic_cast<const faiss::IndexFlat *>(ivf->quantizer);
+    auto *lists = dynamic_cast<faiss::ArrayInvertedLists *>(ivf->invlists);
+    if (cq == nullptr || lists == nullptr) return -1;
+    const size_t n = static_cast<size_t>(ivf->ntotal);
+    std::vector<char> seen(n, 0);
+    size_t at = 0;
+    for (size_t l = 0; l < ivf->nlist; l++) {
+      sizes[l] = lists->ids[l].size();
+      for (auto &id : lists->ids[l]) {
+        if (id < 0 || static_cast<size_t>(id) >= n || seen[static_cast<size_t>(id)]) return -1;
+        seen[static_cast<size_t>(id)] = 1;
+        order[at] = id;
+        id = static_cast<faiss::Index::idx_t>(at++);
+      }
+    }
+    if (at != n) return -1;
+    std::memcpy(centroids, cq->get_xb(), ivf->nlist * static_cast<size_t>(ivf->d) * sizeof(float));
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
 
 // ef <= 0: the index's own efSearch. faiss_own: FAISS's stock
 // IndexHNSW::search instead (for comparison). Returns 0, or -1 when FAISS threw.
@@ -88,6 +249,20 @@ extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int 
                               int64_t *labels) {
   try {
     const auto *idx = static_cast<const faiss::Index *>(index);
+    const auto *ivf = dynamic_cast<const faiss::IndexIVFFlat *>(idx);
+    if (ivf != nullptr) {
+      // A per-call breadth scales the lists probed as it would HNSW's
+      // candidate list against the 128 most bundles search with.
+      int64_t nprobe = static_cast<int64_t>(ivf->nprobe);
+      if (ef > 0 && ef < 128) nprobe = nprobe * ef / 128 > 0 ? nprobe * ef / 128 : 1;
+      if (faiss_own) {
+        faiss::IVFSearchParameters p;
+        p.nprobe = static_cast<size_t>(nprobe);
+        idx->search(1, q, k, dist, labels, &p);
+        return 0;
+      }
+      if (ivf_search(ivf, q, k, nprobe, dist, labels)) return 0;
+    }
     const auto *h = dynamic_cast<const faiss::IndexHNSW *>(idx);
     faiss::SearchParametersHNSW p;
     p.efSearch = ef;

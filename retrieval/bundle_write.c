@@ -6,6 +6,7 @@
 #include "common/fileio.h"
 #include "common/npy.h"
 #include "retrieval/ann.h"
+#include "retrieval/ann_tune.h"
 #include "retrieval/bundle.h"
 
 #include <cjson/cJSON.h>
@@ -180,6 +181,80 @@ int bundle_hnsw_ef_search(size_t items) { return items <= 500000 ? 128 : 256; }
 
 static bool is_hnsw(const char *type) { return strncmp(type, "HNSW", 4) == 0; }
 
+/* An inverted file's lists: about sqrt(items), which keeps both the k-means
+ * (50 samples a list) and the coarse pass of each search small. */
+size_t bundle_ivf_lists(size_t items) {
+  size_t l = 1;
+  while (l * l < items) l++;
+  return l < 16 ? 16 : l;
+}
+
+const char *bundle_default_index(size_t items, char *buf, size_t len) {
+  if (items <= BUNDLE_FLAT_MAX) snprintf(buf, len, "Flat");
+  else snprintf(buf, len, "IVF%zu,Flat", bundle_ivf_lists(items));
+  return buf;
+}
+
+/* Queries like the ones recd will serve, to tune against: the user tower's
+ * answers for up to TUNE_QUERIES users spread over the table, or, with no
+ * users, items spread over the catalog. */
+#define TUNE_QUERIES 512
+static float *tuning_queries(const bundle_spec *s, size_t *nq) {
+  size_t d = s->dim, users = s->n_layers ? s->user_count : 0;
+  size_t n = users ? users : s->item_count;
+  if (n > TUNE_QUERIES) n = TUNE_QUERIES;
+  float *q = malloc(n * d * sizeof *q);
+  if (!q) return NULL;
+  size_t width = s->layers ? s->layers[0].in : 0;
+  for (size_t l = 0; l < s->n_layers; l++)
+    if (s->layers[l].out > width) width = s->layers[l].out;
+  float *scratch = users ? malloc(2 * width * sizeof *scratch) : NULL;
+  if (users && !scratch) {
+    free(q);
+    return NULL;
+  }
+  tower t = {s->n_layers, (tower_layer *)s->layers, users ? s->layers[0].in : 0, d, width};
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (users) {
+      const float *x = s->user_features + (i * s->user_count / n) * s->feature_dim;
+      if (tower_forward(&t, x, q + m * d, scratch) == 0) m++;
+    } else {
+      memcpy(q + m * d, s->item_emb + (i * s->item_count / n) * d, d * sizeof *q);
+      m++;
+    }
+  }
+  free(scratch);
+  *nq = m;
+  return q;
+}
+
+/* k-means on every (items / samples)-th item, then the add, then the
+ * fewest lists per search that find BUNDLE_IVF_RECALL of the exact top 100. */
+static int build_ivf(ann_index *idx, const bundle_spec *s, size_t *nprobe, double *recall, rec_error *err) {
+  size_t nlist = 0, d = s->dim, n = s->item_count;
+  ann_nprobe(idx, &nlist);
+  size_t ns = 50 * nlist < n ? 50 * nlist : n;
+  float *sample = malloc(ns * d * sizeof *sample);
+  if (!sample) return rec_fail(err, REC_ENOMEM, "out of memory");
+  for (size_t i = 0; i < ns; i++) memcpy(sample + i * d, s->item_emb + (i * n / ns) * d, d * sizeof *sample);
+  int rc = ann_index_train(idx, sample, ns, err);
+  free(sample);
+  for (size_t at = 0; at < n && !rc; at += 100000) {
+    size_t m = n - at < 100000 ? n - at : 100000;
+    rc = ann_index_add(idx, s->item_emb + at * d, m, err);
+    if (!rc && s->progress) s->progress(s->progress_arg, at + m, n);
+  }
+  if (rc) return rc;
+  size_t nq = 0;
+  float *q = tuning_queries(s, &nq);
+  if (!q) return rec_fail(err, REC_ENOMEM, "out of memory");
+  rc = nq ? ann_tune_nprobe(idx, s->item_emb, n, d, q, nq, 100, BUNDLE_IVF_RECALL, nprobe, recall, err)
+          : rec_fail(err, REC_EINVAL, "no query to tune the index's nprobe with");
+  free(q);
+  return rc;
+}
+
 static int new_index(const bundle_spec *s, int ef_construction, ann_index **out, rec_error *err) {
   ann_index *idx;
   int rc = ann_index_new(s->dim, s->index_type, &idx, err);
@@ -189,7 +264,22 @@ static int new_index(const bundle_spec *s, int ef_construction, ann_index **out,
   return rc;
 }
 
-static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files,
+/* An inverted file's rows as bundle_write stores them: grouped by list
+ * (ann_ivf_group), so that recd serves it from the embedding matrix alone. */
+typedef struct grouping {
+  int64_t *order;   /* [items]: row r of the bundle is the spec's item order[r] */
+  size_t *sizes;    /* [nlist] */
+  float *centroids; /* [nlist x dim] */
+  size_t nlist;
+} grouping;
+
+static void grouping_free(grouping *g) {
+  free(g->order);
+  free(g->sizes);
+  free(g->centroids);
+}
+
+static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files, grouping *g,
                        rec_error *err) {
   char path[PATHMAX];
   ann_index *idx;
@@ -199,11 +289,26 @@ static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *f
                                            : bundle_hnsw_ef_construction(s->item_count);
   int rc = new_index(s, ef_construction, &idx, err);
   if (rc) return rc;
+  size_t nprobe = 0, nlist = 0;
+  double recall = 0;
+  bool ivf = ann_nprobe(idx, &nlist) > 0;
+  if (ivf) rc = build_ivf(idx, s, &nprobe, &recall, err);
+  else if (ann_needs_training(idx))
+    rc = rec_fail(err, REC_EINVAL, "index '%s' needs training recd does not do (use Flat, HNSW<M> or "
+                  "IVF<lists>,Flat)", s->index_type);
   /* In chunks, so a long HNSW build can report progress. */
-  for (size_t at = 0; at < s->item_count && !rc; at += 10000) {
+  for (size_t at = 0; at < s->item_count && !rc && !ivf; at += 10000) {
     size_t n = s->item_count - at < 10000 ? s->item_count - at : 10000;
     rc = ann_index_add(idx, s->item_emb + at * s->dim, n, err);
     if (!rc && s->progress) s->progress(s->progress_arg, at + n, s->item_count);
+  }
+  if (!rc && ivf) {
+    g->nlist = nlist;
+    g->order = malloc(s->item_count * sizeof *g->order);
+    g->sizes = malloc(nlist * sizeof *g->sizes);
+    g->centroids = malloc(nlist * s->dim * sizeof *g->centroids);
+    rc = !g->order || !g->sizes || !g->centroids ? rec_fail(err, REC_ENOMEM, "out of memory")
+                                                 : ann_ivf_group(idx, g->order, g->sizes, g->centroids, err);
   }
   if (rc) {
     ann_index_free(idx);
@@ -218,11 +323,85 @@ static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *f
   cJSON_AddStringToObject(ix, "type", s->index_type);
   cJSON_AddNumberToObject(ix, "ef_search", ef_search);
   if (hnsw) cJSON_AddNumberToObject(ix, "ef_construction", ef_construction);
+  if (ivf) {
+    cJSON_AddNumberToObject(ix, "nlist", (double)nlist);
+    cJSON_AddNumberToObject(ix, "nprobe", (double)nprobe);
+    char r[16];
+    snprintf(r, sizeof r, "%.4f", recall);
+    cJSON_AddRawToObject(ix, "tuned_recall_at_100", r);
+    /* The grouped layout: the centroids, and the lists' lengths in row order. */
+    path_of(path, dir, "ivf_centroids.npy");
+    if ((rc = npy_f32_write(path, g->centroids, nlist, s->dim, 2, err)) ||
+        (rc = add_file(files, dir, "ivf_centroids.npy", err)))
+      return rc;
+    cJSON_AddStringToObject(ix, "layout", "grouped");
+    cJSON_AddStringToObject(ix, "centroids", "ivf_centroids.npy");
+    cJSON *sizes = cJSON_AddArrayToObject(ix, "list_sizes");
+    for (size_t l = 0; l < nlist && sizes; l++) cJSON_AddItemToArray(sizes, cJSON_CreateNumber((double)g->sizes[l]));
+    if (!sizes) return rec_fail(err, REC_ENOMEM, "out of memory");
+  }
   return 0;
 }
 
-static int write_data(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files,
-                      rec_error *err) {
+/* The spec with its item rows in 'order' (arrays in *own, freed by the
+ * caller with free_permuted). */
+typedef struct permuted {
+  const char **ids, **cats;
+  float *price, *pop, *margin, *emb;
+  bool *stock;
+} permuted;
+
+static void free_permuted(permuted *p) {
+  free(p->ids), free(p->cats), free(p->price), free(p->pop), free(p->margin), free(p->emb), free(p->stock);
+}
+
+static int permute(bundle_spec *s, const int64_t *order, permuted *p, rec_error *err) {
+  size_t n = s->item_count, d = s->dim;
+  p->ids = malloc(n * sizeof *p->ids);
+  p->cats = malloc(n * sizeof *p->cats);
+  p->price = malloc(n * sizeof *p->price);
+  p->pop = malloc(n * sizeof *p->pop);
+  p->margin = s->item_margin ? malloc(n * sizeof *p->margin) : NULL;
+  p->emb = malloc(n * d * sizeof *p->emb);
+  p->stock = malloc(n * sizeof *p->stock);
+  if (!p->ids || !p->cats || !p->price || !p->pop || (s->item_margin && !p->margin) || !p->emb || !p->stock)
+    return rec_fail(err, REC_ENOMEM, "out of memory");
+  for (size_t r = 0; r < n; r++) {
+    size_t i = (size_t)order[r];
+    p->ids[r] = s->item_ids[i];
+    p->cats[r] = s->item_categories[i];
+    p->price[r] = s->item_price[i];
+    p->pop[r] = s->item_popularity[i];
+    if (p->margin) p->margin[r] = s->item_margin[i];
+    p->stock[r] = s->item_in_stock[i];
+    memcpy(p->emb + r * d, s->item_emb + i * d, d * sizeof *p->emb);
+  }
+  s->item_ids = p->ids;
+  s->item_categories = p->cats;
+  s->item_price = p->price;
+  s->item_popularity = p->pop;
+  s->item_margin = p->margin;
+  s->item_in_stock = p->stock;
+  s->item_emb = p->emb;
+  return 0;
+}
+
+static int write_rows(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files, rec_error *err);
+
+/* The index first: an inverted file decides the order of the item rows. */
+static int write_data(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files, rec_error *err) {
+  grouping g = {0};
+  permuted p = {0};
+  bundle_spec rows = *s;
+  int rc = write_index(dir, s, m, files, &g, err);
+  if (!rc && g.order) rc = permute(&rows, g.order, &p, err);
+  grouping_free(&g);
+  if (!rc) rc = write_rows(dir, &rows, m, files, err);
+  free_permuted(&p);
+  return rc;
+}
+
+static int write_rows(const char *dir, const bundle_spec *s, cJSON *m, cJSON *files, rec_error *err) {
   char path[PATHMAX];
   int rc;
   path_of(path, dir, "items.tsv");
@@ -243,7 +422,6 @@ static int write_data(const char *dir, const bundle_spec *s, cJSON *m, cJSON *fi
   cJSON_AddStringToObject(m, "user_features", "user_features.npy");
   if ((rc = write_tower(dir, s, m, files, err))) return rc;
   if ((rc = write_item_tower(dir, s, m, files, err))) return rc;
-  if ((rc = write_index(dir, s, m, files, err))) return rc;
   for (size_t i = 0; i < s->n_extras; i++) {
     const bundle_extra *x = &s->extras[i];
     path_of(path, dir, x->name);

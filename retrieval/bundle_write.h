@@ -75,4 +75,16 @@ int bundle_write(const char *dir, const bundle_spec *s, rec_error *err);
  * exact search) passes with a margin on clustered catalogs (docs/bundle.md). */
 int bundle_hnsw_ef_search(size_t items);
 int bundle_hnsw_ef_construction(size_t items);
+
+/* The index a catalog of 'items' items gets when nothing is asked for: exact
+ * search up to BUNDLE_FLAT_MAX items, above that an inverted file of
+ * bundle_ivf_lists(items) lists: k-means, then nprobe tuned when written to
+ * find BUNDLE_IVF_RECALL of the exact top 100 of the user tower's queries.
+ * It builds in seconds where HNSW takes minutes per million items, and at a
+ * candidate depth of 500 costs a third of HNSW32's CPU per search at the
+ * same recall@100 (docs/bundle.md). Writes into buf. */
+#define BUNDLE_FLAT_MAX 20000
+#define BUNDLE_IVF_RECALL 0.95
+const char *bundle_default_index(size_t items, char *buf, size_t len);
+size_t bundle_ivf_lists(size_t items);
 #endif

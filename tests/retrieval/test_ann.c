@@ -1,6 +1,7 @@
 /* tests/retrieval/test_ann.c - FAISS through the C API: exact and HNSW
  * indexes over normalised vectors, written and read back. */
 #include "retrieval/ann.h"
+#include "retrieval/ann_tune.h"
 #include "tests/test.h"
 
 #include <math.h>
@@ -166,6 +167,123 @@ static void more_wanted_than_stored(void) {
   CU_ASSERT_EQUAL(ann_index_build(NULL, 0, D, "NoSuchIndex", &idx, NULL), REC_EINVAL);
 }
 
+/* Items around 40 centres, as catalogs cluster. */
+static float *clustered(size_t n, size_t d, unsigned seed) {
+  float *c = malloc(sizeof(float) * 40 * d), *v = malloc(sizeof(float) * n * d);
+  srand(seed);
+  for (size_t i = 0; i < 40 * d; i++) c[i] = (float)rand() / RAND_MAX - 0.5f;
+  for (size_t i = 0; i < n; i++) {
+    double s = 0;
+    for (size_t j = 0; j < d; j++) {
+      v[i * d + j] = c[(i % 40) * d + j] + 0.15f * ((float)rand() / RAND_MAX - 0.5f);
+      s += (double)v[i * d + j] * v[i * d + j];
+    }
+    for (size_t j = 0; j < d; j++) v[i * d + j] /= (float)sqrt(s);
+  }
+  free(c);
+  return v;
+}
+
+/* An inverted file: trained, searched by recd's scan with the same answers
+ * as FAISS's, every list probed is exact, nprobe bounded by the lists. */
+static void ivf_matches_faiss_and_exact(void) {
+  enum { n = 4000, d = 24, k = 50 };
+  float *v = clustered(n, d, 11);
+  ann_index *idx;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, n, d, "IVF32,Flat", &idx, &e), 0);
+  size_t nlist = 0;
+  CU_ASSERT_EQUAL(ann_nprobe(idx, &nlist), 1); /* FAISS's default */
+  CU_ASSERT_EQUAL(nlist, 32);
+  CU_ASSERT_EQUAL(ann_set_nprobe(idx, 0, &e), REC_EINVAL);
+  CU_ASSERT_EQUAL(ann_set_nprobe(idx, 33, &e), REC_EINVAL);
+  CU_ASSERT_EQUAL(ann_set_ef_search(idx, 64, &e), REC_EINVAL);
+  CU_ASSERT_EQUAL(ann_set_nprobe(idx, 4, &e), 0);
+  int64_t a[k], b[k];
+  float sa[k], sb[k];
+  size_t na, nb;
+  for (int q = 0; q < 30; q++) {
+    const float *x = v + (size_t)(q * 131 % n) * d;
+    CU_ASSERT_EQUAL(ann_search(idx, x, k, a, sa, &na), 0);
+    CU_ASSERT_EQUAL(ann_search_faiss(idx, x, k, 0, b, sb, &nb), 0);
+    CU_ASSERT_EQUAL(na, nb);
+    CU_ASSERT_EQUAL(memcmp(a, b, na * sizeof *a), 0);
+    CU_ASSERT_EQUAL(a[0], q * 131 % n);
+    for (size_t i = 1; i < na; i++) CU_ASSERT(sa[i] <= sa[i - 1]);
+  }
+  /* Every list probed: exact. */
+  CU_ASSERT_EQUAL(ann_set_nprobe(idx, 32, &e), 0);
+  int64_t *exact = malloc(sizeof *exact * 20 * k);
+  CU_ASSERT_EQUAL_FATAL(ann_exact_topk(v, n, d, v, 20, k, exact, &e), 0);
+  CU_ASSERT_DOUBLE_EQUAL(ann_recall(idx, v, 20, d, k, exact), 1.0, 1e-9);
+  /* Tuning finds the fewest lists reaching the target. */
+  size_t np = 0;
+  double r = 0;
+  CU_ASSERT_EQUAL(ann_tune_nprobe(idx, v, n, d, v, 20, k, 0.9, &np, &r, &e), 0);
+  CU_ASSERT(r >= 0.9);
+  CU_ASSERT(np >= 1 && np <= 32);
+  CU_ASSERT_EQUAL(ann_nprobe(idx, NULL), np);
+  if (np > 1) {
+    CU_ASSERT_EQUAL(ann_set_nprobe(idx, np == 2 ? 1 : np * 2 / 3, &e), 0);
+    CU_ASSERT(ann_recall(idx, v, 20, d, k, exact) < 0.9);
+  }
+  free(exact);
+  ann_index_free(idx);
+  free(v);
+}
+
+/* Grouped: rows reordered list by list, searched as recd's own view over
+ * the matrix: the same items (through the order) as the FAISS index. */
+static void grouped_view_answers_as_the_index(void) {
+  enum { n = 3000, d = 16, k = 20 };
+  float *v = clustered(n, d, 12);
+  ann_index *idx, *view;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, n, d, "IVF24,Flat", &idx, &e), 0);
+  CU_ASSERT_EQUAL(ann_set_nprobe(idx, 3, &e), 0);
+  int64_t *order = malloc(sizeof *order * n);
+  size_t sizes[24];
+  float *cent = malloc(sizeof *cent * 24 * d), *rows = malloc(sizeof *rows * n * d);
+  CU_ASSERT_EQUAL_FATAL(ann_ivf_group(idx, order, sizes, cent, &e), 0);
+  char *seen = calloc(n, 1);
+  size_t total = 0;
+  for (size_t l = 0; l < 24; l++) total += sizes[l];
+  CU_ASSERT_EQUAL(total, n);
+  for (size_t r = 0; r < n; r++) {
+    CU_ASSERT_FATAL(order[r] >= 0 && order[r] < n && !seen[order[r]]);
+    seen[order[r]] = 1;
+    memcpy(rows + r * d, v + (size_t)order[r] * d, d * sizeof *rows);
+  }
+  CU_ASSERT_EQUAL_FATAL(ann_index_grouped(cent, 24, sizes, rows, n, d, 3, &view, &e), 0);
+  CU_ASSERT_EQUAL(ann_count(view), n);
+  CU_ASSERT_EQUAL(ann_dim(view), d);
+  CU_ASSERT_EQUAL(ann_index_write(view, test_path("grouped.faiss"), &e), REC_EINVAL);
+  int64_t a[k], b[k];
+  float sa[k], sb[k];
+  size_t na, nb;
+  for (int q = 0; q < 30; q++) {
+    const float *x = rows + (size_t)(q * 97 % n) * d;
+    CU_ASSERT_EQUAL(ann_search(idx, x, k, a, sa, &na), 0); /* labels are rows after grouping */
+    CU_ASSERT_EQUAL(ann_search(view, x, k, b, sb, &nb), 0);
+    CU_ASSERT_EQUAL(na, nb);
+    CU_ASSERT_EQUAL(memcmp(a, b, na * sizeof *a), 0);
+    CU_ASSERT_EQUAL(b[0], q * 97 % n);
+    /* A per-call breadth below 128 probes fewer lists: never more hits. */
+    CU_ASSERT_EQUAL(ann_search_ef(view, x, k, 16, b, sb, &nb), 0);
+    CU_ASSERT(nb <= na);
+  }
+  /* Lengths that do not add up to the rows are refused. */
+  sizes[0]++;
+  CU_ASSERT_EQUAL(ann_index_grouped(cent, 24, sizes, rows, n, d, 3, &view, &e), REC_EMISMATCH);
+  sizes[0] -= 2;
+  CU_ASSERT_EQUAL(ann_index_grouped(cent, 24, sizes, rows, n, d, 3, &view, &e), REC_EMISMATCH);
+  sizes[0]++;
+  CU_ASSERT_EQUAL(ann_index_grouped(cent, 24, sizes, rows, n, d, 25, &view, &e), REC_EINVAL);
+  ann_index_free(idx);
+  ann_index_free(view);
+  free(order), free(cent), free(rows), free(seen), free(v);
+}
+
 void suite_ann(void) {
   static const test_case cases[] = {{"exact_index_finds_self_first", exact_index_finds_self_first},
                                     {"hnsw_recall_against_exact", hnsw_recall_against_exact},
@@ -173,6 +291,8 @@ void suite_ann(void) {
       {"hnsw_scores_are_inner_products_on_any_dimension", hnsw_scores_are_inner_products_on_any_dimension},
                                     {"write_and_open", write_and_open},
                                     {"more_wanted_than_stored", more_wanted_than_stored},
+                                    {"ivf_matches_faiss_and_exact", ivf_matches_faiss_and_exact},
+                                    {"grouped_view_answers_as_the_index", grouped_view_answers_as_the_index},
                                     {NULL, NULL}};
   test_add_suite("ann", cases);
 }

@@ -237,6 +237,7 @@ static int write_bundle(build_ctx *c, rec_error *err) {
     stock[i] = d->items[i].in_stock;
     margin[i] = d->items[i].margin;
   }
+  char index[32];
   bundle_extra extras[] = {{"item_cf.tsv", "item_cf", write_itemcf, c},
                            {"popularity.tsv", "popularity", write_popularity, c},
                            {"profiles.tsv", "profiles", write_profiles, c},
@@ -249,7 +250,7 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                    .feature_dim = c->t.feature_dim, .user_ids = c->user_ids,
                    .user_features = c->t.user_feat, .n_layers = c->t.n_layers,
                    .layers = c->t.layers,
-                   .index_type = o->index_type ? o->index_type : n <= 20000 ? "Flat" : "HNSW32",
+                   .index_type = o->index_type ? o->index_type : bundle_default_index(n, index, sizeof index),
                    .ef_search = o->ef_search, .ef_construction = o->ef_construction,
                    .extras = extras,
                    .n_extras = sizeof extras / sizeof *extras, .manifest_json = json};

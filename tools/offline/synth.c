@@ -35,7 +35,7 @@ void synth_category_name(size_t c, char *buf, size_t len) {
 typedef struct synth_data {
   char **item_ids, **cat_names, **user_ids;
   const char **item_cats;
-  float *price, *pop, *emb, *centroids, *features;
+  float *price, *pop, *emb, *centroids, *subs, *features;
   bool *stock;
   tower_layer layers[2];
 } synth_data;
@@ -52,6 +52,7 @@ static void free_data(synth_data *d, const synth_opts *o) {
   free(d->pop);
   free(d->emb);
   free(d->centroids);
+  free(d->subs);
   free(d->features);
   free(d->stock);
   for (int l = 0; l < 2; l++) {
@@ -60,8 +61,29 @@ static void free_data(synth_data *d, const synth_opts *o) {
   }
 }
 
+/* Every item and user draws from its own stream, seeded from the bundle's
+ * seed and its row, so rows are generated in parallel and the bytes do not
+ * depend on the thread count. */
+static rec_rng stream(uint64_t seed, uint64_t kind, size_t row) {
+  rec_rng r = {seed ^ (kind * 0xd1b54a32d192ed03ull)};
+  r.s += (uint64_t)row * 0x9e3779b97f4a7c15ull;
+  rec_rng_next(&r);
+  return (rec_rng){rec_rng_next(&r)};
+}
+
+/* Catalogs are clustered twice over, as trained embeddings are: categories
+ * are random directions; each holds sub-clusters (product lines) of about
+ * SUB_ITEMS items, spread around it; items spread around their sub-cluster.
+ * Sub-cluster s belongs to category s % C. */
+#define SUB_ITEMS 256
+static size_t sub_count(const synth_opts *o) {
+  size_t s = o->items / SUB_ITEMS;
+  return s < o->categories ? o->categories : s;
+}
+
 static void make_items(synth_data *d, const synth_opts *o, rec_rng *r) {
-  size_t D = o->dim, C = o->categories, N = o->items;
+  size_t D = o->dim, C = o->categories, N = o->items, S = sub_count(o);
+  float noise = 1.0f / sqrtf((float)D);
   for (size_t c = 0; c < C; c++) {
     char name[64];
     synth_category_name(c, name, sizeof name);
@@ -69,35 +91,54 @@ static void make_items(synth_data *d, const synth_opts *o, rec_rng *r) {
     for (size_t j = 0; j < D; j++) d->centroids[c * D + j] = normal(r);
     normalize(d->centroids + c * D, D);
   }
+  for (size_t k = 0; k < S; k++) {
+    float *sc = d->subs + k * D;
+    const float *cc = d->centroids + (k % C) * D;
+    for (size_t j = 0; j < D; j++) sc[j] = cc[j] + 0.6f * noise * normal(r);
+    normalize(sc, D);
+  }
+  uint64_t seed = o->seed;
+#pragma omp parallel for schedule(static)
   for (size_t i = 0; i < N; i++) {
+    rec_rng ri = stream(seed, 1, i);
     char id[32];
     snprintf(id, sizeof id, "P%06zu", i);
     d->item_ids[i] = strdup(id);
-    size_t c = (size_t)(rec_rng_next(r) % C);
+    size_t c = (size_t)(rec_rng_next(&ri) % C);
+    /* A sub-cluster of category c: c, c + C, c + 2C, ... below S. */
+    size_t per = (S - c + C - 1) / C;
+    size_t k = c + C * (size_t)(rec_rng_next(&ri) % per);
     d->item_cats[i] = d->cat_names[c];
     float *e = d->emb + i * D;
-    for (size_t j = 0; j < D; j++) e[j] = d->centroids[c * D + j] + 0.6f * normal(r) / sqrtf((float)D);
+    for (size_t j = 0; j < D; j++) e[j] = d->subs[k * D + j] + 0.35f * noise * normal(&ri);
     normalize(e, D);
-    d->price[i] = roundf(100.0f * (float)exp(2.0 + 0.4 * (double)c / (double)C + 0.6 * normal(r))) / 100.0f;
-    d->stock[i] = rec_rng_uniform(r) < 0.95;
-    d->pop[i] = (float)(1000.0 / pow(1.0 + (double)(rec_rng_next(r) % N), 0.8));
+    d->price[i] = roundf(100.0f * (float)exp(2.0 + 0.4 * (double)c / (double)C + 0.6 * normal(&ri))) / 100.0f;
+    d->stock[i] = rec_rng_uniform(&ri) < 0.95;
+    d->pop[i] = (float)(1000.0 / pow(1.0 + (double)(rec_rng_next(&ri) % N), 0.8));
   }
 }
 
-static void make_users(synth_data *d, const synth_opts *o, rec_rng *r) {
-  size_t D = o->dim, F = D + 2;
+static void make_users(synth_data *d, const synth_opts *o) {
+  size_t D = o->dim, F = D + 2, C = o->categories, S = sub_count(o);
+  float noise = 1.0f / sqrtf((float)D);
+  uint64_t seed = o->seed;
+#pragma omp parallel for schedule(static)
   for (size_t u = 0; u < o->users; u++) {
+    rec_rng r = stream(seed, 2, u);
     char id[32];
     snprintf(id, sizeof id, "U%05zu", u);
     d->user_ids[u] = strdup(id);
     size_t c = synth_user_category(o, u);
+    size_t per = (S - c + C - 1) / C;
+    size_t k = c + C * (size_t)(rec_rng_next(&r) % per);
     float *f = d->features + u * F;
-    /* The pooled embedding of a few items the user bought: their category's
-     * centroid plus the noise of a handful of draws. */
-    for (size_t j = 0; j < D; j++) f[j] = d->centroids[c * D + j] + 0.3f * normal(r) / sqrtf((float)D);
+    /* The pooled embedding of a few items the user bought: mostly from one
+     * product line of their category, some from elsewhere in it. */
+    for (size_t j = 0; j < D; j++)
+      f[j] = 0.7f * d->subs[k * D + j] + 0.3f * d->centroids[c * D + j] + 0.3f * noise * normal(&r);
     normalize(f, D);
-    f[D] = (float)(2.0 + rec_rng_uniform(r));   /* log average price */
-    f[D + 1] = (float)(rec_rng_next(r) % 4);    /* spending segment */
+    f[D] = (float)(2.0 + rec_rng_uniform(&r));   /* log average price */
+    f[D + 1] = (float)(rec_rng_next(&r) % 4);    /* spending segment */
   }
 }
 
@@ -128,10 +169,11 @@ static bool alloc_data(synth_data *d, const synth_opts *o) {
   d->pop = calloc(N, sizeof *d->pop);
   d->emb = calloc(N * D, sizeof *d->emb);
   d->centroids = calloc(C * D, sizeof *d->centroids);
+  d->subs = calloc(sub_count(o) * D, sizeof *d->subs);
   d->features = calloc((U ? U : 1) * (D + 2), sizeof *d->features);
   d->stock = calloc(N, sizeof *d->stock);
   return d->item_ids && d->user_ids && d->cat_names && d->item_cats && d->price && d->pop &&
-         d->emb && d->centroids && d->features && d->stock;
+         d->emb && d->centroids && d->subs && d->features && d->stock;
 }
 
 int synth_bundle(const char *dir, const synth_opts *o, rec_error *err) {
@@ -147,12 +189,22 @@ int synth_bundle(const char *dir, const synth_opts *o, rec_error *err) {
     goto done;
   }
   make_items(&d, o, &r);
-  make_users(&d, o, &r);
+  make_users(&d, o);
+  for (size_t i = 0; i < o->items; i++)
+    if (!d.item_ids[i]) {
+      rc = rec_fail(err, REC_ENOMEM, "synth: out of memory");
+      goto done;
+    }
+  for (size_t u = 0; u < o->users; u++)
+    if (!d.user_ids[u]) {
+      rc = rec_fail(err, REC_ENOMEM, "synth: out of memory");
+      goto done;
+    }
   if (!make_tower(&d, o, &r)) {
     rc = rec_fail(err, REC_ENOMEM, "synth: out of memory");
     goto done;
   }
-  char version[64];
+  char version[64], index[32];
   snprintf(version, sizeof version, "synth-%llu-%zu", (unsigned long long)o->seed, o->items);
   bundle_spec s = {
       .version = o->version ? o->version : version, .dim = o->dim, .item_count = o->items,
@@ -161,7 +213,10 @@ int synth_bundle(const char *dir, const synth_opts *o, rec_error *err) {
       .item_emb = d.emb, .user_count = o->users, .feature_dim = o->dim + 2,
       .user_ids = (const char *const *)d.user_ids, .user_features = d.features, .n_layers = 2,
       .layers = d.layers,
-      .index_type = o->index_type ? o->index_type : "HNSW32",
+      /* Small test bundles keep exercising the graph search. */
+      .index_type = o->index_type                   ? o->index_type
+                    : o->items <= BUNDLE_FLAT_MAX ? "HNSW32"
+                                                  : bundle_default_index(o->items, index, sizeof index),
       .ef_search = o->ef_search, .ef_construction = o->ef_construction};
   rc = bundle_write(dir, &s, err);
 done:
