@@ -97,6 +97,7 @@ int main(int argc, char **argv) {
   arena a;
   arena_init(&a, 0);
   long failed = 0;
+  int64_t decode_ns = 0, encode_ns = 0;
   for (long i = 0; cost && wire && i < calls; i++) {
     char user[48];
     if (i % 10 == 9) snprintf(user, sizeof user, "cold-%ld", i);
@@ -109,14 +110,19 @@ int main(int argc, char **argv) {
     rpc_ctx ctx;
     rpc_local_begin(&ctx, &a, &ap, INT64_MAX);
     const ProtobufCMessage *in = rpc_decode(wire, n, h_recommend.in, NULL, &a, &ctx.err), *out = NULL;
+    int64_t c1 = thread_cpu_ns();
     int rc = in ? rpc_local_call(&ctx, &h_recommend, in, &out) : REC_EINVAL;
+    int64_t c2 = thread_cpu_ns();
     if (rc == 0) { /* the reply's encoding, as the server packs it */
       size_t len = protobuf_c_message_get_packed_size(out);
       uint8_t *buf = arena_alloc(&a, len + 1);
       if (buf) protobuf_c_message_pack(out, buf);
     }
     rpc_local_end(&ctx);
-    cost[i] = thread_cpu_ns() - c0;
+    int64_t c3 = thread_cpu_ns();
+    cost[i] = c3 - c0;
+    decode_ns += c1 - c0;
+    encode_ns += c3 - c2;
     failed += rc != 0;
     arena_reset(&a);
   }
@@ -131,21 +137,29 @@ int main(int argc, char **argv) {
   double median = (double)cost[calls / 2] / 1e3, p99 = (double)cost[(calls * 99) / 100] / 1e3;
   metrics_log ml = {0};
   char *text = metrics_render(new_v, 1, 0, 0, &ml);
-  static const char *const STAGES[] = {"user_tower", "ann", "sources", "ranking", "total"};
-  double st[5];
-  for (int s = 0; s < 5; s++) st[s] = text ? stage_mean_us(text, STAGES[s]) : 0;
+  /* recd's own stage histograms, then what only this loop sees. */
+  enum { TOWER, ANN, ITEMCF, POP, RANKING, MMR, RESPONSE, TOTAL, NST };
+  static const char *const STAGES[NST] = {"user_tower", "ann", "item_cf", "popularity",
+                                          "ranking", "mmr", "response", "total"};
+  double st[NST];
+  for (int s = 0; s < NST; s++) st[s] = text ? stage_mean_us(text, STAGES[s]) : 0;
+  double rules = st[RANKING] - st[MMR], dec = (double)decode_ns / 1e3 / (double)calls,
+         enc = (double)encode_ns / 1e3 / (double)calls;
   if (json) {
     printf("{\"bundle\":\"%s\",\"version\":\"%s\",\"calls\":%ld,\"failed\":%ld,\"k\":%ld,\"load_s\":%.2f,"
-           "\"cpu_us\":{\"mean\":%.1f,\"median\":%.1f,\"p99\":%.1f},\"stage_mean_us\":{\"user_tower\":%.1f,"
-           "\"ann\":%.1f,\"sources\":%.1f,\"ranking\":%.1f,\"handler\":%.1f}}\n",
-           bundle_dir, new_v, calls, failed, k, load_s, mean, median, p99, st[0], st[1], st[2], st[3], st[4]);
+           "\"cpu_us\":{\"mean\":%.1f,\"median\":%.1f,\"p99\":%.1f},\"stage_mean_us\":{\"decode\":%.1f,"
+           "\"user_tower\":%.1f,\"ann\":%.1f,\"item_cf\":%.1f,\"popularity\":%.1f,\"rules_and_blend\":%.1f,"
+           "\"mmr\":%.1f,\"response\":%.1f,\"encode\":%.1f,\"handler\":%.1f}}\n",
+           bundle_dir, new_v, calls, failed, k, load_s, mean, median, p99, dec, st[TOWER], st[ANN], st[ITEMCF],
+           st[POP], rules, st[MMR], st[RESPONSE], enc, st[TOTAL]);
   } else {
     printf("recd-pipeline-bench: bundle %s (%s, loaded and checked in %.2f s), %ld Recommend calls, k %ld, "
            "one thread, no RPC\n", bundle_dir, new_v, load_s, calls, k);
     printf("cpu per call    mean %.1f us, median %.1f us, p99 %.1f us (decode + handler + encode)%s\n", mean,
            median, p99, failed ? " -- some calls failed" : "");
-    printf("stages (mean)   user tower %.1f us, ANN %.1f us, item-CF and popularity %.1f us, ranking %.1f us; "
-           "handler total %.1f us\n", st[0], st[1], st[2], st[3], st[4]);
+    printf("stages (mean)   decode %.1f, user tower %.1f, ANN %.1f, item-CF %.1f, popularity %.1f, rules and "
+           "blend %.1f, MMR and cap %.1f, response %.1f, encode %.1f us; handler total %.1f us\n",
+           dec, st[TOWER], st[ANN], st[ITEMCF], st[POP], rules, st[MMR], st[RESPONSE], enc, st[TOTAL]);
   }
   free(text);
   free(cost);

@@ -1,6 +1,7 @@
 /* ranking/rank.c - see rank.h. Four passes over the candidates: hard rules,
  * per-source normalisation and the blend, soft rules, then the slate. */
 #include "ranking/rank.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/search.h"
 
@@ -539,5 +540,8 @@ int rank_slate(const rank_items *it, const rec_candidate *cands, size_t n_cands,
       items[m++] = *x;
     }
   }
-  return pick_slate(it, r, items, m, pins, n_pins, slate, k, top, a, out);
+  int64_t t0 = rec_mono_ns();
+  int rc = pick_slate(it, r, items, m, pins, n_pins, slate, k, top, a, out);
+  out->diversity_ns = rec_mono_ns() - t0;
+  return rc;
 }

@@ -121,6 +121,8 @@ typedef struct rank_result {
                                    * first, before diversity (no prefix, no pins held for a slot) */
   size_t n_ranked;
   uint32_t missing;               /* sources with no candidates (bit per rec_source) */
+  int64_t diversity_ns;           /* of this call, the time spent ordering the slate: MMR,
+                                   * the category cap and pins (the rest is rules and blend) */
 } rank_result;
 
 /* NULL when the hard rules allow 'item' for this request; otherwise the first

@@ -245,10 +245,14 @@ static int gather(const bundle *b, const retrieve_req *r, arena *a, merge *m, fl
   const size_t n_seeds[2] = {r->n_seeds, r->n_recent};
   if (rc) return rc;
   from_itemcf(b, seeds, n_seeds, r->want_cf, m);
+  int64_t t3 = rec_mono_ns();
   if (!r->similar) from_popularity(b, r, b->shards > 1 ? r->want_pop * b->shards : r->want_pop, m, &pop_all);
+  int64_t t4 = rec_mono_ns();
   out->tower_ns = t1 - t0;
   out->ann_ns = t2 - t1;
-  out->sources_ns = rec_mono_ns() - t2;
+  out->itemcf_ns = t3 - t2;
+  out->pop_ns = t4 - t3;
+  out->sources_ns = t4 - t2;
   out->cands = m->cands;
   out->n = m->n;
   out->exhausted = ann_all || pop_all || m->n == total;

@@ -40,7 +40,8 @@ typedef struct retrieve_result {
   size_t n;
   bool known_user;              /* the user has a user-tower vector */
   bool exhausted;               /* every catalog item is a candidate */
-  int64_t tower_ns, ann_ns, sources_ns;
+  int64_t tower_ns, ann_ns, sources_ns; /* sources: item-CF and popularity, */
+  int64_t itemcf_ns, pop_ns;             /* which are these two */
 } retrieve_result;
 
 /* Fills *out. Returns 0, REC_ENOMEM, or REC_EINTERNAL when FAISS fails. */

@@ -32,7 +32,8 @@ static atomic_uint_fast64_t calls[METRICS_MAX_METHODS][METRICS_STATUSES];
 static histogram call_latency[METRICS_MAX_METHODS];
 static histogram stages[STAGE_COUNT];
 static atomic_uint_fast64_t candidates[REC_SRC_COUNT];
-static const char *const STAGE_NAMES[STAGE_COUNT] = {"user_tower", "ann", "sources", "ranking", "total"};
+static const char *const STAGE_NAMES[STAGE_COUNT] = {"user_tower", "ann", "sources", "ranking", "total",
+                                                         "item_cf", "popularity", "mmr", "response"};
 static atomic_uint_fast64_t degraded[REC_DEG_COUNT];
 static atomic_uint_fast64_t strategies[REC_STRATEGY_COUNT];
 static atomic_uint_fast64_t reloads[2];

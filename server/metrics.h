@@ -14,7 +14,10 @@ enum { METRICS_MAX_METHODS = 16, METRICS_STATUSES = 17 };
 enum { METRICS_MAX_ARMS = 256 };
 
 typedef enum {
-  STAGE_USER_TOWER, STAGE_ANN, STAGE_SOURCES, STAGE_RANKING, STAGE_TOTAL, STAGE_COUNT
+  STAGE_USER_TOWER, STAGE_ANN, STAGE_SOURCES, STAGE_RANKING, STAGE_TOTAL,
+  /* finer: sources = item-CF + popularity; ranking = rules and blend + MMR
+   * (ordering the slate); response = building the reply message */
+  STAGE_ITEMCF, STAGE_POPULARITY, STAGE_MMR, STAGE_RESPONSE, STAGE_COUNT
 } metrics_stage;
 
 /* Names the RPC methods (index = the RPC layer's method index). Call once,

@@ -246,6 +246,7 @@ static int rank_round(rec_run *run, const retrieve_result *rr, bool final) {
   int64_t t0 = rec_mono_ns();
   int rc = rank_slate(&run->it, rr->cands, rr->n, &run->rules, run->a, &run->rk);
   run->acc.rank_ns += rec_mono_ns() - t0;
+  run->acc.mmr_ns += run->rk.diversity_ns;
   return rc;
 }
 
@@ -285,6 +286,8 @@ int recommend_step(rec_run *run, const retrieve_result *found, bool *again) {
   run->acc.tower_ns += rr->tower_ns;
   run->acc.ann_ns += rr->ann_ns;
   run->acc.sources_ns += rr->sources_ns;
+  run->acc.itemcf_ns += rr->itemcf_ns;
+  run->acc.pop_ns += rr->pop_ns;
   *again = !final && run->rk.n <= run->need;
   if (!*again) return 0;
   run->round++;

@@ -96,7 +96,8 @@ typedef struct rec_result {
   uint32_t missing;                /* sources that produced no candidates */
   size_t candidates;               /* candidates in the last round */
   size_t per_source[REC_SRC_COUNT]; /* of which each source proposed */
-  int64_t tower_ns, ann_ns, sources_ns, rank_ns;
+  int64_t tower_ns, ann_ns, sources_ns, rank_ns; /* rank_ns includes mmr_ns */
+  int64_t itemcf_ns, pop_ns, mmr_ns;              /* parts of sources_ns and rank_ns */
   rec_verdict *verdicts;
   size_t n_verdicts;
 } rec_result;

@@ -176,6 +176,9 @@ static void record_metrics(const rec_call *c, const rec_result *res) {
   metrics_observe_stage(STAGE_ANN, res->ann_ns);
   metrics_observe_stage(STAGE_SOURCES, res->sources_ns);
   metrics_observe_stage(STAGE_RANKING, res->rank_ns);
+  metrics_observe_stage(STAGE_ITEMCF, res->itemcf_ns);
+  metrics_observe_stage(STAGE_POPULARITY, res->pop_ns);
+  metrics_observe_stage(STAGE_MMR, res->mmr_ns);
   metrics_observe_stage(STAGE_TOTAL, rec_mono_ns() - c->start_ns);
   metrics_candidates(res->per_source);
   metrics_strategy(res->strategy);
@@ -193,6 +196,7 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   if (rc) return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
   record_metrics(c, &res);
   if (rpc_deadline_passed(ctx)) return rpc_fail(ctx, REC_EDEADLINE, "deadline passed while ranking");
+  int64_t t0 = rec_mono_ns();
   Rec__V1__RecommendResponse *r = arena_alloc(ctx->arena, sizeof *r);
   if (!r) return REC_ENOMEM;
   rec__v1__recommend_response__init(r);
@@ -201,6 +205,7 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   r->request_id = c->request_id;
   r->catalog_generation = c->b->catalog->generation;
   if ((rc = report_arms(c, r))) return rc;
+  metrics_observe_stage(STAGE_RESPONSE, rec_mono_ns() - t0);
   *out = &r->base;
   return 0;
 }
