@@ -37,6 +37,68 @@ static void round_trip(void) {
   bundle_unref(again);
 }
 
+static void edit_manifest(const char *dir, const char *from, const char *to);
+static void expect_refused(const char *dir, int code, const char *needle);
+
+/* An inverted file is written grouped: rows reordered list by list, nprobe
+ * tuned, and recd searches its own view of the embedding matrix. */
+static void grouped_inverted_file(void) {
+  const char *dir = test_synth_bundle("b_ivf", 3000, "IVF40,Flat");
+  bundle *b;
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(bundle_load(dir, &b, &e), 0);
+  CU_ASSERT_STRING_EQUAL(b->index_type, "IVF40,Flat");
+  size_t nlist = 0, nprobe = ann_nprobe(b->ann, &nlist);
+  CU_ASSERT_EQUAL(nlist, 40);
+  CU_ASSERT(nprobe >= 1 && nprobe <= 40);
+  /* Every id is there, under another row than its number for most. */
+  size_t moved = 0;
+  for (size_t i = 0; i < 3000; i++) {
+    char id[16];
+    uint32_t row;
+    snprintf(id, sizeof id, "P%06zu", i);
+    CU_ASSERT_TRUE_FATAL(catalog_find(b->catalog, id, strlen(id), &row));
+    moved += row != i;
+  }
+  CU_ASSERT(moved > 1000);
+  /* Each row's own vector finds that row first: rows, ids and the lists
+   * agree. */
+  for (uint32_t r = 0; r < 3000; r += 7) {
+    int64_t got[3];
+    float sc[3];
+    size_t n;
+    CU_ASSERT_EQUAL(ann_search(b->ann, bundle_item_embedding(b, r), 3, got, sc, &n), 0);
+    CU_ASSERT_EQUAL(got[0], r);
+  }
+  bundle_unref(b);
+  /* A manifest whose lists or nprobe disagree with the rows is refused. */
+  char cmd[1200], bad[512];
+  snprintf(bad, sizeof bad, "%s", test_path("b_ivf_bad"));
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", bad, dir, bad);
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  char from[64], to[64];
+  snprintf(from, sizeof from, "\"nprobe\":\t%zu,", nprobe);
+  edit_manifest(bad, from, "\"nprobe\":\t41,");
+  expect_refused(bad, REC_ECORRUPT, "index.nprobe must be in [1, 40]");
+  edit_manifest(bad, "\"nprobe\":\t41,", from);
+  /* One more row in the first list than the rows hold. */
+  snprintf(cmd, sizeof cmd, "%s/manifest.json", bad);
+  char *text = rec_read_file(cmd, &(size_t){0}, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+  char *at = strstr(text, "\"list_sizes\":\t[");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+  long first = strtol(at + strlen("\"list_sizes\":\t["), NULL, 10);
+  free(text);
+  snprintf(from, sizeof from, "\"list_sizes\":\t[%ld,", first);
+  snprintf(to, sizeof to, "\"list_sizes\":\t[%ld,", first + 1);
+  edit_manifest(bad, from, to);
+  expect_refused(bad, REC_EMISMATCH, "the lists hold more than the 3000 vectors");
+  edit_manifest(bad, to, from);
+  snprintf(to, sizeof to, "\"layout\":\t\"sorted\"");
+  edit_manifest(bad, "\"layout\":\t\"grouped\"", to);
+  expect_refused(bad, REC_ECORRUPT, "unknown index.layout");
+}
+
 /* A copy of the good bundle to damage. */
 static const char *copy_bundle(const char *name) {
   const char *src = test_synth_bundle("b_flat", 300, "Flat");
@@ -181,6 +243,7 @@ static void write_is_all_or_nothing(void) {
 void suite_bundle(void) {
   static const test_case cases[] = {
       {"round_trip", round_trip},
+      {"grouped_inverted_file", grouped_inverted_file},
       {"refuses_a_changed_byte", refuses_a_changed_byte},
       {"refuses_a_missing_file", refuses_a_missing_file},
       {"refuses_mismatched_dimensions", refuses_mismatched_dimensions},
