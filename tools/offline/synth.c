@@ -7,10 +7,12 @@
 #include "retrieval/bundle_write.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static float normal(rec_rng *r) { return (float)rec_rng_normal(r); }
 
@@ -81,8 +83,50 @@ static size_t sub_count(const synth_opts *o) {
   return s < o->categories ? o->categories : s;
 }
 
+/* Rows generated in parallel: each of up to 16 threads (one per core) a
+ * contiguous range; pthreads rather than OpenMP so that ThreadSanitizer sees
+ * the joins. */
+typedef struct rows_job {
+  synth_data *d;
+  const synth_opts *o;
+} rows_job;
+typedef void rows_fn(const rows_job *j, size_t from, size_t to);
+typedef struct rows_part {
+  rows_fn *fn;
+  const rows_job *job;
+  size_t from, to;
+} rows_part;
+
+static void *rows_thread(void *arg) {
+  rows_part *p = arg;
+  p->fn(p->job, p->from, p->to);
+  return NULL;
+}
+
+static void run_rows(size_t n, rows_fn *fn, const rows_job *job) {
+  enum { MAX_THREADS = 16 };
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  size_t t = cores < 1 ? 1 : cores > MAX_THREADS ? MAX_THREADS : (size_t)cores;
+  if (n < 4096) t = 1;
+  pthread_t th[MAX_THREADS];
+  rows_part part[MAX_THREADS];
+  bool started[MAX_THREADS] = {false};
+  for (size_t k = 0; k < t; k++) {
+    part[k] = (rows_part){fn, job, n * k / t, n * (k + 1) / t};
+    if (k > 0) started[k] = pthread_create(&th[k], NULL, rows_thread, &part[k]) == 0;
+  }
+  fn(job, part[0].from, part[0].to);
+  for (size_t k = 1; k < t; k++) {
+    if (started[k]) pthread_join(th[k], NULL);
+    else fn(job, part[k].from, part[k].to); /* no thread: this one does it */
+  }
+}
+
+static void item_rows(const rows_job *job, size_t from, size_t to);
+static void user_rows(const rows_job *job, size_t from, size_t to);
+
 static void make_items(synth_data *d, const synth_opts *o, rec_rng *r) {
-  size_t D = o->dim, C = o->categories, N = o->items, S = sub_count(o);
+  size_t D = o->dim, C = o->categories, S = sub_count(o);
   float noise = 1.0f / sqrtf((float)D);
   for (size_t c = 0; c < C; c++) {
     char name[64];
@@ -97,9 +141,16 @@ static void make_items(synth_data *d, const synth_opts *o, rec_rng *r) {
     for (size_t j = 0; j < D; j++) sc[j] = cc[j] + 0.6f * noise * normal(r);
     normalize(sc, D);
   }
+  run_rows(o->items, item_rows, &(rows_job){d, o});
+}
+
+static void item_rows(const rows_job *job, size_t from, size_t to) {
+  synth_data *d = job->d;
+  const synth_opts *o = job->o;
+  size_t D = o->dim, C = o->categories, N = o->items, S = sub_count(o);
+  float noise = 1.0f / sqrtf((float)D);
   uint64_t seed = o->seed;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < N; i++) {
+  for (size_t i = from; i < to; i++) {
     rec_rng ri = stream(seed, 1, i);
     char id[32];
     snprintf(id, sizeof id, "P%06zu", i);
@@ -119,11 +170,16 @@ static void make_items(synth_data *d, const synth_opts *o, rec_rng *r) {
 }
 
 static void make_users(synth_data *d, const synth_opts *o) {
+  run_rows(o->users, user_rows, &(rows_job){d, o});
+}
+
+static void user_rows(const rows_job *job, size_t from, size_t to) {
+  synth_data *d = job->d;
+  const synth_opts *o = job->o;
   size_t D = o->dim, F = D + 2, C = o->categories, S = sub_count(o);
   float noise = 1.0f / sqrtf((float)D);
   uint64_t seed = o->seed;
-#pragma omp parallel for schedule(static)
-  for (size_t u = 0; u < o->users; u++) {
+  for (size_t u = from; u < to; u++) {
     rec_rng r = stream(seed, 2, u);
     char id[32];
     snprintf(id, sizeof id, "U%05zu", u);
