@@ -9,9 +9,10 @@
  * U00000.. with every tenth unknown (cold-N), as recd-loadgen's do. A
  * program that prints numbers, not a test.
  *
- * usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N] [-k N]
+ * usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N | --users-file F] [-k N]
  *                            [--ranking_config F] [--json] */
 #include "common/clock.h"
+#include "common/fileio.h"
 #include "rec/v1/ranking.pb-c.h"
 #include "retrieval/retrieve.h"
 #include "server/app.h"
@@ -51,6 +52,7 @@ static double stage_mean_us(const char *text, const char *name) {
 int main(int argc, char **argv) {
   const char *bundle_dir = NULL, *ranking = NULL;
   long calls = 3000, users = 1000, k = 10;
+  const char *users_file = NULL;
   bool json = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -59,9 +61,10 @@ int main(int argc, char **argv) {
     else if (v && !strcmp(a, "--ranking_config")) ranking = argv[++i];
     else if (v && !strcmp(a, "--calls")) calls = strtol(argv[++i], NULL, 10);
     else if (v && !strcmp(a, "--users")) users = strtol(argv[++i], NULL, 10);
+    else if (v && !strcmp(a, "--users-file")) users_file = argv[++i];
     else if (v && !strcmp(a, "-k")) k = strtol(argv[++i], NULL, 10);
     else {
-      fprintf(stderr, "usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N] [-k N] "
+      fprintf(stderr, "usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N | --users-file F] [-k N] "
                       "[--ranking_config F] [--json]\n");
       return 2;
     }
@@ -92,6 +95,30 @@ int main(int argc, char **argv) {
   double load_s = (double)(rec_mono_ns() - t0) / 1e9;
   static const char *const names[] = {"/rec.v1.Ranking/Recommend"};
   metrics_set_methods(names, 1);
+  /* Real user ids (one per line, as recd-loadgen --users-file reads them):
+   * known users take the whole pipeline, U00000... exist only in synthetic
+   * bundles. */
+  char *text_ids = NULL, **ids = NULL;
+  size_t n_ids = 0;
+  if (users_file) {
+    size_t len;
+    text_ids = rec_read_file(users_file, &len, &err);
+    for (char *p = text_ids; p && *p; n_ids++) {
+      char *nl = strchr(p, '\n');
+      if (!nl) { n_ids++; break; }
+      p = nl + 1;
+    }
+    ids = text_ids ? calloc(n_ids + 1, sizeof *ids) : NULL;
+    size_t got = 0;
+    for (char *p = text_ids, *save = NULL, *t; ids && (t = strtok_r(p, "\r\n", &save)); p = NULL)
+      if (*t && strlen(t) < 40) ids[got++] = t;
+    n_ids = got;
+    if (!n_ids) {
+      fprintf(stderr, "recd-pipeline-bench: %s: no user ids (one per line, under 40 bytes)%s%s\n", users_file,
+              text_ids ? "" : ": ", text_ids ? "" : err.msg);
+      return 2;
+    }
+  }
   int64_t *cost = malloc((size_t)calls * sizeof *cost);
   uint8_t *wire = malloc(4096);
   arena a;
@@ -101,6 +128,7 @@ int main(int argc, char **argv) {
   for (long i = 0; cost && wire && i < calls; i++) {
     char user[48];
     if (i % 10 == 9) snprintf(user, sizeof user, "cold-%ld", i);
+    else if (ids) snprintf(user, sizeof user, "%s", ids[i % n_ids]);
     else snprintf(user, sizeof user, "U%05ld", i % users);
     Rec__V1__RecommendRequest q = REC__V1__RECOMMEND_REQUEST__INIT;
     q.user_id = user;
@@ -162,6 +190,8 @@ int main(int argc, char **argv) {
            dec, st[TOWER], st[ANN], st[ITEMCF], st[POP], rules, st[MMR], st[RESPONSE], enc, st[TOTAL]);
   }
   free(text);
+  free(ids);
+  free(text_ids);
   free(cost);
   free(wire);
   arena_destroy(&a);

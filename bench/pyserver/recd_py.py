@@ -329,6 +329,9 @@ class Bundle:
         self.index_type = spec.get("type", "")
         inner = faiss.downcast_index(self.index)
         self.hnsw_flat_ip = False
+        # recd scores an exact inner-product index with one sgemv over the
+        # vectors, which are the item embeddings in row order.
+        self.flat_ip = isinstance(inner, faiss.IndexFlat) and inner.metric_type == faiss.METRIC_INNER_PRODUCT
         if isinstance(inner, faiss.IndexHNSW):
             # recd sets the manifest's efSearch once at load and searches with it.
             inner.hnsw.efSearch = int(spec["ef_search"])
@@ -510,6 +513,10 @@ def ann(b, q, want):
         return np.arange(total, dtype=np.int64), BLAS.scan(b.item_emb, q), True
     if b.ivf is not None:
         return ivf_search(b, q, want) + (False,)
+    if b.flat_ip:  # retrieval/ann_ef.cpp: one sgemv, the k best (ties: the lower row)
+        s = BLAS.scan(b.item_emb, q)
+        best = np.argsort(-s, kind="stable")[:want]
+        return best.astype(np.int64), s[best], False
     scores, labels = b.index.search(q.reshape(1, -1), want)
     labels = labels[0]
     n = int(np.count_nonzero(labels >= 0))  # FAISS pads short answers with -1
