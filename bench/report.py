@@ -490,6 +490,17 @@ def nice_step(raw):
     return 10 * e
 
 
+def nice_below(v):
+    """The largest 1, 2 or 5 times a power of ten at most v (v > 0)."""
+    e = 10 ** math.floor(math.log10(v))
+    return max(m * e for m in (1, 2, 5) if m * e <= v)
+
+
+def nice_above(v):
+    e = 10 ** math.floor(math.log10(v))
+    return min(m * e for m in (1, 2, 5, 10) if m * e >= v)
+
+
 def num(v):
     if v >= 1e6:
         return "%gM" % (v / 1e6)
@@ -505,7 +516,7 @@ def latency_svg(x):
     ys = [o[q]["median"] for os_ in pts.values() for o in os_ for q in ("p50", "p99") if o[q]]
     if not ys:
         return None
-    lo, hi = 10 ** math.floor(math.log10(max(1, min(ys)))), 10 ** math.ceil(math.log10(max(ys)))
+    lo, hi = nice_below(max(1, min(ys))), nice_above(max(ys))
     p = Plot("%s: latency against offered load (open loop, Poisson)" % x["name"],
              "offered load, % of the server's own saturation rate", "latency, µs (log)", (0, 100), (lo, hi),
              ylog=True)
@@ -537,7 +548,7 @@ def recall_svg(bundles):
     rec = [r["recall"] for _, _, rows, _ in ser for r in rows]
     lo_y = min(0.9, math.floor(min(rec) * 20) / 20)
     p = Plot("recall@100 against CPU per search (recd's ANN stage)", "CPU µs per search (log)",
-             "recall@100 vs exact search", (10 ** math.floor(math.log10(min(us))), 10 ** math.ceil(math.log10(max(us)))),
+             "recall@100 vs exact search", (nice_below(min(us)), nice_above(max(us))),
              (lo_y, 1.005), xlog=True)
     for x, a, rows, color in ser:
         short = {"ivf": "np", "hnsw": "ef", "flat": ""}[a["index"]]
