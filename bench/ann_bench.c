@@ -12,11 +12,11 @@
  * usage: recd-ann-bench --bundle DIR [--queries N] [--k N] [--ef N,N,...] */
 #include "common/clock.h"
 #include "retrieval/ann.h"
+#include "retrieval/ann_tune.h"
 #include "retrieval/bundle.h"
 #include "retrieval/retrieve.h"
 #include "retrieval/tower.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +26,6 @@ static int64_t cpu_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-typedef struct scored {
-  float s;
-  int64_t i;
-} scored;
-
-static int by_score(const void *a, const void *b) {
-  float x = ((const scored *)a)->s, y = ((const scored *)b)->s;
-  return x < y ? 1 : x > y ? -1 : 0;
 }
 
 static int by_id(const void *a, const void *b) {
@@ -73,18 +63,16 @@ int main(int argc, char **argv) {
   }
   size_t n = b->catalog->count, d = b->dim, nq = (size_t)queries < b->user_count ? (size_t)queries : b->user_count;
   float *q = malloc(nq * d * sizeof *q), *scratch = malloc(2 * b->tower.max_width * sizeof *scratch);
-  float *all = malloc(n * sizeof *all), *sc = malloc((size_t)k * sizeof *sc);
-  scored *s = malloc(n * sizeof *s);
+  float *sc = malloc((size_t)k * sizeof *sc);
   int64_t *exact = malloc(nq * (size_t)k * sizeof *exact), *got = malloc((size_t)k * sizeof *got);
-  if (!q || !scratch || !all || !s || !exact || !got || !sc) return 1;
-  for (size_t u = 0; u < nq; u++) { /* the queries Recommend serves: each user's tower vector */
+  if (!q || !scratch || !exact || !got || !sc) return 1;
+  for (size_t u = 0; u < nq; u++) /* the queries Recommend serves: each user's tower vector */
     tower_forward(&b->tower, bundle_user_features(b, (uint32_t)u), q + u * d, scratch);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)d, 1.0f, b->item_emb, (int)d, q + u * d, 1, 0.0f, all, 1);
-    for (size_t i = 0; i < n; i++) s[i] = (scored){all[i], (int64_t)i};
-    qsort(s, n, sizeof *s, by_score);
-    for (long j = 0; j < k; j++) exact[u * (size_t)k + (size_t)j] = s[j].i;
-    qsort(exact + u * (size_t)k, (size_t)k, sizeof *exact, by_id);
+  if (ann_exact_topk(b->item_emb, n, d, q, nq, (size_t)k, exact, &err) != 0) {
+    fprintf(stderr, "recd-ann-bench: %s\n", err.msg);
+    return 1;
   }
+  for (size_t u = 0; u < nq; u++) qsort(exact + u * (size_t)k, (size_t)k, sizeof *exact, by_id);
   printf("recd-ann-bench: bundle %s (%zu items, dim %zu, index %s), %zu user-tower queries, recall@%ld against "
          "exact search\n", b->version, n, d, b->index_type, nq, k);
   printf("%8s %18s %14s %18s %14s\n", "efSearch", "recd recall", "recd us", "faiss recall", "faiss us");
@@ -106,7 +94,7 @@ int main(int argc, char **argv) {
     printf("%8d %18.4f %14.1f %18.4f %14.1f\n", ef, rec[0], us[0], rec[1], us[1]);
   }
   free(list);
-  free(q), free(scratch), free(all), free(sc), free(s), free(exact), free(got);
+  free(q), free(scratch), free(sc), free(exact), free(got);
   bundle_unref(b);
   return 0;
 }

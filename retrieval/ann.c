@@ -26,6 +26,7 @@ struct ann_index {
 void ann__grouped_search(const float *centroids, size_t nlist, const size_t *offsets, const float *vecs, size_t d,
                          const float *q, int64_t k, int64_t nprobe, float *dist, int64_t *labels);
 int ann__ivf_group(void *index, int64_t *order, size_t *sizes, float *centroids);
+int64_t ann__scaled_nprobe(int64_t nprobe, int ef);
 
 int ann__kind(const void *index);
 int ann__nprobe(void *index, int set, int64_t *nprobe, int64_t *nlist);
@@ -217,10 +218,8 @@ int ann__search_ef(const void *index, const float *q, int64_t k, int ef, int fai
 static int search(const ann_index *idx, const float *q, size_t k, int ef, int faiss_own, int64_t *items,
                   float *scores, size_t *n) {
   if (idx->kind == GROUPED) {
-    size_t np = idx->nprobe;
-    if (ef > 0 && ef < 128) np = np * (size_t)ef / 128 > 0 ? np * (size_t)ef / 128 : 1; /* as ann_ef.cpp */
     ann__grouped_search(idx->centroids, idx->nlist, idx->offsets, idx->vecs, idx->dim, q, (int64_t)k,
-                        (int64_t)np, scores, items);
+                        ann__scaled_nprobe((int64_t)idx->nprobe, ef), scores, items);
   } else if (ann__search_ef(idx->index, q, (int64_t)k, ef, faiss_own, scores, items) != 0) {
     return REC_EINTERNAL;
   }

@@ -86,12 +86,7 @@ faiss::VisitedTable &visited(faiss::Index::idx_t n) {
   return *tl_visited;
 }
 
-// An inverted-file search over flat inner-product lists, as
-// IndexIVFFlat::search for one query on one thread: score the coarse
-// centroids, keep the nprobe best, scan their lists best first. The same
-// lists in the same order with a strict "better than the worst kept" test
-// keep the same items as FAISS's scanner; our inner product makes the scan
-// several times cheaper than Debian's scalar one.
+// A scored vector kept by a search: its score, label and scan position.
 struct Hit {
   float s;
   int64_t id;
@@ -154,25 +149,33 @@ void select(int64_t k, float *dist, int64_t *labels) {
 
 // An inverted-file search over flat inner-product lists, as
 // IndexIVFFlat::search for one query on one thread: score the coarse
-// centroids, keep the nprobe best, scan their lists best first, with
-// OpenBLAS's matrix-vector kernel in place of Debian's scalar loop.
+// centroids, keep the nprobe best, scan their lists best first (scan_list(l)
+// calls scan() on list l), with OpenBLAS's matrix-vector kernel in place of
+// Debian's scalar loop.
+template <class ScanList>
+void probe(const float *centroids, size_t nlist, const float *q, size_t d, int64_t k, int64_t nprobe, float *dist,
+           int64_t *labels, ScanList scan_list) {
+  nprobe = coarse(centroids, nlist, q, d, nprobe);
+  tl_hits.clear();
+  for (int64_t p = 0; p < nprobe; p++) {
+    const int64_t l = tl_coarse_i[static_cast<size_t>(p)];
+    if (l >= 0) scan_list(static_cast<size_t>(l));
+  }
+  select(k, dist, labels);
+}
+
 bool ivf_search(const faiss::IndexIVFFlat *ivf, const float *q, int64_t k, int64_t nprobe, float *dist,
                 int64_t *labels) {
   const auto *cq = dynamic_cast<const faiss::IndexFlat *>(ivf->quantizer);
   if (cq == nullptr || cq->metric_type != faiss::METRIC_INNER_PRODUCT || ivf->invlists == nullptr) return false;
   const size_t d = static_cast<size_t>(ivf->d);
-  nprobe = coarse(cq->get_xb(), ivf->nlist, q, d, nprobe);
-  tl_hits.clear();
-  for (int64_t p = 0; p < nprobe; p++) {
-    if (tl_coarse_i[static_cast<size_t>(p)] < 0) continue;
-    const size_t list = static_cast<size_t>(tl_coarse_i[static_cast<size_t>(p)]);
+  probe(cq->get_xb(), ivf->nlist, q, d, k, nprobe, dist, labels, [&](size_t list) {
     const size_t n = ivf->invlists->list_size(list);
-    if (n == 0) continue;
+    if (n == 0) return;
     faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
     faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
     scan(reinterpret_cast<const float *>(codes.get()), n, ids.get(), 0, q, d);
-  }
-  select(k, dist, labels);
+  });
   return true;
 }
 
@@ -201,15 +204,18 @@ extern "C" int ann__nprobe(void *index, int set, int64_t *nprobe, int64_t *nlist
 // search as ivf_search, reading the bundle's own embedding matrix.
 extern "C" void ann__grouped_search(const float *centroids, size_t nlist, const size_t *offsets, const float *vecs,
                                     size_t d, const float *q, int64_t k, int64_t nprobe, float *dist, int64_t *labels) {
-  nprobe = coarse(centroids, nlist, q, d, nprobe);
-  tl_hits.clear();
-  for (int64_t p = 0; p < nprobe; p++) {
-    if (tl_coarse_i[static_cast<size_t>(p)] < 0) continue;
-    const size_t l = static_cast<size_t>(tl_coarse_i[static_cast<size_t>(p)]);
+  probe(centroids, nlist, q, d, k, nprobe, dist, labels, [&](size_t l) {
     if (offsets[l + 1] > offsets[l])
       scan(vecs + offsets[l] * d, offsets[l + 1] - offsets[l], nullptr, static_cast<int64_t>(offsets[l]), q, d);
-  }
-  select(k, dist, labels);
+  });
+}
+
+// The lists an inverted file probes for a call with per-call breadth ef: a
+// breadth below 128 (most bundles' HNSW efSearch) scales nprobe as it would
+// HNSW's candidate list; at least one list.
+extern "C" int64_t ann__scaled_nprobe(int64_t nprobe, int ef) {
+  if (ef <= 0 || ef >= 128) return nprobe;
+  return nprobe * ef / 128 > 0 ? nprobe * ef / 128 : 1;
 }
 
 // Renumbers an inverted file's vectors so that list 0's come first, then
@@ -251,10 +257,7 @@ extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int 
     const auto *idx = static_cast<const faiss::Index *>(index);
     const auto *ivf = dynamic_cast<const faiss::IndexIVFFlat *>(idx);
     if (ivf != nullptr) {
-      // A per-call breadth scales the lists probed as it would HNSW's
-      // candidate list against the 128 most bundles search with.
-      int64_t nprobe = static_cast<int64_t>(ivf->nprobe);
-      if (ef > 0 && ef < 128) nprobe = nprobe * ef / 128 > 0 ? nprobe * ef / 128 : 1;
+      const int64_t nprobe = ann__scaled_nprobe(static_cast<int64_t>(ivf->nprobe), ef);
       if (faiss_own) {
         faiss::IVFSearchParameters p;
         p.nprobe = static_cast<size_t>(nprobe);

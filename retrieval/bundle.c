@@ -208,20 +208,27 @@ static void *load_embeddings(void *arg) {
  * list_sizes[l] item rows. recd searches its own view of the embedding
  * matrix with the centroids, and never reads index.faiss (the same index for
  * FAISS tools), so the vectors are in memory once. */
+/* index.nprobe, which an inverted file of 'nlist' lists needs. */
+static int manifest_nprobe(const char *dir, const cJSON *ix, size_t nlist, size_t *nprobe, rec_error *err) {
+  const cJSON *np = cJSON_GetObjectItemCaseSensitive(ix, "nprobe");
+  if (!cJSON_IsNumber(np) || np->valuedouble < 1 || np->valuedouble > (double)nlist)
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: index.nprobe must be in [1, %zu] (the index's lists) for an "
+                    "inverted file", dir, BUNDLE_MANIFEST, nlist);
+  *nprobe = (size_t)np->valuedouble;
+  return 0;
+}
+
 static int load_grouped(bundle *b, const char *dir, const cJSON *m, const cJSON *ix, const char *file,
                         rec_error *err) {
   const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(ix, "list_sizes");
-  const cJSON *np = cJSON_GetObjectItemCaseSensitive(ix, "nprobe");
-  size_t nlist = (size_t)cJSON_GetArraySize(sizes);
+  size_t nlist = (size_t)cJSON_GetArraySize(sizes), nprobe;
   char path[PATHMAX];
-  int rc = listed(dir, m, file, path, err);
+  int rc = listed(dir, m, file, path, err); /* listed and checksummed, though recd does not read it */
   if (rc) return rc;
   if (!cJSON_IsArray(sizes) || nlist < 1 || nlist > b->catalog->count)
     return rec_fail(err, REC_ECORRUPT, "%s/%s: index.list_sizes must list 1 to %zu lengths", dir, BUNDLE_MANIFEST,
                     b->catalog->count);
-  if (!cJSON_IsNumber(np) || np->valuedouble < 1 || np->valuedouble > (double)nlist)
-    return rec_fail(err, REC_ECORRUPT, "%s/%s: index.nprobe must be in [1, %zu] (the index's lists)", dir,
-                    BUNDLE_MANIFEST, nlist);
+  if ((rc = manifest_nprobe(dir, ix, nlist, &nprobe, err))) return rc;
   size_t *len = malloc(nlist * sizeof *len);
   float *centroids = NULL;
   if (!len) return rec_fail(err, REC_ENOMEM, "out of memory");
@@ -239,7 +246,7 @@ static int load_grouped(bundle *b, const char *dir, const cJSON *m, const cJSON 
   if (!(rc = listed(dir, m, get_str(ix, "centroids"), path, err)) &&
       !(rc = load_matrix(path, nlist, b->dim, &centroids, err)) &&
       (rc = ann_index_grouped(centroids, nlist, len, b->item_emb, b->catalog->count, b->dim,
-                              (size_t)np->valuedouble, &b->ann, &e2)))
+                              nprobe, &b->ann, &e2)))
     rec_fail(err, rc, "%s/%s: index: %s", dir, BUNDLE_MANIFEST, e2.msg);
   free(len);
   free(centroids);
@@ -271,14 +278,9 @@ static int load_index(bundle *b, const char *dir, const cJSON *m, rec_error *err
                       dir, BUNDLE_MANIFEST);
     return ann_set_ef_search(b->ann, b->ef_search, err);
   }
-  size_t nlist = 0;
-  if (ann_nprobe(b->ann, &nlist) > 0) {
-    const cJSON *np = cJSON_GetObjectItemCaseSensitive(ix, "nprobe");
-    if (!cJSON_IsNumber(np) || np->valuedouble < 1 || np->valuedouble > (double)nlist)
-      return rec_fail(err, REC_ECORRUPT, "%s/%s: index.nprobe must be in [1, %zu] (the index's lists) for an "
-                      "inverted file", dir, BUNDLE_MANIFEST, nlist);
-    return ann_set_nprobe(b->ann, (size_t)np->valuedouble, err);
-  }
+  size_t nlist = 0, nprobe;
+  if (ann_nprobe(b->ann, &nlist) > 0)
+    return (rc = manifest_nprobe(dir, ix, nlist, &nprobe, err)) ? rc : ann_set_nprobe(b->ann, nprobe, err);
   return 0;
 }
 
