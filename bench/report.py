@@ -686,6 +686,7 @@ def report_md(machine, end, bundles, head_rows, charts, have_recall, records):
         L.append("recd-ann-bench on each bundle's own user-tower queries, k = 100, CPU per search on one "
                  "thread. Inverted files: nprobe (lists searched); HNSW: efSearch; Flat is exact.\n")
         L.append("![recall@100 against CPU per search](recall-cost.svg)\n")
+    L.extend(shards_md(records))
     L.append("## Commands\n")
     L.append("The whole run:\n\n```sh\n%s\n```\n" % " ".join(
         ["%s=%s" % (n, shq(v)) for n, v in k.items() if n not in ("CACHE",)] + [machine.get("invocation", "bench/run.sh")]))
@@ -693,6 +694,33 @@ def report_md(machine, end, bundles, head_rows, charts, have_recall, records):
              "R the rate, N its bound, CATS the bundle's categories):\n")
     L.append("```sh\n%s\n```\n" % "\n".join(commands(records)))
     return "\n".join(L) + "\n"
+
+
+def shards_md(records):
+    """The sharded-retrieval section (bench/shards.py), if it ran."""
+    r = next((x for x in records if x["type"] == "shards"), None)
+    if not r:
+        return []
+    L = ["## Sharded retrieval: memory per shard, recall of the merged answer\n"]
+    if r["status"] != "ok":
+        return L + ["**FAILED** (%s): `%s`\n" % (r.get("why", "see the run's output"), r.get("cmd", ""))]
+    rows = r["result"]["rows"]
+    k = rows[0]["k"]
+    L.append("`recctl shard` splits bundle %s for N retrieval shards; each `recd --role=retrieval` loads only "
+             "its partition (its items' rows, its part of every inverted list, its item-CF and popularity rows). "
+             "Peak resident memory (VmHWM) of each shard after its load; recall@%d of the shards' ANN answers "
+             "merged (best %d by score), against exact search over the whole catalog, for %d users of the "
+             "bundle; and the share of the unsharded answer the merged one keeps.\n"
+             % (r["bundle"], k, k, rows[0]["users"]))
+    L.append(md_table(["shards", "split (s)", "peak RSS per shard (MiB)", "largest shard vs one",
+                       "recall@%d merged" % k, "same as unsharded"],
+                      [[str(x["shards"]), "%.1f" % x["split_s"], ", ".join("%.0f" % v for v in x["peak_rss_mib"]),
+                        "%.2f" % (x["max_rss_mib"] / rows[0]["max_rss_mib"]), "%.4f" % x["recall_at_k"],
+                        "%.4f" % x["overlap_with_unsharded"]] for x in rows],
+                      ["r", "r", "l", "r", "r", "r"]))
+    L.append("")
+    L.append("Command: `%s`\n" % r["cmd"])
+    return L
 
 
 def shq(v):

@@ -17,6 +17,9 @@
 #   5. recd-pipeline-bench: the in-process cost of a Recommend (no RPC), its
 #      stages, and the serving tax against recd's server CPU per call under
 #      a closed-loop load of the very same requests.
+# Then, on the synthetic bundle of SHARD_ITEMS items, bench/shards.py: the
+# bundle split for 1, 2 and 4 retrieval shards (recctl shard), each shard's
+# peak resident memory and the recall@100 of the shards' merged answer.
 # Then bench/report.py prints the summary and writes bench/results/
 # (REPORT.md, results.json, SVG charts). Builds nothing: run it on a build tree.
 #
@@ -37,6 +40,8 @@
 #   COMPARE_N [200]  users compared before timing; PY_OPEN [1] open loop on Python too
 #   RECD_THREADS [2]  PY_PROCESSES [2] PY_WORKERS [1]  the two servers' shapes
 #   ANN_QUERIES [300]  ANN_DEPTH_QUERIES [100]  PIPELINE_CALLS [3000]
+#   SHARDS ["1 2 4"]  shard counts for bench/shards.py ("" for none)
+#   SHARD_ITEMS [1000000]  the synthetic bundle it splits
 #   CACHE [/tmp/recd-bench-cache]  bundles kept between runs (FRESH=1 remakes them)
 #   DATA [<repo>/.cache/data]  real datasets (tools/data/fetch.sh)
 #   OUT [bench/results]  where the report goes
@@ -66,6 +71,8 @@ PY_WORKERS=${PY_WORKERS:-1}
 ANN_QUERIES=${ANN_QUERIES:-300}
 ANN_DEPTH_QUERIES=${ANN_DEPTH_QUERIES:-100}
 PIPELINE_CALLS=${PIPELINE_CALLS:-3000}
+SHARDS=${SHARDS-1 2 4}
+SHARD_ITEMS=${SHARD_ITEMS:-1000000}
 CACHE=${CACHE:-/tmp/recd-bench-cache}
 DATA=${DATA:-$REPO/.cache/data}
 OUT=${OUT:-$HERE/results}
@@ -474,6 +481,26 @@ run_bundle() {
   say "$name: done in $((SECONDS - t0)) s"
 }
 
+# Memory per retrieval shard and recall of the merged answer (bench/shards.py).
+shards_bench() {
+  local name=synth-$SHARD_ITEMS out=$TMP/shards.json
+  [ -n "$SHARDS" ] || return 0
+  say "== shards $SHARDS of $name"
+  if ! make_bundle "$name"; then
+    record "{\"type\":\"shards\",\"bundle\":\"$name\",\"status\":\"FAILED\",\"why\":\"could not make the bundle\"}"
+    FAILED=1
+    return
+  fi
+  local cmd=("$PY" "$HERE/shards.py" --build "$BUILD" --bundle "$BDIR" --shards "$(tr ' ' ',' <<<"$SHARDS")"
+             --users 200 --k 100 --json "$out")
+  if "${cmd[@]}"; then
+    record "{\"type\":\"shards\",\"bundle\":\"$name\",\"status\":\"ok\",\"cmd\":$(jcmd "${cmd[@]}"),\"result\":$(cat "$out")}"
+  else
+    record "{\"type\":\"shards\",\"bundle\":\"$name\",\"status\":\"FAILED\",\"cmd\":$(jcmd "${cmd[@]}")}"
+    FAILED=1
+  fi
+}
+
 # ---- main ----
 
 # What was run: the commit and the executables' times, so that a build tree
@@ -501,11 +528,13 @@ print("Python %s, grpcio %s, faiss %s, numpy %s" % (sys.version.split()[0], grpc
 \"KEY_LOADS\":$(jstr "$KEY_LOADS"),\"OPEN_CONCURRENCY\":$(jstr "$OPEN_CONCURRENCY"),\
 \"FILTER_SHARE\":$(jstr "$FILTER_SHARE"),\"COMPARE_N\":$(jstr "$COMPARE_N"),\"RECD_THREADS\":$(jstr "$RECD_THREADS"),\
 \"PY_PROCESSES\":$(jstr "$PY_PROCESSES"),\"PY_WORKERS\":$(jstr "$PY_WORKERS"),\"ANN_QUERIES\":$(jstr "$ANN_QUERIES"),\
-\"ANN_DEPTH_QUERIES\":$(jstr "$ANN_DEPTH_QUERIES"),\"PIPELINE_CALLS\":$(jstr "$PIPELINE_CALLS"),\"CACHE\":$(jstr "$CACHE")}}"
+\"ANN_DEPTH_QUERIES\":$(jstr "$ANN_DEPTH_QUERIES"),\"PIPELINE_CALLS\":$(jstr "$PIPELINE_CALLS"),\"SHARDS\":$(jstr "$SHARDS"),\
+\"SHARD_ITEMS\":$(jstr "$SHARD_ITEMS"),\"CACHE\":$(jstr "$CACHE")}}"
 say "build $BUILD, cache $CACHE, report to $OUT; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for n in $SIZES; do run_bundle "synth-$n"; done
 for n in $BUNDLES; do run_bundle "$n"; done
+shards_bench
 
 record "{\"type\":\"end\",\"seconds\":$((SECONDS - START)),\"build_start\":$(jstr "$BUILD_START"),\
 \"build_end\":$(jstr "$(build_stamp)"),\"loadavg_end\":$(jstr "$(cut -d' ' -f1-3 /proc/loadavg)"),\"failed\":$FAILED}"

@@ -195,6 +195,7 @@ void catalog_free(catalog *c) {
   if (!c->base) { /* a derived catalog borrows these */
     free(c->categories);
     strmap_free(c->category_map);
+    free(c->more_names);
   }
   free(c->text);
   free(c);
@@ -288,6 +289,52 @@ fail:
   c->base = base; /* borrowed parts stay with the base */
   catalog_free(c);
   return rc;
+}
+
+int catalog_add_categories(catalog *c, const char *const *names, size_t n, rec_error *err) {
+  size_t bytes = 0;
+  if (c->more_names) return rec_fail(err, REC_EINVAL, "catalog_add_categories: called twice");
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(names[i]);
+    if (!len || len > REC_ID_MAX || strpbrk(names[i], "\t\n\r"))
+      return rec_fail(err, REC_EINVAL, "category %zu: must be 1 to %d bytes without tabs or newlines", i,
+                      REC_ID_MAX);
+    bytes += len + 1;
+  }
+  /* New arrays first, so that a failure leaves the catalog as it was. */
+  size_t cap = c->category_count + n;
+  const char **cats = calloc(cap + 1, sizeof *cats);
+  char *text = malloc(bytes + 1), *w = text;
+  strmap *map = NULL;
+  if (!cats || !text || strmap_new(cap + 1, &map) != 0) {
+    free(cats), free(text), strmap_free(map);
+    return rec_fail(err, REC_ENOMEM, "out of memory");
+  }
+  size_t count = c->category_count;
+  memcpy(cats, c->categories, count * sizeof *cats);
+  int rc = 0;
+  for (size_t i = 0; i < count && !rc; i++) rc = strmap_put(map, cats[i], strlen(cats[i]), (uint32_t)i);
+  for (size_t i = 0; i < n && !rc; i++) {
+    size_t len = strlen(names[i]);
+    uint32_t at;
+    if (strmap_get(map, names[i], len, &at)) continue;
+    memcpy(w, names[i], len + 1);
+    cats[count] = w;
+    rc = strmap_put(map, w, len, (uint32_t)count++);
+    w += len + 1;
+  }
+  if (rc) {
+    free(cats), free(text), strmap_free(map);
+    return rec_fail(err, rc, "cannot add categories: %s", rec_strerror(rc));
+  }
+  free(c->categories);
+  strmap_free(c->category_map);
+  free(c->more_names);
+  c->categories = cats;
+  c->category_map = map;
+  c->category_count = count;
+  c->more_names = text;
+  return 0;
 }
 
 bool catalog_find_category(const catalog *c, const char *name, size_t len, uint32_t *category) {

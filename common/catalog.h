@@ -32,6 +32,7 @@ typedef struct catalog {
   /* private */
   strmap *id_map, *category_map;
   char *text;              /* the file's bytes (or the added ids), which ids and names point into */
+  char *more_names;        /* catalog_add_categories: the names it added */
   const struct catalog *base; /* catalog_derive: whose text, names and category map this borrows */
 } catalog;
 
@@ -64,6 +65,14 @@ void catalog_free(catalog *c);                        /* NULL is a no-op */
  * range) with 'err' naming the change's index; REC_ENOMEM. */
 int  catalog_derive(const catalog *base, const catalog_change *changes, size_t n, uint64_t generation,
                     catalog **out, rec_error *err);
+
+/* Makes the categories in 'names' known (those not yet known are added
+ * after the others, in the given order) although no row has them: a
+ * shard's partition of a bundle knows every category of the whole. Call
+ * once, before the catalog is shared or derived from. Returns 0, REC_EINVAL (a
+ * name of 0 or more than REC_ID_MAX bytes, or with a tab or newline) or
+ * REC_ENOMEM; on failure the catalog is as it was. */
+int  catalog_add_categories(catalog *c, const char *const *names, size_t n, rec_error *err);
 
 /* True and *item set when 'id' (len bytes) is in the catalog (and not deleted). */
 bool catalog_find(const catalog *c, const char *id, size_t len, uint32_t *item);

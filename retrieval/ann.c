@@ -26,6 +26,8 @@ struct ann_index {
 void ann__grouped_search(const float *centroids, size_t nlist, const size_t *offsets, const float *vecs, size_t d,
                          const float *q, int64_t k, int64_t nprobe, float *dist, int64_t *labels);
 int ann__ivf_group(void *index, int64_t *order, size_t *sizes, float *centroids);
+void *ann__ivf_from_lists(const float *centroids, size_t nlist, size_t d, const size_t *sizes, const float *vecs,
+                          size_t n);
 int64_t ann__scaled_nprobe(int64_t nprobe, int ef);
 
 int ann__kind(const void *index);
@@ -178,6 +180,17 @@ int ann_ivf_group(ann_index *idx, int64_t *order, size_t *sizes, float *centroid
   if (idx->kind != 2 || ann__ivf_group(idx->index, order, sizes, centroids) != 0)
     return rec_fail(err, REC_EINVAL, "grouping needs a filled IVF index with flat lists and labels 0..n-1");
   return 0;
+}
+
+int ann_ivf_from_lists(const float *centroids, size_t nlist, size_t dim, const size_t *sizes, const float *vecs,
+                       size_t n, ann_index **out, rec_error *err) {
+  size_t total = 0;
+  for (size_t l = 0; l < nlist; l++) total += sizes[l];
+  if (!nlist || !dim || total != n)
+    return rec_fail(err, REC_EINVAL, "inverted file: %zu rows in %zu lists, but %zu vectors", total, nlist, n);
+  void *fi = ann__ivf_from_lists(centroids, nlist, dim, sizes, vecs, n);
+  if (!fi) return rec_fail(err, REC_ENOMEM, "inverted file: FAISS failed (out of memory?)");
+  return wrap(fi, out, err);
 }
 
 int ann_index_write(const ann_index *idx, const char *path, rec_error *err) {

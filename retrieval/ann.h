@@ -56,6 +56,13 @@ int  ann_index_grouped(const float *centroids, size_t nlist, const size_t *sizes
  * the centroids [nlist x dim]. The caller then stores its rows in that
  * order. REC_EINVAL for other indexes. */
 int  ann_ivf_group(ann_index *idx, int64_t *order, size_t *sizes, float *centroids, rec_error *err);
+/* The inverse: an IVF index ("IVF<nlist>,Flat", FAISS's own, writable)
+ * whose lists are given rather than learnt: 'centroids' [nlist x dim] and
+ * 'vecs' [n x dim] already grouped by list (sizes[l] rows of list l in
+ * turn; label = row). A shard's partition keeps the whole bundle's lists,
+ * each with only its own rows. REC_EINVAL when the sizes do not add up to n. */
+int  ann_ivf_from_lists(const float *centroids, size_t nlist, size_t dim, const size_t *sizes, const float *vecs,
+                        size_t n, ann_index **out, rec_error *err);
 
 /* As ann_search, with HNSW's search breadth 'ef' for this call only (fewer
  * nodes visited: faster, less exact; 0: the index's own). Other index types

@@ -249,6 +249,32 @@ extern "C" int ann__ivf_group(void *index, int64_t *order, size_t *sizes, float 
   }
 }
 
+// An IVFFlat index over 'vecs' whose lists are given, not learnt: centroids
+// [nlist x d], and the rows already grouped by list (sizes[l] rows of list
+// l, in order; label = row). What the grouped layout of a shard's partition
+// writes as index.faiss: the whole bundle's lists, each holding only the
+// shard's rows. Returns the index, or nullptr when FAISS threw.
+extern "C" void *ann__ivf_from_lists(const float *centroids, size_t nlist, size_t d, const size_t *sizes,
+                                     const float *vecs, size_t n) {
+  try {
+    auto *quantizer = new faiss::IndexFlatIP(static_cast<faiss::Index::idx_t>(d));
+    quantizer->add(static_cast<faiss::Index::idx_t>(nlist), centroids);
+    auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer, d, nlist, faiss::METRIC_INNER_PRODUCT);
+    ivf->own_fields = true;
+    ivf->is_trained = true;
+    std::vector<faiss::Index::idx_t> lists(n), ids(n);
+    size_t at = 0;
+    for (size_t l = 0; l < nlist; l++)
+      for (size_t j = 0; j < sizes[l] && at < n; j++, at++) lists[at] = static_cast<faiss::Index::idx_t>(l);
+    if (at != n) return nullptr;
+    for (size_t i = 0; i < n; i++) ids[i] = static_cast<faiss::Index::idx_t>(i);
+    ivf->add_core(static_cast<faiss::Index::idx_t>(n), vecs, ids.data(), lists.data());
+    return ivf.release();
+  } catch (...) {
+    return nullptr;
+  }
+}
+
 // ef <= 0: the index's own efSearch. faiss_own: FAISS's stock
 // IndexHNSW::search instead (for comparison). Returns 0, or -1 when FAISS threw.
 extern "C" int ann__search_ef(const void *index, const float *q, int64_t k, int ef, int faiss_own, float *dist,

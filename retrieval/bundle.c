@@ -286,6 +286,45 @@ static int load_index(bundle *b, const char *dir, const cJSON *m, rec_error *err
 
 static int load_item_tower(bundle *b, const char *dir, const cJSON *m, rec_error *err);
 
+/* "partition" (recctl shard): which shard of how many this bundle's items
+ * are, every one of them hashing there, and every category of the whole
+ * bundle, so that filters and items added live name the same categories
+ * on every shard. */
+static int load_partition(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(m, "partition");
+  if (!p) return 0;
+  size_t shard, shards;
+  int rc;
+  if ((rc = get_size(dir, p, "shards", 1, 1024, &shards, err)) || (rc = get_size(dir, p, "shard", 0, 1023, &shard, err)))
+    return rc;
+  if (shard >= shards)
+    return rec_fail(err, REC_ECORRUPT, "%s/%s: partition: shard %zu of %zu", dir, BUNDLE_MANIFEST, shard, shards);
+  const cJSON *cats = cJSON_GetObjectItemCaseSensitive(p, "categories");
+  size_t n = (size_t)cJSON_GetArraySize(cats);
+  const char **names = calloc(n + 1, sizeof *names);
+  if (!names) return rec_fail(err, REC_ENOMEM, "out of memory");
+  size_t k = 0;
+  for (const cJSON *c = cats ? cats->child : NULL; c && !rc; c = c->next)
+    if (!cJSON_IsString(c)) rc = rec_fail(err, REC_ECORRUPT, "%s/%s: partition.categories: strings only", dir,
+                                          BUNDLE_MANIFEST);
+    else names[k++] = c->valuestring;
+  if (!rc && !cJSON_IsArray(cats))
+    rc = rec_fail(err, REC_ECORRUPT, "%s/%s: partition.categories must be an array", dir, BUNDLE_MANIFEST);
+  if (!rc && (rc = catalog_add_categories(b->catalog, names, k, err)))
+    rec_fail(err, rc, "%s/%s: partition.categories: %s", dir, BUNDLE_MANIFEST, err ? err->msg : "invalid");
+  free(names);
+  const catalog *c = b->catalog;
+  for (size_t i = 0; !rc && i < c->count; i++)
+    if (bundle_shard_of(c->ids[i], (uint32_t)shards) != shard)
+      rc = rec_fail(err, REC_ECORRUPT, "%s: item '%.128s' belongs to shard %u of %zu, not to this partition "
+                    "(shard %zu)", dir, c->ids[i], bundle_shard_of(c->ids[i], (uint32_t)shards), shards, shard);
+  if (rc) return rc;
+  b->partition = true;
+  b->shard = (uint32_t)shard;
+  b->shards = (uint32_t)shards;
+  return 0;
+}
+
 static int load_parts(bundle *b, const char *dir, const cJSON *m, rec_error *err) {
   char path[PATHMAX];
   size_t items;
@@ -310,6 +349,7 @@ static int load_parts(bundle *b, const char *dir, const cJSON *m, rec_error *err
     if (err) *err = job.err;
     return job.rc;
   }
+  if ((rc = load_partition(b, dir, m, err))) return rc;
   if ((rc = listed(dir, m, get_str(m, "users"), path, err)) || (rc = load_users(b, path, err)))
     return rc;
   if ((rc = listed(dir, m, get_str(m, "user_features"), path, err)) ||
@@ -509,10 +549,13 @@ uint32_t bundle_shard_of(const char *id, uint32_t shards) {
   return shards > 1 ? (uint32_t)(XXH3_64bits(id, strlen(id)) % shards) : 0;
 }
 
-int bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards) {
+int bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards, rec_error *err) {
   unsigned char *keep = NULL;
+  if (b->partition && (shard != b->shard || shards != b->shards))
+    return rec_fail(err, REC_EMISMATCH, "%s holds shard %u/%u of its bundle's items; this process serves --shard=%u/%u",
+                    b->path, b->shard, b->shards, shard, shards);
   if (shards > 1) { /* allocate first: a failure leaves the bundle as it was */
-    if (!(keep = malloc(b->catalog->count + 1))) return REC_ENOMEM;
+    if (!(keep = malloc(b->catalog->count + 1))) return rec_fail(err, REC_ENOMEM, "out of memory");
     for (size_t i = 0; i < b->catalog->count; i++)
       keep[i] = bundle_shard_of(b->catalog->ids[i], shards) == shard;
   }

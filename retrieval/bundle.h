@@ -44,6 +44,8 @@ typedef struct bundle {
   signals sig;               /* item-CF, popularity lists, profiles, repurchase cycles */
   uint8_t *shard_keep;       /* [count] 1 for the items this shard serves; NULL: all */
   uint32_t shard, shards;    /* this shard's index and the shard count (0 of 1: unsharded) */
+  bool partition;            /* the bundle holds only shard 'shard' of 'shards' (manifest "partition",
+                              * recctl shard); else the whole catalog, masked by shard_keep */
   int ef_search;
   bundle_item_tower_rt *item_tower; /* NULL: the bundle has none (ALS, imported) */
   struct bundle *parent;     /* bundle_view: the loaded bundle this one shares all but its catalog with */
@@ -67,8 +69,10 @@ int  bundle_load(const char *dir, bundle **out, rec_error *err);
 int  bundle_check_recall(const bundle *b, size_t queries, size_t k, double floor, double *recall,
                          rec_error *err);
 /* Makes this bundle serve shard 'shard' of 'shards': the items whose id
- * hashes (XXH3-64) to it modulo 'shards'. Call before sharing the bundle. */
-int  bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards);
+ * hashes (XXH3-64) to it modulo 'shards' (of a partition, which holds only
+ * those, the items added live). Call before sharing the bundle.
+ * REC_EMISMATCH: the bundle is another shard's partition. */
+int  bundle_set_shard(bundle *b, uint32_t shard, uint32_t shards, rec_error *err);
 /* The shard an item id belongs to. */
 uint32_t bundle_shard_of(const char *id, uint32_t shards);
 /* A bundle serving 'cat' (catalog_derive of base->catalog, taken over)

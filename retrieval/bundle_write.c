@@ -76,7 +76,7 @@ static int write_users(const char *path, const bundle_spec *s, rec_error *err) {
 }
 
 /* Records 'name' with its size and XXH3-64 in the manifest's "files". */
-static int add_file(cJSON *files, const char *dir, const char *name, rec_error *err) {
+int bundle__list_file(cJSON *files, const char *dir, const char *name, rec_error *err) {
   char path[PATHMAX], hex[17];
   uint64_t hash, bytes;
   path_of(path, dir, name);
@@ -101,13 +101,13 @@ static int write_tower(const char *dir, const bundle_spec *s, cJSON *m, cJSON *f
     snprintf(name, sizeof name, "tower_%zu_w.npy", i);
     path_of(path, dir, name);
     if ((rc = npy_f32_write(path, l->w, l->in, l->out, 2, err)) ||
-        (rc = add_file(files, dir, name, err)))
+        (rc = bundle__list_file(files, dir, name, err)))
       return rc;
     cJSON_AddStringToObject(o, "weights", name);
     snprintf(name, sizeof name, "tower_%zu_b.npy", i);
     path_of(path, dir, name);
     if ((rc = npy_f32_write(path, l->b, l->out, 1, 1, err)) ||
-        (rc = add_file(files, dir, name, err)))
+        (rc = bundle__list_file(files, dir, name, err)))
       return rc;
     cJSON_AddStringToObject(o, "bias", name);
     cJSON_AddStringToObject(o, "activation", tower_act_name(l->act));
@@ -121,7 +121,7 @@ static int write_npy(const char *dir, cJSON *files, cJSON *o, const char *key, c
   char path[PATHMAX];
   path_of(path, dir, name);
   int rc = npy_f32_write(path, data, rows, cols, ndim, err);
-  if (!rc) rc = add_file(files, dir, name, err);
+  if (!rc) rc = bundle__list_file(files, dir, name, err);
   if (!rc) cJSON_AddStringToObject(o, key, name);
   return rc;
 }
@@ -138,7 +138,7 @@ static int write_item_tower(const char *dir, const bundle_spec *s, cJSON *m, cJS
   fputs("category\n", f);
   for (size_t c = 0; c < t->n_categories; c++) fprintf(f, "%s\n", t->categories[c]);
   if (fclose(f) != 0) return rec_fail(err, REC_EIO, "%s: write failed", path);
-  int rc = add_file(files, dir, "item_tower_categories.tsv", err);
+  int rc = bundle__list_file(files, dir, "item_tower_categories.tsv", err);
   if (!rc) cJSON_AddStringToObject(o, "categories", "item_tower_categories.tsv");
   if (!rc) rc = write_npy(dir, files, o, "category_ids", "item_tower_category_ids.npy", t->cat_id, t->n_categories,
                           t->id_dim, 2, err);
@@ -317,7 +317,7 @@ static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *f
   path_of(path, dir, "index.faiss");
   rc = ann_index_write(idx, path, err);
   ann_index_free(idx);
-  if (rc || (rc = add_file(files, dir, "index.faiss", err))) return rc;
+  if (rc || (rc = bundle__list_file(files, dir, "index.faiss", err))) return rc;
   cJSON *ix = cJSON_AddObjectToObject(m, "index");
   cJSON_AddStringToObject(ix, "file", "index.faiss");
   cJSON_AddStringToObject(ix, "type", s->index_type);
@@ -332,7 +332,7 @@ static int write_index(const char *dir, const bundle_spec *s, cJSON *m, cJSON *f
     /* The grouped layout: the centroids, and the lists' lengths in row order. */
     path_of(path, dir, "ivf_centroids.npy");
     if ((rc = npy_f32_write(path, g->centroids, nlist, s->dim, 2, err)) ||
-        (rc = add_file(files, dir, "ivf_centroids.npy", err)))
+        (rc = bundle__list_file(files, dir, "ivf_centroids.npy", err)))
       return rc;
     cJSON_AddStringToObject(ix, "layout", "grouped");
     cJSON_AddStringToObject(ix, "centroids", "ivf_centroids.npy");
@@ -405,16 +405,16 @@ static int write_rows(const char *dir, const bundle_spec *s, cJSON *m, cJSON *fi
   char path[PATHMAX];
   int rc;
   path_of(path, dir, "items.tsv");
-  if ((rc = write_items(path, s, err)) || (rc = add_file(files, dir, "items.tsv", err))) return rc;
+  if ((rc = write_items(path, s, err)) || (rc = bundle__list_file(files, dir, "items.tsv", err))) return rc;
   path_of(path, dir, "item_embeddings.npy");
   if ((rc = npy_f32_write(path, s->item_emb, s->item_count, s->dim, 2, err)) ||
-      (rc = add_file(files, dir, "item_embeddings.npy", err)))
+      (rc = bundle__list_file(files, dir, "item_embeddings.npy", err)))
     return rc;
   path_of(path, dir, "users.tsv");
-  if ((rc = write_users(path, s, err)) || (rc = add_file(files, dir, "users.tsv", err))) return rc;
+  if ((rc = write_users(path, s, err)) || (rc = bundle__list_file(files, dir, "users.tsv", err))) return rc;
   path_of(path, dir, "user_features.npy");
   if ((rc = npy_f32_write(path, s->user_features, s->user_count, s->feature_dim, 2, err)) ||
-      (rc = add_file(files, dir, "user_features.npy", err)))
+      (rc = bundle__list_file(files, dir, "user_features.npy", err)))
     return rc;
   cJSON_AddStringToObject(m, "items", "items.tsv");
   cJSON_AddStringToObject(m, "item_embeddings", "item_embeddings.npy");
@@ -425,7 +425,7 @@ static int write_rows(const char *dir, const bundle_spec *s, cJSON *m, cJSON *fi
   for (size_t i = 0; i < s->n_extras; i++) {
     const bundle_extra *x = &s->extras[i];
     path_of(path, dir, x->name);
-    if ((rc = x->write(path, x->arg, err)) || (rc = add_file(files, dir, x->name, err))) return rc;
+    if ((rc = x->write(path, x->arg, err)) || (rc = bundle__list_file(files, dir, x->name, err))) return rc;
     if (x->manifest_key) cJSON_AddStringToObject(m, x->manifest_key, x->name);
   }
   return 0;
@@ -462,7 +462,7 @@ static int merge_json(cJSON *m, const char *json, rec_error *err) {
   return 0;
 }
 
-static int write_manifest(const char *dir, cJSON *m, rec_error *err) {
+int bundle__write_manifest(const char *dir, cJSON *m, rec_error *err) {
   char path[PATHMAX];
   path_of(path, dir, BUNDLE_MANIFEST);
   char *text = cJSON_Print(m);
@@ -474,7 +474,7 @@ static int write_manifest(const char *dir, cJSON *m, rec_error *err) {
   return ok ? 0 : rec_fail(err, REC_EIO, "%s: write failed", path);
 }
 
-static void remove_tree(const char *dir) {
+void bundle__remove_tree(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return;
   struct dirent *e;
@@ -497,7 +497,7 @@ int bundle_write(const char *dir, const bundle_spec *s, rec_error *err) {
   char tmp[PATHMAX];
   if (strlen(dir) > PATHMAX - 128) return rec_fail(err, REC_EINVAL, "%s: path too long", dir);
   snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
-  remove_tree(tmp);
+  bundle__remove_tree(tmp);
   if (mkdir(tmp, 0755) != 0) return rec_fail(err, REC_EIO, "%s: %s", tmp, strerror(errno));
   cJSON *m = cJSON_CreateObject();
   cJSON_AddNumberToObject(m, "format", BUNDLE_FORMAT);
@@ -516,7 +516,7 @@ int bundle_write(const char *dir, const bundle_spec *s, rec_error *err) {
   }
   cJSON_AddItemToObject(m, "files", files);
   files = NULL;
-  if ((rc = write_manifest(tmp, m, err)) != 0) goto fail;
+  if ((rc = bundle__write_manifest(tmp, m, err)) != 0) goto fail;
   if (rename(tmp, dir) != 0) {
     rc = rec_fail(err, REC_EIO, "rename %s -> %s: %s", tmp, dir, strerror(errno));
     goto fail;
@@ -526,6 +526,6 @@ int bundle_write(const char *dir, const bundle_spec *s, rec_error *err) {
 fail:
   cJSON_Delete(files);
   cJSON_Delete(m);
-  remove_tree(tmp);
+  bundle__remove_tree(tmp);
   return rc;
 }

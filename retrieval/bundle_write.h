@@ -87,4 +87,12 @@ int bundle_hnsw_ef_construction(size_t items);
 #define BUNDLE_IVF_RECALL 0.95
 const char *bundle_default_index(size_t items, char *buf, size_t len);
 size_t bundle_ivf_lists(size_t items);
+
+/* For the other bundle writers (bundle_shard.c): records 'name' in the
+ * manifest's "files" object with its size and XXH3-64, read from disk;
+ * writes dir/manifest.json; removes a directory of plain files. */
+struct cJSON;
+int  bundle__list_file(struct cJSON *files, const char *dir, const char *name, rec_error *err);
+int  bundle__write_manifest(const char *dir, struct cJSON *m, rec_error *err);
+void bundle__remove_tree(const char *dir);
 #endif

@@ -154,9 +154,9 @@ static void from_itemcf(const bundle *b, const uint32_t *const seeds[2], const s
   if (!s->cf_off) return;
   for (int g = 0; g < 2; g++)
     for (size_t i = 0; i < n_seeds[g] && have < want; i++) {
-      uint32_t seed = seeds[g][i];
-      if (seed >= s->n_items) continue; /* added live: no co-purchase history */
-      for (uint32_t k = s->cf_off[seed]; k < s->cf_off[seed + 1]; k++) {
+      uint32_t from, to; /* none for an item added live: no co-purchase history */
+      if (!signals_cf_range(s, seeds[g][i], &from, &to)) continue;
+      for (uint32_t k = from; k < to; k++) {
         int32_t at = m->slot[s->cf_nbr[k]];
         have += at < 0 || !(m->cands[at].sources & (1u << REC_SRC_ITEM_CF));
         add(m, s->cf_nbr[k], REC_SRC_ITEM_CF, s->cf_sim[k]);
@@ -217,12 +217,17 @@ static void from_popularity(const bundle *b, const retrieve_req *r, size_t want,
   *all = want >= c->count;
 }
 
+/* How many times more than asked ANN and popularity look at: a shard
+ * that masks the whole bundle keeps about 1/shards of what they find; a
+ * shard holding only its partition keeps all of it. */
+static size_t fan(const bundle *b) { return b->shards > 1 && !b->partition ? b->shards : 1; }
+
 /* The most candidates the sources can produce for this request. */
 static size_t capacity(const bundle *b, const retrieve_req *r) {
   size_t total = b->catalog->count;
-  size_t want = b->shards > 1 ? r->want_ann * b->shards : r->want_ann;
+  size_t want = r->want_ann * fan(b);
   size_t ann = want > total / EXACT_SHARE ? total : want;
-  size_t pop = b->shards > 1 ? r->want_pop * b->shards : r->want_pop;
+  size_t pop = r->want_pop * fan(b);
   size_t cap = ann + bundle_added(b) + r->want_cf + b->sig.cf_max + (r->similar ? 0 : pop + pop / 4 + 8);
   return cap < total ? cap : total;
 }
@@ -237,8 +242,7 @@ static int gather(const bundle *b, const retrieve_req *r, arena *a, merge *m, fl
   else rc = user_query(b, r, a, q, &have_q);
   out->known_user = !r->similar && have_q;
   int64_t t1 = rec_mono_ns();
-  /* A shard keeps about 1/shards of what ANN finds: ask for that much more. */
-  size_t want_ann = b->shards > 1 ? r->want_ann * b->shards : r->want_ann;
+  size_t want_ann = r->want_ann * fan(b);
   if (!rc && have_q) rc = from_ann(b, q, want_ann, r->ef, a, m, &ann_all);
   int64_t t2 = rec_mono_ns();
   const uint32_t *seeds[2] = {r->seeds, r->recent};
@@ -246,7 +250,7 @@ static int gather(const bundle *b, const retrieve_req *r, arena *a, merge *m, fl
   if (rc) return rc;
   from_itemcf(b, seeds, n_seeds, r->want_cf, m);
   int64_t t3 = rec_mono_ns();
-  if (!r->similar) from_popularity(b, r, b->shards > 1 ? r->want_pop * b->shards : r->want_pop, m, &pop_all);
+  if (!r->similar) from_popularity(b, r, r->want_pop * fan(b), m, &pop_all);
   int64_t t4 = rec_mono_ns();
   out->tower_ns = t1 - t0;
   out->ann_ns = t2 - t1;

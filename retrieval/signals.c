@@ -148,6 +148,32 @@ typedef struct cf_rec {
   float sim;
 } cf_rec;
 
+static int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n + 1;
+}
+
+/* A seed row's item: a catalog row, or in a shard's partition an item
+ * another shard holds (neighbours of it that live here). */
+static int seed_of(const table *t, const catalog *c, signals *s, const char *id, uint32_t *seed, rec_error *err) {
+  size_t len = strlen(id);
+  if (catalog_find(c, id, len, seed)) return 0;
+  if (!s->partition) return bad_row(t, err, "unknown item", id);
+  /* Room for every row still to read: the rows read so far are split in place. */
+  if (!s->seed_map && strmap_new((t->next ? (size_t)count_lines(t->next) : 0) + 2, &s->seed_map) != 0) return REC_ENOMEM;
+  uint32_t j;
+  if (strmap_get(s->seed_map, id, len, &j)) {
+    *seed = SIG_FOREIGN_SEED | j;
+    return 0;
+  }
+  if (s->n_foreign >= SIG_FOREIGN_SEED - 1 - c->count) return bad_row(t, err, "too many seeds at", id);
+  int rc = strmap_put(s->seed_map, id, len, (uint32_t)s->n_foreign);
+  if (rc) return rc == REC_EINVAL ? bad_row(t, err, "duplicate seed", id) : rc;
+  *seed = SIG_FOREIGN_SEED | (uint32_t)s->n_foreign++;
+  return 0;
+}
+
 static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
   vec v = {.size = sizeof(cf_rec)};
   char *f[3];
@@ -156,7 +182,7 @@ static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
     cf_rec r;
     double sim = 0;
     if (bad) rc = bad_row(t, err, "want 3 tab-separated fields, got", f[0]);
-    else if (!(rc = item_of(t, c, f[0], &r.item, err)) && !(rc = item_of(t, c, f[1], &r.nbr, err))) {
+    else if (!(rc = seed_of(t, c, s, f[0], &r.item, err)) && !(rc = item_of(t, c, f[1], &r.nbr, err))) {
       if (!num(f[2], &sim)) rc = bad_row(t, err, "score is not a number:", f[2]);
       r.sim = (float)sim;
       cf_rec *slot = rc ? NULL : vec_push(&v);
@@ -169,13 +195,15 @@ static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
   s->cf_nbr = malloc((v.n + 1) * sizeof *s->cf_nbr);
   s->cf_sim = malloc((v.n + 1) * sizeof *s->cf_sim);
   if (!rc && (!keys || !order || !s->cf_nbr || !s->cf_sim)) rc = REC_ENOMEM;
-  for (size_t k = 0; !rc && k < v.n; k++) keys[k] = recs[k].item;
-  if (!rc && !(s->cf_off = csr_offsets(keys, v.n, c->count, order))) rc = REC_ENOMEM;
+  for (size_t k = 0; !rc && k < v.n; k++)
+    keys[k] = recs[k].item & SIG_FOREIGN_SEED ? (uint32_t)c->count + (recs[k].item & ~SIG_FOREIGN_SEED) : recs[k].item;
+  size_t nkeys = c->count + s->n_foreign;
+  if (!rc && !(s->cf_off = csr_offsets(keys, v.n, nkeys, order))) rc = REC_ENOMEM;
   for (size_t k = 0; !rc && k < v.n; k++) { /* stable: file order kept within an item */
     s->cf_nbr[k] = recs[order[k]].nbr;
     s->cf_sim[k] = recs[order[k]].sim;
   }
-  for (size_t i = 0; !rc && i < c->count; i++)
+  for (size_t i = 0; !rc && i < nkeys; i++)
     if (s->cf_off[i + 1] - s->cf_off[i] > s->cf_max) s->cf_max = s->cf_off[i + 1] - s->cf_off[i];
   free(keys);
   free(order);
@@ -247,11 +275,6 @@ static int load_popularity(table *t, const catalog *c, signals *s, rec_error *er
 
 /* ---- profiles.tsv: user_id mean_price segment recent_items ---- */
 
-static int count_lines(const char *s) {
-  int n = 0;
-  for (; *s; s++) n += *s == '\n';
-  return n + 1;
-}
 
 static int profile_row(table *t, const catalog *c, signals *s, char **f, vec *recent, rec_error *err) {
   size_t p = s->n_profiles;
@@ -383,7 +406,7 @@ int signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out
       {"purchases", "user_id\titem_id\tlast_time\tcount", load_purchases},
       {"repurchase", "item_id\tcycle_days\tsamples", load_repurchase},
   };
-  signals s = {.n_items = c->count};
+  signals s = {.n_items = c->count, .partition = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(m, "partition"))};
   s.cycle_days = calloc(c->count + 1, sizeof *s.cycle_days);
   int rc = s.cycle_days ? 0 : rec_fail(err, REC_ENOMEM, "out of memory");
   for (size_t k = 0; !rc && k < sizeof FILES / sizeof *FILES; k++) {
@@ -425,8 +448,17 @@ void signals_destroy(signals *s) {
   free(s->purch_off);
   free(s->purch);
   strmap_free(s->profile_map);
+  strmap_free(s->seed_map);
   for (int i = 0; i < 5; i++) free(s->text[i]);
   memset(s, 0, sizeof *s);
+}
+
+bool signals_cf_seed(const signals *s, const catalog *c, const char *id, size_t len, uint32_t *seed) {
+  uint32_t j;
+  if (catalog_find(c, id, len, seed)) return true;
+  if (!s->seed_map || !strmap_get(s->seed_map, id, len, &j)) return false;
+  *seed = SIG_FOREIGN_SEED | j;
+  return true;
 }
 
 bool signals_profile(const signals *s, const char *user, size_t len, uint32_t *row) {

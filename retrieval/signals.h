@@ -24,9 +24,16 @@ typedef struct sig_list {    /* items best first */
   size_t n;
 } sig_list;
 
+/* An item-CF seed another shard holds (signals_cf_seed): the flag, with its
+ * index among the foreign seeds. Catalog rows stay below it (the merge
+ * table's slots are int32). */
+#define SIG_FOREIGN_SEED 0x80000000u
+
 typedef struct signals {
   size_t n_items, n_categories, n_profiles;
-  uint32_t *cf_off;          /* [n_items + 1]: item i's neighbours are cf_nbr/cf_sim[cf_off[i]..cf_off[i+1]) */
+  size_t n_foreign;          /* a shard's partition: seeds of item-CF rows that another shard holds */
+  uint32_t *cf_off;          /* [n_items + n_foreign + 1]: item i's neighbours are cf_nbr/cf_sim[cf_off[i]..
+                              * cf_off[i+1]); foreign seed j's at row n_items + j */
   uint32_t *cf_nbr;
   float *cf_sim;
   uint32_t cf_max;           /* most neighbours of any item */
@@ -40,7 +47,8 @@ typedef struct signals {
   uint32_t *purch_off;       /* profile p's purchases, sorted by item */
   sig_purchase *purch;
   /* private */
-  strmap *profile_map;
+  bool partition;            /* item_cf.tsv may name seeds the catalog lacks */
+  strmap *profile_map, *seed_map;
   char *text[5];
 } signals;
 
@@ -49,6 +57,21 @@ typedef struct signals {
  * item ids against 'c'. Returns 0, or REC_ECORRUPT naming file:line. */
 int  signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out, rec_error *err);
 void signals_destroy(signals *s);
+
+/* The item-CF seed for an item id: its catalog row, or in a shard's
+ * partition a seed another shard holds (SIG_FOREIGN_SEED | j) when
+ * item_cf.tsv lists neighbours of it here. False: no neighbours here. */
+bool signals_cf_seed(const signals *s, const catalog *c, const char *id, size_t len, uint32_t *seed);
+/* The neighbours' range of a seed (catalog row or SIG_FOREIGN_SEED | j):
+ * false when it has none (an item added live, an unknown seed). */
+static inline bool signals_cf_range(const signals *s, uint32_t seed, uint32_t *from, uint32_t *to) {
+  size_t row = seed & SIG_FOREIGN_SEED ? s->n_items + (seed & ~SIG_FOREIGN_SEED) : seed;
+  if (!s->cf_off || (seed & SIG_FOREIGN_SEED ? (seed & ~SIG_FOREIGN_SEED) >= s->n_foreign : seed >= s->n_items))
+    return false;
+  *from = s->cf_off[row];
+  *to = s->cf_off[row + 1];
+  return true;
+}
 
 /* The profile row of a user id, if the bundle has one. */
 bool signals_profile(const signals *s, const char *user, size_t len, uint32_t *row);

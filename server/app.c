@@ -123,7 +123,11 @@ int app_reload(app *a, const char *path, char old_v[REC_ID_MAX + 1], char new_v[
   if (!rc) rc = bundle_load(path, &b, err);
   if (!rc) rc = bundle_check_recall(b, 32, 10, 0.9, &recall, err);
   if (!rc && a->cfg->role == REC_ROLE_RETRIEVAL)
-    rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count);
+    rc = bundle_set_shard(b, a->cfg->shard_index, a->cfg->shard_count, err);
+  else if (!rc && b->partition) /* it would serve a part of the catalog as if it were all of it */
+    rc = rec_fail(err, REC_EMISMATCH, "%s holds only shard %u/%u of its bundle's items: serve it with "
+                  "--role=retrieval --shard=%u/%u, and give the ranking tier the whole bundle", path, b->shard,
+                  b->shards, b->shard, b->shards);
   /* From the state file's read to the swap, no runtime change can slip in
    * between and be lost. */
   pthread_mutex_lock(&a->exp_mu);

@@ -46,6 +46,9 @@ static int resident(app *a, app_ranking *r, const app_ranking *cur, const char *
   double recall = 1;
   int rc = bundle_load(x->real, &x->b, &e2);
   if (!rc) rc = bundle_check_recall(x->b, 32, 10, 0.9, &recall, &e2);
+  if (!rc && x->b->partition)
+    rc = rec_fail(&e2, REC_EINVAL, "it holds only shard %u/%u of its items (recctl shard); an arm needs a whole bundle",
+                  x->b->shard, x->b->shards);
   if (rc) {
     bundle_unref(x->b);
     return rec_fail(err, rc == REC_EIO ? REC_EINVAL : rc, "experiments: arm bundle '%s': %s", name, e2.msg);

@@ -289,6 +289,12 @@ static float *category_centroids(const bundle *b) {
 
 /* The base with the overlay applied: a view, or the base itself. Called
  * with 'mu' held. */
+/* An item a shard's partition leaves to another shard: the same batches go
+ * to every process, and each applies its own items (docs/catalog.md). */
+static bool foreign(const bundle *b, const char *id) {
+  return b->partition && bundle_shard_of(id, b->shards) != b->shard;
+}
+
 static int build_view(live_catalog *lc, bundle **out, rec_error *err) {
   bundle *base = lc->base;
   const catalog *c0 = base->catalog;
@@ -307,6 +313,7 @@ static int build_view(live_catalog *lc, bundle **out, rec_error *err) {
   for (size_t i = 0; i < lc->n; i++) {
     const entry *e = lc->entries[i];
     uint32_t row, cat;
+    if (foreign(base, e->id)) continue;
     bool known = catalog_find(c0, e->id, e->id_len, &row);
     bool has_cat = e->category && catalog_find_category(c0, e->category, strlen(e->category), &cat);
     if (!known && (e->deleted || !has_cat || !e->has_price)) continue; /* nothing to serve */
@@ -400,6 +407,7 @@ static int check_batch(live_catalog *lc, const job *j, size_t *added, rec_error 
     if (it->category && !catalog_find_category(c0, it->category, strlen(it->category), &cat))
       return rec_fail(err, REC_EINVAL, "%s[%zu].category: unknown category '%.128s' (a new category needs "
                       "a new bundle)", j->row_name, i, it->category);
+    if (foreign(lc->base, it->id)) continue;
     if (it->deleted) {
       if (!in_base && !in_overlay)
         return rec_fail(err, REC_EINVAL, "%s[%zu]: unknown item '%.128s'", j->row_name, i, it->id);

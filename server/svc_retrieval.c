@@ -19,9 +19,14 @@ static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *
   if ((rc = conv_check(ctx, &s)) || (rc = svc_acquire(ctx, &b, NULL))) return rc;
   rank_req cats = {0};
   if ((rc = conv_filters(ctx, b->catalog, q->filters, &cats))) return rc;
-  size_t n_seeds;
-  uint32_t *seeds = conv_rows(ctx->arena, b->catalog, q->recent_item_ids, q->n_recent_item_ids, false, &n_seeds);
+  /* Seeds of item-CF: in a shard's partition also items another shard
+   * holds, whose neighbours here item_cf.tsv lists. */
+  size_t n_seeds = 0;
+  uint32_t *seeds = arena_calloc(ctx->arena, q->n_recent_item_ids + 1, sizeof *seeds);
   if (!seeds) return REC_ENOMEM;
+  for (size_t i = 0; i < q->n_recent_item_ids; i++)
+    n_seeds += signals_cf_seed(&b->sig, b->catalog, q->recent_item_ids[i], strlen(q->recent_item_ids[i]),
+                               &seeds[n_seeds]);
   size_t want = (size_t)q->num_candidates;
   retrieve_req rq = {.user_id = q->user_id, .user_len = strlen(q->user_id), .want_ann = want,
                      .want_cf = want, .want_pop = want, .seeds = seeds, .n_seeds = n_seeds,

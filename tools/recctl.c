@@ -14,9 +14,12 @@
 #include "tools/cmd_catalog.h"
 #include "tools/cmd_experiments.h"
 #include "tools/offline/synth.h"
+#include "retrieval/bundle_shard.h"
 
 #include <cjson/cJSON.h>
 #include <csv.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +31,8 @@
 typedef struct opts {
   const char *addr, *user, *out, *index, *version, *bundle, *log;
   const char *tls_ca, *tls_cert, *tls_key, *tls_name, *token_file;
-  long k, timeout_ms, items, users, dim, categories, seed, ef, ef_construction, wait_s;
-  bool json, explain;
+  long k, timeout_ms, items, users, dim, categories, seed, ef, ef_construction, wait_s, shards, shard;
+  bool json, explain, shard_given;
   const char *exclude[MAX_LIST], *include_cats[MAX_LIST], *explain_ids[MAX_LIST];
   size_t n_exclude, n_include_cats, n_explain_ids;
 } opts;
@@ -52,6 +55,10 @@ static void usage(FILE *f) {
         "        [--index FAISS_SPEC] [--ef N] [--ef-construction N] [--version V]\n"
         "                                          write a deterministic synthetic bundle (HNSW\n"
         "                                          breadths default from the catalog size)\n"
+        "  shard --bundle DIR --shards N --out DIR [--shard I]\n"
+        "                                          split a bundle for N retrieval shards: writes\n"
+        "                                          OUT/shard-I-of-N, each with only its items\n"
+        "                                          (--shard: that one only)\n"
         "  build --interactions CSV --catalog CSV --out DIR [options]\n"
         "                                          train a bundle from data (recctl build --help)\n"
         "  eval --interactions CSV --catalog CSV [--json F] [--chart F.svg]\n"
@@ -111,6 +118,8 @@ static int parse(int argc, char **argv, opts *o) {
     else if (strcmp(a, "--categories") == 0) rc = flag_long(a, v, 1, 100000, &o->categories);
     else if (strcmp(a, "--seed") == 0) rc = flag_long(a, v, 0, 2147483647, &o->seed);
     else if (strcmp(a, "--ef") == 0) rc = flag_long(a, v, 1, 65536, &o->ef);
+    else if (strcmp(a, "--shards") == 0) rc = flag_long(a, v, 2, 1024, &o->shards);
+    else if (strcmp(a, "--shard") == 0) rc = flag_long(a, v, 0, 1023, &o->shard), o->shard_given = true;
     else if (strcmp(a, "--ef-construction") == 0) rc = flag_long(a, v, 1, 65536, &o->ef_construction);
     else if (strcmp(a, "--exclude") == 0) rc = push(o->exclude, &o->n_exclude, v, a);
     else if (strcmp(a, "--category") == 0) rc = push(o->include_cats, &o->n_include_cats, v, a);
@@ -338,6 +347,38 @@ static int cmd_synth(const opts *o) {
   return 0;
 }
 
+/* recctl shard: the whole bundle loaded once, then each shard's partition
+ * written beside the others. */
+static int cmd_shard(const opts *o) {
+  if (!o->bundle || !o->out || !o->shards)
+    return bad("%s", "shard needs --bundle DIR --shards N --out DIR");
+  if (o->shard >= o->shards) return bad("%s", "--shard must be below --shards");
+  rec_error err = {0};
+  bundle *b;
+  int64_t t0 = rec_mono_ns();
+  if (bundle_load(o->bundle, &b, &err) != 0) {
+    fprintf(stderr, "recctl: %s\n", err.msg);
+    return 1;
+  }
+  if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
+    fprintf(stderr, "recctl: %s: %s\n", o->out, strerror(errno));
+    bundle_unref(b);
+    return 1;
+  }
+  int rc = 0;
+  for (long i = o->shard_given ? o->shard : 0; i < (o->shard_given ? o->shard + 1 : o->shards) && !rc; i++) {
+    char dir[4096];
+    size_t items = 0;
+    snprintf(dir, sizeof dir, "%s/shard-%ld-of-%ld", o->out, i, o->shards);
+    if ((rc = bundle_write_partition(b, (uint32_t)i, (uint32_t)o->shards, dir, &items, &err)) != 0)
+      fprintf(stderr, "recctl: %s\n", err.msg);
+    else printf("wrote %s: %zu of %zu items\n", dir, items, b->catalog->count);
+  }
+  if (!rc) printf("%s: %ld shards in %.1f s\n", o->bundle, o->shards, (double)(rec_mono_ns() - t0) / 1e9);
+  bundle_unref(b);
+  return rc ? 1 : 0;
+}
+
 /* The first token in 'path' ("NAME TOKEN" or "TOKEN" lines, '#' comments),
  * checked as recd checks tokens, for an admin call to 'addr': malloc'd, or
  * NULL with a message printed. Refuses to send it in clear off loopback. */
@@ -390,6 +431,7 @@ int main(int argc, char **argv) {
   if (rc) return rc;
   const char *cmd = argv[1];
   if (strcmp(cmd, "synth") == 0) return cmd_synth(&o);
+  if (strcmp(cmd, "shard") == 0) return cmd_shard(&o);
   if (strcmp(cmd, "events-csv") == 0) return cmd_events_csv(&o);
   if (strcmp(cmd, "recommend") && strcmp(cmd, "health") && strcmp(cmd, "status") &&
       strcmp(cmd, "reload"))

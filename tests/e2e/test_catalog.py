@@ -192,6 +192,45 @@ class BatchesTest(CatalogCase):
             self.assertEqual(d.close(), 0, d.output())
 
 
+class PartitionTest(CatalogCase):
+    def test_each_shard_applies_only_its_items(self):
+        """The same batches go to every retrieval shard (docs/catalog.md); a
+        shard holding only its partition (recctl shard) applies its own
+        items and acknowledges the others' without holding them."""
+        import shutil
+        from rec.v1 import retrieval_pb2, retrieval_pb2_grpc
+        bundle = base.shop_bundle("shop_catalog")
+        split = os.path.join(base.TMP, "shop_catalog_split")
+        shutil.rmtree(split, ignore_errors=True)
+        base.recctl("shard", "--bundle", bundle, "--shards", "2", "--out", split, check=True)
+        held, shards = [], []
+        for i in range(2):
+            part = os.path.join(split, "shard-%d-of-2" % i)
+            with open(os.path.join(part, "items.tsv")) as f:
+                held.append({line.split("\t")[0] for line in f.read().splitlines()[1:]})
+            d = base.Recd(part, "--role=retrieval", "--shard=%d/2" % i,
+                          "--catalog_log=" + os.path.join(base.TMP, "catlog-part-%d-%d" % (i, time.monotonic_ns())))
+            self.addCleanup(lambda d=d: d.proc.poll() is None and self.assertEqual(d.close(), 0, d.output()))
+            shards.append(d)
+        new = ["NEW-%02d" % i for i in range(8)]
+        gone = sorted(held[1])[0]  # another shard's item, for shard 0
+        for d in shards:
+            cat = pb["catalog_grpc"].CatalogStub(d.admin_channel)
+            r = cat.Upsert(pb["catalog"].UpsertRequest(items=[self.item(i, category="cat0", price=3) for i in new] +
+                                                      [self.item(sorted(held[0])[0], in_stock=False)]), timeout=T)
+            self.assertEqual(r.generation, 1)
+            cat.Delete(pb["catalog"].DeleteRequest(item_ids=[gone]), timeout=T)
+        served = []
+        for i, d in enumerate(shards):
+            r = retrieval_pb2_grpc.RetrievalStub(d.channel).Retrieve(
+                retrieval_pb2.RetrieveRequest(user_id="U00", num_candidates=60, segment=-1), timeout=T)
+            ids = {c.item_id for c in r.candidates}
+            self.assertLessEqual(ids - set(new), held[i] - {gone})
+            served.append(ids & set(new))
+        self.assertFalse(served[0] & served[1])        # each new item on one shard
+        self.assertEqual(served[0] | served[1], set(new))
+
+
 class DurableTest(CatalogCase):
     def test_sigkill_restart_and_reload_keep_every_acknowledged_change(self):
         d = self.start()

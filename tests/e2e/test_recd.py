@@ -840,6 +840,71 @@ class TiersTest(unittest.TestCase):
                 sh.close()
             self.assertEqual(rc, 0, rank.output() if rank else "")
 
+    def test_partitions_hold_only_their_items(self):
+        """recctl shard: each retrieval shard loads only its items; item-CF of
+        seeds another shard holds still reaches the shard's neighbours; the
+        ranking tier over the partitions answers whole."""
+        from rec.v1 import retrieval_pb2, retrieval_pb2_grpc, common_pb2
+        bundle = shop_bundle("shop_parts")
+        split = os.path.join(TMP, "shop_parts_split")
+        shutil.rmtree(split, ignore_errors=True)
+        r = recctl("shard", "--bundle", bundle, "--shards", "2", "--out", split)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        parts = [os.path.join(split, "shard-%d-of-2" % i) for i in range(2)]
+        with open(os.path.join(bundle, "items.tsv")) as f:
+            every = {line.split("\t")[0] for line in f.read().splitlines()[1:]}
+        held = []
+        for p in parts:
+            with open(os.path.join(p, "items.tsv")) as f:
+                held.append({line.split("\t")[0] for line in f.read().splitlines()[1:]})
+        self.assertTrue(held[0] and held[1])
+        self.assertFalse(held[0] & held[1])
+        self.assertEqual(held[0] | held[1], every)
+        # A partition serves only as its own shard of the candidate tier.
+        for extra, want in ((["--role=all"], "holds only shard 0/2"),
+                            (["--role=retrieval", "--shard=1/2"], "this process serves --shard=1/2")):
+            out = subprocess.run([os.path.join(ARGS.build, "server/recd"), "--bundle=" + parts[0],
+                                  "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+                                  "--admin_grpc_listen=127.0.0.1:0"] + extra,
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(out.returncode, 1, out.stderr)
+            self.assertIn(want, out.stderr)
+        whole = [Recd(bundle, "--role=retrieval", "--shard=%d/2" % i) for i in range(2)]
+        shards = [Recd(p, "--role=retrieval", "--shard=%d/2" % i) for i, p in enumerate(parts)]
+        rank = None
+        try:
+            # Seeds from both shards: every shard's item-CF answer, merged, is
+            # the one of the whole bundle masked per shard.
+            seeds = sorted(held[0])[:2] + sorted(held[1])[:2]
+            req = retrieval_pb2.RetrieveRequest(user_id="U04", num_candidates=50, recent_item_ids=seeds, segment=-1)
+
+            def cf(servers):
+                got = set()
+                for i, sh in enumerate(servers):
+                    r = retrieval_pb2_grpc.RetrievalStub(sh.channel).Retrieve(req, timeout=10)
+                    self.assertEqual((r.shard, r.shard_count), (i, 2))
+                    ids = {c.item_id for c in r.candidates}
+                    self.assertLessEqual(ids, held[i])
+                    got |= {c.item_id for c in r.candidates
+                            if any(s.source == common_pb2.SOURCE_ITEM_CF for s in c.scores)}
+                return got
+            from_parts = cf(shards)
+            self.assertTrue(from_parts)
+            self.assertEqual(from_parts, cf(whole))
+            self.assertTrue(from_parts & held[0] and from_parts & held[1])
+            slow = ["--retrieval_timeout_ms=3000"] if "TSAN_OPTIONS" in os.environ else []
+            rank = Recd(bundle, "--role=ranking", "--retrieval=%s,%s" % (shards[0].addr, shards[1].addr), *slow)
+            r = rank.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U04", k=6), timeout=10)
+            self.assertEqual(len(r.items), 6)
+            self.assertEqual(r.strategy, pb["ranking"].STRATEGY_PERSONALIZED)
+            self.assertFalse([d for d in r.degraded_reasons if "shard" in d or "retrieval" in d])
+            self.assertTrue({i.item_id for i in r.items} <= every)
+        finally:
+            rc = rank.close() if rank else 0
+            for sh in shards + whole:
+                sh.close()
+            self.assertEqual(rc, 0, rank.output() if rank else "")
+
     def test_near_deadline_degrades_cheaper_first(self):
         bundle = os.path.join(TMP, "small")
         if not os.path.exists(bundle):

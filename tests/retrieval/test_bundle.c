@@ -2,8 +2,12 @@
  * any file disagrees with the manifest. */
 #include "common/fileio.h"
 #include "retrieval/bundle.h"
+#include "retrieval/bundle_shard.h"
 #include "retrieval/bundle_write.h"
 #include "tests/test.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -240,10 +244,155 @@ static void write_is_all_or_nothing(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "already exists"));
 }
 
+/* Adds table 'name' (text) to the bundle in 'dir' under manifest key 'key',
+ * listed with its size and checksum as a writer would. */
+static void add_table(const char *dir, const char *key, const char *name, const char *text) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  test_write_file(path, text);
+  uint64_t hash, bytes;
+  CU_ASSERT_EQUAL_FATAL(rec_hash_file(path, &hash, &bytes, NULL), 0);
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  char *json = rec_read_file(path, &(size_t){0}, NULL);
+  cJSON *m = cJSON_Parse(json);
+  free(json);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016" PRIx64, hash);
+  cJSON_AddStringToObject(m, key, name);
+  cJSON *f = cJSON_AddObjectToObject(cJSON_GetObjectItem(m, "files"), name);
+  cJSON_AddNumberToObject(f, "bytes", (double)bytes);
+  cJSON_AddStringToObject(f, "xxh3_64", hex);
+  json = cJSON_Print(m);
+  test_write_file(path, json);
+  free(json);
+  cJSON_Delete(m);
+}
+
+/* The nearest k ids to q over several bundles' indexes, best first. */
+static void nearest(bundle *const *parts, size_t n, const float *q, size_t k, const char **ids) {
+  float best[10];
+  size_t have = 0;
+  for (size_t p = 0; p < n; p++) {
+    int64_t got[10];
+    float sc[10];
+    size_t m;
+    CU_ASSERT_EQUAL_FATAL(ann_search(parts[p]->ann, q, k, got, sc, &m), 0);
+    for (size_t i = 0; i < m; i++) { /* insertion into the best k so far */
+      size_t at = have < k ? have++ : k;
+      if (at == k && sc[i] <= best[k - 1]) continue;
+      if (at == k) at = k - 1;
+      while (at > 0 && best[at - 1] < sc[i]) best[at] = best[at - 1], ids[at] = ids[at - 1], at--;
+      best[at] = sc[i];
+      ids[at] = parts[p]->catalog->ids[got[i]];
+    }
+  }
+}
+
+/* recctl shard: each partition holds only its items, knows every category,
+ * and the shards' merged nearest items are the whole's. */
+static void partitions_hold_only_their_items(void) {
+  const char *src = test_synth_bundle("b_ivf", 3000, "IVF40,Flat");
+  char dir[512], cmd[2200];
+  snprintf(dir, sizeof dir, "%s", test_path("p_whole"));
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'-* && cp -r '%s' '%s'", dir, dir, src, dir);
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  /* Signals: item i's neighbours i+1 and i+2, a segment list, a profile. */
+  size_t cap = 64 * 1024, len = 0;
+  char *cf = malloc(cap);
+  len += (size_t)snprintf(cf + len, cap - len, "item_id\tneighbour_id\tscore\n");
+  for (int i = 0; i < 300; i++)
+    len += (size_t)snprintf(cf + len, cap - len, "P%06d\tP%06d\t0.9\nP%06d\tP%06d\t0.5\n", i, i + 1, i, i + 2);
+  add_table(dir, "item_cf", "item_cf.tsv", cf);
+  len = (size_t)snprintf(cf, cap, "list\titem_id\tscore\n");
+  for (int i = 0; i < 100; i++) len += (size_t)snprintf(cf + len, cap - len, "segment:small\tP%06d\t%d\n", i * 7, 100 - i);
+  add_table(dir, "popularity", "popularity.tsv", cf);
+  add_table(dir, "profiles", "profiles.tsv", "user_id\tmean_price\tsegment\trecent_items\nU00001\t10\tsmall\tP000001\tP000002\n");
+  free(cf);
+  bundle *whole, *part[3];
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(bundle_load(dir, &whole, &e), 0);
+  size_t total = 0;
+  for (uint32_t s = 0; s < 3; s++) {
+    char out[600];
+    size_t kept = 0;
+    snprintf(out, sizeof out, "%s-%u", dir, s);
+    CU_ASSERT_EQUAL_FATAL(bundle_write_partition(whole, s, 3, out, &kept, &e), 0);
+    if (bundle_load(out, &part[s], &e) != 0) fprintf(stderr, "\n  %s\n", e.msg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(part[s]);
+    bundle *p = part[s];
+    CU_ASSERT_EQUAL(p->catalog->count, kept);
+    CU_ASSERT(kept > 800 && kept < 1200);
+    total += kept;
+    CU_ASSERT_TRUE(p->partition);
+    CU_ASSERT_EQUAL(p->shard, s);
+    CU_ASSERT_EQUAL(p->shards, 3);
+    CU_ASSERT_EQUAL(p->catalog->category_count, whole->catalog->category_count);
+    for (size_t c = 0; c < whole->catalog->category_count; c++) {
+      uint32_t k;
+      CU_ASSERT_TRUE(catalog_find_category(p->catalog, whole->catalog->categories[c],
+                                           strlen(whole->catalog->categories[c]), &k));
+    }
+    CU_ASSERT_EQUAL(p->sig.n_profiles, 0); /* the ranking tier's */
+    CU_ASSERT_EQUAL(ann_nprobe(p->ann, NULL), ann_nprobe(whole->ann, NULL));
+    /* Another shard's partition is not this process's. */
+    CU_ASSERT_EQUAL(bundle_set_shard(p, (s + 1) % 3, 3, &e), REC_EMISMATCH);
+    CU_ASSERT_EQUAL(bundle_set_shard(p, s, 3, &e), 0);
+  }
+  CU_ASSERT_EQUAL(total, 3000);
+  for (size_t i = 0; i < 3000; i++) { /* each item in exactly the shard its id hashes to */
+    const char *id = whole->catalog->ids[i];
+    uint32_t row;
+    for (uint32_t s = 0; s < 3; s++)
+      CU_ASSERT_EQUAL(catalog_find(part[s]->catalog, id, strlen(id), &row), bundle_shard_of(id, 3) == s);
+  }
+  /* Merged, the partitions' lists find what the whole index finds. */
+  for (uint32_t r = 0; r < 3000; r += 97) {
+    const char *got[10], *want[10];
+    nearest(part, 3, bundle_item_embedding(whole, r), 10, got);
+    nearest(&whole, 1, bundle_item_embedding(whole, r), 10, want);
+    for (int i = 0; i < 10; i++) CU_ASSERT_STRING_EQUAL(got[i], want[i]);
+  }
+  /* Item-CF: a seed's neighbours are on their own shards, whoever holds the
+   * seed; popularity lists keep their order. */
+  for (int i = 0; i < 300; i += 13) {
+    char seed[16], nb[2][16];
+    snprintf(seed, sizeof seed, "P%06d", i);
+    snprintf(nb[0], sizeof nb[0], "P%06d", i + 1);
+    snprintf(nb[1], sizeof nb[1], "P%06d", i + 2);
+    for (uint32_t s = 0; s < 3; s++) {
+      const signals *g = &part[s]->sig;
+      uint32_t code, from = 0, to = 0;
+      int here = (bundle_shard_of(nb[0], 3) == s) + (bundle_shard_of(nb[1], 3) == s);
+      CU_ASSERT_EQUAL(signals_cf_seed(g, part[s]->catalog, seed, strlen(seed), &code) &&
+                          signals_cf_range(g, code, &from, &to), here > 0 || bundle_shard_of(seed, 3) == s);
+      CU_ASSERT_EQUAL(to - from, (uint32_t)here);
+      for (uint32_t k = from; k < to; k++)
+        CU_ASSERT_EQUAL(bundle_shard_of(part[s]->catalog->ids[g->cf_nbr[k]], 3), s);
+    }
+  }
+  for (uint32_t s = 0; s < 3; s++) {
+    const sig_list *l = &part[s]->sig.segment_pop[0];
+    for (size_t i = 1; i < l->n; i++) CU_ASSERT(l->scores[i] < l->scores[i - 1]);
+    CU_ASSERT(l->n > 15 && l->n < 55);
+  }
+  /* A partition is not split again; a partition whose items hash elsewhere
+   * is refused. */
+  char again[600];
+  snprintf(again, sizeof again, "%s-again", dir);
+  CU_ASSERT_EQUAL(bundle_write_partition(part[0], 0, 2, again, NULL, &e), REC_EINVAL);
+  for (uint32_t s = 0; s < 3; s++) bundle_unref(part[s]);
+  bundle_unref(whole);
+  snprintf(again, sizeof again, "%s-0", dir);
+  edit_manifest(again, "\"shard\":\t0,", "\"shard\":\t1,");
+  expect_refused(again, REC_ECORRUPT, "belongs to shard 0 of 3");
+}
+
 void suite_bundle(void) {
   static const test_case cases[] = {
       {"round_trip", round_trip},
       {"grouped_inverted_file", grouped_inverted_file},
+      {"partitions_hold_only_their_items", partitions_hold_only_their_items},
       {"refuses_a_changed_byte", refuses_a_changed_byte},
       {"refuses_a_missing_file", refuses_a_missing_file},
       {"refuses_mismatched_dimensions", refuses_mismatched_dimensions},
