@@ -1,5 +1,6 @@
-/* bench/loadgen.c - recd-loadgen: a load generator over gRPC's C core, from
- * one thread, over --channels connections.
+/* bench/loadgen.c - recd-loadgen: a load generator over gRPC's C core, over
+ * --channels connections: one thread (closed loop), or a sender and a
+ * reaper (open loop).
  *
  * Closed loop (the default): keeps --concurrency unary calls in flight,
  * counts what completes inside the measured window: the saturation rate.
@@ -33,7 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Latency histogram in microseconds: exact below SUB, then SUB/2 buckets per
@@ -81,6 +85,7 @@ typedef struct tally {
   uint64_t calls, errors, by_code[N_ERR];
   char first_details[N_ERR][160]; /* the first status message seen per code */
   hist lat;
+  hist lag;                  /* open loop: actual send - intended send, of the calls sent on arrival */
 } tally;
 
 typedef struct bench {
@@ -107,6 +112,8 @@ typedef struct bench {
   slot **free_slots;
   size_t n_free;
   uint64_t rng;
+  pthread_mutex_t mu;        /* open loop: all of the above, between the sender and the reaper */
+  bool sending;              /* open loop: the sender thread still makes arrivals */
 } bench;
 
 static const char *const ERR_NAMES[N_ERR] = {
@@ -133,6 +140,7 @@ static void usage(FILE *f) {
         "                             their latency counted from when they were due)\n"
         "  --arrivals constant|poisson  open loop: evenly spaced, or a Poisson process (default)\n"
         "  --max-calls N              open loop: stop after N arrivals (default: no cap)\n"
+
         "  --users-file F             recommend: user ids, one per line (instead of --users)\n"
         "  --categories A,B,...       recommend: categories for filtered requests\n"
         "  --filter-share X           recommend: share of requests with one category filter\n"
@@ -370,8 +378,12 @@ static bool in_window(const bench *b, int64_t t) {
 static int start_call(bench *b, slot *s, int64_t due) {
   static const char *const paths[] = {"/grpc.health.v1.Health/Check", "/rec.v1.Ranking/Recommend"};
   grpc_channel *ch = b->chans[b->next_chan++ % (size_t)b->o->channels];
-  s->t0 = due ? due : rec_mono_ns();
+  int64_t now = rec_mono_ns();
+  s->t0 = due ? due : now;
   s->measured = in_window(b, s->t0);
+  /* How late the generator itself sends (a backlogged arrival's wait is the
+   * server's doing): beside the latencies, it says how far to trust them. */
+  if (due && s->measured && b->bl_n == 0) hist_add(&b->win.lag, (uint64_t)((now - due) / 1000));
   grpc_byte_buffer *send = next_request(b);
   bool started = rpc__unary_start(&s->u, ch, b->cq, paths[b->o->recommend], send,
                                   rpc__deadline_in((int64_t)b->o->timeout_ms * 1000000), s);
@@ -490,8 +502,50 @@ static void arrive(bench *b, int64_t due) {
   b->backlog[(b->bl_head + b->bl_n++) % BACKLOG_MAX] = due;
 }
 
+/* Open loop, the sender thread: each arrival at its intended time, to the
+ * microsecond (a precise absolute sleep, not a completion-queue wait whose
+ * deadline gRPC rounds to milliseconds: that made every call about a
+ * millisecond late). Stops when the window is over or --max-calls sent. */
+static void *sender_main(void *arg) {
+  bench *b = arg;
+  const opts *o = b->o;
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake on time, not up to 50 us later */
+  pthread_mutex_lock(&b->mu);
+  for (;;) {
+    int64_t now = rec_mono_ns();
+    advance(b, now);
+    bool arriving = b->ph != PH_DRAIN && !b->failed && (!o->max_calls || b->arrivals < (uint64_t)o->max_calls);
+    if (!arriving) break;
+    if (now < b->t_next) {
+      int64_t until = b->t_next - now > 50000000 ? now + 50000000 : b->t_next; /* look at the phase now and then */
+      pthread_mutex_unlock(&b->mu);
+      struct timespec ts = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+      }
+      pthread_mutex_lock(&b->mu);
+      continue;
+    }
+    while (now >= b->t_next && b->ph != PH_DRAIN && !b->failed &&
+           (!o->max_calls || b->arrivals < (uint64_t)o->max_calls)) {
+      int64_t due = b->t_next;
+      b->t_next += gap_ns(b);
+      if (due >= b->t_measure && b->ph == PH_WARMUP) advance(b, due);
+      arrive(b, due);
+    }
+  }
+  if (b->ph == PH_MEASURE) { /* --max-calls reached: the window ends at the last arrival */
+    b->t_end = b->t_next;
+    advance(b, b->t_end);
+  }
+  b->sending = false;
+  pthread_mutex_unlock(&b->mu);
+  return NULL;
+}
+
 /* Runs warmup, window and drain with arrivals at --rate; the calls meant
- * for the window are all waited for. */
+ * for the window are all waited for. This thread reaps completions and
+ * hands each freed slot to the oldest waiting arrival; sender_main makes
+ * the arrivals. */
 static int run_open(bench *b) {
   const opts *o = b->o;
   int64_t start = rec_mono_ns();
@@ -502,42 +556,37 @@ static int run_open(bench *b) {
   b->t_measure = start + (int64_t)(o->warmup_s * 1e9);
   b->t_end = INT64_MAX;
   b->t_next = start;
-  for (;;) {
+  b->sending = true;
+  pthread_t sender;
+  if (pthread_create(&sender, NULL, sender_main, b) != 0) {
+    fprintf(stderr, "recd-loadgen: cannot start the sender thread\n");
+    return -1;
+  }
+  for (bool done = false; !done;) {
+    gpr_timespec tick = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_next(b->cq, tick, NULL);
+    pthread_mutex_lock(&b->mu);
     int64_t now = rec_mono_ns();
     advance(b, now);
-    bool arriving = b->ph != PH_DRAIN && !b->failed && (!o->max_calls || b->arrivals < (uint64_t)o->max_calls);
-    while (arriving && now >= b->t_next && (!o->max_calls || b->arrivals < (uint64_t)o->max_calls)) {
-      int64_t due = b->t_next;
-      b->t_next += gap_ns(b);
-      if (due >= b->t_measure && b->ph == PH_WARMUP) advance(b, due);
-      arrive(b, due);
-    }
-    if (!arriving && b->ph == PH_MEASURE) { /* --max-calls reached: the window ends at the last arrival */
-      b->t_end = b->t_next;
-      advance(b, b->t_end);
-    }
-    if (b->ph == PH_DRAIN && b->in_flight == 0 && b->bl_n == 0) break;
     cancel_stragglers(b, now);
-    int64_t wait = arriving ? b->t_next - now : 50000000;
-    if (wait > 50000000) wait = 50000000;
-    if (wait < 0) wait = 0;
-    gpr_timespec tick = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(wait, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_next(b->cq, tick, NULL);
-    if (ev.type != GRPC_OP_COMPLETE) continue;
-    slot *s = ev.tag;
-    now = rec_mono_ns();
-    b->in_flight--;
-    count(b, s, ev.success != 0, now);
-    end_call(s);
-    if (b->bl_n && !b->failed) { /* the oldest waiting arrival takes the slot */
-      int64_t due = b->backlog[b->bl_head];
-      b->bl_head = (b->bl_head + 1) % BACKLOG_MAX;
-      b->bl_n--;
-      if (start_call(b, s, due) != 0) abort_run(b);
-    } else {
-      b->free_slots[b->n_free++] = s;
+    if (ev.type == GRPC_OP_COMPLETE) {
+      slot *s = ev.tag;
+      b->in_flight--;
+      count(b, s, ev.success != 0, now);
+      end_call(s);
+      if (b->bl_n && !b->failed) { /* the oldest waiting arrival takes the slot */
+        int64_t due = b->backlog[b->bl_head];
+        b->bl_head = (b->bl_head + 1) % BACKLOG_MAX;
+        b->bl_n--;
+        if (start_call(b, s, due) != 0) abort_run(b);
+      } else {
+        b->free_slots[b->n_free++] = s;
+      }
     }
+    done = !b->sending && b->ph == PH_DRAIN && b->in_flight == 0 && (b->bl_n == 0 || b->failed);
+    pthread_mutex_unlock(&b->mu);
   }
+  pthread_join(sender, NULL);
   return b->failed ? -1 : 0;
 }
 
@@ -584,6 +633,9 @@ static void print_text(const bench *b, const result *r) {
   printf("latency us     p50 %" PRIu64 "  p90 %" PRIu64 "  p99 %" PRIu64 "  p99.9 %" PRIu64 "  max %" PRIu64 "%s\n",
          hist_at(h, 0.50), hist_at(h, 0.90), hist_at(h, 0.99), hist_at(h, 0.999), h->max,
          o->rate > 0 ? "  (from each call's intended send time)" : "");
+  if (o->rate > 0)
+    printf("send lag us    p50 %" PRIu64 "  p99 %" PRIu64 "  max %" PRIu64 "  (the generator's own lateness, "
+           "included in the latencies)\n", hist_at(&b->win.lag, 0.50), hist_at(&b->win.lag, 0.99), b->win.lag.max);
   if (r->have_server)
     printf("server cpu     %.1f us/call (pid %ld: %.3f s CPU in %.2f s, %.0f%% of one core)\n",
            r->server_us_per_call, o->server_pid, r->server_cpu_us / 1e6, r->secs,
@@ -612,6 +664,9 @@ static void print_json(const bench *b, const result *r) {
   printf("},\"latency_us\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64
          ",\"p99.9\":%" PRIu64 ",\"max\":%" PRIu64 "},", hist_at(h, 0.50), hist_at(h, 0.90), hist_at(h, 0.99),
          hist_at(h, 0.999), h->max);
+  if (b->o->rate > 0)
+    printf("\"send_lag_us\":{\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 "},",
+           hist_at(&b->win.lag, 0.50), hist_at(&b->win.lag, 0.99), b->win.lag.max);
   if (r->have_server)
     printf("\"server_cpu_s\":%.3f,\"server_cpu_us_per_call\":%.2f,", r->server_cpu_us / 1e6,
            r->server_us_per_call);
@@ -659,8 +714,10 @@ int main(int argc, char **argv) {
     free_inputs(&o);
     return rc;
   }
+  rpc__runtime_init();
   grpc_init();
-  bench b = {.o = &o, .cpu0 = -1, .cpu1 = -1, .rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)o.seed};
+  bench b = {.o = &o, .cpu0 = -1, .cpu1 = -1, .rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)o.seed,
+             .mu = PTHREAD_MUTEX_INITIALIZER};
   b.cq = grpc_completion_queue_create_for_next(NULL);
   b.slots = calloc((size_t)o.concurrency, sizeof *b.slots);
   if (!b.slots || open_channels(&b) != 0) {

@@ -32,6 +32,7 @@ int rpc_client_new(const char *target, const rpc_client_tls *tls, const char *to
     c->md.key = grpc_slice_from_static_string("authorization");
     c->md.value = grpc_slice_from_static_string(c->auth);
   }
+  rpc__runtime_init();
   grpc_init();
   if (!(c->channel = rpc__channel_new(target, tls, err))) {
     rpc_client_free(c);

@@ -50,6 +50,7 @@ int fanout_new(const char *targets, const rpc_client_tls *tls, fanout **out, rec
   for (const char *p = targets; *p; p++) cap += *p == ',';
   f->targets = calloc(cap, sizeof *f->targets);
   f->channels = calloc(cap, sizeof *f->channels);
+  rpc__runtime_init();
   grpc_init();
   for (char *t = strtok_r(copy, ",", &save); t && f->targets && f->channels; t = strtok_r(NULL, ",", &save)) {
     for (size_t i = 0; i < f->n; i++)

@@ -56,6 +56,10 @@ typedef struct rpc_unary {
 /* Starts 'method' on 'ch' with a copy of 'send', the absolute 'deadline',
  * completions on 'cq' with 'tag'. Returns true when the batch started (one
  * completion will arrive); either way rpc__unary_end releases it. */
+/* Once per process before grpc_init (rpc_runtime.cpp): Abseil's mutex
+ * deadlock detection off, as in a release build of Abseil. */
+void rpc__runtime_init(void);
+
 bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
                       grpc_byte_buffer *send, gpr_timespec deadline, void *tag);
 /* The same with request metadata ('md' must outlive the call's batch). */

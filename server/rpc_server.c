@@ -537,6 +537,7 @@ static int bind_and_start(rpc_server *s, int *port, rec_error *err) {
 int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_error *err) {
   int rc = check_opts(o, err);
   if (rc) return rc;
+  rpc__runtime_init();
   grpc_init();
   rpc_server *s = calloc(1, sizeof *s);
   if (!s) {
