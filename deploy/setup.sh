@@ -26,6 +26,8 @@ packages=(
   curl python3-rdata prometheus
   clang libclang-rt-14-dev libomp-dev valgrind
   haproxy
+  # e2e.deploy checks deploy/: systemd-analyze (verify, security) on the units, python3-yaml reads the manifests
+  systemd python3-yaml
 )
 
 missing=()
