@@ -252,22 +252,15 @@ def synth_bundle():
 
 def publish(root, name, shards_dir, n):
     """Lays out root as deploy/ expects it: the whole bundle at root/NAME and
-    shard I of N at root/SHARDS_DIR/shard-I-of-N, from `recctl shard` when
-    recctl has it, else copies of the whole bundle (a retrieval process with
-    --shard=I/N serves only its shard's items either way)."""
+    shard I of N at root/SHARDS_DIR/shard-I-of-N (`recctl shard`)."""
     full = os.path.join(root, name)
     if not os.path.exists(full):
         shutil.copytree(synth_bundle(), full)
     if not n:
         return
     out = os.path.join(root, shards_dir)
-    usage = sh([binary("recctl"), "--help"])
-    if "shard --bundle" in usage.stdout + usage.stderr:
-        r = sh([binary("recctl"), "shard", "--bundle", full, "--shards", str(n), "--out", out])
-        assert r.returncode == 0, r.stderr
-    else:
-        for i in range(n):
-            shutil.copytree(synth_bundle(), os.path.join(out, "shard-%d-of-%d" % (i, n)))
+    r = sh([binary("recctl"), "shard", "--bundle", full, "--shards", str(n), "--out", out])
+    assert r.returncode == 0, r.stderr
 
 
 # ---- a running recd ----
