@@ -24,7 +24,7 @@ static const struct {
     {"als", suite_als},           {"cfgtable", suite_cfgtable}, {"rank_config", suite_rank_config},
     {"experiments", suite_experiments},
     {"dataset", suite_dataset},   {"features", suite_features}, {"twotower", suite_twotower},
-    {"pipeline", suite_pipeline},
+    {"pipeline", suite_pipeline},     {"ease", suite_ease},
     {"svc_ranking", suite_svc_ranking}, {"svc_retrieval", suite_svc_retrieval},
     {"svc_events", suite_svc_events},   {"svc_admin", suite_svc_admin},
     {"metrics", suite_metrics},         {"rpc_wire", suite_rpc_wire},

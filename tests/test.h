@@ -43,6 +43,7 @@ void suite_synth(void);
 void suite_rankmetrics(void);
 void suite_chart(void);
 void suite_als(void);
+void suite_ease(void);
 void suite_cfgtable(void);
 void suite_rank_config(void);
 void suite_dataset(void);

@@ -21,11 +21,15 @@ static const char USAGE[] =
     "  --model twotower|als   (default twotower)\n"
     "  --dim N --id-dim N --hidden N --epochs N --batch N --lr X --temperature X --seed N\n"
     "  --factors N --iterations N --regularization X --alpha X      (ALS)\n"
+    "  --ease-lambda X        EASE's L2 weight (default 400; 0 = no EASE)\n"
+    "  --ease-max-items N     items EASE's dense solve covers, the most frequent (default 16000,\n"
+    "                         8 N^2 bytes of memory)\n"
+    "  --ease-neighbours N    EASE weights kept per item, largest |weight| first (default 500)\n"
     "  --neighbours N         item-CF neighbours per item (default 50)\n"
     "  --half-life-days X     popularity decay (default 90; 0 = none)\n"
     "  --threads N            OpenMP/OpenBLAS threads (default: all cores)\n"
     "bundle (build):\n"
-    "  --index SPEC           FAISS index (default Flat up to 20000 items, else HNSW32)\n"
+    "  --index SPEC           FAISS index (default Flat up to 20000 items, else IVF<sqrt(items)>,Flat)\n"
     "  --ef N                 HNSW efSearch recorded in the bundle (default from the catalog\n"
     "                         size: 128 up to 500000 items, then 256)\n"
     "  --ef-construction N    HNSW build breadth (default 128 up to 100000 items, then 200)\n"
@@ -89,6 +93,8 @@ static int int_flag(const char *a, const char *v, build_opts *o) {
   LONG("--factors", 1, 1024, o->als.factors);
   LONG("--iterations", 1, 1000, o->als.iterations);
   LONG("--neighbours", 0, 1000, o->itemcf_neighbours);
+  LONG("--ease-max-items", 2, 100000, o->ease_max_items);
+  LONG("--ease-neighbours", 1, 100000, o->ease_per_item);
   LONG("--threads", 0, 256, o->threads);
   LONG("--ef", 1, 65536, o->ef_search);
   LONG("--ef-construction", 1, 65536, o->ef_construction);
@@ -106,6 +112,12 @@ static int float_flag(const char *a, const char *v, build_opts *o) {
   FLT("--regularization", o->als.regularization);
   FLT("--alpha", o->als.alpha);
 #undef FLT
+  if (strcmp(a, "--ease-lambda") == 0) {
+    if ((rc = get_float(a, v, &x))) return rc;
+    if (x < 0) return bad_num(a, v);
+    o->ease_lambda = x;
+    return 0;
+  }
   if (strcmp(a, "--half-life-days") == 0) {
     if ((rc = get_float(a, v, &x))) return rc;
     o->half_life_days = x;

@@ -234,8 +234,9 @@ static int event_row(void *ctx, const csv_row *r, int is_header, rec_error *err)
   load_ctx *c = ctx;
   dataset *d = c->d;
   if (is_header) {
-    int rc = map_header(c, r, C_USER, C_RATING + 1, 3, err);
+    int rc = map_header(c, r, C_USER, C_RATING + 1, 2, err); /* user and item; time is optional */
     d->has_price = c->col[C_PRICE] >= 0;
+    d->has_time = c->col[C_TIME] >= 0;
     return rc;
   }
   if (r->n != c->ncols)
@@ -248,7 +249,8 @@ static int event_row(void *ctx, const csv_row *r, int is_header, rec_error *err)
   if (!strmap_get(d->item_map, item, strlen(item), &e.item))
     return rec_fail(err, REC_ECORRUPT, "%s:%zu: item '%.100s' is not in the catalog %s", r->path,
                     r->line, item, c->catalog_path);
-  if (!ds_parse_time(t, &e.time)) return bad(r, err, "time is not Unix seconds or YYYY-MM-DD:", t);
+  if (d->has_time && !ds_parse_time(t, &e.time))
+    return bad(r, err, "time is not Unix seconds or YYYY-MM-DD:", t);
   int rc;
   if ((rc = opt_num(c, r, C_QTY, 1, &e.quantity, err)) || (rc = opt_num(c, r, C_PRICE, 0, &e.price, err)))
     return rc;

@@ -70,6 +70,8 @@ typedef struct dataset {
   size_t *user_start;        /* [n_users + 1]: user u's events are [user_start[u], user_start[u+1]) */
   bool has_rating;           /* some row has a rating */
   bool has_price;            /* the price column is mapped */
+  bool has_time;             /* the time column is mapped; without it every event's time is 0
+                              * (recctl eval then splits each user at random) */
   ds_report report;
   /* private */
   strmap *user_map, *item_map, *category_map;

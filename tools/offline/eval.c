@@ -3,6 +3,7 @@
  * items and the rankmetrics module scores the lists. */
 #include "tools/offline/eval.h"
 #include "tools/offline/chart.h"
+#include "tools/offline/ease.h"
 #include "tools/offline/rankmetrics.h"
 
 #include <cjson/cJSON.h>
@@ -11,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { M_POP, M_ITEMCF, M_ALS, M_TT, M_HYBRID, M_COUNT };
-static const char *const MODEL_NAMES[M_COUNT] = {"popularity", "item-cf", "als", "two-tower", "hybrid"};
+enum { M_POP, M_ITEMCF, M_ALS, M_TT, M_EASE, M_HYBRID, M_COUNT };
+static const char *const MODEL_NAMES[M_COUNT] = {"popularity", "item-cf", "als", "two-tower", "ease", "hybrid"};
 enum { NK = 3, KMAX = 100 };
 static const size_t KS[NK] = {10, 50, 100};
-enum { MET_RECALL, MET_NDCG, MET_MAP, MET_HIT, MET_COUNT };
-static const char *const MET_NAMES[MET_COUNT] = {"recall", "ndcg", "map", "hitrate"};
+enum { MET_RECALL, MET_NDCG, MET_MAP, MET_HIT, MET_RCAP, MET_COUNT };
+static const char *const MET_NAMES[MET_COUNT] = {"recall", "ndcg", "map", "hitrate", "recall_capped"};
+/* The user split holds out users with at least this many interactions. */
+enum { MIN_TEST_EVENTS = 5 };
 enum { G_ALL, G_NEW, G_RETURNING, G_COUNT };
 static const char *const GROUP_NAMES[G_COUNT] = {"all", "new", "returning"};
 
@@ -28,9 +31,12 @@ typedef struct split {
   popularity pop;              /* all-time, for the popularity model */
   itemcf cf;
   trained als, tt;
+  ease_table ease;
   size_t n_test;
   uint32_t *users;             /* [n_test] */
   bool *is_new;                /* [n_test] */
+  bool *in_train;              /* [n_items]: items with a training interaction, the only candidates */
+  size_t n_train_items;
   uint32_t **relevant;         /* [n_test] -> items */
   size_t *n_relevant;
   bool want[M_COUNT];          /* models trained and ranked in this run */
@@ -56,11 +62,23 @@ static int mask_global(const dataset *d, bool *train) {
   return 0;
 }
 
+/* Each user's last 20% by time (rounded up); without times, a random 20%
+ * of its interactions (fixed seed). Users with fewer than MIN_TEST_EVENTS
+ * interactions stay in training whole. */
 static void mask_user(const dataset *d, bool *train) {
+  uint64_t rng = 0x9E3779B97F4A7C15ULL;
   for (size_t u = 0; u < d->n_users; u++) {
     size_t a = d->user_start[u], n = d->user_start[u + 1] - a;
-    size_t test = n < 2 ? 0 : (size_t)ceil(0.2 * (double)n);
+    size_t test = n < MIN_TEST_EVENTS ? 0 : (size_t)ceil(0.2 * (double)n);
     for (size_t k = 0; k < n; k++) train[a + k] = k < n - test;
+    if (d->has_time || !test) continue;
+    for (size_t k = n - 1; k > 0; k--) { /* Fisher-Yates over the user's flags */
+      rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+      size_t j = (size_t)(rng % (k + 1));
+      bool x = train[a + k];
+      train[a + k] = train[a + j];
+      train[a + j] = x;
+    }
   }
 }
 
@@ -146,8 +164,11 @@ static size_t top_k(const float *scores, size_t n, size_t k, uint32_t *out) {
   return m;
 }
 
+/* Candidates: items seen in training, less the user's own. */
 static void exclude_train(const split *s, uint32_t u, float *scores) {
   for (size_t k = s->R.rowptr[u]; k < s->R.rowptr[u + 1]; k++) scores[s->R.colidx[k]] = -INFINITY;
+  for (size_t i = 0; i < s->R.cols; i++)
+    if (!s->in_train[i]) scores[i] = -INFINITY;
 }
 
 /* Scores of model 'm' for test user t into 'out'; 'tmp' has room for 2 more rows. */
@@ -159,6 +180,8 @@ static void model_scores(const split *s, size_t t, int m, size_t n, float *out, 
     itemcf_scores(s, u, out);
   } else if (m == M_ALS || m == M_TT) {
     trained_scores(m == M_ALS ? &s->als : &s->tt, u, out);
+  } else if (m == M_EASE) {
+    ease_scores(&s->ease, &s->R, u, out);
   } else {
     float *cf = tmp, *pop = tmp + n;
     trained_scores(&s->tt, u, out);
@@ -216,7 +239,7 @@ static void score_group(const split *s, int m, int g, int bootstrap, summary *ou
         rankmetrics_user mu = rankmetrics_score(s->lists + at * KMAX, s->n_list[at],
                                                 s->relevant[t], s->n_relevant[t], KS[k]);
         vals[n++] = met == MET_RECALL ? mu.recall : met == MET_NDCG ? mu.ndcg
-                  : met == MET_MAP ? mu.map : mu.hit;
+                  : met == MET_MAP ? mu.map : met == MET_HIT ? mu.hit : mu.recall_capped;
       }
       out->v[m][g][k][met] =
           rankmetrics_bootstrap(vals, n, bootstrap, 7 + (uint64_t)(m * 31 + k));
@@ -243,7 +266,9 @@ static int summarise(const dataset *d, const split *s, int bootstrap, summary *o
     for (size_t t = 0; t < s->n_test; t++) lists[t] = s->lists + ((size_t)m * s->n_test + t) * KMAX;
     for (int k = 0; k < NK; k++) {
       const size_t *lens = s->n_list + (size_t)m * s->n_test;
-      out->coverage[m][k] = rankmetrics_coverage(lists, lens, s->n_test, KS[k], d->n_items);
+      /* Over the items seen in training, the only candidates. */
+      out->coverage[m][k] = rankmetrics_coverage(lists, lens, s->n_test, KS[k], d->n_items) *
+                            (double)d->n_items / (double)(s->n_train_items ? s->n_train_items : 1);
       out->novelty[m][k] =
           rankmetrics_novelty(lists, lens, s->n_test, KS[k], item_users, train_users);
     }
@@ -320,9 +345,11 @@ static void split_destroy(split *s) {
   itemcf_destroy(&s->cf);
   trained_destroy(&s->als);
   trained_destroy(&s->tt);
+  ease_table_destroy(&s->ease);
   for (size_t t = 0; t < s->n_test; t++) free(s->relevant[t]);
   free(s->users);
   free(s->is_new);
+  free(s->in_train);
   free(s->relevant);
   free(s->n_relevant);
   free(s->lists);
@@ -330,11 +357,17 @@ static void split_destroy(split *s) {
 }
 
 static int train_split(const dataset *d, const build_opts *o, split *s, rec_error *err) {
+  if (!(s->in_train = calloc(d->n_items + 1, sizeof *s->in_train)))
+    return rec_fail(err, REC_ENOMEM, "eval: out of memory");
+  for (size_t e = 0; e < d->n_events; e++)
+    if (s->train[e] && !s->in_train[d->events[e].item]) s->in_train[d->events[e].item] = true, s->n_train_items++;
   if (ui_matrix_build(d, s->train, &s->R) || profiles_build(d, s->train, o->recent_max, &s->prof) ||
       popularity_build(d, s->train, &s->prof, 0, &s->pop) ||
       itemcf_build(&s->R, o->itemcf_neighbours, &s->cf) || test_sets(d, s))
     return rec_fail(err, REC_ENOMEM, "eval: out of memory");
-  if (s->n_test == 0) return rec_fail(err, REC_EINVAL, "eval: split %s leaves no test users", s->name);
+  if (s->n_test == 0)
+    return rec_fail(err, REC_ENOTFOUND, "eval: split %s leaves no test users (a user needs %d interactions "
+                    "to be held out)", s->name, MIN_TEST_EVENTS);
   build_opts mo = *o;
   int rc = 0;
   if (s->want[M_ALS]) {
@@ -344,6 +377,14 @@ static int train_split(const dataset *d, const build_opts *o, split *s, rec_erro
   if (!rc && (s->want[M_TT] || s->want[M_HYBRID])) {
     mo.model = "twotower";
     rc = train_model(d, &s->R, &s->prof, &mo, &s->tt, err);
+  }
+  if (!rc && s->want[M_EASE]) {
+    ease_opts eo = {o->ease_lambda, o->ease_max_items, o->ease_per_item};
+    ease_report rep;
+    rc = ease_build(&s->R, &eo, &s->ease, &rep, err);
+    if (!rc && !o->quiet)
+      fprintf(stderr, "ease: lambda %g over %zu of %zu items, %.1f s\n", o->ease_lambda, rep.items_solved,
+              rep.items_seen, rep.seconds);
   }
   return rc;
 }
@@ -403,11 +444,21 @@ int eval_run(const eval_opts *o, rec_error *err) {
   dataset *d;
   int rc = dataset_load(o->b.interactions, o->b.catalog, &o->b.schema, &d, err);
   if (rc) return rc;
+  if (!d->has_time && strcmp(names[n_splits - 1], "global") == 0) {
+    if (n_splits == 1) {
+      dataset_free(d);
+      return rec_fail(err, REC_EINVAL, "--split global needs a time column; without one, use --split user "
+                      "(a random 20%% of each user's interactions)");
+    }
+    n_splits--;
+    fprintf(stderr, "eval: no time column: the user split takes a random 20%% of each user's interactions; "
+            "no global split\n");
+  }
   summary *sms = calloc(n_splits, sizeof *sms);
   cJSON *j = cJSON_CreateObject(), *splits = cJSON_AddObjectToObject(j, "splits");
   cJSON_AddStringToObject(j, "interactions", o->b.interactions);
   for (size_t i = 0; !rc && i < n_splits; i++) {
-    split s = {.name = names[i], .want = {true, true, true, true, true}};
+    split s = {.name = names[i], .want = {true, true, true, true, o->b.ease_lambda > 0, true}};
     rc = sms ? run_split(d, &o->b, &s, o->bootstrap, &sms[i], err) : REC_ENOMEM;
     if (!rc) {
       print_table(&s, &sms[i]);

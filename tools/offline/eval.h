@@ -36,6 +36,7 @@ int eval_run(const eval_opts *o, rec_error *err);
 /* Recall@50 and NDCG@50 of build model 'o->model' and of popularity on the
  * per-user holdout, for the manifest of `recctl build`: on success *json is
  * {"metrics": ...}, freed by the caller with free(), and 0 is returned; else
- * a negative code. */
+ * a negative code (REC_ENOTFOUND: no user has enough interactions to hold
+ * any out). */
 int eval_holdout_summary(const dataset *d, const build_opts *o, char **json, rec_error *err);
 #endif

@@ -302,6 +302,13 @@ static int holdout(build_ctx *c, rec_error *err) {
   build_opts quiet = *c->o;
   quiet.quiet = true;
   int rc = eval_holdout_summary(c->d, &quiet, &c->metrics, err);
+  if (rc == REC_ENOTFOUND) { /* too little data to measure: the bundle says so */
+    if (!(c->metrics = strdup("{\"metrics\":{\"skipped\":\"no user has enough interactions to hold "
+                              "20% of them out\"}}")))
+      return rec_fail(err, REC_ENOMEM, "out of memory");
+    progress_end(&pr, "skipped: no user has enough interactions to hold some out");
+    return 0;
+  }
   if (rc) return rc;
   cJSON *j = cJSON_Parse(c->metrics), *m = cJSON_GetObjectItem(j, "metrics");
   cJSON *mine = cJSON_GetObjectItem(m, strcmp(c->o->model, "als") == 0 ? "als" : "two-tower");

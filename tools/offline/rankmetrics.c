@@ -75,7 +75,7 @@ static bool relset_take(relset *s, const uint32_t *ranked, size_t r) {
 
 rankmetrics_user rankmetrics_score(const uint32_t *ranked, size_t n, const uint32_t *relevant,
                                    size_t m, size_t k) {
-  rankmetrics_user out = {0, 0, 0, 0};
+  rankmetrics_user out = {0, 0, 0, 0, 0};
   if (m == 0 || k == 0) return out;
   uint32_t stack_items[REL_STACK];
   unsigned char stack_hit[REL_STACK];
@@ -91,7 +91,8 @@ rankmetrics_user rankmetrics_score(const uint32_t *ranked, size_t n, const uint3
   }
   for (size_t r = 0; r < ideal; r++) idcg += 1.0 / log2((double)r + 2);
   free(s.heap);
-  out.recall = (double)hits / (double)ideal;
+  out.recall = (double)hits / (double)s.m;
+  out.recall_capped = (double)hits / (double)ideal;
   out.ndcg = dcg / idcg;
   out.map = ap / (double)ideal;
   out.hit = hits > 0;

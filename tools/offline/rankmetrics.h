@@ -9,12 +9,14 @@
 #include <stdint.h>
 
 typedef struct rankmetrics_user {
-  double recall, ndcg, map, hit;  /* each in [0, 1] */
+  double recall, recall_capped, ndcg, map, hit;  /* each in [0, 1] */
 } rankmetrics_user;
 
 /* Scores one user's ranked list 'ranked' (n items, best first; only the
  * first k count) against the set 'relevant' (m distinct items, any order):
- *   recall = |top-k ∩ relevant| / min(m, k)   (so a perfect list scores 1)
+ *   recall        = |top-k ∩ relevant| / m   (the literature's Recall@K: a user
+ *                   with more relevant items than k cannot reach 1)
+ *   recall_capped = |top-k ∩ relevant| / min(m, k)   (a perfect list scores 1)
  *   ndcg   = DCG@k / IDCG@k, binary gains, log2(rank + 1) discount; IDCG is
  *            that of min(m, k) hits at ranks 1.., so a list shorter than k
  *            is not excused

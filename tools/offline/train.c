@@ -22,6 +22,7 @@ void build_opts_default(build_opts *o) {
   o->als = (als_opts){.factors = 64, .iterations = 15, .regularization = 0.05f, .alpha = 20.0f,
                       .cg_steps = 3, .seed = 42};
   o->itemcf_neighbours = 50;
+  o->ease_lambda = 400;
   o->half_life_days = 90;
   o->recent_max = 50;
   o->evaluate = true;

@@ -26,9 +26,12 @@ typedef struct build_opts {
   tt_opts tt;
   als_opts als;
   size_t itemcf_neighbours;  /* per item, default 50 */
+  double ease_lambda;        /* EASE's L2 weight (ease.h); 0: no EASE */
+  size_t ease_max_items;     /* items its dense solve covers, the most frequent; 0: EASE_MAX_ITEMS */
+  size_t ease_per_item;      /* weights kept per item; 0: EASE_PER_ITEM */
   double half_life_days;     /* popularity decay; 0: none */
   size_t recent_max;         /* recent items kept per user, default 50 */
-  const char *index_type;    /* NULL: "Flat" up to 20000 items, else "HNSW32" */
+  const char *index_type;    /* NULL: bundle_default_index (Flat, or an inverted file above 20000 items) */
   int ef_search;             /* HNSW breadths; 0: from the catalog size */
   int ef_construction;       /* (bundle_write.h) */
   const char *version;       /* NULL: "<model>-<content hash>" */

@@ -440,8 +440,8 @@ typedef struct bad_case {
 static const bad_case BAD[] = {
     {H "u1,A,100,1,2\nu1,B,200,two,4\n", NULL, REC_ECORRUPT, INTER ":3:", "'two'"},
     {H "u1,A,100,1,2\nu1,Z,200,1,4\n", NULL, REC_ECORRUPT, INTER ":3:", "item 'Z' is not in the catalog"},
-    {"user_id,item_id,quantity,price\nu1,A,1,2\n", NULL, REC_ECORRUPT, INTER ":1:",
-     "missing required column 'timestamp'"},
+    {"user_id,timestamp,quantity,price\nu1,100,1,2\n", NULL, REC_ECORRUPT, INTER ":1:",
+     "missing required column 'item_id'"},
     {H "u1,A,100,1,2\n", "item_id,price\nA,2\n", REC_ECORRUPT, CATALOG ":1:",
      "missing required column 'category'"},
     {"", NULL, REC_ECORRUPT, INTER, "empty"},

@@ -35,6 +35,11 @@ static void hand_case_at_k3_and_k4(void) {
   check(rankmetrics_score(ranked, 4, rel, 3, 4), 2.0 / 3, (D2 + D4) / (D1 + D2 + D3), 1.0 / 3, 1);
   /* k=1: top-1 = 5, no hit; all zero. */
   check(rankmetrics_score(ranked, 4, rel, 3, 1), 0, 0, 0, 0);
+  /* k=2: one hit (1 at rank 2) of m = 3 relevant: recall 1/3 (the
+   * literature's), capped recall 1/min(3, 2) = 1/2. */
+  rankmetrics_user u = rankmetrics_score(ranked, 4, rel, 3, 2);
+  CU_ASSERT_DOUBLE_EQUAL(u.recall, 1.0 / 3, EPS);
+  CU_ASSERT_DOUBLE_EQUAL(u.recall_capped, 1.0 / 2, EPS);
 }
 
 /* k=10 > n=4: only the four listed items can hit, but the ideal still has
@@ -77,23 +82,26 @@ static void perfect_list_scores_one(void) {
   const uint32_t ranked[] = {7, 3, 1, 8}, rel[] = {1, 3, 7};
   check(rankmetrics_score(ranked, 4, rel, 3, 3), 1, 1, 1, 1);
   check(rankmetrics_score(ranked, 4, rel, 3, 4), 1, 1, 1, 1);
-  /* More relevant items than slots: min(m,k) = 2, and two hits fill it. */
+  /* More relevant items than slots: min(m,k) = 2, and two hits fill it;
+   * the literature's recall is still 2 of 5. */
   const uint32_t five[] = {1, 2, 3, 4, 5}, top2[] = {4, 2};
-  check(rankmetrics_score(top2, 2, five, 5, 2), 1, 1, 1, 1);
+  check(rankmetrics_score(top2, 2, five, 5, 2), 0.4, 1, 1, 1);
+  CU_ASSERT_DOUBLE_EQUAL(rankmetrics_score(top2, 2, five, 5, 2).recall_capped, 1, EPS);
 }
 
 /* 600 relevant items (more than fit the stack copy): the even numbers
  * 0..1198, stored shuffled. ranked [1,2,3,4,2], k=5: hits 2 at rank 2 and
  * 4 at rank 4, the second 2 is a copy; min(m,k) = 5.
- *   recall = 2/5
+ *   recall = 2/600 (capped: 2/5)
  *   ndcg   = (D2 + D4) / (D1 + D2 + D3 + D4 + D5) = 1.0616 / 2.9485 = 0.3601
  *   map    = (1/5) * (1/2 + 2/4) = 1/5 */
 static void large_relevant_set(void) {
   uint32_t rel[600];
   for (uint32_t i = 0; i < 600; i++) rel[i] = 2 * ((i * 7919) % 600);
   const uint32_t ranked[] = {1, 2, 3, 4, 2};
-  check(rankmetrics_score(ranked, 5, rel, 600, 5), 0.4, (D2 + D4) / (D1 + D2 + D3 + D4 + D5),
+  check(rankmetrics_score(ranked, 5, rel, 600, 5), 2.0 / 600, (D2 + D4) / (D1 + D2 + D3 + D4 + D5),
         0.2, 1);
+  CU_ASSERT_DOUBLE_EQUAL(rankmetrics_score(ranked, 5, rel, 600, 5).recall_capped, 0.4, EPS);
 }
 
 /* lists: u0 [1,2,5], u1 [3,4,42], u2 []; 10 items (42 is outside).
