@@ -51,8 +51,9 @@ static inline bool rank_window_holds(rank_window w, int64_t now_s) {
 typedef struct rank_config {
   /* candidates per source on the first round (server/recommend.c: each wider round x4) */
   uint32_t cand_ann, cand_itemcf, cand_popularity;   /* candidates.ann 200, .itemcf 200, .popularity 100 */
+  uint32_t cand_ease;                                 /* candidates.ease 200 */
   /* blending */
-  float weight[REC_SRC_COUNT];        /* blend.ann 0.4, blend.itemcf 0.4, blend.popularity 0.2 */
+  float weight[REC_SRC_COUNT];        /* blend.ann, .itemcf, .popularity, .ease */
   rank_norm norm;                     /* blend.normalization: rank | minmax (rank) */
   /* repurchase */
   bool exclude_purchased;             /* rules.exclude_purchased (true): bought, and the item has no

@@ -155,16 +155,16 @@ static int write_files(const bundle *b, const cJSON *src_m, cJSON *m, cJSON *fil
   int rc = emb ? 0 : rec_fail(err, REC_ENOMEM, "out of memory");
   for (size_t i = 0; !rc && i < n; i++) memcpy(emb + i * b->dim, bundle_item_embedding(b, rows[i]), b->dim * sizeof *emb);
   const char *items = str_of(src_m, "items"), *embf = str_of(src_m, "item_embeddings");
-  const char *cf = str_of(src_m, "item_cf"), *pop = str_of(src_m, "popularity");
+  const char *cf = str_of(src_m, "item_cf"), *pop = str_of(src_m, "popularity"), *ease = str_of(src_m, "ease");
   if (!rc && !n) rc = rec_fail(err, REC_EINVAL, "shard %u of %u would hold no item: use fewer shards", shard, shards);
   if (!rc && snprintf(to, sizeof to, "%s/%s", dir, embf) < PATHMAX &&
       !(rc = npy_f32_write(to, emb, n, b->dim, 2, err)))
     rc = bundle__list_file(files, dir, embf, err);
   if (!rc && !(rc = write_index(b, src, dir, cJSON_GetObjectItemCaseSensitive(m, "index"), rows, n, emb, err)))
     rc = bundle__list_file(files, dir, "index.faiss", err);
-  /* The rest: items, item-CF and popularity rows of the shard's items (an
-   * item-CF row by its neighbour: its seed may be any item), the ranking
-   * tier's own files left out, everything else copied. */
+  /* The rest: items, item-CF, EASE and popularity rows of the shard's items
+   * (an item-CF or EASE row by its neighbour: its seed may be any item), the
+   * ranking tier's own files left out, everything else copied. */
   const cJSON *src_files = cJSON_GetObjectItemCaseSensitive(src_m, "files");
   for (const cJSON *f = src_files ? src_files->child : NULL; f && !rc; f = f->next) {
     const char *name = f->string;
@@ -175,7 +175,8 @@ static int write_files(const bundle *b, const cJSON *src_m, cJSON *m, cJSON *fil
       break;
     }
     if (strcmp(name, items) == 0) rc = filter_table(from, to, 0, shard, shards, err);
-    else if (strcmp(name, cf) == 0 || strcmp(name, pop) == 0) rc = filter_table(from, to, 1, shard, shards, err);
+    else if (strcmp(name, cf) == 0 || strcmp(name, pop) == 0 || strcmp(name, ease) == 0)
+      rc = filter_table(from, to, 1, shard, shards, err);
     else rc = copy_file(from, to, err);
     if (!rc) rc = bundle__list_file(files, dir, name, err);
   }

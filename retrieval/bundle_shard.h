@@ -8,7 +8,7 @@
  *                                    holding only the shard's rows (merged,
  *                                    the shards find what the whole finds);
  *                                    any other index is built again;
- *   item_cf.tsv                      rows whose neighbour is the shard's
+ *   item_cf.tsv, ease.tsv            rows whose neighbour is the shard's
  *                                    (the seed may be any item);
  *   popularity.tsv                   rows of the shard's items;
  *   users, user features, towers     copied (the user tower runs on every

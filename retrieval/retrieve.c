@@ -149,19 +149,113 @@ static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena 
  * the seeds that say most about this moment come first. */
 static void from_itemcf(const bundle *b, const uint32_t *const seeds[2], const size_t n_seeds[2],
                         size_t want, merge *m) {
-  const signals *s = &b->sig;
+  const sig_pairs *p = &b->sig.cf;
   size_t have = 0;
-  if (!s->cf_off) return;
+  if (!p->off) return;
   for (int g = 0; g < 2; g++)
     for (size_t i = 0; i < n_seeds[g] && have < want; i++) {
       uint32_t from, to; /* none for an item added live: no co-purchase history */
-      if (!signals_cf_range(s, seeds[g][i], &from, &to)) continue;
+      if (!sig_range(p, seeds[g][i], &from, &to)) continue;
       for (uint32_t k = from; k < to; k++) {
-        int32_t at = m->slot[s->cf_nbr[k]];
+        int32_t at = m->slot[p->nbr[k]];
         have += at < 0 || !(m->cands[at].sources & (1u << REC_SRC_ITEM_CF));
-        add(m, s->cf_nbr[k], REC_SRC_ITEM_CF, s->cf_sim[k]);
+        add(m, p->nbr[k], REC_SRC_ITEM_CF, p->w[k]);
       }
     }
+}
+
+/* ---- EASE ---- */
+
+/* The thread's EASE sums: NAN (untouched) everywhere between calls, freed
+ * when the thread ends. */
+static _Thread_local float *tl_acc;
+static _Thread_local size_t tl_acc_cap;
+static pthread_key_t acc_key;
+static pthread_once_t acc_once = PTHREAD_ONCE_INIT;
+
+static void make_acc_key(void) { pthread_key_create(&acc_key, free); }
+
+static float *acc_table(size_t items) {
+  if (tl_acc_cap < items) {
+    size_t cap = items + items / 4 + 1024; /* room for items added live */
+    float *t = malloc(cap * sizeof *t);
+    if (!t) return NULL;
+    for (size_t i = 0; i < cap; i++) t[i] = NAN;
+    pthread_once(&acc_once, make_acc_key);
+    free(tl_acc);
+    tl_acc = t;
+    tl_acc_cap = cap;
+    pthread_setspecific(acc_key, t);
+  }
+  return tl_acc;
+}
+
+/* The k best of s[0..n) (by_score_desc; no two compare equal) into
+ * s[0..k), in no particular order: Hoare selection. */
+static void select_best(scored *s, size_t n, size_t k) {
+  size_t lo = 0, hi = n; /* the boundary k lies in [lo, hi] */
+  while (hi - lo > 1 && k > lo && k < hi) {
+    scored pivot = s[lo + (hi - lo - 1) / 2]; /* never the last: each pass shrinks [lo, hi) */
+    size_t i = lo, j = hi - 1;
+    for (;;) {
+      while (by_score_desc(&s[i], &pivot) < 0) i++;
+      while (by_score_desc(&pivot, &s[j]) < 0) j--;
+      if (i >= j) break;
+      scored x = s[i];
+      s[i++] = s[j];
+      s[j--] = x;
+    }
+    /* [lo, j] are all better than [j + 1, hi) */
+    if (k <= j) hi = j + 1;
+    else lo = j + 1;
+  }
+}
+
+/* Sums of the EASE weights of the user's history items, over every item
+ * they reach; the 'want' items with the largest positive sums, the
+ * history's own items left out (EASE would give them back first). */
+static int from_ease(const bundle *b, const retrieve_req *r, size_t want, arena *a, merge *m) {
+  const sig_pairs *p = &b->sig.ease;
+  size_t items = b->catalog->count, cap = r->n_history;
+  if (!p->off || !r->n_history || !want) return 0;
+  uint32_t from, to;
+  for (size_t i = 0; i < r->n_history; i++)
+    if (sig_range(p, r->history[i], &from, &to)) cap += to - from;
+  float *acc = acc_table(items);
+  uint32_t *touched = arena_alloc(a, (cap + 1) * sizeof *touched);
+  if (!acc || !touched) return REC_ENOMEM;
+  size_t nt = 0;
+  for (size_t i = 0; i < r->n_history; i++) {
+    uint32_t h = r->history[i];
+    if (h & SIG_FOREIGN_SEED || h >= items) continue;
+    if (isnan(acc[h])) touched[nt++] = h;
+    acc[h] = -INFINITY;
+  }
+  for (size_t i = 0; i < r->n_history; i++) {
+    if (!sig_range(p, r->history[i], &from, &to)) continue;
+    for (uint32_t k = from; k < to; k++) {
+      uint32_t j = p->nbr[k];
+      if (isnan(acc[j])) {
+        touched[nt++] = j;
+        acc[j] = 0;
+      }
+      acc[j] += p->w[k];
+    }
+  }
+  scored *best = arena_alloc(a, (nt + 1) * sizeof *best);
+  size_t n = 0;
+  for (size_t t = 0; t < nt; t++) {
+    uint32_t j = touched[t];
+    if (best && acc[j] > 0) best[n++] = (scored){acc[j], j};
+    acc[j] = NAN; /* untouched again for the next call */
+  }
+  if (!best) return REC_ENOMEM;
+  if (n > want) {
+    select_best(best, n, want);
+    n = want;
+  }
+  for (size_t i = 0; i < n; i++) add(m, best[i].item, REC_SRC_EASE, best[i].score);
+  return 0;
 }
 
 /* ---- popularity ---- */
@@ -228,7 +322,8 @@ static size_t capacity(const bundle *b, const retrieve_req *r) {
   size_t want = r->want_ann * fan(b);
   size_t ann = want > total / EXACT_SHARE ? total : want;
   size_t pop = r->want_pop * fan(b);
-  size_t cap = ann + bundle_added(b) + r->want_cf + b->sig.cf_max + (r->similar ? 0 : pop + pop / 4 + 8);
+  size_t cap = ann + bundle_added(b) + r->want_cf + b->sig.cf.max + r->want_ease * fan(b) +
+               (r->similar ? 0 : pop + pop / 4 + 8);
   return cap < total ? cap : total;
 }
 
@@ -249,6 +344,7 @@ static int gather(const bundle *b, const retrieve_req *r, arena *a, merge *m, fl
   const size_t n_seeds[2] = {r->n_seeds, r->n_recent};
   if (rc) return rc;
   from_itemcf(b, seeds, n_seeds, r->want_cf, m);
+  if (!r->similar && (rc = from_ease(b, r, r->want_ease * fan(b), a, m))) return rc;
   int64_t t3 = rec_mono_ns();
   if (!r->similar) from_popularity(b, r, r->want_pop * fan(b), m, &pop_all);
   int64_t t4 = rec_mono_ns();

@@ -6,7 +6,9 @@
  *   item-CF    co-purchase neighbours of the request's anchor (cart,
  *              session) items, then of the user's recent items, summed;
  *   popularity the category lists of the request's include filter, else the
- *              user's spending-segment list, continued by the global order.
+ *              user's spending-segment list, continued by the global order;
+ *   EASE       the items with the largest sums of EASE weights over the
+ *              user's history (the bundle's ease.tsv), its own items left out.
  * Asking ANN for more than a quarter of the catalog is an exact scan, and the
  * popularity source continues through the whole catalog, so widening the
  * request always ends with every item a candidate. Thread-safe; memory from
@@ -23,7 +25,7 @@
 typedef struct retrieve_req {
   const char *user_id;          /* may be NULL (SimilarItems) */
   size_t user_len;
-  size_t want_ann, want_cf, want_pop;
+  size_t want_ann, want_cf, want_pop, want_ease;
   const uint32_t *seeds;        /* anchor items (Recommend) or the items to match (SimilarItems) */
   size_t n_seeds;
   bool similar;                 /* SimilarItems: ANN queries the seeds' mean embedding */
@@ -33,6 +35,9 @@ typedef struct retrieve_req {
   int ef;                       /* HNSW breadth for this request; 0: the bundle's */
   const uint32_t *recent;       /* the user's recent items, most recent first */
   size_t n_recent;
+  const uint32_t *history;      /* EASE's seeds: every item the user met (catalog rows, or seeds of the
+                                 * EASE table in a shard's partition), each once */
+  size_t n_history;
 } retrieve_req;
 
 typedef struct retrieve_result {

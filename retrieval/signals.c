@@ -141,7 +141,7 @@ static uint32_t *csr_offsets(const uint32_t *keys, size_t n, size_t nkeys, uint3
   return off;
 }
 
-/* ---- item_cf.tsv: item_id neighbour_id score ---- */
+/* ---- item_cf.tsv, ease.tsv: item_id neighbour_id score|weight ---- */
 
 typedef struct cf_rec {
   uint32_t item, nbr;
@@ -156,25 +156,26 @@ static int count_lines(const char *s) {
 
 /* A seed row's item: a catalog row, or in a shard's partition an item
  * another shard holds (neighbours of it that live here). */
-static int seed_of(const table *t, const catalog *c, signals *s, const char *id, uint32_t *seed, rec_error *err) {
+static int seed_of(const table *t, const catalog *c, bool partition, sig_pairs *p, const char *id, uint32_t *seed,
+                   rec_error *err) {
   size_t len = strlen(id);
   if (catalog_find(c, id, len, seed)) return 0;
-  if (!s->partition) return bad_row(t, err, "unknown item", id);
+  if (!partition) return bad_row(t, err, "unknown item", id);
   /* Room for every row still to read: the rows read so far are split in place. */
-  if (!s->seed_map && strmap_new((t->next ? (size_t)count_lines(t->next) : 0) + 2, &s->seed_map) != 0) return REC_ENOMEM;
+  if (!p->seed_map && strmap_new((t->next ? (size_t)count_lines(t->next) : 0) + 2, &p->seed_map) != 0) return REC_ENOMEM;
   uint32_t j;
-  if (strmap_get(s->seed_map, id, len, &j)) {
+  if (strmap_get(p->seed_map, id, len, &j)) {
     *seed = SIG_FOREIGN_SEED | j;
     return 0;
   }
-  if (s->n_foreign >= SIG_FOREIGN_SEED - 1 - c->count) return bad_row(t, err, "too many seeds at", id);
-  int rc = strmap_put(s->seed_map, id, len, (uint32_t)s->n_foreign);
+  if (p->n_foreign >= SIG_FOREIGN_SEED - 1 - c->count) return bad_row(t, err, "too many seeds at", id);
+  int rc = strmap_put(p->seed_map, id, len, (uint32_t)p->n_foreign);
   if (rc) return rc == REC_EINVAL ? bad_row(t, err, "duplicate seed", id) : rc;
-  *seed = SIG_FOREIGN_SEED | (uint32_t)s->n_foreign++;
+  *seed = SIG_FOREIGN_SEED | (uint32_t)p->n_foreign++;
   return 0;
 }
 
-static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
+static int load_pairs(table *t, const catalog *c, bool partition, sig_pairs *p, rec_error *err) {
   vec v = {.size = sizeof(cf_rec)};
   char *f[3];
   int bad, rc = 0;
@@ -182,7 +183,7 @@ static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
     cf_rec r;
     double sim = 0;
     if (bad) rc = bad_row(t, err, "want 3 tab-separated fields, got", f[0]);
-    else if (!(rc = seed_of(t, c, s, f[0], &r.item, err)) && !(rc = item_of(t, c, f[1], &r.nbr, err))) {
+    else if (!(rc = seed_of(t, c, partition, p, f[0], &r.item, err)) && !(rc = item_of(t, c, f[1], &r.nbr, err))) {
       if (!num(f[2], &sim)) rc = bad_row(t, err, "score is not a number:", f[2]);
       r.sim = (float)sim;
       cf_rec *slot = rc ? NULL : vec_push(&v);
@@ -192,23 +193,39 @@ static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
   }
   const cf_rec *recs = v.data;
   uint32_t *keys = malloc((v.n + 1) * sizeof *keys), *order = malloc((v.n + 1) * sizeof *order);
-  s->cf_nbr = malloc((v.n + 1) * sizeof *s->cf_nbr);
-  s->cf_sim = malloc((v.n + 1) * sizeof *s->cf_sim);
-  if (!rc && (!keys || !order || !s->cf_nbr || !s->cf_sim)) rc = REC_ENOMEM;
+  p->n_items = c->count;
+  p->nbr = malloc((v.n + 1) * sizeof *p->nbr);
+  p->w = malloc((v.n + 1) * sizeof *p->w);
+  if (!rc && (!keys || !order || !p->nbr || !p->w)) rc = REC_ENOMEM;
   for (size_t k = 0; !rc && k < v.n; k++)
     keys[k] = recs[k].item & SIG_FOREIGN_SEED ? (uint32_t)c->count + (recs[k].item & ~SIG_FOREIGN_SEED) : recs[k].item;
-  size_t nkeys = c->count + s->n_foreign;
-  if (!rc && !(s->cf_off = csr_offsets(keys, v.n, nkeys, order))) rc = REC_ENOMEM;
+  size_t nkeys = c->count + p->n_foreign;
+  if (!rc && !(p->off = csr_offsets(keys, v.n, nkeys, order))) rc = REC_ENOMEM;
   for (size_t k = 0; !rc && k < v.n; k++) { /* stable: file order kept within an item */
-    s->cf_nbr[k] = recs[order[k]].nbr;
-    s->cf_sim[k] = recs[order[k]].sim;
+    p->nbr[k] = recs[order[k]].nbr;
+    p->w[k] = recs[order[k]].sim;
   }
   for (size_t i = 0; !rc && i < nkeys; i++)
-    if (s->cf_off[i + 1] - s->cf_off[i] > s->cf_max) s->cf_max = s->cf_off[i + 1] - s->cf_off[i];
+    if (p->off[i + 1] - p->off[i] > p->max) p->max = p->off[i + 1] - p->off[i];
   free(keys);
   free(order);
   free(v.data);
   return rc;
+}
+
+static int load_itemcf(table *t, const catalog *c, signals *s, rec_error *err) {
+  return load_pairs(t, c, s->partition, &s->cf, err);
+}
+
+static int load_ease(table *t, const catalog *c, signals *s, rec_error *err) {
+  return load_pairs(t, c, s->partition, &s->ease, err);
+}
+
+static void pairs_destroy(sig_pairs *p) {
+  free(p->off);
+  free(p->nbr);
+  free(p->w);
+  strmap_free(p->seed_map);
 }
 
 /* ---- popularity.tsv: list item_id score ---- */
@@ -401,6 +418,7 @@ int signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out
     loader load;
   } FILES[] = {
       {"item_cf", "item_id\tneighbour_id\tscore", load_itemcf},
+      {"ease", "item_id\tneighbour_id\tweight", load_ease},
       {"popularity", "list\titem_id\tscore", load_popularity},
       {"profiles", "user_id\tmean_price\tsegment\trecent_items", load_profiles},
       {"purchases", "user_id\titem_id\tlast_time\tcount", load_purchases},
@@ -416,6 +434,12 @@ int signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out
     if (rc || !present) continue;
     s.text[k] = t.text; /* ids point into it */
     rc = FILES[k].load(&t, c, &s, err);
+    /* An item-item table's ids are needed only by its foreign seeds. */
+    sig_pairs *p = FILES[k].load == load_itemcf ? &s.cf : FILES[k].load == load_ease ? &s.ease : NULL;
+    if (!rc && p && !p->seed_map) {
+      free(t.text);
+      s.text[k] = NULL;
+    }
     if (rc == REC_ENOMEM) rec_fail(err, rc, "%s: out of memory", t.path);
   }
   if (rc) {
@@ -427,9 +451,8 @@ int signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out
 }
 
 void signals_destroy(signals *s) {
-  free(s->cf_off);
-  free(s->cf_nbr);
-  free(s->cf_sim);
+  pairs_destroy(&s->cf);
+  pairs_destroy(&s->ease);
   for (int i = 0; i < SIG_SEGMENTS; i++) {
     free(s->segment_pop[i].items);
     free(s->segment_pop[i].scores);
@@ -448,15 +471,14 @@ void signals_destroy(signals *s) {
   free(s->purch_off);
   free(s->purch);
   strmap_free(s->profile_map);
-  strmap_free(s->seed_map);
-  for (int i = 0; i < 5; i++) free(s->text[i]);
+  for (int i = 0; i < 6; i++) free(s->text[i]);
   memset(s, 0, sizeof *s);
 }
 
-bool signals_cf_seed(const signals *s, const catalog *c, const char *id, size_t len, uint32_t *seed) {
+bool sig_seed(const sig_pairs *p, const catalog *c, const char *id, size_t len, uint32_t *seed) {
   uint32_t j;
   if (catalog_find(c, id, len, seed)) return true;
-  if (!s->seed_map || !strmap_get(s->seed_map, id, len, &j)) return false;
+  if (!p->seed_map || !strmap_get(p->seed_map, id, len, &j)) return false;
   *seed = SIG_FOREIGN_SEED | j;
   return true;
 }

@@ -24,19 +24,29 @@ typedef struct sig_list {    /* items best first */
   size_t n;
 } sig_list;
 
-/* An item-CF seed another shard holds (signals_cf_seed): the flag, with its
- * index among the foreign seeds. Catalog rows stay below it (the merge
- * table's slots are int32). */
+/* A seed another shard holds (sig_seed): the flag, with its index among
+ * the table's foreign seeds. Catalog rows stay below it (the merge table's
+ * slots are int32). */
 #define SIG_FOREIGN_SEED 0x80000000u
+
+/* Item -> item weights, by seed: item-CF's co-purchase similarities
+ * (item_cf.tsv) or EASE's weights (ease.tsv). Empty (off NULL) when the
+ * bundle has no such file. */
+typedef struct sig_pairs {
+  size_t n_items;            /* the catalog rows the seeds index */
+  size_t n_foreign;          /* a shard's partition: seeds of rows another shard holds */
+  uint32_t *off;             /* [n_items + n_foreign + 1]: seed i's neighbours are nbr/w[off[i]..off[i+1]);
+                              * foreign seed j's at row n_items + j */
+  uint32_t *nbr;
+  float *w;
+  uint32_t max;              /* most neighbours of any seed */
+  strmap *seed_map;          /* private: foreign seed id -> j */
+} sig_pairs;
 
 typedef struct signals {
   size_t n_items, n_categories, n_profiles;
-  size_t n_foreign;          /* a shard's partition: seeds of item-CF rows that another shard holds */
-  uint32_t *cf_off;          /* [n_items + n_foreign + 1]: item i's neighbours are cf_nbr/cf_sim[cf_off[i]..
-                              * cf_off[i+1]); foreign seed j's at row n_items + j */
-  uint32_t *cf_nbr;
-  float *cf_sim;
-  uint32_t cf_max;           /* most neighbours of any item */
+  sig_pairs cf;              /* item-CF */
+  sig_pairs ease;            /* EASE */
   sig_list segment_pop[SIG_SEGMENTS];
   sig_list *category_pop;    /* [n_categories], by catalog category index */
   float *cycle_days;         /* [n_items]: median repurchase interval, 0 = none */
@@ -47,29 +57,29 @@ typedef struct signals {
   uint32_t *purch_off;       /* profile p's purchases, sorted by item */
   sig_purchase *purch;
   /* private */
-  bool partition;            /* item_cf.tsv may name seeds the catalog lacks */
-  strmap *profile_map, *seed_map;
-  char *text[5];
+  bool partition;            /* item_cf.tsv and ease.tsv may name seeds the catalog lacks */
+  strmap *profile_map;
+  char *text[6];
 } signals;
 
-/* Loads the files the manifest 'm' names under item_cf, popularity,
+/* Loads the files the manifest 'm' names under item_cf, ease, popularity,
  * profiles, purchases and repurchase (each optional) from 'dir', resolving
  * item ids against 'c'. Returns 0, or REC_ECORRUPT naming file:line. */
 int  signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out, rec_error *err);
 void signals_destroy(signals *s);
 
-/* The item-CF seed for an item id: its catalog row, or in a shard's
- * partition a seed another shard holds (SIG_FOREIGN_SEED | j) when
- * item_cf.tsv lists neighbours of it here. False: no neighbours here. */
-bool signals_cf_seed(const signals *s, const catalog *c, const char *id, size_t len, uint32_t *seed);
+/* The seed of table 'p' for an item id: its catalog row, or in a shard's
+ * partition a seed another shard holds (SIG_FOREIGN_SEED | j) when the
+ * table lists neighbours of it here. False: no neighbours here. */
+bool sig_seed(const sig_pairs *p, const catalog *c, const char *id, size_t len, uint32_t *seed);
 /* The neighbours' range of a seed (catalog row or SIG_FOREIGN_SEED | j):
  * false when it has none (an item added live, an unknown seed). */
-static inline bool signals_cf_range(const signals *s, uint32_t seed, uint32_t *from, uint32_t *to) {
-  size_t row = seed & SIG_FOREIGN_SEED ? s->n_items + (seed & ~SIG_FOREIGN_SEED) : seed;
-  if (!s->cf_off || (seed & SIG_FOREIGN_SEED ? (seed & ~SIG_FOREIGN_SEED) >= s->n_foreign : seed >= s->n_items))
+static inline bool sig_range(const sig_pairs *p, uint32_t seed, uint32_t *from, uint32_t *to) {
+  size_t row = seed & SIG_FOREIGN_SEED ? p->n_items + (seed & ~SIG_FOREIGN_SEED) : seed;
+  if (!p->off || (seed & SIG_FOREIGN_SEED ? (seed & ~SIG_FOREIGN_SEED) >= p->n_foreign : seed >= p->n_items))
     return false;
-  *from = s->cf_off[row];
-  *to = s->cf_off[row + 1];
+  *from = p->off[row];
+  *to = p->off[row + 1];
   return true;
 }
 

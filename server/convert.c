@@ -150,9 +150,9 @@ static int settings_rows(arena *a, const catalog *c, const rank_config *cfg, ran
 }
 
 int conv_rules(rpc_ctx *ctx, const bundle *b, const rank_config *cfg, const Rec__V1__Filters *f,
-               char *const *excl, size_t n_excl, rank_req *r) {
+               char *const *excl, size_t n_excl, int64_t now_ms, rank_req *r) {
   r->cfg = cfg;
-  r->now = rec_wall_ms() / 1000;
+  r->now = (now_ms > 0 ? now_ms : rec_wall_ms()) / 1000;
   r->exclude = conv_rows(ctx->arena, b->catalog, excl, n_excl, true, &r->n_exclude);
   if (!r->exclude || settings_rows(ctx->arena, b->catalog, r->cfg, r)) return REC_ENOMEM;
   return conv_filters(ctx, b->catalog, f, r);
@@ -184,7 +184,8 @@ int conv_cursor(rpc_ctx *ctx, const char *cur, const bundle *b, size_t k, size_t
 static const Rec__V1__Source SOURCE_PROTO[REC_SRC_COUNT] = {
     [REC_SRC_ANN] = REC__V1__SOURCE__SOURCE_ANN,
     [REC_SRC_ITEM_CF] = REC__V1__SOURCE__SOURCE_ITEM_CF,
-    [REC_SRC_POPULARITY] = REC__V1__SOURCE__SOURCE_POPULARITY};
+    [REC_SRC_POPULARITY] = REC__V1__SOURCE__SOURCE_POPULARITY,
+    [REC_SRC_EASE] = REC__V1__SOURCE__SOURCE_EASE};
 
 Rec__V1__Source conv_source(rec_source s) { return SOURCE_PROTO[s]; }
 
@@ -326,7 +327,8 @@ Rec__V1__RetrieveRequest *conv_retrieve_request(arena *a, const bundle *b, const
   Rec__V1__Filters *f = arena_alloc(a, sizeof *f);
   char **recent = arena_calloc(a, rq->n_seeds + rq->n_recent + 1, sizeof *recent);
   char **cats = arena_calloc(a, rq->n_categories + 1, sizeof *cats);
-  if (!q || !f || !recent || !cats) return NULL;
+  char **history = arena_calloc(a, rq->n_history + 1, sizeof *history);
+  if (!q || !f || !recent || !cats || !history) return NULL;
   rec__v1__retrieve_request__init(q);
   rec__v1__filters__init(f);
   q->user_id = rq->user_id ? arena_strndup(a, rq->user_id, rq->user_len) : "";
@@ -335,6 +337,9 @@ Rec__V1__RetrieveRequest *conv_retrieve_request(arena *a, const bundle *b, const
   for (size_t i = 0; i < rq->n_seeds; i++) recent[q->n_recent_item_ids++] = (char *)b->catalog->ids[rq->seeds[i]];
   for (size_t i = 0; i < rq->n_recent; i++) recent[q->n_recent_item_ids++] = (char *)b->catalog->ids[rq->recent[i]];
   q->recent_item_ids = recent;
+  for (size_t i = 0; i < rq->n_history && q->n_history_item_ids < 1000; i++) /* the shards' limit */
+    history[q->n_history_item_ids++] = (char *)b->catalog->ids[rq->history[i]];
+  q->history_item_ids = history;
   for (size_t i = 0; i < rq->n_categories; i++) cats[i] = (char *)b->catalog->categories[rq->categories[i]];
   f->include_categories = cats;
   f->n_include_categories = rq->n_categories;

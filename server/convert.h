@@ -40,9 +40,11 @@ uint32_t *conv_rows(arena *a, const catalog *c, char *const *ids, size_t n, bool
 /* The filters into r (categories by row, price range). */
 int conv_filters(rpc_ctx *ctx, const catalog *c, const Rec__V1__Filters *f, rank_req *r);
 /* The rules Recommend and SimilarItems share: settings, excludes, the
- * settings' blocked items and promotions as rows, filters, the time. */
+ * settings' blocked items and promotions as rows, filters, the time the
+ * rules hold at (now_ms, Unix milliseconds: the request's
+ * Context.time_unix_ms; 0 for the server's clock). */
 int conv_rules(rpc_ctx *ctx, const bundle *b, const rank_config *cfg, const Rec__V1__Filters *f,
-               char *const *excl, size_t n_excl, rank_req *r);
+               char *const *excl, size_t n_excl, int64_t now_ms, rank_req *r);
 /* A page cursor "<offset>@<bundle version>" into *offset (0 for none). */
 int conv_cursor(rpc_ctx *ctx, const char *cur, const bundle *b, size_t k, size_t deepest,
                 size_t *offset);

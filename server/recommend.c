@@ -18,6 +18,7 @@ static const char *const DEGRADED_NAMES[REC_DEG_COUNT] = {
     [REC_DEG_SOURCE_MISSING + REC_SRC_ANN] = "source_missing:ann",
     [REC_DEG_SOURCE_MISSING + REC_SRC_ITEM_CF] = "source_missing:item_cf",
     [REC_DEG_SOURCE_MISSING + REC_SRC_POPULARITY] = "source_missing:popularity",
+    [REC_DEG_SOURCE_MISSING + REC_SRC_EASE] = "source_missing:ease",
     [REC_DEG_SHORT_CATALOG] = "short_catalog",
     [REC_DEG_DEADLINE_EF] = "deadline:ef_reduced",
     [REC_DEG_DEADLINE_MMR] = "deadline:mmr_skipped",
@@ -111,6 +112,42 @@ static int profile(const bundle *b, const rec_request *r, rank_req *rules, retri
   rq->n_recent = s->recent_off[p + 1] - s->recent_off[p];
   return r->n_recorded ? merge_purchases(rules->purchases, rules->n_purchases, r->recorded,
                                          r->n_recorded, a, rules) : 0;
+}
+
+static int by_recency(const void *a, const void *b) {
+  const rec_purchase *x = a, *y = b;
+  if (x->last_time != y->last_time) return x->last_time > y->last_time ? -1 : 1;
+  return x->item < y->item ? -1 : x->item > y->item;
+}
+
+/* EASE's seeds: the items the user met (the bundle's and those recorded
+ * since; the most recent MAX_HISTORY of them), then the request's anchors
+ * and session items not among them. */
+#define MAX_HISTORY 1000
+static int history(const bundle *b, const rec_request *r, const rank_req *rules, retrieve_req *rq, arena *a) {
+  if (!b->sig.ease.off) return 0;
+  size_t n = rules->n_purchases;
+  const rec_purchase *p = rules->purchases;
+  uint32_t *h = arena_alloc(a, ((n < MAX_HISTORY ? n : MAX_HISTORY) + r->n_seeds + 1) * sizeof *h);
+  if (!h) return REC_ENOMEM;
+  if (n > MAX_HISTORY) {
+    rec_purchase *recent = arena_alloc(a, n * sizeof *recent);
+    if (!recent) return REC_ENOMEM;
+    memcpy(recent, p, n * sizeof *recent);
+    qsort(recent, n, sizeof *recent, by_recency);
+    p = recent;
+    n = MAX_HISTORY;
+  }
+  for (size_t i = 0; i < n; i++) h[i] = p[i].item;
+  size_t m = n;
+  for (size_t i = 0; i < r->n_seeds; i++) {
+    bool seen = false;
+    for (size_t j = 0; j < m && !seen; j++) seen = h[j] == r->seeds[i];
+    if (!seen) h[m++] = r->seeds[i];
+  }
+  rq->history = h;
+  rq->n_history = m;
+  return 0;
 }
 
 static bool in_slate(const rank_item *items, size_t n, uint32_t item, size_t *at) {
@@ -210,13 +247,15 @@ int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **o
                            .n_seeds = r->n_seeds, .similar = r->similar,
                            .categories = run->rules.include_cats, .n_categories = run->rules.n_include_cats,
                            .want_ann = at_least(cfg->cand_ann, 4 * run->depth), .want_cf = cfg->cand_itemcf,
-                           .want_pop = at_least(cfg->cand_popularity, 2 * run->depth), .ef = r->ann_ef};
+                           .want_pop = at_least(cfg->cand_popularity, 2 * run->depth),
+                           .want_ease = cfg->cand_ease, .ef = r->ann_ef};
   uint32_t row;
   run->acc.known_user = !r->similar && r->user_id && bundle_find_user(b, r->user_id, r->user_len, &row);
-  if (profile(b, r, &run->rules, &run->rq, a, &run->acc)) return REC_ENOMEM;
+  if (profile(b, r, &run->rules, &run->rq, a, &run->acc) || (!r->similar && history(b, r, &run->rules, &run->rq, a)))
+    return REC_ENOMEM;
   if (r->popularity_only) {
     run->rq.user_id = NULL;
-    run->rq.want_ann = run->rq.want_cf = 0;
+    run->rq.want_ann = run->rq.want_cf = run->rq.want_ease = 0;
   }
   run->it = (rank_items){.catalog = b->catalog, .emb = b->item_emb, .dim = b->dim,
                          .cycle_days = b->sig.cycle_days};
@@ -296,6 +335,7 @@ int recommend_step(rec_run *run, const retrieve_result *found, bool *again) {
   retrieve_req *q = &run->rq;
   q->want_ann = q->want_ann > total / 4 ? total : q->want_ann * 4;
   q->want_cf *= 4;
+  q->want_ease *= 4;
   q->want_pop = q->want_pop > total / 4 ? total : q->want_pop * 4;
   return 0;
 }
@@ -306,7 +346,8 @@ static void note_degraded(const rec_run *run, const rec_result *out) {
   if (r->similar) return;
   if (!out->known_user) rec_notes_add(r->notes, REC_DEG_UNKNOWN_USER, NULL);
   for (int s = 0; s < REC_SRC_COUNT; s++)
-    if ((out->missing & (1u << s)) && run->rules.cfg->weight[s] > 0)
+    if ((out->missing & (1u << s)) && run->rules.cfg->weight[s] > 0 &&
+        (s != REC_SRC_EASE || (run->b->sig.ease.off && run->rq.n_history))) /* only where it could answer */
       rec_notes_add(r->notes, (rec_degraded)(REC_DEG_SOURCE_MISSING + s), NULL);
   if (out->short_catalog) rec_notes_add(r->notes, REC_DEG_SHORT_CATALOG, NULL);
 }

@@ -99,7 +99,8 @@ static int prepare(rec_call *c, const rank_config *cfg) {
                            ap->cfg->degrade_popularity_below_ms};
   int rc;
   if ((rc = conv_cursor(ctx, q->page_cursor, c->b, c->rq.k, (size_t)ap->cfg->max_k * MAX_PAGES, &c->rq.offset)) ||
-      (rc = conv_rules(ctx, c->b, cfg, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, &c->rq.rules)) ||
+      (rc = conv_rules(ctx, c->b, cfg, q->filters, q->exclude_item_ids, q->n_exclude_item_ids,
+                       q->context ? q->context->time_unix_ms : 0, &c->rq.rules)) ||
       (rc = session(ctx, c->b, q, &c->rq)) ||
       (rc = recommend_apply_deadline(&c->rq, &p, ctx->deadline_ns, ctx->arena)))
     return rc;
@@ -368,7 +369,7 @@ static int similar_items(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMess
   for (size_t i = 0; i < q->n_item_ids; i++) excl[q->n_exclude_item_ids + i] = q->item_ids[i];
   rq.seeds = seeds;
   rq.n_seeds = q->n_item_ids;
-  if ((rc = conv_rules(ctx, b, cfg, q->filters, excl, q->n_exclude_item_ids + q->n_item_ids, &rq.rules)))
+  if ((rc = conv_rules(ctx, b, cfg, q->filters, excl, q->n_exclude_item_ids + q->n_item_ids, 0, &rq.rules)))
     return rc;
   rec_result res;
   if ((rc = recommend_run(b, &rq, ctx->arena, &res)))

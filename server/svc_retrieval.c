@@ -8,12 +8,14 @@
 
 #define MAX_CANDIDATES 10000
 #define MAX_RECENT 1000
+#define MAX_HISTORY 1000
 
 static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
   const Rec__V1__RetrieveRequest *q = (const Rec__V1__RetrieveRequest *)in;
   conv_shape s = {.user_id = q->user_id, .k_field = "num_candidates", .k = q->num_candidates,
                   .max_k = MAX_CANDIDATES,
-                  .lists = {{"recent_item_ids", q->recent_item_ids, q->n_recent_item_ids, MAX_RECENT}}};
+                  .lists = {{"recent_item_ids", q->recent_item_ids, q->n_recent_item_ids, MAX_RECENT},
+                            {"history_item_ids", q->history_item_ids, q->n_history_item_ids, MAX_HISTORY}}};
   const bundle *b;
   int rc;
   if ((rc = conv_check(ctx, &s)) || (rc = svc_acquire(ctx, &b, NULL))) return rc;
@@ -25,11 +27,18 @@ static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *
   uint32_t *seeds = arena_calloc(ctx->arena, q->n_recent_item_ids + 1, sizeof *seeds);
   if (!seeds) return REC_ENOMEM;
   for (size_t i = 0; i < q->n_recent_item_ids; i++)
-    n_seeds += signals_cf_seed(&b->sig, b->catalog, q->recent_item_ids[i], strlen(q->recent_item_ids[i]),
-                               &seeds[n_seeds]);
+    n_seeds += sig_seed(&b->sig.cf, b->catalog, q->recent_item_ids[i], strlen(q->recent_item_ids[i]),
+                        &seeds[n_seeds]);
+  size_t n_history = 0;
+  uint32_t *history = arena_calloc(ctx->arena, q->n_history_item_ids + 1, sizeof *history);
+  if (!history) return REC_ENOMEM;
+  for (size_t i = 0; i < q->n_history_item_ids; i++)
+    n_history += sig_seed(&b->sig.ease, b->catalog, q->history_item_ids[i], strlen(q->history_item_ids[i]),
+                          &history[n_history]);
   size_t want = (size_t)q->num_candidates;
   retrieve_req rq = {.user_id = q->user_id, .user_len = strlen(q->user_id), .want_ann = want,
-                     .want_cf = want, .want_pop = want, .seeds = seeds, .n_seeds = n_seeds,
+                     .want_cf = want, .want_pop = want, .want_ease = want, .seeds = seeds, .n_seeds = n_seeds,
+                     .history = history, .n_history = n_history,
                      .categories = cats.include_cats, .n_categories = cats.n_include_cats,
                      .segment = q->segment >= 0 && q->segment < 4 ? q->segment : -1};
   retrieve_result rr;

@@ -38,6 +38,9 @@ static const char USAGE[] =
     "eval:\n"
     "  --split user|global|both   per-user last-20% holdout, a global time cut, or both (default both)\n"
     "  --bootstrap N          bootstrap resamples for the intervals (default 1000)\n"
+    "  --ranking-config F     settings of the 'served' row (recd --ranking_config); default: recd's\n"
+    "  --no-served            skip the 'served' row (recd's own answers, from a bundle built on the\n"
+    "                         training side)\n"
     "import (recctl import --catalog CSV [--interactions CSV] --out DIR):\n"
     "  --item-embeddings F.npy   (n_items, dim) float32, rows in catalog order\n"
     "  --users FILE              one user id per line, rows of --user-features\n"
@@ -49,6 +52,7 @@ typedef struct flagset {
   build_opts *o;
   const char **json, **chart, **split;
   long *bootstrap;
+  eval_opts *ev;             /* recctl eval only, else NULL */
   import_opts *imp;          /* recctl import only, else NULL */
 } flagset;
 
@@ -132,7 +136,8 @@ static int string_flag(const char *a, const char *v, flagset *f, char **storage)
                    : !strcmp(a, "--catalog") ? &o->catalog : !strcmp(a, "--out") ? &o->out
                    : !strcmp(a, "--model") ? &o->model : !strcmp(a, "--index") ? &o->index_type
                    : !strcmp(a, "--version") ? &o->version : !strcmp(a, "--json") ? f->json
-                   : !strcmp(a, "--chart") ? f->chart : !strcmp(a, "--split") ? f->split : NULL;
+                   : !strcmp(a, "--chart") ? f->chart : !strcmp(a, "--split") ? f->split
+                   : f->ev && !strcmp(a, "--ranking-config") ? &f->ev->ranking_config : NULL;
   if (dst) {
     *dst = v;
     return 0;
@@ -175,6 +180,7 @@ static int parse(int argc, char **argv, flagset *f, char **storage) {
       return 1;
     }
     if (!strcmp(a, "--no-eval")) { f->o->evaluate = false; continue; }
+    if (f->ev && !strcmp(a, "--no-served")) { f->ev->served = false; continue; }
     if (!strcmp(a, "--quiet")) { f->o->quiet = true; continue; }
     if (i + 1 >= argc) {
       fprintf(stderr, "recctl: %s needs a value (see recctl build --help)\n", a);
@@ -201,7 +207,7 @@ int cmd_build(int argc, char **argv) {
   const char *unused = NULL;
   long boot = 0;
   char *storage = NULL;
-  flagset f = {&o, &unused, &unused, &unused, &boot, NULL};
+  flagset f = {&o, &unused, &unused, &unused, &boot, NULL, NULL};
   int rc = parse(argc, argv, &f, &storage);
   if (rc == 1) rc = 0;
   else if (!rc) {
@@ -216,12 +222,12 @@ int cmd_build(int argc, char **argv) {
 }
 
 int cmd_eval(int argc, char **argv) {
-  eval_opts e = {.split = "both", .bootstrap = 1000};
+  eval_opts e = {.split = "both", .bootstrap = 1000, .served = true};
   build_opts_default(&e.b);
   const char *json = NULL, *chart = NULL, *split = "both";
   long boot = 1000;
   char *storage = NULL;
-  flagset f = {&e.b, &json, &chart, &split, &boot, NULL};
+  flagset f = {&e.b, &json, &chart, &split, &boot, &e, NULL};
   int rc = parse(argc, argv, &f, &storage);
   if (rc == 1) rc = 0;
   else if (!rc && (!e.b.interactions || !e.b.catalog)) {
@@ -249,7 +255,7 @@ int cmd_import(int argc, char **argv) {
   const char *unused = NULL;
   long boot = 0;
   char *storage = NULL;
-  flagset f = {&im.b, &unused, &unused, &unused, &boot, &im};
+  flagset f = {&im.b, &unused, &unused, &unused, &boot, NULL, &im};
   int rc = parse(argc, argv, &f, &storage);
   if (rc == 1) rc = 0;
   else if (!rc) {

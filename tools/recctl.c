@@ -137,7 +137,7 @@ static int call_failed(const opts *o, const rpc_status *st) {
 
 static const char *source_name(Rec__V1__Source s) {
   return s == REC__V1__SOURCE__SOURCE_ANN ? "ann" : s == REC__V1__SOURCE__SOURCE_ITEM_CF ? "item_cf"
-       : s == REC__V1__SOURCE__SOURCE_POPULARITY ? "popularity" : "?";
+       : s == REC__V1__SOURCE__SOURCE_POPULARITY ? "popularity" : s == REC__V1__SOURCE__SOURCE_EASE ? "ease" : "?";
 }
 
 static const char *strategy_name(Rec__V1__Strategy s) {

@@ -195,7 +195,7 @@ static void each_key_names_its_range(void) {
 }
 
 static void rules_across_keys_are_checked_after_the_file(void) {
-  refused("blend.ann = 0\nblend.itemcf = 0\nblend.popularity = 0\n",
+  refused("blend.ann = 0\nblend.itemcf = 0\nblend.popularity = 0\nblend.ease = 0\n",
           ": blend.*: weights must not all be 0");
   refused("repurchase.block_fraction = 2\n",
           ": repurchase.due_fraction (1) must be >= repurchase.block_fraction (2)");

@@ -41,7 +41,8 @@ static rank_req req(const rank_config *cfg, size_t k) {
 
 static rec_candidate cand(uint32_t item, float ann, float cf, float pop) {
   rec_candidate c = {.item = item};
-  const float raw[REC_SRC_COUNT] = {ann, cf, pop};
+  const float raw[REC_SRC_COUNT] = {[REC_SRC_ANN] = ann, [REC_SRC_ITEM_CF] = cf, [REC_SRC_POPULARITY] = pop,
+                                    [REC_SRC_EASE] = -1};
   for (int s = 0; s < REC_SRC_COUNT; s++)
     if (raw[s] >= 0) {
       c.sources |= 1u << s;
@@ -152,7 +153,7 @@ static void missing_source_renormalises(void) {
   arena_init(&a, 0);
   rank_req r = req(cfg, 2);
   rank_result res = run(&it, cs, 2, &r, &a);
-  CU_ASSERT_EQUAL(res.missing, 1u << REC_SRC_ITEM_CF);
+  CU_ASSERT_EQUAL(res.missing, (1u << REC_SRC_ITEM_CF) | (1u << REC_SRC_EASE));
   CU_ASSERT_DOUBLE_EQUAL(find(&res, A)->blended, 1.0, 1e-6);
   CU_ASSERT_DOUBLE_EQUAL(find(&res, C)->blended, 1.0 / 6, 1e-6);
   arena_destroy(&a);

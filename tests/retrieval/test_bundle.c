@@ -304,6 +304,10 @@ static void partitions_hold_only_their_items(void) {
   for (int i = 0; i < 300; i++)
     len += (size_t)snprintf(cf + len, cap - len, "P%06d\tP%06d\t0.9\nP%06d\tP%06d\t0.5\n", i, i + 1, i, i + 2);
   add_table(dir, "item_cf", "item_cf.tsv", cf);
+  char *ease = malloc(cap + 8); /* the same rows, as EASE weights */
+  snprintf(ease, cap + 8, "item_id\tneighbour_id\tweight\n%s", cf + strlen("item_id\tneighbour_id\tscore\n"));
+  add_table(dir, "ease", "ease.tsv", ease);
+  free(ease);
   len = (size_t)snprintf(cf, cap, "list\titem_id\tscore\n");
   for (int i = 0; i < 100; i++) len += (size_t)snprintf(cf + len, cap - len, "segment:small\tP%06d\t%d\n", i * 7, 100 - i);
   add_table(dir, "popularity", "popularity.tsv", cf);
@@ -364,11 +368,14 @@ static void partitions_hold_only_their_items(void) {
       const signals *g = &part[s]->sig;
       uint32_t code, from = 0, to = 0;
       int here = (bundle_shard_of(nb[0], 3) == s) + (bundle_shard_of(nb[1], 3) == s);
-      CU_ASSERT_EQUAL(signals_cf_seed(g, part[s]->catalog, seed, strlen(seed), &code) &&
-                          signals_cf_range(g, code, &from, &to), here > 0 || bundle_shard_of(seed, 3) == s);
+      CU_ASSERT_EQUAL(sig_seed(&g->cf, part[s]->catalog, seed, strlen(seed), &code) &&
+                          sig_range(&g->cf, code, &from, &to), here > 0 || bundle_shard_of(seed, 3) == s);
       CU_ASSERT_EQUAL(to - from, (uint32_t)here);
       for (uint32_t k = from; k < to; k++)
-        CU_ASSERT_EQUAL(bundle_shard_of(part[s]->catalog->ids[g->cf_nbr[k]], 3), s);
+        CU_ASSERT_EQUAL(bundle_shard_of(part[s]->catalog->ids[g->cf.nbr[k]], 3), s);
+      CU_ASSERT_EQUAL(sig_seed(&g->ease, part[s]->catalog, seed, strlen(seed), &code) &&
+                          sig_range(&g->ease, code, &from, &to), here > 0 || bundle_shard_of(seed, 3) == s);
+      CU_ASSERT_EQUAL(to - from, (uint32_t)here);
     }
   }
   for (uint32_t s = 0; s < 3; s++) {

@@ -84,7 +84,7 @@ static void tables_without_rows_load(void) {
   rec_error e = {0};
   CU_ASSERT_EQUAL_FATAL(signals_load(fx.dir, fx.manifest, fx.cat, &s, &e), 0);
   CU_ASSERT_EQUAL(s.n_profiles, 0);
-  CU_ASSERT_EQUAL(s.cf_max, 0);
+  CU_ASSERT_EQUAL(s.cf.max, 0);
   CU_ASSERT_EQUAL(s.segment_pop[0].n, 0);
   CU_ASSERT_PTR_NOT_NULL(s.purch_off);
   CU_ASSERT_EQUAL(s.purch_off[0], 0);

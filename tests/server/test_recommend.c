@@ -101,7 +101,7 @@ static void cold_user_gets_popular_items_and_missing_sources(void) {
   rec_result res;
   CU_ASSERT_EQUAL_FATAL(recommend_run(b, &r, &a, &res), 0);
   CU_ASSERT_FALSE((res.strategy == REC_STRATEGY_PERSONALIZED));
-  CU_ASSERT_EQUAL(res.missing, (1u << REC_SRC_ANN) | (1u << REC_SRC_ITEM_CF));
+  CU_ASSERT_EQUAL(res.missing, (1u << REC_SRC_ANN) | (1u << REC_SRC_ITEM_CF) | (1u << REC_SRC_EASE));
   CU_ASSERT_EQUAL(res.n, 5);
   for (size_t i = 0; i < res.n; i++) CU_ASSERT_EQUAL(res.items[i].sources, 1u << REC_SRC_POPULARITY);
   arena_destroy(&a);

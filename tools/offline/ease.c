@@ -32,27 +32,23 @@ static int heavier(const void *a, const void *b) {
   return x->j < y->j ? -1 : x->j > y->j;
 }
 
-/* The k heaviest of v[0..n) into v[0..k), sorted: a selection (Hoare
- * partitions around the middle element), then a sort of the k. */
+/* The k heaviest of v[0..n) into v[0..k), sorted: Hoare selection (no two
+ * weights compare equal: ties go by j), then a sort of the k. */
 static void heaviest(weight *v, size_t n, size_t k) {
-  size_t lo = 0, hi = n;
-  while (k < n && hi - lo > 1) {
-    weight pivot = v[lo + (hi - lo) / 2];
+  size_t lo = 0, hi = n; /* the boundary k lies in [lo, hi] */
+  while (hi - lo > 1 && k > lo && k < hi) {
+    weight pivot = v[lo + (hi - lo - 1) / 2]; /* never the last: each pass shrinks [lo, hi) */
     size_t i = lo, j = hi - 1;
-    while (i <= j) {
+    for (;;) {
       while (heavier(&v[i], &pivot) < 0) i++;
       while (heavier(&pivot, &v[j]) < 0) j--;
-      if (i <= j) {
-        weight x = v[i];
-        v[i++] = v[j];
-        v[j] = x;
-        if (j == 0) break;
-        j--;
-      }
+      if (i >= j) break;
+      weight x = v[i];
+      v[i++] = v[j];
+      v[j--] = x;
     }
-    if (k <= j) hi = j + 1;
-    else if (k >= i) lo = i;
-    else break;
+    if (k <= j) hi = j + 1; /* [lo, j] are all heavier than [j + 1, hi) */
+    else lo = j + 1;
   }
   qsort(v, k < n ? k : n, sizeof *v, heavier);
 }

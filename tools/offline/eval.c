@@ -5,6 +5,7 @@
 #include "tools/offline/chart.h"
 #include "tools/offline/ease.h"
 #include "tools/offline/rankmetrics.h"
+#include "tools/offline/served.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -12,8 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { M_POP, M_ITEMCF, M_ALS, M_TT, M_EASE, M_HYBRID, M_COUNT };
-static const char *const MODEL_NAMES[M_COUNT] = {"popularity", "item-cf", "als", "two-tower", "ease", "hybrid"};
+enum { M_POP, M_ITEMCF, M_ALS, M_TT, M_EASE, M_HYBRID, M_SERVED, M_COUNT };
+static const char *const MODEL_NAMES[M_COUNT] = {"popularity", "item-cf", "als", "two-tower", "ease", "hybrid",
+                                                 "served"};
 enum { NK = 3, KMAX = 100 };
 static const size_t KS[NK] = {10, 50, 100};
 enum { MET_RECALL, MET_NDCG, MET_MAP, MET_HIT, MET_RCAP, MET_COUNT };
@@ -40,6 +42,8 @@ typedef struct split {
   uint32_t **relevant;         /* [n_test] -> items */
   size_t *n_relevant;
   bool want[M_COUNT];          /* models trained and ranked in this run */
+  const build_opts *o;
+  const char *ranking_config;  /* the served row's settings, NULL: recd's defaults */
   uint32_t *lists;             /* [M_COUNT x n_test x KMAX] */
   size_t *n_list;              /* [M_COUNT x n_test] */
 } split;
@@ -198,7 +202,18 @@ static void model_scores(const split *s, size_t t, int m, size_t n, float *out, 
   exclude_train(s, u, out);
 }
 
-static int rank_all(const dataset *d, split *s) {
+/* The served row: recd's own answers, from a bundle of the training side,
+ * at the time of the last training event. */
+static int rank_served(const dataset *d, split *s, rec_error *err) {
+  int64_t now = 0;
+  for (size_t e = 0; e < d->n_events; e++)
+    if (s->train[e] && d->events[e].time > now) now = d->events[e].time;
+  size_t at = (size_t)M_SERVED * s->n_test;
+  return served_lists(d, s->train, now, s->o, s->ranking_config, s->users, s->n_test, KMAX, s->lists + at * KMAX,
+                      s->n_list + at, err);
+}
+
+static int rank_all(const dataset *d, split *s, rec_error *err) {
   size_t n = d->n_items;
   s->lists = malloc((size_t)M_COUNT * s->n_test * KMAX * sizeof *s->lists + 1);
   s->n_list = calloc((size_t)M_COUNT * s->n_test + 1, sizeof *s->n_list);
@@ -208,12 +223,17 @@ static int rank_all(const dataset *d, split *s) {
     return REC_ENOMEM;
   }
   for (int m = 0; m < M_COUNT; m++)
-    for (size_t t = 0; t < s->n_test && s->want[m]; t++) {
+    for (size_t t = 0; t < s->n_test && s->want[m] && m != M_SERVED; t++) {
       model_scores(s, t, m, n, sc, sc + n);
       size_t at = (size_t)m * s->n_test + t;
       s->n_list[at] = top_k(sc, n, KMAX, s->lists + at * KMAX);
     }
   free(sc);
+  if (s->want[M_SERVED]) {
+    if (!s->o->quiet) fprintf(stderr, "served: building a bundle of the %s split's training side, then recd's "
+                                      "own Recommend for %zu users\n", s->name, s->n_test);
+    return rank_served(d, s, err);
+  }
   return 0;
 }
 
@@ -400,7 +420,9 @@ static int run_split(const dataset *d, const build_opts *o, split *s, int bootst
   }
   int rc = train_split(d, o, s, err);
   if (rc) return rc;
-  if (rank_all(d, s) || summarise(d, s, bootstrap, sm)) return rec_fail(err, REC_ENOMEM, "eval: out of memory");
+  s->o = o;
+  if ((rc = rank_all(d, s, err))) return err && err->msg[0] ? rc : rec_fail(err, rc, "eval: out of memory");
+  if (summarise(d, s, bootstrap, sm)) return rec_fail(err, REC_ENOMEM, "eval: out of memory");
   return 0;
 }
 
@@ -458,7 +480,8 @@ int eval_run(const eval_opts *o, rec_error *err) {
   cJSON *j = cJSON_CreateObject(), *splits = cJSON_AddObjectToObject(j, "splits");
   cJSON_AddStringToObject(j, "interactions", o->b.interactions);
   for (size_t i = 0; !rc && i < n_splits; i++) {
-    split s = {.name = names[i], .want = {true, true, true, true, o->b.ease_lambda > 0, true}};
+    split s = {.name = names[i], .want = {true, true, true, true, o->b.ease_lambda > 0, true, o->served},
+               .ranking_config = o->ranking_config};
     rc = sms ? run_split(d, &o->b, &s, o->bootstrap, &sms[i], err) : REC_ENOMEM;
     if (!rc) {
       print_table(&s, &sms[i]);

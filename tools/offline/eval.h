@@ -27,6 +27,8 @@ typedef struct eval_opts {
   int bootstrap;           /* resamples, e.g. 1000 */
   const char *json_path;   /* NULL: no JSON file */
   const char *chart_path;  /* NULL: no chart */
+  bool served;             /* the "served" row (served.h) */
+  const char *ranking_config; /* its settings; NULL: recd's defaults */
 } eval_opts;
 
 /* Runs the evaluation, prints the tables on stdout, writes JSON and chart.

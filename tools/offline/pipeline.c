@@ -7,6 +7,7 @@
 #include "common/npy.h"
 #include "common/catalog.h"
 #include "retrieval/bundle_write.h"
+#include "tools/offline/ease.h"
 #include "tools/offline/eval.h"
 #include "tools/offline/progress.h"
 
@@ -25,6 +26,8 @@ typedef struct build_ctx {
   profiles prof;
   popularity pop;
   itemcf cf;
+  ease_table ease;           /* n_items 0: none */
+  ease_report ease_rep;
   float *cycle;
   uint32_t *cycle_n;
   trained t;
@@ -53,6 +56,16 @@ static int write_itemcf(const char *path, void *arg, rec_error *err) {
       fprintf(fp, "%s\t%s\t%.6g\n", c->d->items[i].id,
               c->d->items[c->cf.nbr[i * c->cf.per_item + k]].id,
               (double)c->cf.sim[i * c->cf.per_item + k]);
+  return closed(fp, path, err);
+}
+
+static int write_ease(const char *path, void *arg, rec_error *err) {
+  const build_ctx *c = arg;
+  OPEN_OR_FAIL(fp, path, err);
+  fputs("item_id\tneighbour_id\tweight\n", fp);
+  for (size_t i = 0; i < c->ease.n_items; i++)
+    for (size_t e = c->ease.off[i]; e < c->ease.off[i + 1]; e++)
+      fprintf(fp, "%s\t%s\t%.9g\n", c->d->items[i].id, c->d->items[c->ease.nbr[e]].id, (double)c->ease.w[e]);
   return closed(fp, path, err);
 }
 
@@ -178,6 +191,13 @@ static char *training_json(const build_ctx *c) {
   }
   cJSON_AddNumberToObject(t, "final_loss", c->t.loss);
   cJSON_AddNumberToObject(t, "itemcf_neighbours", (double)o->itemcf_neighbours);
+  if (c->ease.n_items) {
+    cJSON *e = cJSON_AddObjectToObject(t, "ease");
+    cJSON_AddNumberToObject(e, "lambda", o->ease_lambda);
+    cJSON_AddNumberToObject(e, "neighbours", (double)(o->ease_per_item ? o->ease_per_item : EASE_PER_ITEM));
+    cJSON_AddNumberToObject(e, "items_solved", (double)c->ease_rep.items_solved);
+    cJSON_AddNumberToObject(e, "items_seen", (double)c->ease_rep.items_seen);
+  }
   cJSON_AddNumberToObject(t, "half_life_days", o->half_life_days);
   cJSON_AddNumberToObject(t, "users", (double)c->d->n_users);
   cJSON_AddNumberToObject(t, "items", (double)c->d->n_items);
@@ -206,8 +226,19 @@ static int derive_features(build_ctx *c, rec_error *err) {
   progress_update(&pr, 2, "matrix, profiles, popularity");
   if (itemcf_build(&c->R, o->itemcf_neighbours, &c->cf) || repurchase_build(d, NULL, c->cycle, c->cycle_n))
     return rec_fail(err, REC_ENOMEM, "features: out of memory");
-  char note[96];
-  snprintf(note, sizeof note, "%zu user-item pairs, item-CF top %zu", c->R.nnz, o->itemcf_neighbours);
+  progress_update(&pr, 3, "item-CF, repurchase cycles");
+  if (o->ease_lambda > 0) {
+    ease_opts eo = {o->ease_lambda, o->ease_max_items, o->ease_per_item};
+    int rc = ease_build(&c->R, &eo, &c->ease, &c->ease_rep, err);
+    if (rc) return rc;
+  }
+  char note[200];
+  int w = snprintf(note, sizeof note, "%zu user-item pairs, item-CF top %zu", c->R.nnz, o->itemcf_neighbours);
+  if (o->ease_lambda > 0)
+    snprintf(note + w, sizeof note - (size_t)w, ", EASE over %zu of %zu items (%.1f s)%s", c->ease_rep.items_solved,
+             c->ease_rep.items_seen, c->ease_rep.seconds,
+             c->ease_rep.items_solved < c->ease_rep.items_seen ? ": the rarest have no EASE weights (--ease-max-items)"
+                                                               : "");
   progress_end(&pr, note);
   return 0;
 }
@@ -242,7 +273,8 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                            {"popularity.tsv", "popularity", write_popularity, c},
                            {"profiles.tsv", "profiles", write_profiles, c},
                            {"purchases.tsv", "purchases", write_purchases, c},
-                           {"repurchase.tsv", "repurchase", write_repurchase, c}};
+                           {"repurchase.tsv", "repurchase", write_repurchase, c},
+                           {"ease.tsv", "ease", write_ease, c}};
   bundle_spec s = {.version = o->version, .version_prefix = o->model, .dim = c->t.dim,
                    .item_count = n, .item_ids = ids, .item_categories = cats, .item_price = price,
                    .item_in_stock = stock, .item_popularity = c->pop.global, .item_margin = margin,
@@ -253,7 +285,7 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                    .index_type = o->index_type ? o->index_type : bundle_default_index(n, index, sizeof index),
                    .ef_search = o->ef_search, .ef_construction = o->ef_construction,
                    .extras = extras,
-                   .n_extras = sizeof extras / sizeof *extras, .manifest_json = json};
+                   .n_extras = sizeof extras / sizeof *extras - !c->ease.n_items, .manifest_json = json};
   bundle_item_tower it;
   if (c->t.has_item_tower) {
     const tt_item_tower *x = &c->t.item_tower;
@@ -287,6 +319,7 @@ static void build_ctx_destroy(build_ctx *c) {
   profiles_destroy(&c->prof);
   popularity_destroy(&c->pop);
   itemcf_destroy(&c->cf);
+  ease_table_destroy(&c->ease);
   free(c->cycle);
   free(c->cycle_n);
   trained_destroy(&c->t);
