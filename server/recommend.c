@@ -253,6 +253,9 @@ int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **o
   run->acc.known_user = !r->similar && r->user_id && bundle_find_user(b, r->user_id, r->user_len, &row);
   if (profile(b, r, &run->rules, &run->rq, a, &run->acc) || (!r->similar && history(b, r, &run->rules, &run->rq, a)))
     return REC_ENOMEM;
+  /* The user's own items come back from ANN too, and the rules drop them:
+   * ask for that many more, so that the depth asked for is left. */
+  if (!r->similar) run->rq.want_ann += run->rules.n_purchases < MAX_HISTORY ? run->rules.n_purchases : MAX_HISTORY;
   if (r->popularity_only) {
     run->rq.user_id = NULL;
     run->rq.want_ann = run->rq.want_cf = run->rq.want_ease = 0;

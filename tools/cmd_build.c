@@ -35,6 +35,10 @@ static const char USAGE[] =
     "  --ef-construction N    HNSW build breadth (default 128 up to 100000 items, then 200)\n"
     "  --version V            bundle version (default <model>-<content hash>)\n"
     "  --no-eval              skip the holdout measurement recorded in the manifest\n"
+    "  --no-tune              keep the hyper-parameters as given (default: EASE lambda, ALS\n"
+    "                         regularization and alpha, two-tower temperature and epochs are\n"
+    "                         chosen on a validation split of the training data, except those\n"
+    "                         set by a flag; the manifest records the grid and the choice)\n"
     "eval:\n"
     "  --split user|global|both   per-user last-20% holdout, a global time cut, or both (default both)\n"
     "  --bootstrap N          bootstrap resamples for the intervals (default 1000)\n"
@@ -88,6 +92,7 @@ static int int_flag(const char *a, const char *v, build_opts *o) {
   int rc;
 #define LONG(name, lo, hi, dst) \
   if (strcmp(a, name) == 0) return (rc = flag_long(a, v, lo, hi, &n)) ? rc : ((dst) = n, 0)
+  if (strcmp(a, "--epochs") == 0) o->fixed |= TUNE_EPOCHS;
   LONG("--dim", 2, 1024, o->tt.dim);
   LONG("--id-dim", 1, 1024, o->tt.id_dim);
   LONG("--hidden", 1, 4096, o->tt.hidden);
@@ -111,6 +116,8 @@ static int float_flag(const char *a, const char *v, build_opts *o) {
   int rc;
 #define FLT(name, dst) \
   if (strcmp(a, name) == 0) return (rc = get_float(a, v, &x)) ? rc : ((dst) = x, 0)
+  o->fixed |= !strcmp(a, "--temperature") ? TUNE_TEMPERATURE : !strcmp(a, "--regularization") ? TUNE_REGULARIZATION
+            : !strcmp(a, "--alpha") ? TUNE_ALPHA : !strcmp(a, "--ease-lambda") ? TUNE_EASE_LAMBDA : 0u;
   FLT("--lr", o->tt.lr);
   FLT("--temperature", o->tt.temperature);
   FLT("--regularization", o->als.regularization);
@@ -180,6 +187,7 @@ static int parse(int argc, char **argv, flagset *f, char **storage) {
       return 1;
     }
     if (!strcmp(a, "--no-eval")) { f->o->evaluate = false; continue; }
+    if (!strcmp(a, "--no-tune")) { f->o->tune = false; continue; }
     if (f->ev && !strcmp(a, "--no-served")) { f->ev->served = false; continue; }
     if (!strcmp(a, "--quiet")) { f->o->quiet = true; continue; }
     if (i + 1 >= argc) {

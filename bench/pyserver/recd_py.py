@@ -7,9 +7,10 @@ NumPy and FAISS (Debian python3-grpcio, python3-faiss, python3-numpy).
 The pipeline is recd's with its default settings (server/recommend.c,
 retrieval/retrieve.c, ranking/rank.c, ranking/config.c): the user tower,
 nearest items from the bundle's FAISS index at the bundle's efSearch (and
-nprobe), item-CF neighbours of the anchors and the user's recent items,
-popularity lists, the rank-normalised blend, the hard and soft rules, MMR and
-the category cap, widening rounds and page cursors. Every float step is done
+nprobe), item-CF neighbours of the anchors and the user's recent items, EASE
+weights summed over the user's purchases and the anchors, popularity lists,
+the rank-normalised blend, the hard and soft rules, MMR and the category cap,
+widening rounds and page cursors. Every float step is done
 in float32 in recd's order, so both servers return the same slates with the
 same scores (compare_slates.py checks it). What it does not do is in
 README.md.
@@ -52,8 +53,9 @@ F32 = np.float32
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
 
-ANN, ITEM_CF, POPULARITY = 0, 1, 2
-N_SOURCES = 3
+ANN, ITEM_CF, POPULARITY, EASE = 0, 1, 2, 3  # common/candidate.h; rec.v1.Source is this + 1
+N_SOURCES = 4
+SOURCE_NAMES = ("ann", "item_cf", "popularity", "ease")
 SEGMENTS = ("small", "low", "average", "high")
 ID_MAX = 128
 
@@ -66,12 +68,13 @@ MAX_CONTEXT_TEXT = 64
 MAX_PAGES = 50
 MAX_CATEGORIES = 64
 EXACT_SHARE = 4  # ANN asked for more than 1/4 of the catalog scans it exactly
+MAX_HISTORY = 1000  # EASE's seeds: at most this many of the user's purchases, the most recent
 
 
 class Config:
     """ranking/config.c's defaults, as the float32 values recd holds."""
-    cand_ann, cand_itemcf, cand_popularity = 200, 200, 100
-    weight = np.array([0.4, 0.4, 0.2], dtype=F32)
+    cand_ann, cand_itemcf, cand_popularity, cand_ease = 200, 200, 100, 200
+    weight = np.array([0.4, 0.4, 0.2, 0.4], dtype=F32)  # ann, itemcf, popularity, ease
     exclude_purchased = True
     repurchase_block = F32(0.5)
     repurchase_due = F32(1.0)
@@ -255,6 +258,25 @@ def read_table(path, header):
     return [line for line in rest.split("\n") if line]
 
 
+def read_columns(path, header, n_cols):
+    """The columns of a tab-separated file whose first line must be 'header'
+    and every data line hold 'n_cols' fields: one split for the whole file,
+    as ease.tsv runs to millions of lines."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    first, _, rest = text.partition("\n")
+    if first != header:
+        raise ValueError("%s:1: header must be '%s'" % (path, header))
+    rest = rest.rstrip("\n")
+    if "\n\n" in rest:
+        rest = "\n".join(line for line in rest.split("\n") if line)
+    n_rows = rest.count("\n") + 1 if rest else 0
+    fields = rest.replace("\n", "\t").split("\t") if rest else []
+    if len(fields) != n_rows * n_cols:
+        raise ValueError("%s: want %d tab-separated fields a line" % (path, n_cols))
+    return [fields[c::n_cols] for c in range(n_cols)], n_rows
+
+
 def csr(keys, n_keys, *columns):
     """Groups 'columns' by 'keys' (0 .. n_keys-1), file order kept within a
     key: offsets, then each column reordered."""
@@ -373,9 +395,32 @@ class Bundle:
             inv.release_ids(lst, lids)
         self.ivf = (centroids, off, vecs, ids, max(1, min(int(ivf.nprobe), nlist)))
 
+    def _load_pairs(self, m, key, header):
+        """An item -> item table (item_cf.tsv, ease.tsv), as retrieval/signals.c
+        load_pairs: (offsets, neighbours, float32 weights) by seed, file order
+        kept within a seed, and whether some seed lists a neighbour twice
+        (then its sums need np.add.at); None without the file."""
+        if key not in m:
+            return None
+        (seeds, nbrs, weights), n_rows = read_columns(os.path.join(self.path, m[key]), header, 3)
+        rows = self.item_row
+
+        def row_of(item_id):
+            r = rows.get(item_id)
+            if r is None:
+                raise ValueError("%s: unknown item '%s'" % (key, item_id))
+            return r
+        items = np.fromiter(map(row_of, seeds), dtype=np.int64, count=n_rows)
+        nbr = np.fromiter(map(row_of, nbrs), dtype=np.int64, count=n_rows)
+        # Parsed to double, then rounded to float32, as recd's (float)strtod.
+        w = np.fromiter(map(float, weights), dtype=np.float64, count=n_rows).astype(F32)
+        n = self.count
+        off, nbr, w = csr(items, n, nbr, w)
+        pair = np.repeat(np.arange(n), np.diff(off)) * n + nbr
+        return off, nbr, w, np.unique(pair).size != pair.size
+
     def _load_signals(self, m):
         n = self.count
-        self.cf_off = None
         self.cycle_days = np.zeros(n, dtype=F32)
         self.segment_pop = [None] * len(SEGMENTS)
         self.category_pop = None
@@ -395,16 +440,13 @@ class Bundle:
                 raise ValueError("%s: unknown item '%s'" % (path, item_id))
             return r
 
-        lines = table("item_cf", "item_id\tneighbour_id\tscore")
-        if lines is not None:
-            rec = [line.split("\t") for line in lines]
-            items = [row_of(r[0], "item_cf") for r in rec]
-            nbr = np.array([row_of(r[1], "item_cf") for r in rec], dtype=np.int64)
-            sim = np.array([float(r[2]) for r in rec], dtype=np.float64).astype(F32)
-            self.cf_off, self.cf_nbr, self.cf_sim = csr(items, n, nbr, sim)
-            # Whether some item lists a neighbour twice (then sums need np.add.at).
-            key = np.repeat(np.arange(n), np.diff(self.cf_off)) * n + self.cf_nbr
-            self.cf_dups = np.unique(key).size != key.size
+        self.cf_off = self.ease_off = None
+        pairs = self._load_pairs(m, "item_cf", "item_id\tneighbour_id\tscore")
+        if pairs is not None:
+            self.cf_off, self.cf_nbr, self.cf_sim, self.cf_dups = pairs
+        pairs = self._load_pairs(m, "ease", "item_id\tneighbour_id\tweight")
+        if pairs is not None:
+            self.ease_off, self.ease_nbr, self.ease_w, self.ease_dups = pairs
 
         lines = table("popularity", "list\titem_id\tscore")
         if lines is not None:
@@ -485,7 +527,7 @@ class Request:
     """One Recommend, in plain Python: what recd's rec_request and rank_req hold."""
     __slots__ = ("user_id", "k", "offset", "exclude", "include_cats", "exclude_cats", "has_price", "min_price",
                  "max_price", "anchors", "now", "mean_price", "segment", "purch_item", "purch_time", "recent",
-                 "known_user", "q")
+                 "history", "known_user", "q")
 
 
 def user_vector(b, row):
@@ -590,6 +632,61 @@ def itemcf(b, rq, want):
     return uniq, acc
 
 
+def history(b, rq):
+    """EASE's seeds (server/recommend.c history()): the user's purchases, by
+    item, or the most recent MAX_HISTORY of them (last time down, then item),
+    then the anchors not among them; empty when the bundle has no EASE table.
+    recd also counts purchases and session items recorded since the bundle,
+    which this server does not record."""
+    if b.ease_off is None:
+        return np.zeros(0, dtype=np.int64)
+    items = rq.purch_item
+    if items.size > MAX_HISTORY:
+        items = items[np.lexsort((items, -rq.purch_time))[:MAX_HISTORY]]
+    h = [int(i) for i in items]
+    seen = set(h)
+    for a in rq.anchors:  # in order, each once
+        if int(a) not in seen:
+            seen.add(int(a))
+            h.append(int(a))
+    return np.array(h, dtype=np.int64)
+
+
+def ease(b, rq, want):
+    """retrieval/retrieve.c from_ease: every history item's EASE weights,
+    summed per item in float32 in recd's order (history item by history
+    item, each seed's row in file order); the 'want' largest positive sums
+    (ties: the lower row), the history's own items left out."""
+    hist = rq.history
+    if b.ease_off is None or hist.size == 0 or want <= 0:
+        return None
+    off, nbr, w = b.ease_off, b.ease_nbr, b.ease_w
+    acc = np.zeros(b.count, dtype=F32)  # recd's first touch sets 0, then adds
+    for h in hist:
+        lo, hi = off[h], off[h + 1]
+        if hi == lo:
+            continue
+        if b.ease_dups:
+            np.add.at(acc, nbr[lo:hi], w[lo:hi])  # in order, in float32
+        else:
+            # A seed's row names each item once: one float32 add per item,
+            # and the seeds in history order, as recd's loop.
+            acc[nbr[lo:hi]] += w[lo:hi]
+    # recd sets the history's items to -inf before summing: no sum can lift
+    # them above 0, and no other item's sum depends on theirs.
+    acc[hist] = -np.inf
+    items = np.flatnonzero(acc > 0)
+    scores = acc[items]
+    if items.size > want:
+        # select_best: the 'want' best by (score down, item up), a strict
+        # order, so the set is the same whatever order recd's partial
+        # selection leaves it in (and the merge's order does not matter:
+        # see retrieve).
+        best = np.lexsort((items, -scores))[:want]
+        items, scores = items[best], scores[best]
+    return items, scores
+
+
 def take_new(items, scores, want, taken):
     """The first 'want' entries of a list whose item is not in 'taken' (a
     sorted array) nor earlier in the list."""
@@ -637,9 +734,13 @@ def popularity(b, rq, want):
     return np.concatenate(parts_i), np.concatenate(parts_s), want >= b.count
 
 
-def retrieve(b, rq, want_ann, want_cf, want_pop):
+def retrieve(b, rq, want_ann, want_cf, want_pop, want_ease):
     """Every source's candidates, one row per item: (items, source bits, raw
-    scores [n, 3]), and whether every catalog item is among them."""
+    scores [n, N_SOURCES]), and whether every catalog item is among them.
+    Rows are by item, where recd's follow the order the sources added them:
+    nothing downstream depends on that order (rank normalisation gives ties
+    one rank, the slate orders by score then item, MMR's ties go to the
+    better of those), so neither does anything here."""
     parts = []
     exhausted = False
     if rq.q is not None:
@@ -649,6 +750,9 @@ def retrieve(b, rq, want_ann, want_cf, want_pop):
     cf = itemcf(b, rq, want_cf)
     if cf is not None:
         parts.append((cf[0], cf[1], ITEM_CF))
+    e = ease(b, rq, want_ease)
+    if e is not None:
+        parts.append((e[0], e[1], EASE))
     i, s, all_items = popularity(b, rq, want_pop)
     parts.append((i, s, POPULARITY))
     exhausted |= all_items
@@ -735,9 +839,9 @@ def blend_weights(present):
 def score(b, rq, items, src, norm, present):
     """The blend, then the soft rules (repurchase due, price penalty, upsell)."""
     w = blend_weights(present)
-    blended = w[0] * norm[:, 0]
-    blended = blended + w[1] * norm[:, 1]
-    blended = blended + w[2] * norm[:, 2]
+    blended = w[0] * norm[:, 0]  # recd adds each source's term to 0, in source order
+    for s in range(1, N_SOURCES):
+        blended = blended + w[s] * norm[:, s]
     sc = blended.copy()
     if rq.purch_item.size and b.has_cycles:
         since, cycle, bought = purchase_days(b, rq, items)
@@ -921,13 +1025,16 @@ def recommend(b, rq):
     is settled or every item has been considered."""
     need = rq.offset + rq.k
     depth = max(rq.k + 1, CFG.cand_ann // 4)
-    want_ann = max(CFG.cand_ann, 4 * depth)
+    # The user's own items come back from ANN too and the rules drop them:
+    # recd asks for that many more (at most MAX_HISTORY), wider rounds x4.
+    want_ann = max(CFG.cand_ann, 4 * depth) + min(rq.purch_item.size, MAX_HISTORY)
     want_cf = CFG.cand_itemcf
     want_pop = max(CFG.cand_popularity, 2 * depth)
+    want_ease = CFG.cand_ease
     total = b.count
     slate, before, rnd = [], 0, 0
     while True:
-        cands = retrieve(b, rq, want_ann, want_cf, want_pop)
+        cands = retrieve(b, rq, want_ann, want_cf, want_pop, want_ease)
         n = cands[0].size
         final = cands[3] or (rnd > 0 and n == before)
         want = need + 1
@@ -940,6 +1047,7 @@ def recommend(b, rq):
         depth *= 4
         want_ann = total if want_ann > total // 4 else want_ann * 4
         want_cf *= 4
+        want_ease *= 4
         want_pop = total if want_pop > total // 4 else want_pop * 4
     return slate, present
 
@@ -998,7 +1106,9 @@ class Service:
         rq.user_id = q.user_id
         rq.k = q.k
         rq.offset = self.cursor(q.page_cursor, q.k)
-        rq.now = int(time.time())
+        # The time the rules hold at: the caller's (server/convert.c conv_rules), else now.
+        when_ms = q.context.time_unix_ms if q.HasField("context") else 0
+        rq.now = when_ms // 1000 if when_ms > 0 else int(time.time())
         rows = b.item_row
         ex = [rows[i] for i in q.exclude_item_ids if i in rows]
         rq.exclude = np.unique(np.array(ex, dtype=np.int64)) if ex else np.zeros(0, dtype=np.int64)
@@ -1027,6 +1137,7 @@ class Service:
             if b.purch_off is not None:
                 rq.purch_item = b.purch_item[b.purch_off[p]:b.purch_off[p + 1]]
                 rq.purch_time = b.purch_time[b.purch_off[p]:b.purch_off[p + 1]]
+        rq.history = history(b, rq)
         row = b.user_row.get(q.user_id)
         rq.known_user = row is not None
         rq.q = user_vector(b, row) if row is not None else None
@@ -1078,8 +1189,11 @@ class Service:
                     it.sources.add(source=s + 1, raw=float(x.raw[s]), normalized=float(x.norm[s]))
         if not rq.known_user:
             r.degraded_reasons.append("unknown_user")
-        for s, name in enumerate(("ann", "item_cf", "popularity")):
-            if not present & (1 << s) and CFG.weight[s] > 0:
+        for s, name in enumerate(SOURCE_NAMES):
+            # EASE is missing only where it could have answered: the bundle
+            # has its table and the user a history.
+            could = s != EASE or (b.ease_off is not None and rq.history.size > 0)
+            if not present & (1 << s) and CFG.weight[s] > 0 and could:
                 r.degraded_reasons.append("source_missing:" + name)
         if len(slate) < need:
             r.degraded_reasons.append("short_catalog")

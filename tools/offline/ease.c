@@ -2,6 +2,7 @@
 #include "tools/offline/ease.h"
 #include "common/clock.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -102,8 +103,14 @@ int ease_build(const ui_matrix *R, const ease_opts *o, ease_table *out, ease_rep
    * column-major transpose; dpotri fills one triangle, mirrored after. */
   int n = (int)m, info = 0;
   if (!rc && m) {
+    /* The one large dense solve of the build: OpenBLAS's own threads (the
+     * trainers keep it on one). Each output element is still summed by one
+     * thread in a fixed blocking, so the bytes do not depend on the count. */
+    int threads = openblas_get_num_threads();
+    openblas_set_num_threads(omp_get_max_threads());
     dpotrf_("U", &n, G, &n, &info);
     if (!info) dpotri_("U", &n, G, &n, &info);
+    openblas_set_num_threads(threads);
     if (info) rc = rec_fail(err, REC_EINVAL, "EASE: LAPACK %s failed (info %d) on the %zu x %zu Gram matrix",
                             info < 0 ? "argument" : "factorisation", info, m, m);
   }

@@ -28,6 +28,8 @@ static const char *const GROUP_NAMES[G_COUNT] = {"all", "new", "returning"};
 typedef struct split {
   const char *name;
   bool *train;                 /* [n_events] */
+  const bool *scope;           /* [n_events]: the events in play (a tuning split's, inside a training side);
+                                * NULL: all */
   ui_matrix R;
   profiles prof;
   popularity pop;              /* all-time, for the popularity model */
@@ -43,6 +45,8 @@ typedef struct split {
   size_t *n_relevant;
   bool want[M_COUNT];          /* models trained and ranked in this run */
   const build_opts *o;
+  build_opts tuned;            /* the options the models of this split train with */
+  char *tuning;                /* eval_tune's report (JSON), or NULL */
   const char *ranking_config;  /* the served row's settings, NULL: recd's defaults */
   uint32_t *lists;             /* [M_COUNT x n_test x KMAX] */
   size_t *n_list;              /* [M_COUNT x n_test] */
@@ -69,18 +73,24 @@ static int mask_global(const dataset *d, bool *train) {
 /* Each user's last 20% by time (rounded up); without times, a random 20%
  * of its interactions (fixed seed). Users with fewer than MIN_TEST_EVENTS
  * interactions stay in training whole. */
-static void mask_user(const dataset *d, bool *train) {
+static void mask_user(const dataset *d, const bool *scope, bool *train) {
   uint64_t rng = 0x9E3779B97F4A7C15ULL;
   for (size_t u = 0; u < d->n_users; u++) {
-    size_t a = d->user_start[u], n = d->user_start[u + 1] - a;
-    size_t test = n < MIN_TEST_EVENTS ? 0 : (size_t)ceil(0.2 * (double)n);
-    for (size_t k = 0; k < n; k++) train[a + k] = k < n - test;
+    size_t a = d->user_start[u], n = 0;
+    for (size_t e = a; e < d->user_start[u + 1]; e++) n += !scope || scope[e];
+    size_t test = n < MIN_TEST_EVENTS ? 0 : (size_t)ceil(0.2 * (double)n), k = 0;
+    for (size_t e = a; e < d->user_start[u + 1]; e++) {
+      train[e] = (!scope || scope[e]) && k < n - test;
+      k += !scope || scope[e];
+    }
     if (d->has_time || !test) continue;
-    for (size_t k = n - 1; k > 0; k--) { /* Fisher-Yates over the user's flags */
+    size_t len = d->user_start[u + 1] - a;
+    for (size_t i = len - 1; i > 0; i--) { /* Fisher-Yates over the user's flags (in scope) */
       rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-      size_t j = (size_t)(rng % (k + 1));
-      bool x = train[a + k];
-      train[a + k] = train[a + j];
+      size_t j = (size_t)(rng % (i + 1));
+      if (scope && (!scope[a + i] || !scope[a + j])) continue;
+      bool x = train[a + i];
+      train[a + i] = train[a + j];
       train[a + j] = x;
     }
   }
@@ -110,7 +120,7 @@ static int test_sets(const dataset *d, split *s) {
     if (!rel) return REC_ENOMEM;
     for (size_t e = a; e < b; e++) {
       uint32_t it = d->events[e].item;
-      if (s->train[e] || in_row(&s->R, u, it)) continue;
+      if (s->train[e] || (s->scope && !s->scope[e]) || in_row(&s->R, u, it)) continue;
       bool dup = false;
       for (size_t k = 0; k < m && !dup; k++) dup = rel[k] == it;
       if (!dup) rel[m++] = it;
@@ -374,6 +384,7 @@ static void split_destroy(split *s) {
   free(s->n_relevant);
   free(s->lists);
   free(s->n_list);
+  free(s->tuning);
 }
 
 static int train_split(const dataset *d, const build_opts *o, split *s, rec_error *err) {
@@ -409,6 +420,159 @@ static int train_split(const dataset *d, const build_opts *o, split *s, rec_erro
   return rc;
 }
 
+/* ---- tuning ---- */
+
+/* Mean NDCG@50 of model m over the split's test users. */
+static double mean_ndcg(const split *s, int m, size_t n, float *sc, uint32_t *list) {
+  double sum = 0;
+  for (size_t t = 0; t < s->n_test; t++) {
+    model_scores(s, t, m, n, sc, sc + n);
+    size_t len = top_k(sc, n, 50, list);
+    sum += rankmetrics_score(list, len, s->relevant[t], s->n_relevant[t], 50).ndcg;
+  }
+  return s->n_test ? sum / (double)s->n_test : 0;
+}
+
+typedef struct tuner {
+  const dataset *d;
+  split *s;
+  float *sc;
+  uint32_t *list;
+  cJSON *trials;
+  bool quiet;
+} tuner;
+
+static void trial(tuner *t, const char *model, const char *params, double ndcg) {
+  cJSON *x = cJSON_CreateObject();
+  cJSON_AddStringToObject(x, "model", model);
+  cJSON_AddStringToObject(x, "params", params);
+  cJSON_AddNumberToObject(x, "ndcg@50", round(ndcg * 1e5) / 1e5);
+  cJSON_AddItemToArray(t->trials, x);
+  if (!t->quiet) fprintf(stderr, "tune: %-9s %-32s NDCG@50 %.4f\n", model, params, ndcg);
+}
+
+static int tune_ease(tuner *t, build_opts *o, rec_error *err) {
+  static const double GRID[] = {100, 300, 1000, 3000};
+  double best = -1, pick = o->ease_lambda;
+  for (size_t g = 0; g < sizeof GRID / sizeof *GRID; g++) {
+    ease_opts eo = {GRID[g], o->ease_max_items, o->ease_per_item};
+    ease_report rep;
+    int rc = ease_build(&t->s->R, &eo, &t->s->ease, &rep, err);
+    if (rc) return rc;
+    double v = mean_ndcg(t->s, M_EASE, t->d->n_items, t->sc, t->list);
+    ease_table_destroy(&t->s->ease);
+    char p[64];
+    snprintf(p, sizeof p, "lambda=%g", GRID[g]);
+    trial(t, "ease", p, v);
+    if (v > best) best = v, pick = GRID[g];
+  }
+  o->ease_lambda = pick;
+  return 0;
+}
+
+static int tune_als(tuner *t, build_opts *o, rec_error *err) {
+  static const float REG[] = {0.01f, 0.1f, 1.0f}, ALPHA[] = {1, 10, 40};
+  double best = -1;
+  build_opts mo = *o, pick = *o;
+  mo.model = "als";
+  mo.quiet = true;
+  for (size_t r = 0; r < 3; r++)
+    for (size_t a = 0; a < 3; a++) {
+      if (((o->fixed & TUNE_REGULARIZATION) && r) || ((o->fixed & TUNE_ALPHA) && a)) continue;
+      if (!(o->fixed & TUNE_REGULARIZATION)) mo.als.regularization = REG[r];
+      if (!(o->fixed & TUNE_ALPHA)) mo.als.alpha = ALPHA[a];
+      int rc = train_model(t->d, &t->s->R, &t->s->prof, &mo, &t->s->als, err);
+      if (rc) return rc;
+      double v = mean_ndcg(t->s, M_ALS, t->d->n_items, t->sc, t->list);
+      trained_destroy(&t->s->als);
+      char p[64];
+      snprintf(p, sizeof p, "regularization=%g alpha=%g", mo.als.regularization, mo.als.alpha);
+      trial(t, "als", p, v);
+      if (v > best) best = v, pick = mo;
+    }
+  o->als.regularization = pick.als.regularization;
+  o->als.alpha = pick.als.alpha;
+  return 0;
+}
+
+static int tune_twotower(tuner *t, build_opts *o, rec_error *err) {
+  static const float TEMP[] = {0.05f, 0.1f, 0.2f};
+  double best = -1;
+  build_opts mo = *o, pick = *o;
+  mo.model = "twotower";
+  mo.quiet = true;
+  /* The temperature at the default epochs, then twice the epochs at the best. */
+  for (size_t k = 0; k < 4; k++) {
+    if (k < 3 && (o->fixed & TUNE_TEMPERATURE) && k) continue;
+    if (k == 3 && (o->fixed & TUNE_EPOCHS)) continue;
+    mo = pick;
+    mo.model = "twotower";
+    mo.quiet = true;
+    if (k < 3 && !(o->fixed & TUNE_TEMPERATURE)) mo.tt.temperature = TEMP[k];
+    if (k == 3) mo.tt.epochs = 2 * o->tt.epochs;
+    int rc = train_model(t->d, &t->s->R, &t->s->prof, &mo, &t->s->tt, err);
+    if (rc) return rc;
+    double v = mean_ndcg(t->s, M_TT, t->d->n_items, t->sc, t->list);
+    trained_destroy(&t->s->tt);
+    char p[64];
+    snprintf(p, sizeof p, "temperature=%g epochs=%d", mo.tt.temperature, mo.tt.epochs);
+    trial(t, "two-tower", p, v);
+    if (v > best) best = v, pick = mo;
+  }
+  o->tt.temperature = pick.tt.temperature;
+  o->tt.epochs = pick.tt.epochs;
+  return 0;
+}
+
+int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_model, char **json, rec_error *err) {
+  split s = {.name = "validation", .scope = scope};
+  tuner t = {.d = d, .s = &s, .quiet = o->quiet};
+  cJSON *j = cJSON_CreateObject();
+  int rc = 0;
+  s.train = malloc((d->n_events + 1) * sizeof *s.train);
+  t.sc = malloc(3 * d->n_items * sizeof *t.sc + 1);
+  t.list = malloc(64 * sizeof *t.list);
+  if (!s.train || !t.sc || !t.list || !j) rc = rec_fail(err, REC_ENOMEM, "tune: out of memory");
+  if (!rc) {
+    mask_user(d, scope, s.train);
+    rc = train_split(d, o, &s, err); /* features only: no model is wanted yet */
+  }
+  bool ease = o->ease_lambda > 0 && !(o->fixed & TUNE_EASE_LAMBDA);
+  bool als = every_model || strcmp(o->model, "als") == 0, tt = every_model || strcmp(o->model, "twotower") == 0;
+  if (!rc) {
+    cJSON_AddStringToObject(j, "protocol", "validation: the last 20% by time of each user's training interactions "
+                                           "(users with 5 or more), NDCG@50; the rest fits");
+    cJSON_AddNumberToObject(j, "validation_users", (double)s.n_test);
+    t.trials = cJSON_AddArrayToObject(j, "trials");
+  }
+  if (!rc && ease) rc = tune_ease(&t, o, err);
+  if (!rc && als && (o->fixed & (TUNE_REGULARIZATION | TUNE_ALPHA)) != (TUNE_REGULARIZATION | TUNE_ALPHA))
+    rc = tune_als(&t, o, err);
+  if (!rc && tt && (o->fixed & (TUNE_TEMPERATURE | TUNE_EPOCHS)) != (TUNE_TEMPERATURE | TUNE_EPOCHS))
+    rc = tune_twotower(&t, o, err);
+  if (!rc) {
+    cJSON *c = cJSON_AddObjectToObject(j, "chosen");
+    if (o->ease_lambda > 0) cJSON_AddNumberToObject(c, "ease_lambda", o->ease_lambda);
+    if (als) {
+      cJSON_AddNumberToObject(c, "als_regularization", round(o->als.regularization * 1e6) / 1e6);
+      cJSON_AddNumberToObject(c, "als_alpha", o->als.alpha);
+    }
+    if (tt) {
+      cJSON_AddNumberToObject(c, "twotower_temperature", round(o->tt.temperature * 1e6) / 1e6);
+      cJSON_AddNumberToObject(c, "twotower_epochs", o->tt.epochs);
+    }
+    *json = cJSON_PrintUnformatted(j);
+    if (!*json) rc = rec_fail(err, REC_ENOMEM, "tune: out of memory");
+  }
+  cJSON_Delete(j);
+  free(t.sc);
+  free(t.list);
+  split_destroy(&s);
+  return rc;
+}
+
+void eval_holdout_mask(const dataset *d, bool *train) { mask_user(d, NULL, train); }
+
 static int run_split(const dataset *d, const build_opts *o, split *s, int bootstrap, summary *sm,
                      rec_error *err) {
   s->train = malloc((d->n_events + 1) * sizeof *s->train);
@@ -416,11 +580,15 @@ static int run_split(const dataset *d, const build_opts *o, split *s, int bootst
   if (strcmp(s->name, "global") == 0) {
     if (mask_global(d, s->train)) return rec_fail(err, REC_ENOMEM, "eval: out of memory");
   } else {
-    mask_user(d, s->train);
+    mask_user(d, NULL, s->train);
   }
-  int rc = train_split(d, o, s, err);
+  /* Hyper-parameters chosen inside the training side, never on the test. */
+  s->tuned = *o;
+  s->o = &s->tuned;
+  int rc = o->tune ? eval_tune(d, s->train, &s->tuned, true, &s->tuning, err) : 0;
+  if (rc == REC_ENOTFOUND) rc = 0; /* too few users to validate on: the options as given */
+  if (!rc) rc = train_split(d, &s->tuned, s, err);
   if (rc) return rc;
-  s->o = o;
   if ((rc = rank_all(d, s, err))) return err && err->msg[0] ? rc : rec_fail(err, rc, "eval: out of memory");
   if (summarise(d, s, bootstrap, sm)) return rec_fail(err, REC_ENOMEM, "eval: out of memory");
   return 0;
@@ -485,7 +653,12 @@ int eval_run(const eval_opts *o, rec_error *err) {
     rc = sms ? run_split(d, &o->b, &s, o->bootstrap, &sms[i], err) : REC_ENOMEM;
     if (!rc) {
       print_table(&s, &sms[i]);
-      cJSON_AddItemToObject(splits, names[i], split_json(&sms[i]));
+      cJSON *sj = split_json(&sms[i]);
+      if (s.tuning) {
+        printf("tuned on the training side's own validation split: %s\n", s.tuning);
+        cJSON_AddItemToObject(sj, "tuning", cJSON_Parse(s.tuning));
+      }
+      cJSON_AddItemToObject(splits, names[i], sj);
     }
     split_destroy(&s);
   }

@@ -41,4 +41,16 @@ int eval_run(const eval_opts *o, rec_error *err);
  * a negative code (REC_ENOTFOUND: no user has enough interactions to hold
  * any out). */
 int eval_holdout_summary(const dataset *d, const build_opts *o, char **json, rec_error *err);
+
+/* Chooses the hyper-parameters of o (EASE lambda; ALS regularization and
+ * alpha; two-tower temperature and epochs; those of the models trained:
+ * o->model's, or with 'every_model' all; never one in o->fixed) by NDCG@50
+ * on a validation split inside 'scope' (the events tuning may see, NULL:
+ * all): each user's last 20% of them (users with 5 or more), the rest to
+ * fit. Small fixed grids, the same whatever the machine. Writes the
+ * choices into o and a JSON report (trials and choices) into *json, freed by
+ * the caller; REC_ENOTFOUND when no user has enough events to validate on. */
+int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_model, char **json, rec_error *err);
+/* The per-user holdout's training side (eval_holdout_summary's split). */
+void eval_holdout_mask(const dataset *d, bool *train);
 #endif

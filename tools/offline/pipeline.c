@@ -32,6 +32,7 @@ typedef struct build_ctx {
   uint32_t *cycle_n;
   trained t;
   char *metrics;             /* {"metrics": ...} from the holdout, or NULL */
+  char *tuning;              /* eval_tune's report, or NULL */
   const char *const *user_ids; /* the bundle's users (rows of t.user_feat) */
   size_t n_users;
   char *user_text;           /* import: the users file, which user_ids point into */
@@ -190,6 +191,7 @@ static char *training_json(const build_ctx *c) {
     cJSON_AddNumberToObject(t, "seed", (double)o->als.seed);
   }
   cJSON_AddNumberToObject(t, "final_loss", c->t.loss);
+  if (c->tuning) cJSON_AddItemToObject(t, "tuning", cJSON_Parse(c->tuning));
   cJSON_AddNumberToObject(t, "itemcf_neighbours", (double)o->itemcf_neighbours);
   if (c->ease.n_items) {
     cJSON *e = cJSON_AddObjectToObject(t, "ease");
@@ -324,6 +326,7 @@ static void build_ctx_destroy(build_ctx *c) {
   free(c->cycle_n);
   trained_destroy(&c->t);
   free(c->metrics);
+  free(c->tuning);
   if (c->user_text) free((void *)c->user_ids);
   free(c->user_text);
 }
@@ -375,9 +378,24 @@ int pipeline_build(const build_opts *o, rec_error *err) {
            "%zu zero-price kept; %zu users, %zu items", r->rows, r->kept, r->returns,
            r->duplicates, r->zero_price, c.d->n_users, c.d->n_items);
   progress_end(&pr, note);
-  rc = derive_features(&c, err);
+  /* The hyper-parameters, chosen inside the holdout's training side, so
+   * that the holdout measured next has not been seen by the choice. */
+  build_opts tuned = *o;
+  tuned.tune = false;
+  if (o->tune) {
+    progress_start(&pr, "tune", 1, o->quiet);
+    bool *mask = malloc((c.d->n_events + 1) * sizeof *mask);
+    if (!mask) rc = rec_fail(err, REC_ENOMEM, "out of memory");
+    else eval_holdout_mask(c.d, mask);
+    if (!rc) rc = eval_tune(c.d, mask, &tuned, false, &c.tuning, err);
+    free(mask);
+    if (rc == REC_ENOTFOUND) rc = 0; /* too few users to validate on: the options as given */
+    progress_end(&pr, c.tuning ? "chosen on the validation split" : "skipped: too few users to validate on");
+  }
+  c.o = &tuned;
+  if (!rc) rc = derive_features(&c, err);
   if (!rc && o->evaluate) rc = holdout(&c, err);
-  if (!rc) rc = train_model(c.d, &c.R, &c.prof, o, &c.t, err);
+  if (!rc) rc = train_model(c.d, &c.R, &c.prof, &tuned, &c.t, err);
   c.user_ids = (const char *const *)c.d->user_ids;
   c.n_users = c.d->n_users;
   if (!rc) rc = write_bundle(&c, err);

@@ -102,6 +102,7 @@ int served_lists(const dataset *d, const bool *train, int64_t now, const build_o
   bo.interactions = csv;
   bo.out = bundle_dir;
   bo.evaluate = false;
+  bo.tune = false; /* the split's own choices, made inside its training side */
   bo.quiet = true;
   bo.version = "served-eval";
   if (!rc) rc = pipeline_build(&bo, err);

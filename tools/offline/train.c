@@ -26,6 +26,7 @@ void build_opts_default(build_opts *o) {
   o->half_life_days = 90;
   o->recent_max = 50;
   o->evaluate = true;
+  o->tune = true;
 }
 
 void train_threads(int n) {

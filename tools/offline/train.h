@@ -37,8 +37,12 @@ typedef struct build_opts {
   const char *version;       /* NULL: "<model>-<content hash>" */
   int threads;               /* OpenMP/OpenBLAS threads; 0: all cores */
   bool evaluate;             /* measure on a per-user holdout first (manifest "metrics") */
+  bool tune;                 /* pick the hyper-parameters on a validation split first (eval.h) */
+  unsigned fixed;            /* TUNE_* bits: hyper-parameters the user set, which tuning keeps */
   bool quiet;
 } build_opts;
+
+enum { TUNE_EASE_LAMBDA = 1, TUNE_TEMPERATURE = 2, TUNE_EPOCHS = 4, TUNE_REGULARIZATION = 8, TUNE_ALPHA = 16 };
 
 void build_opts_default(build_opts *o);
 

@@ -81,6 +81,7 @@ static void small_opts(build_opts *o, const char *out) {
   o->recent_max = 20;
   o->threads = 1;
   o->evaluate = false;
+  o->tune = false;
   o->quiet = true;
 }
 
@@ -327,6 +328,40 @@ static void existing_output_is_refused(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "--catalog"));
 }
 
+/* Tuning picks from its grids on a validation split, records every trial
+ * and the choice, and never touches what the user fixed. */
+static void tuning_chooses_and_records(void) {
+  const char *out = test_path("pl_tuned");
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  build_opts o;
+  small_opts(&o, out);
+  o.tune = true;
+  o.tt.temperature = 0.3f;
+  o.fixed = TUNE_TEMPERATURE;
+  rec_error e = {0};
+  int rc = pipeline_build(&o, &e);
+  if (rc) fprintf(stderr, "\n  %s\n", e.msg);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  cJSON *m = read_manifest(out);
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "training"), "tuning");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  const cJSON *trials = cJSON_GetObjectItemCaseSensitive(t, "trials"), *c = cJSON_GetObjectItemCaseSensitive(t, "chosen");
+  CU_ASSERT(cJSON_GetArraySize(trials) >= 5); /* four EASE lambdas, the two-tower's epochs */
+  double lambda = num_of(c, "ease_lambda");
+  CU_ASSERT(lambda == 100 || lambda == 300 || lambda == 1000 || lambda == 3000);
+  CU_ASSERT_DOUBLE_EQUAL(num_of(c, "twotower_temperature"), 0.3, 1e-6); /* fixed by the user */
+  CU_ASSERT(num_of(c, "twotower_epochs") == 3 || num_of(c, "twotower_epochs") == 6);
+  /* The bundle was trained with the choice. */
+  const cJSON *tr = cJSON_GetObjectItemCaseSensitive(m, "training");
+  CU_ASSERT_DOUBLE_EQUAL(num_of(tr, "epochs"), num_of(c, "twotower_epochs"), 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL(num_of(cJSON_GetObjectItemCaseSensitive(tr, "ease"), "lambda"), lambda, 1e-9);
+  for (const cJSON *x = trials ? trials->child : NULL; x; x = x->next)
+    CU_ASSERT(strcmp(str_of(x, "model"), "als") != 0); /* only the model built, and EASE */
+  cJSON_Delete(m);
+}
+
 static void holdout_summary_reports_recall(void) {
   build_opts o;
   small_opts(&o, NULL);
@@ -367,6 +402,7 @@ void suite_pipeline(void) {
       {"bad_csv_leaves_nothing", bad_csv_leaves_nothing},
       {"existing_output_is_refused", existing_output_is_refused},
       {"holdout_summary_reports_recall", holdout_summary_reports_recall},
+      {"tuning_chooses_and_records", tuning_chooses_and_records},
       {NULL, NULL}};
   test_add_suite("pipeline", cases);
 }
