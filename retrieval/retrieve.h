@@ -22,6 +22,9 @@
 #include "common/candidate.h"
 #include "retrieval/bundle.h"
 
+/* Most items of a request's EASE history (and of RetrieveRequest.history_item_ids). */
+#define RETRIEVE_MAX_HISTORY 1000
+
 typedef struct retrieve_req {
   const char *user_id;          /* may be NULL (SimilarItems) */
   size_t user_len;

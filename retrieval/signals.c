@@ -184,7 +184,7 @@ static int load_pairs(table *t, const catalog *c, bool partition, sig_pairs *p, 
     double sim = 0;
     if (bad) rc = bad_row(t, err, "want 3 tab-separated fields, got", f[0]);
     else if (!(rc = seed_of(t, c, partition, p, f[0], &r.item, err)) && !(rc = item_of(t, c, f[1], &r.nbr, err))) {
-      if (!num(f[2], &sim)) rc = bad_row(t, err, "score is not a number:", f[2]);
+      if (!num(f[2], &sim) || !isfinite((float)sim)) rc = bad_row(t, err, "score is not a float32 number:", f[2]);
       r.sim = (float)sim;
       cf_rec *slot = rc ? NULL : vec_push(&v);
       if (!rc && !slot) rc = REC_ENOMEM;

@@ -337,7 +337,7 @@ Rec__V1__RetrieveRequest *conv_retrieve_request(arena *a, const bundle *b, const
   for (size_t i = 0; i < rq->n_seeds; i++) recent[q->n_recent_item_ids++] = (char *)b->catalog->ids[rq->seeds[i]];
   for (size_t i = 0; i < rq->n_recent; i++) recent[q->n_recent_item_ids++] = (char *)b->catalog->ids[rq->recent[i]];
   q->recent_item_ids = recent;
-  for (size_t i = 0; i < rq->n_history && q->n_history_item_ids < 1000; i++) /* the shards' limit */
+  for (size_t i = 0; i < rq->n_history && i < RETRIEVE_MAX_HISTORY; i++) /* history() keeps to it */
     history[q->n_history_item_ids++] = (char *)b->catalog->ids[rq->history[i]];
   q->history_item_ids = history;
   for (size_t i = 0; i < rq->n_categories; i++) cats[i] = (char *)b->catalog->categories[rq->categories[i]];

@@ -114,36 +114,42 @@ static int profile(const bundle *b, const rec_request *r, rank_req *rules, retri
                                          r->n_recorded, a, rules) : 0;
 }
 
+#define ANN_OWN_MAX 1000
+
 static int by_recency(const void *a, const void *b) {
   const rec_purchase *x = a, *y = b;
   if (x->last_time != y->last_time) return x->last_time > y->last_time ? -1 : 1;
   return x->item < y->item ? -1 : x->item > y->item;
 }
 
-/* EASE's seeds: the items the user met (the bundle's and those recorded
- * since; the most recent MAX_HISTORY of them), then the request's anchors
- * and session items not among them. */
-#define MAX_HISTORY 1000
+/* EASE's seeds, at most RETRIEVE_MAX_HISTORY, each once: the request's
+ * anchors and session items first (they say most about this moment), then
+ * the items the user met (the bundle's purchases and those recorded since),
+ * by item, or the most recent of them when they do not all fit. */
 static int history(const bundle *b, const rec_request *r, const rank_req *rules, retrieve_req *rq, arena *a) {
   if (!b->sig.ease.off) return 0;
-  size_t n = rules->n_purchases;
+  size_t n = rules->n_purchases, cap = RETRIEVE_MAX_HISTORY;
   const rec_purchase *p = rules->purchases;
-  uint32_t *h = arena_alloc(a, ((n < MAX_HISTORY ? n : MAX_HISTORY) + r->n_seeds + 1) * sizeof *h);
+  uint32_t *h = arena_alloc(a, (cap + 1) * sizeof *h);
   if (!h) return REC_ENOMEM;
-  if (n > MAX_HISTORY) {
+  size_t m = 0;
+  for (size_t i = 0; i < r->n_seeds && m < cap; i++) {
+    bool seen = false;
+    for (size_t j = 0; j < m && !seen; j++) seen = h[j] == r->seeds[i];
+    if (!seen) h[m++] = r->seeds[i];
+  }
+  size_t seeds = m;
+  if (n > cap - seeds) {
     rec_purchase *recent = arena_alloc(a, n * sizeof *recent);
     if (!recent) return REC_ENOMEM;
     memcpy(recent, p, n * sizeof *recent);
     qsort(recent, n, sizeof *recent, by_recency);
     p = recent;
-    n = MAX_HISTORY;
   }
-  for (size_t i = 0; i < n; i++) h[i] = p[i].item;
-  size_t m = n;
-  for (size_t i = 0; i < r->n_seeds; i++) {
+  for (size_t i = 0; i < n && m < cap; i++) {
     bool seen = false;
-    for (size_t j = 0; j < m && !seen; j++) seen = h[j] == r->seeds[i];
-    if (!seen) h[m++] = r->seeds[i];
+    for (size_t j = 0; j < seeds && !seen; j++) seen = h[j] == p[i].item;
+    if (!seen) h[m++] = p[i].item;
   }
   rq->history = h;
   rq->n_history = m;
@@ -254,8 +260,9 @@ int recommend_begin(const bundle *b, const rec_request *r, arena *a, rec_run **o
   if (profile(b, r, &run->rules, &run->rq, a, &run->acc) || (!r->similar && history(b, r, &run->rules, &run->rq, a)))
     return REC_ENOMEM;
   /* The user's own items come back from ANN too, and the rules drop them:
-   * ask for that many more, so that the depth asked for is left. */
-  if (!r->similar) run->rq.want_ann += run->rules.n_purchases < MAX_HISTORY ? run->rules.n_purchases : MAX_HISTORY;
+   * ask for that many more (up to ANN_OWN_MAX), so that the depth asked for
+   * is left. */
+  if (!r->similar) run->rq.want_ann += run->rules.n_purchases < ANN_OWN_MAX ? run->rules.n_purchases : ANN_OWN_MAX;
   if (r->popularity_only) {
     run->rq.user_id = NULL;
     run->rq.want_ann = run->rq.want_cf = run->rq.want_ease = 0;

@@ -8,14 +8,13 @@
 
 #define MAX_CANDIDATES 10000
 #define MAX_RECENT 1000
-#define MAX_HISTORY 1000
 
 static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
   const Rec__V1__RetrieveRequest *q = (const Rec__V1__RetrieveRequest *)in;
   conv_shape s = {.user_id = q->user_id, .k_field = "num_candidates", .k = q->num_candidates,
                   .max_k = MAX_CANDIDATES,
                   .lists = {{"recent_item_ids", q->recent_item_ids, q->n_recent_item_ids, MAX_RECENT},
-                            {"history_item_ids", q->history_item_ids, q->n_history_item_ids, MAX_HISTORY}}};
+                            {"history_item_ids", q->history_item_ids, q->n_history_item_ids, RETRIEVE_MAX_HISTORY}}};
   const bundle *b;
   int rc;
   if ((rc = conv_check(ctx, &s)) || (rc = svc_acquire(ctx, &b, NULL))) return rc;

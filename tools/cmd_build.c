@@ -21,7 +21,7 @@ static const char USAGE[] =
     "  --model twotower|als   (default twotower)\n"
     "  --dim N --id-dim N --hidden N --epochs N --batch N --lr X --temperature X --seed N\n"
     "  --factors N --iterations N --regularization X --alpha X      (ALS)\n"
-    "  --ease-lambda X        EASE's L2 weight (default 400; 0 = no EASE)\n"
+    "  --ease-lambda X        EASE's L2 weight (default: tuned, else 400; 0 = no EASE)\n"
     "  --ease-max-items N     items EASE's dense solve covers, the most frequent (default 16000,\n"
     "                         8 N^2 bytes of memory)\n"
     "  --ease-neighbours N    EASE weights kept per item, largest |weight| first (default 500)\n"

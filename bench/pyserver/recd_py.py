@@ -68,7 +68,8 @@ MAX_CONTEXT_TEXT = 64
 MAX_PAGES = 50
 MAX_CATEGORIES = 64
 EXACT_SHARE = 4  # ANN asked for more than 1/4 of the catalog scans it exactly
-MAX_HISTORY = 1000  # EASE's seeds: at most this many of the user's purchases, the most recent
+MAX_HISTORY = 1000  # EASE's seeds: at most this many (retrieval/retrieve.h RETRIEVE_MAX_HISTORY); also
+# the most extra ANN candidates for the user's own items (recommend.c ANN_OWN_MAX)
 
 
 class Config:
@@ -633,22 +634,26 @@ def itemcf(b, rq, want):
 
 
 def history(b, rq):
-    """EASE's seeds (server/recommend.c history()): the user's purchases, by
-    item, or the most recent MAX_HISTORY of them (last time down, then item),
-    then the anchors not among them; empty when the bundle has no EASE table.
-    recd also counts purchases and session items recorded since the bundle,
-    which this server does not record."""
+    """EASE's seeds (server/recommend.c history()), at most MAX_HISTORY, each
+    once: the anchors first, then the user's purchases by item, or by
+    recency (last time down, then item) when they do not all fit; empty when
+    the bundle has no EASE table. recd also counts purchases and session
+    items recorded since the bundle, which this server does not record."""
     if b.ease_off is None:
         return np.zeros(0, dtype=np.int64)
-    items = rq.purch_item
-    if items.size > MAX_HISTORY:
-        items = items[np.lexsort((items, -rq.purch_time))[:MAX_HISTORY]]
-    h = [int(i) for i in items]
-    seen = set(h)
+    h, seeds = [], set()
     for a in rq.anchors:  # in order, each once
-        if int(a) not in seen:
-            seen.add(int(a))
+        if len(h) < MAX_HISTORY and int(a) not in seeds:
+            seeds.add(int(a))
             h.append(int(a))
+    items = rq.purch_item
+    if items.size > MAX_HISTORY - len(h):
+        items = items[np.lexsort((items, -rq.purch_time))]
+    for i in items:
+        if len(h) >= MAX_HISTORY:
+            break
+        if int(i) not in seeds:
+            h.append(int(i))
     return np.array(h, dtype=np.int64)
 
 

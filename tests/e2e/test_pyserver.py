@@ -163,7 +163,7 @@ class SameSlates(unittest.TestCase):
             self.skipTest("Superstore data unavailable: " + why)
         out = os.path.join(TMP, "superstore-%d" % time.monotonic_ns())
         recctl("build", "--interactions", os.path.join(data, "interactions.csv"), "--catalog",
-               os.path.join(data, "catalog.csv"), "--out", out, "--quiet", "--no-eval", *index)
+               os.path.join(data, "catalog.csv"), "--out", out, "--quiet", "--no-eval", "--no-tune", *index)
         return out
 
     def test_superstore_flat(self):
@@ -182,7 +182,7 @@ class SameSlates(unittest.TestCase):
             self.skipTest("MovieLens data unavailable: " + why)
         out = os.path.join(TMP, "movielens")
         recctl("build", "--interactions", os.path.join(data, "interactions.csv"), "--catalog",
-               os.path.join(data, "catalog.csv"), "--out", out, "--quiet", "--no-eval")
+               os.path.join(data, "catalog.csv"), "--out", out, "--quiet", "--no-eval", "--no-tune")
         self.same(out, runs=((10, "5"), (30, "6")))
 
 
