@@ -60,6 +60,9 @@ static int write_itemcf(const char *path, void *arg, rec_error *err) {
   return closed(fp, path, err);
 }
 
+/* An EASE table with at least one weight (none without interactions). */
+static bool has_ease(const build_ctx *c) { return c->ease.n_items && c->ease.off[c->ease.n_items] > 0; }
+
 static int write_ease(const char *path, void *arg, rec_error *err) {
   const build_ctx *c = arg;
   OPEN_OR_FAIL(fp, path, err);
@@ -193,7 +196,7 @@ static char *training_json(const build_ctx *c) {
   cJSON_AddNumberToObject(t, "final_loss", c->t.loss);
   if (c->tuning) cJSON_AddItemToObject(t, "tuning", cJSON_Parse(c->tuning));
   cJSON_AddNumberToObject(t, "itemcf_neighbours", (double)o->itemcf_neighbours);
-  if (c->ease.n_items) {
+  if (has_ease(c)) {
     cJSON *e = cJSON_AddObjectToObject(t, "ease");
     cJSON_AddNumberToObject(e, "lambda", o->ease_lambda);
     cJSON_AddNumberToObject(e, "neighbours", (double)(o->ease_per_item ? o->ease_per_item : EASE_PER_ITEM));
@@ -287,7 +290,7 @@ static int write_bundle(build_ctx *c, rec_error *err) {
                    .index_type = o->index_type ? o->index_type : bundle_default_index(n, index, sizeof index),
                    .ef_search = o->ef_search, .ef_construction = o->ef_construction,
                    .extras = extras,
-                   .n_extras = sizeof extras / sizeof *extras - !c->ease.n_items, .manifest_json = json};
+                   .n_extras = sizeof extras / sizeof *extras - !has_ease(c), .manifest_json = json};
   bundle_item_tower it;
   if (c->t.has_item_tower) {
     const tt_item_tower *x = &c->t.item_tower;
