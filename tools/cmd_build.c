@@ -39,6 +39,8 @@ static const char USAGE[] =
     "                         regularization and alpha, two-tower temperature and epochs are\n"
     "                         chosen on a validation split of the training data, except those\n"
     "                         set by a flag; the manifest records the grid and the choice)\n"
+    "  --tune-seconds S       no tuning trial starts after S seconds (default 900; 0 = no limit);\n"
+    "                         the trials that did not run are recorded, the defaults stand for them\n"
     "eval:\n"
     "  --split user|global|both   per-user last-20% holdout, a global time cut, or both (default both)\n"
     "  --bootstrap N          bootstrap resamples for the intervals (default 1000)\n"
@@ -123,6 +125,12 @@ static int float_flag(const char *a, const char *v, build_opts *o) {
   FLT("--regularization", o->als.regularization);
   FLT("--alpha", o->als.alpha);
 #undef FLT
+  if (strcmp(a, "--tune-seconds") == 0) {
+    if ((rc = get_float(a, v, &x))) return rc;
+    if (x < 0) return bad_num(a, v);
+    o->tune_seconds = x;
+    return 0;
+  }
   if (strcmp(a, "--ease-lambda") == 0) {
     if ((rc = get_float(a, v, &x))) return rc;
     if (x < 0) return bad_num(a, v);

@@ -2,6 +2,7 @@
  * from the training side, then every model ranks every test user's unseen
  * items and the rankmetrics module scores the lists. */
 #include "tools/offline/eval.h"
+#include "common/clock.h"
 #include "tools/offline/chart.h"
 #include "tools/offline/ease.h"
 #include "tools/offline/rankmetrics.h"
@@ -434,6 +435,8 @@ static double mean_ndcg(const split *s, int m, size_t n, float *sc, uint32_t *li
 }
 
 typedef struct tuner {
+  int64_t deadline_ns;       /* no trial starts after it; 0: none */
+  bool out_of_time;
   const dataset *d;
   split *s;
   float *sc;
@@ -441,6 +444,12 @@ typedef struct tuner {
   cJSON *trials;
   bool quiet;
 } tuner;
+
+/* Whether another trial may start (--tune-seconds). */
+static bool may_start(tuner *t) {
+  if (t->deadline_ns && rec_mono_ns() > t->deadline_ns) t->out_of_time = true;
+  return !t->out_of_time;
+}
 
 static void trial(tuner *t, const char *model, const char *params, double ndcg) {
   cJSON *x = cJSON_CreateObject();
@@ -454,7 +463,7 @@ static void trial(tuner *t, const char *model, const char *params, double ndcg) 
 static int tune_ease(tuner *t, build_opts *o, rec_error *err) {
   static const double GRID[] = {100, 300, 1000, 3000};
   double best = -1, pick = o->ease_lambda;
-  for (size_t g = 0; g < sizeof GRID / sizeof *GRID; g++) {
+  for (size_t g = 0; g < sizeof GRID / sizeof *GRID && may_start(t); g++) {
     ease_opts eo = {GRID[g], o->ease_max_items, o->ease_per_item};
     ease_report rep;
     int rc = ease_build(&t->s->R, &eo, &t->s->ease, &rep, err);
@@ -466,7 +475,7 @@ static int tune_ease(tuner *t, build_opts *o, rec_error *err) {
     trial(t, "ease", p, v);
     if (v > best) best = v, pick = GRID[g];
   }
-  o->ease_lambda = pick;
+  if (best >= 0) o->ease_lambda = pick;
   return 0;
 }
 
@@ -478,7 +487,7 @@ static int tune_als(tuner *t, build_opts *o, rec_error *err) {
   mo.quiet = true;
   for (size_t r = 0; r < 3; r++)
     for (size_t a = 0; a < 3; a++) {
-      if (((o->fixed & TUNE_REGULARIZATION) && r) || ((o->fixed & TUNE_ALPHA) && a)) continue;
+      if (((o->fixed & TUNE_REGULARIZATION) && r) || ((o->fixed & TUNE_ALPHA) && a) || !may_start(t)) continue;
       if (!(o->fixed & TUNE_REGULARIZATION)) mo.als.regularization = REG[r];
       if (!(o->fixed & TUNE_ALPHA)) mo.als.alpha = ALPHA[a];
       int rc = train_model(t->d, &t->s->R, &t->s->prof, &mo, &t->s->als, err);
@@ -504,7 +513,7 @@ static int tune_twotower(tuner *t, build_opts *o, rec_error *err) {
   /* The temperature at the default epochs, then twice the epochs at the best. */
   for (size_t k = 0; k < 4; k++) {
     if (k < 3 && (o->fixed & TUNE_TEMPERATURE) && k) continue;
-    if (k == 3 && (o->fixed & TUNE_EPOCHS)) continue;
+    if ((k == 3 && (o->fixed & TUNE_EPOCHS)) || !may_start(t)) continue;
     mo = pick;
     mo.model = "twotower";
     mo.quiet = true;
@@ -526,7 +535,8 @@ static int tune_twotower(tuner *t, build_opts *o, rec_error *err) {
 
 int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_model, char **json, rec_error *err) {
   split s = {.name = "validation", .scope = scope};
-  tuner t = {.d = d, .s = &s, .quiet = o->quiet};
+  tuner t = {.d = d, .s = &s, .quiet = o->quiet,
+             .deadline_ns = o->tune_seconds > 0 ? rec_mono_ns() + (int64_t)(o->tune_seconds * 1e9) : 0};
   cJSON *j = cJSON_CreateObject();
   int rc = 0;
   s.train = malloc((d->n_events + 1) * sizeof *s.train);
@@ -551,6 +561,10 @@ int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_mod
   if (!rc && tt && (o->fixed & (TUNE_TEMPERATURE | TUNE_EPOCHS)) != (TUNE_TEMPERATURE | TUNE_EPOCHS))
     rc = tune_twotower(&t, o, err);
   if (!rc) {
+    if (t.out_of_time) { /* the rest of the grid did not run: the values as given stand there */
+      cJSON_AddNumberToObject(j, "out_of_time_after_s", o->tune_seconds);
+      if (!o->quiet) fprintf(stderr, "tune: --tune-seconds %g reached: the remaining trials did not run\n", o->tune_seconds);
+    }
     cJSON *c = cJSON_AddObjectToObject(j, "chosen");
     if (o->ease_lambda > 0) cJSON_AddNumberToObject(c, "ease_lambda", o->ease_lambda);
     if (als) {

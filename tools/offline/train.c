@@ -27,6 +27,7 @@ void build_opts_default(build_opts *o) {
   o->recent_max = 50;
   o->evaluate = true;
   o->tune = true;
+  o->tune_seconds = 900;
 }
 
 void train_threads(int n) {

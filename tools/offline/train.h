@@ -38,6 +38,7 @@ typedef struct build_opts {
   int threads;               /* OpenMP/OpenBLAS threads; 0: all cores */
   bool evaluate;             /* measure on a per-user holdout first (manifest "metrics") */
   bool tune;                 /* pick the hyper-parameters on a validation split first (eval.h) */
+  double tune_seconds;       /* no trial starts after this long; 0: no limit */
   unsigned fixed;            /* TUNE_* bits: hyper-parameters the user set, which tuning keeps */
   bool quiet;
 } build_opts;

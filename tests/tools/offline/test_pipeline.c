@@ -347,7 +347,8 @@ static void tuning_chooses_and_records(void) {
   cJSON *m = read_manifest(out);
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "training"), "tuning");
   CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-  const cJSON *trials = cJSON_GetObjectItemCaseSensitive(t, "trials"), *c = cJSON_GetObjectItemCaseSensitive(t, "chosen");
+  const cJSON *trials = cJSON_GetObjectItemCaseSensitive(t, "trials");
+  const cJSON *c = cJSON_GetObjectItemCaseSensitive(t, "chosen");
   CU_ASSERT(cJSON_GetArraySize(trials) >= 5); /* four EASE lambdas, the two-tower's epochs */
   double lambda = num_of(c, "ease_lambda");
   CU_ASSERT(lambda == 100 || lambda == 300 || lambda == 1000 || lambda == 3000);
@@ -359,6 +360,21 @@ static void tuning_chooses_and_records(void) {
   CU_ASSERT_DOUBLE_EQUAL(num_of(cJSON_GetObjectItemCaseSensitive(tr, "ease"), "lambda"), lambda, 1e-9);
   for (const cJSON *x = trials ? trials->child : NULL; x; x = x->next)
     CU_ASSERT(strcmp(str_of(x, "model"), "als") != 0); /* only the model built, and EASE */
+  cJSON_Delete(m);
+  /* Out of time before the first trial: nothing tried, the values as given. */
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  small_opts(&o, out);
+  o.tune = true;
+  o.tune_seconds = 1e-9;
+  rc = pipeline_build(&o, &e);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  m = read_manifest(out);
+  t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(m, "training"), "tuning");
+  CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t, "trials")), 0);
+  CU_ASSERT_PTR_NOT_NULL(cJSON_GetObjectItemCaseSensitive(t, "out_of_time_after_s"));
+  c = cJSON_GetObjectItemCaseSensitive(t, "chosen");
+  CU_ASSERT_DOUBLE_EQUAL(num_of(c, "ease_lambda"), o.ease_lambda, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL(num_of(c, "twotower_epochs"), o.tt.epochs, 1e-9);
   cJSON_Delete(m);
 }
 
