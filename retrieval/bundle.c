@@ -225,9 +225,11 @@ static int load_grouped(bundle *b, const char *dir, const cJSON *m, const cJSON 
   char path[PATHMAX];
   int rc = listed(dir, m, file, path, err); /* listed and checksummed, though recd does not read it */
   if (rc) return rc;
-  if (!cJSON_IsArray(sizes) || nlist < 1 || nlist > b->catalog->count)
+  /* A partition keeps the whole bundle's lists, more than its own items may be. */
+  size_t most = b->partition ? (size_t)1 << 24 : b->catalog->count;
+  if (!cJSON_IsArray(sizes) || nlist < 1 || nlist > most)
     return rec_fail(err, REC_ECORRUPT, "%s/%s: index.list_sizes must list 1 to %zu lengths", dir, BUNDLE_MANIFEST,
-                    b->catalog->count);
+                    most);
   if ((rc = manifest_nprobe(dir, ix, nlist, &nprobe, err))) return rc;
   size_t *len = malloc(nlist * sizeof *len);
   float *centroids = NULL;
@@ -310,8 +312,11 @@ static int load_partition(bundle *b, const char *dir, const cJSON *m, rec_error 
     else names[k++] = c->valuestring;
   if (!rc && !cJSON_IsArray(cats))
     rc = rec_fail(err, REC_ECORRUPT, "%s/%s: partition.categories must be an array", dir, BUNDLE_MANIFEST);
-  if (!rc && (rc = catalog_add_categories(b->catalog, names, k, err)))
-    rec_fail(err, rc, "%s/%s: partition.categories: %s", dir, BUNDLE_MANIFEST, err ? err->msg : "invalid");
+  if (!rc && (rc = catalog_add_categories(b->catalog, names, k, err)) && err) {
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
+    rec_fail(err, rc, "%s/%s: partition.categories: %s", dir, BUNDLE_MANIFEST, why);
+  }
   free(names);
   const catalog *c = b->catalog;
   for (size_t i = 0; !rc && i < c->count; i++)
@@ -537,7 +542,13 @@ int bundle_check_recall(const bundle *b, size_t queries, size_t k, double floor,
   for (size_t i = 0; i < queries; i++)
     memcpy(q + i * d, bundle_item_embedding(b, (uint32_t)(i * n / queries)), d * sizeof *q);
   int rc = ann_exact_topk(b->item_emb, n, d, q, queries, k, e, err);
+  /* A partition keeps the whole bundle's lists and nprobe, tuned for the
+   * whole: over its own sparse lists the check probes them all, which still
+   * checks that the lists and the rows agree. */
+  size_t nlist = 0, nprobe = b->partition ? ann_nprobe(b->ann, &nlist) : 0;
+  if (nprobe) ann_set_nprobe((ann_index *)b->ann, nlist, NULL);
   *recall = rc ? 0 : ann_recall(b->ann, q, queries, d, k, e);
+  if (nprobe) ann_set_nprobe((ann_index *)b->ann, nprobe, NULL);
   free(q), free(e);
   if (!rc && *recall < floor)
     rc = rec_fail(err, REC_ECORRUPT, "%s: index recall@%zu %.3f on %zu smoke queries is below %.2f", b->path, k,

@@ -221,6 +221,7 @@ static int from_ease(const bundle *b, const retrieve_req *r, size_t want, arena 
   uint32_t from, to;
   for (size_t i = 0; i < r->n_history; i++)
     if (sig_range(p, r->history[i], &from, &to)) cap += to - from;
+  if (cap > r->n_history + items) cap = r->n_history + items; /* each item is touched once */
   float *acc = acc_table(items);
   uint32_t *touched = arena_alloc(a, (cap + 1) * sizeof *touched);
   if (!acc || !touched) return REC_ENOMEM;
@@ -246,7 +247,7 @@ static int from_ease(const bundle *b, const retrieve_req *r, size_t want, arena 
   size_t n = 0;
   for (size_t t = 0; t < nt; t++) {
     uint32_t j = touched[t];
-    if (best && acc[j] > 0) best[n++] = (scored){acc[j], j};
+    if (best && acc[j] > 0 && acc[j] < INFINITY) best[n++] = (scored){acc[j], j}; /* a sum beyond float: none */
     acc[j] = NAN; /* untouched again for the next call */
   }
   if (!best) return REC_ENOMEM;

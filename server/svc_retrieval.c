@@ -4,10 +4,39 @@
 #include "server/handlers.h"
 #include "server/convert.h"
 
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_CANDIDATES 10000
 #define MAX_RECENT 1000
+
+typedef struct at_value {
+  uint32_t v, at;
+} at_value;
+
+static int by_value_at(const void *a, const void *b) {
+  const at_value *x = a, *y = b;
+  if (x->v != y->v) return x->v < y->v ? -1 : 1;
+  return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* v[0..n) with each value's first occurrence only, in order: a seed named
+ * twice must not count twice. Returns the new count, or n when out of
+ * memory (then nothing changes, and *ok is false). */
+static size_t first_each(uint32_t *v, size_t n, arena *a, bool *ok) {
+  at_value *s = arena_alloc(a, (n + 1) * sizeof *s);
+  bool *keep = arena_calloc(a, n + 1, sizeof *keep);
+  *ok = s && keep;
+  if (!*ok) return n;
+  for (size_t i = 0; i < n; i++) s[i] = (at_value){v[i], (uint32_t)i};
+  qsort(s, n, sizeof *s, by_value_at);
+  for (size_t i = 0; i < n; i++) keep[s[i].at] = i == 0 || s[i].v != s[i - 1].v;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (keep[i]) v[m++] = v[i];
+  return m;
+}
 
 static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out) {
   const Rec__V1__RetrieveRequest *q = (const Rec__V1__RetrieveRequest *)in;
@@ -34,6 +63,12 @@ static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *
   for (size_t i = 0; i < q->n_history_item_ids; i++)
     n_history += sig_seed(&b->sig.ease, b->catalog, q->history_item_ids[i], strlen(q->history_item_ids[i]),
                           &history[n_history]);
+  /* EASE's seeds count once each, as recd's own history() makes them
+   * (item-CF's seeds stay as sent: the whole bundle's item-CF also walks the
+   * anchors, then the recent items, an item in both twice). */
+  bool ok;
+  n_history = first_each(history, n_history, ctx->arena, &ok);
+  if (!ok) return REC_ENOMEM;
   size_t want = (size_t)q->num_candidates;
   retrieve_req rq = {.user_id = q->user_id, .user_len = strlen(q->user_id), .want_ann = want,
                      .want_cf = want, .want_pop = want, .want_ease = want, .seeds = seeds, .n_seeds = n_seeds,

@@ -360,6 +360,18 @@ static int cmd_shard(const opts *o) {
     fprintf(stderr, "recctl: %s\n", err.msg);
     return 1;
   }
+  /* Every shard must hold an item: checked before anything is written. */
+  size_t *count = calloc((size_t)o->shards, sizeof *count);
+  for (size_t i = 0; count && i < b->catalog->count; i++) count[bundle_shard_of(b->catalog->ids[i], (uint32_t)o->shards)]++;
+  for (long i = 0; count && i < o->shards; i++)
+    if (!count[i]) {
+      fprintf(stderr, "recctl: %s: shard %ld of %ld would hold none of its %zu items: use fewer shards\n", o->bundle,
+              i, o->shards, b->catalog->count);
+      free(count);
+      bundle_unref(b);
+      return 1;
+    }
+  free(count);
   if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
     fprintf(stderr, "recctl: %s: %s\n", o->out, strerror(errno));
     bundle_unref(b);
@@ -370,11 +382,17 @@ static int cmd_shard(const opts *o) {
     char dir[4096];
     size_t items = 0;
     snprintf(dir, sizeof dir, "%s/shard-%ld-of-%ld", o->out, i, o->shards);
-    if ((rc = bundle_write_partition(b, (uint32_t)i, (uint32_t)o->shards, dir, &items, &err)) != 0)
+    bundle *p = NULL;
+    double recall = 0;
+    /* Written, then loaded and checked as recd will: what recd would refuse is no partition. */
+    if ((rc = bundle_write_partition(b, (uint32_t)i, (uint32_t)o->shards, dir, &items, &err)) != 0 ||
+        (rc = bundle_load(dir, &p, &err)) != 0 || (rc = bundle_check_recall(p, 32, 10, 0.9, &recall, &err)) != 0)
       fprintf(stderr, "recctl: %s\n", err.msg);
-    else printf("wrote %s: %zu of %zu items\n", dir, items, b->catalog->count);
+    else printf("wrote %s: %zu of %zu items (loads; smoke recall %.3f)\n", dir, items, b->catalog->count, recall);
+    bundle_unref(p);
   }
-  if (!rc) printf("%s: %ld shards in %.1f s\n", o->bundle, o->shards, (double)(rec_mono_ns() - t0) / 1e9);
+  if (!rc) printf("%s: %ld shard%s of %ld in %.1f s\n", o->bundle, o->shard_given ? 1L : o->shards,
+                  o->shard_given || o->shards == 1 ? "" : "s", o->shards, (double)(rec_mono_ns() - t0) / 1e9);
   bundle_unref(b);
   return rc ? 1 : 0;
 }

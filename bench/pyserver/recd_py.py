@@ -680,7 +680,7 @@ def ease(b, rq, want):
     # recd sets the history's items to -inf before summing: no sum can lift
     # them above 0, and no other item's sum depends on theirs.
     acc[hist] = -np.inf
-    items = np.flatnonzero(acc > 0)
+    items = np.flatnonzero((acc > 0) & (acc < np.inf))  # a sum beyond float proposes nothing
     scores = acc[items]
     if items.size > want:
         # select_best: the 'want' best by (score down, item up), a strict

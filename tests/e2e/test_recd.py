@@ -891,6 +891,15 @@ class TiersTest(unittest.TestCase):
             from_parts = cf(shards)
             self.assertTrue(from_parts)
             self.assertEqual(from_parts, cf(whole))
+
+            # EASE over a history: an item named twice counts once.
+            def ease(sh, hist):
+                r = retrieval_pb2_grpc.RetrievalStub(sh.channel).Retrieve(retrieval_pb2.RetrieveRequest(
+                    user_id="U04", num_candidates=50, history_item_ids=hist, segment=-1), timeout=10)
+                return {c.item_id: s.raw for c in r.candidates for s in c.scores if s.source == common_pb2.SOURCE_EASE}
+            once = ease(whole[0], seeds)
+            self.assertTrue(once)
+            self.assertEqual(ease(whole[0], seeds + seeds[::-1]), once)
             self.assertTrue(from_parts & held[0] and from_parts & held[1])
             slow = ["--retrieval_timeout_ms=3000"] if "TSAN_OPTIONS" in os.environ else []
             rank = Recd(bundle, "--role=ranking", "--retrieval=%s,%s" % (shards[0].addr, shards[1].addr), *slow)

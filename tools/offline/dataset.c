@@ -237,6 +237,9 @@ static int event_row(void *ctx, const csv_row *r, int is_header, rec_error *err)
     int rc = map_header(c, r, C_USER, C_RATING + 1, 2, err); /* user and item; time is optional */
     d->has_price = c->col[C_PRICE] >= 0;
     d->has_time = c->col[C_TIME] >= 0;
+    if (!rc && !d->has_time && c->s->time && strcmp(c->s->time, DS_SCHEMA_DEFAULT.time) != 0)
+      rc = rec_fail(err, REC_ECORRUPT, "%s:1: missing column '%s' (schema field 'time'); drop the mapping for "
+                    "data without times", r->path, c->s->time);
     return rc;
   }
   if (r->n != c->ncols)

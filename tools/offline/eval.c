@@ -220,8 +220,17 @@ static int rank_served(const dataset *d, split *s, rec_error *err) {
   for (size_t e = 0; e < d->n_events; e++)
     if (s->train[e] && d->events[e].time > now) now = d->events[e].time;
   size_t at = (size_t)M_SERVED * s->n_test;
-  return served_lists(d, s->train, now, s->o, s->ranking_config, s->users, s->n_test, KMAX, s->lists + at * KMAX,
-                      s->n_list + at, err);
+  int rc = served_lists(d, s->train, now, s->o, s->ranking_config, s->users, s->n_test, KMAX, s->lists + at * KMAX,
+                        s->n_list + at, err);
+  /* The candidates every row has: items seen in training, less the user's own. */
+  for (size_t t = 0; !rc && t < s->n_test; t++) {
+    uint32_t *l = s->lists + (at + t) * KMAX;
+    size_t m = 0;
+    for (size_t i = 0; i < s->n_list[at + t]; i++)
+      if (s->in_train[l[i]] && !in_row(&s->R, s->users[t], l[i])) l[m++] = l[i];
+    s->n_list[at + t] = m;
+  }
+  return rc;
 }
 
 static int rank_all(const dataset *d, split *s, rec_error *err) {
@@ -550,8 +559,11 @@ int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_mod
   bool ease = o->ease_lambda > 0 && !(o->fixed & TUNE_EASE_LAMBDA);
   bool als = every_model || strcmp(o->model, "als") == 0, tt = every_model || strcmp(o->model, "twotower") == 0;
   if (!rc) {
-    cJSON_AddStringToObject(j, "protocol", "validation: the last 20% by time of each user's training interactions "
-                                           "(users with 5 or more), NDCG@50; the rest fits");
+    cJSON_AddStringToObject(j, "protocol", d->has_time ? "validation: the last 20% by time of each user's training "
+                                                         "interactions (users with 5 or more), NDCG@50; the rest fits"
+                                                       : "validation: a random 20% of each user's training "
+                                                         "interactions (no time column; users with 5 or more), "
+                                                         "NDCG@50; the rest fits");
     cJSON_AddNumberToObject(j, "validation_users", (double)s.n_test);
     t.trials = cJSON_AddArrayToObject(j, "trials");
   }
@@ -692,7 +704,9 @@ int eval_holdout_summary(const dataset *d, const build_opts *o, char **json, rec
   int rc = sm ? run_split(d, o, &s, 200, sm, err) : REC_ENOMEM;
   if (!rc) {
     cJSON *j = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(j, "metrics");
-    cJSON_AddStringToObject(m, "protocol", "per-user holdout of the last 20% by time");
+    cJSON_AddStringToObject(m, "protocol", d->has_time ? "per-user holdout of the last 20% by time (users with 5 or more)"
+                                                       : "per-user holdout of a random 20% (no time column; users with "
+                                                         "5 or more)");
     cJSON_AddNumberToObject(m, "test_users", (double)sm->n[G_ALL]);
     int models[2] = {mine, M_POP};
     for (int k = 0; k < 2; k++) {

@@ -113,7 +113,7 @@ int served_lists(const dataset *d, const bool *train, int64_t now, const build_o
   arena_init(&a, 0);
   for (size_t t = 0; opened && !rc && t < n_test; t++) {
     Rec__V1__Context c = REC__V1__CONTEXT__INIT;
-    c.time_unix_ms = now * 1000;
+    c.time_unix_ms = now > 0 && now < INT64_MAX / 1000 ? now * 1000 : 0; /* not Unix seconds: the clock */
     Rec__V1__RecommendRequest q = REC__V1__RECOMMEND_REQUEST__INIT;
     q.user_id = d->user_ids[users[t]];
     q.k = (int32_t)k;
