@@ -18,7 +18,7 @@ static const char *const DEGRADED_NAMES[REC_DEG_COUNT] = {
     [REC_DEG_SOURCE_MISSING + REC_SRC_ANN] = "source_missing:ann",
     [REC_DEG_SOURCE_MISSING + REC_SRC_ITEM_CF] = "source_missing:item_cf",
     [REC_DEG_SOURCE_MISSING + REC_SRC_POPULARITY] = "source_missing:popularity",
-    [REC_DEG_SOURCE_MISSING + REC_SRC_EASE] = "source_missing:ease",
+    [REC_DEG_SOURCE_MISSING + REC_SRC_EASE] = "source_missing:ease", /* never noted (note_degraded) */
     [REC_DEG_SHORT_CATALOG] = "short_catalog",
     [REC_DEG_DEADLINE_EF] = "deadline:ef_reduced",
     [REC_DEG_DEADLINE_MMR] = "deadline:mmr_skipped",
@@ -355,9 +355,10 @@ static void note_degraded(const rec_run *run, const rec_result *out) {
   const rec_request *r = run->r;
   if (r->similar) return;
   if (!out->known_user) rec_notes_add(r->notes, REC_DEG_UNKNOWN_USER, NULL);
+  /* EASE proposing nothing is an answer (no item's sum was positive), not
+   * a degradation. */
   for (int s = 0; s < REC_SRC_COUNT; s++)
-    if ((out->missing & (1u << s)) && run->rules.cfg->weight[s] > 0 &&
-        (s != REC_SRC_EASE || (run->b->sig.ease.off && run->rq.n_history))) /* only where it could answer */
+    if ((out->missing & (1u << s)) && run->rules.cfg->weight[s] > 0 && s != REC_SRC_EASE)
       rec_notes_add(r->notes, (rec_degraded)(REC_DEG_SOURCE_MISSING + s), NULL);
   if (out->short_catalog) rec_notes_add(r->notes, REC_DEG_SHORT_CATALOG, NULL);
 }

@@ -1195,10 +1195,8 @@ class Service:
         if not rq.known_user:
             r.degraded_reasons.append("unknown_user")
         for s, name in enumerate(SOURCE_NAMES):
-            # EASE is missing only where it could have answered: the bundle
-            # has its table and the user a history.
-            could = s != EASE or (b.ease_off is not None and rq.history.size > 0)
-            if not present & (1 << s) and CFG.weight[s] > 0 and could:
+            # EASE proposing nothing is an answer, never flagged (recommend.c note_degraded).
+            if not present & (1 << s) and CFG.weight[s] > 0 and s != EASE:
                 r.degraded_reasons.append("source_missing:" + name)
         if len(slate) < need:
             r.degraded_reasons.append("short_catalog")

@@ -107,7 +107,9 @@ int ease_build(const ui_matrix *R, const ease_opts *o, ease_table *out, ease_rep
      * trainers keep it on one). Each output element is still summed by one
      * thread in a fixed blocking, so the bytes do not depend on the count. */
     int threads = openblas_get_num_threads();
+#if !defined(__SANITIZE_THREAD__) /* OpenBLAS's own thread pool syncs where ThreadSanitizer cannot see */
     openblas_set_num_threads(omp_get_max_threads());
+#endif
     dpotrf_("U", &n, G, &n, &info);
     if (!info) dpotri_("U", &n, G, &n, &info);
     openblas_set_num_threads(threads);
@@ -123,35 +125,25 @@ int ease_build(const ui_matrix *R, const ease_opts *o, ease_table *out, ease_rep
   if (!rc && (!t.nbr || !t.w)) rc = rec_fail(err, REC_ENOMEM, "EASE: out of memory");
   uint32_t *kept = calloc(m + 1, sizeof *kept);
   if (!rc && !kept) rc = rec_fail(err, REC_ENOMEM, "EASE: out of memory");
-  int failed = 0;
-  if (!rc) {
-#pragma omp parallel
-    {
-      weight *v = malloc((m + 1) * sizeof *v);
-      if (!v) {
-#pragma omp atomic write
-        failed = 1;
-      }
-#pragma omp for schedule(dynamic, 16)
-      for (size_t a = 0; a < m; a++) {
-        if (!v) continue;
-        size_t nv = 0;
-        for (size_t b = 0; b < m; b++) {
-          if (b == a) continue;
-          float w = (float)(-G[a * m + b] / G[b * m + b]);
-          v[nv++] = (weight){fabsf(w), w, order[b].item};
-        }
-        heaviest(v, nv, keep);
-        for (size_t k = 0; k < keep; k++) {
-          t.nbr[a * keep + k] = v[k].j;
-          t.w[a * keep + k] = v[k].w;
-        }
-        kept[a] = (uint32_t)keep;
-      }
-      free(v);
+  /* One thread: a selection per row costs a fraction of the solve, and
+   * OpenMP's barriers are invisible to ThreadSanitizer. */
+  weight *v = rc ? NULL : malloc((m + 1) * sizeof *v);
+  if (!rc && !v) rc = rec_fail(err, REC_ENOMEM, "EASE: out of memory");
+  for (size_t a = 0; !rc && a < m; a++) {
+    size_t nv = 0;
+    for (size_t b = 0; b < m; b++) {
+      if (b == a) continue;
+      float w = (float)(-G[a * m + b] / G[b * m + b]);
+      v[nv++] = (weight){fabsf(w), w, order[b].item};
     }
-    if (failed) rc = rec_fail(err, REC_ENOMEM, "EASE: out of memory");
+    heaviest(v, nv, keep);
+    for (size_t k = 0; k < keep; k++) {
+      t.nbr[a * keep + k] = v[k].j;
+      t.w[a * keep + k] = v[k].w;
+    }
+    kept[a] = (uint32_t)keep;
   }
+  free(v);
   /* Rows by item: solved item order[a].item owns row a. */
   if (!rc) {
     size_t *first = calloc(n_items + 1, sizeof *first);
