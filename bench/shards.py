@@ -83,14 +83,13 @@ class Shard:
 
 def merged_ann(stubs_, clients, user, k):
     """The best k ANN candidates over every shard's answer: [(score, id)]."""
-    pb = stubs_[0]
-    src = stubs_[2].SOURCE_ANN if hasattr(stubs_[2], "SOURCE_ANN") else None
+    pb, _, common = stubs_
     got = []
     for c in clients:
         r = c.Retrieve(pb.RetrieveRequest(user_id=user, num_candidates=k, segment=-1), timeout=30)
         for cand in r.candidates:
             for s in cand.scores:
-                if src is None or s.source == src:
+                if s.source == common.SOURCE_ANN:
                     got.append((s.raw, cand.item_id))
     got.sort(key=lambda x: (-x[0], x[1]))
     return got[:k]

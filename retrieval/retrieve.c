@@ -21,29 +21,44 @@ void retrieve_thread_init(void) {
   openblas_set_num_threads(1);
 }
 
-/* The thread's item -> slot table: every entry -1 between calls; freed
- * when the thread ends (the key's destructor). */
-static _Thread_local int32_t *tl_slot;
-static _Thread_local size_t tl_slot_cap;
-static pthread_key_t slot_key;
-static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+/* A table the thread keeps between calls, one entry per item (and room for
+ * items added live), every entry 'empty' between calls: the caller puts
+ * back what it touched. Freed when the thread ends (the key's destructor). */
+typedef struct thread_table {
+  void *at;
+  size_t cap;
+} thread_table;
 
-static void make_slot_key(void) { pthread_key_create(&slot_key, free); }
+static pthread_key_t slot_key, acc_key;
+static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
-static int32_t *slot_table(size_t items) {
-  if (tl_slot_cap < items) {
-    size_t cap = items + items / 4 + 1024; /* room for items added live */
-    int32_t *t = malloc(cap * sizeof *t);
-    if (!t) return NULL;
-    memset(t, 0xff, cap * sizeof *t);
-    pthread_once(&slot_once, make_slot_key);
-    free(tl_slot);
-    tl_slot = t;
-    tl_slot_cap = cap;
-    pthread_setspecific(slot_key, t);
-  }
-  return tl_slot;
+static void make_keys(void) {
+  pthread_key_create(&slot_key, free);
+  pthread_key_create(&acc_key, free);
 }
+
+static void *grow(thread_table *t, pthread_key_t *key, size_t items, size_t size, const void *empty) {
+  if (t->cap < items) {
+    size_t cap = items + items / 4 + 1024;
+    char *p = malloc(cap * size);
+    if (!p) return NULL;
+    for (size_t i = 0; i < cap; i++) memcpy(p + i * size, empty, size);
+    pthread_once(&keys_once, make_keys);
+    free(t->at);
+    t->at = p;
+    t->cap = cap;
+    pthread_setspecific(*key, p);
+  }
+  return t->at;
+}
+
+/* The item -> slot table of the merge: -1 = not a candidate. */
+static _Thread_local thread_table tl_slot;
+static int32_t *slot_table(size_t items) { return grow(&tl_slot, &slot_key, items, sizeof(int32_t), &(int32_t){-1}); }
+
+/* EASE's sums: NAN = untouched. */
+static _Thread_local thread_table tl_acc;
+static float *acc_table(size_t items) { return grow(&tl_acc, &acc_key, items, sizeof(float), &(float){NAN}); }
 
 typedef struct merge {
   rec_candidate *cands;
@@ -165,30 +180,6 @@ static void from_itemcf(const bundle *b, const uint32_t *const seeds[2], const s
 }
 
 /* ---- EASE ---- */
-
-/* The thread's EASE sums: NAN (untouched) everywhere between calls, freed
- * when the thread ends. */
-static _Thread_local float *tl_acc;
-static _Thread_local size_t tl_acc_cap;
-static pthread_key_t acc_key;
-static pthread_once_t acc_once = PTHREAD_ONCE_INIT;
-
-static void make_acc_key(void) { pthread_key_create(&acc_key, free); }
-
-static float *acc_table(size_t items) {
-  if (tl_acc_cap < items) {
-    size_t cap = items + items / 4 + 1024; /* room for items added live */
-    float *t = malloc(cap * sizeof *t);
-    if (!t) return NULL;
-    for (size_t i = 0; i < cap; i++) t[i] = NAN;
-    pthread_once(&acc_once, make_acc_key);
-    free(tl_acc);
-    tl_acc = t;
-    tl_acc_cap = cap;
-    pthread_setspecific(acc_key, t);
-  }
-  return tl_acc;
-}
 
 /* The k best of s[0..n) (by_score_desc; no two compare equal) into
  * s[0..k), in no particular order: Hoare selection. */
