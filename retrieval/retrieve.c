@@ -202,9 +202,10 @@ static void select_best(scored *s, size_t n, size_t k) {
   }
 }
 
-/* Sums of the EASE weights of the user's history items, over every item
- * they reach; the 'want' items with the largest positive sums, the
- * history's own items left out (EASE would give them back first). */
+/* Sums of the EASE weights of the user's history items, each seed's
+ * scaled by its recency weight, over every item they reach; the 'want'
+ * items with the largest positive sums, the history's own items left out
+ * (EASE would give them back first). */
 static int from_ease(const bundle *b, const retrieve_req *r, size_t want, arena *a, merge *m) {
   const sig_pairs *p = &b->sig.ease;
   size_t items = b->catalog->count, cap = r->n_history;
@@ -225,13 +226,14 @@ static int from_ease(const bundle *b, const retrieve_req *r, size_t want, arena 
   }
   for (size_t i = 0; i < r->n_history; i++) {
     if (!sig_range(p, r->history[i], &from, &to)) continue;
+    float wi = sig_ease_weight(&b->sig, r->history_pos ? r->history_pos[i] : i);
     for (uint32_t k = from; k < to; k++) {
       uint32_t j = p->nbr[k];
       if (isnan(acc[j])) {
         touched[nt++] = j;
         acc[j] = 0;
       }
-      acc[j] += p->w[k];
+      acc[j] += wi * p->w[k];
     }
   }
   scored *best = arena_alloc(a, (nt + 1) * sizeof *best);

@@ -39,7 +39,9 @@ typedef struct retrieve_req {
   const uint32_t *recent;       /* the user's recent items, most recent first */
   size_t n_recent;
   const uint32_t *history;      /* EASE's seeds: every item the user met (catalog rows, or seeds of the
-                                 * EASE table in a shard's partition), each once */
+                                 * EASE table in a shard's partition), each once, most recent first */
+  const uint32_t *history_pos;  /* each seed's place in the history as the ranking tier listed it, which
+                                 * weighs it (sig_ease_weight); NULL: its index here */
   size_t n_history;
 } retrieve_req;
 

@@ -410,6 +410,21 @@ static int load_repurchase(table *t, const catalog *c, signals *s, rec_error *er
 
 /* ---- the whole set ---- */
 
+/* "ease_recency": {"boost": B, "scale": S}, optional: B in [0, 1000], S in
+ * (0, 1e6] when B > 0. */
+static int ease_recency(const char *dir, const cJSON *m, signals *s, rec_error *err) {
+  const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "ease_recency");
+  if (!r) return 0;
+  const cJSON *b = cJSON_GetObjectItemCaseSensitive(r, "boost"), *k = cJSON_GetObjectItemCaseSensitive(r, "scale");
+  if (!cJSON_IsObject(r) || !cJSON_IsNumber(b) || !(b->valuedouble >= 0 && b->valuedouble <= 1000) ||
+      (b->valuedouble > 0 && !(cJSON_IsNumber(k) && k->valuedouble > 0 && k->valuedouble <= 1e6)))
+    return rec_fail(err, REC_ECORRUPT, "%s/manifest.json: \"ease_recency\" must be {\"boost\": 0..1000, "
+                    "\"scale\": > 0 and <= 1e6}", dir);
+  s->ease_boost = (float)b->valuedouble;
+  s->ease_scale = s->ease_boost > 0 ? (float)k->valuedouble : 1.0f;
+  return 0;
+}
+
 typedef int (*loader)(table *, const catalog *, signals *, rec_error *);
 
 int signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out, rec_error *err) {
@@ -425,8 +440,9 @@ int signals_load(const char *dir, const cJSON *m, const catalog *c, signals *out
       {"repurchase", "item_id\tcycle_days\tsamples", load_repurchase},
   };
   signals s = {.n_items = c->count, .partition = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(m, "partition"))};
+  int rc = ease_recency(dir, m, &s, err);
   s.cycle_days = calloc(c->count + 1, sizeof *s.cycle_days);
-  int rc = s.cycle_days ? 0 : rec_fail(err, REC_ENOMEM, "out of memory");
+  if (!rc && !s.cycle_days) rc = rec_fail(err, REC_ENOMEM, "out of memory");
   for (size_t k = 0; !rc && k < sizeof FILES / sizeof *FILES; k++) {
     table t;
     bool present;
@@ -482,6 +498,8 @@ bool sig_seed(const sig_pairs *p, const catalog *c, const char *id, size_t len, 
   *seed = SIG_FOREIGN_SEED | j;
   return true;
 }
+
+float sig_ease_weight(const signals *s, size_t pos) { return sig_recency_weight(s->ease_boost, s->ease_scale, pos); }
 
 bool signals_profile(const signals *s, const char *user, size_t len, uint32_t *row) {
   return s->profile_map && strmap_get(s->profile_map, user, len, row);

@@ -6,6 +6,7 @@
 #ifndef REC_SIGNALS_H
 #define REC_SIGNALS_H
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +48,7 @@ typedef struct signals {
   size_t n_items, n_categories, n_profiles;
   sig_pairs cf;              /* item-CF */
   sig_pairs ease;            /* EASE */
+  float ease_boost, ease_scale; /* EASE's recency weights (sig_ease_weight); boost 0: none */
   sig_list segment_pop[SIG_SEGMENTS];
   sig_list *category_pop;    /* [n_categories], by catalog category index */
   float *cycle_days;         /* [n_items]: median repurchase interval, 0 = none */
@@ -84,6 +86,14 @@ static inline bool sig_range(const sig_pairs *p, uint32_t seed, uint32_t *from, 
 }
 
 /* The profile row of a user id, if the bundle has one. */
+/* The weight of the EASE seed at 'pos' in a history listed most recent
+ * first: 1 + boost * exp(-pos / scale), the manifest's "ease_recency"
+ * (tuned by recctl build; without it every seed weighs 1). */
+float sig_ease_weight(const signals *s, size_t pos);
+static inline float sig_recency_weight(float boost, float scale, size_t pos) {
+  return boost > 0 ? 1.0f + boost * expf(-(float)pos / scale) : 1.0f;
+}
+
 bool signals_profile(const signals *s, const char *user, size_t len, uint32_t *row);
 /* The user's purchase record of 'item', or NULL. */
 const sig_purchase *signals_purchase(const signals *s, uint32_t profile, uint32_t item);

@@ -122,10 +122,11 @@ static int by_recency(const void *a, const void *b) {
   return x->item < y->item ? -1 : x->item > y->item;
 }
 
-/* EASE's seeds, at most RETRIEVE_MAX_HISTORY, each once: the request's
- * anchors and session items first (they say most about this moment), then
- * the items the user met (the bundle's purchases and those recorded since),
- * by item, or the most recent of them when they do not all fit. */
+/* EASE's seeds, at most RETRIEVE_MAX_HISTORY, each once, most recent first
+ * (the place weighs a seed: sig_ease_weight): the request's anchors and
+ * session items (they say most about this moment), then the items the user
+ * met (the bundle's purchases and those recorded since) by their last time,
+ * ties by item. */
 static int history(const bundle *b, const rec_request *r, const rank_req *rules, retrieve_req *rq, arena *a) {
   if (!b->sig.ease.off) return 0;
   size_t n = rules->n_purchases, cap = RETRIEVE_MAX_HISTORY;
@@ -139,7 +140,7 @@ static int history(const bundle *b, const rec_request *r, const rank_req *rules,
     if (!seen) h[m++] = r->seeds[i];
   }
   size_t seeds = m;
-  if (n > cap - seeds) {
+  if (n > 1) {
     rec_purchase *recent = arena_alloc(a, n * sizeof *recent);
     if (!recent) return REC_ENOMEM;
     memcpy(recent, p, n * sizeof *recent);

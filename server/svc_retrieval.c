@@ -21,10 +21,11 @@ static int by_value_at(const void *a, const void *b) {
   return x->at < y->at ? -1 : x->at > y->at;
 }
 
-/* v[0..n) with each value's first occurrence only, in order: a seed named
- * twice must not count twice. Returns the new count, or n when out of
- * memory (then nothing changes, and *ok is false). */
-static size_t first_each(uint32_t *v, size_t n, arena *a, bool *ok) {
+/* v[0..n) with each value's first occurrence only, in order, and pos[]
+ * (when not NULL) along with it: a seed named twice must not count twice.
+ * Returns the new count, or n when out of memory (then nothing changes,
+ * and *ok is false). */
+static size_t first_each(uint32_t *v, uint32_t *pos, size_t n, arena *a, bool *ok) {
   at_value *s = arena_alloc(a, (n + 1) * sizeof *s);
   bool *keep = arena_calloc(a, n + 1, sizeof *keep);
   *ok = s && keep;
@@ -34,7 +35,10 @@ static size_t first_each(uint32_t *v, size_t n, arena *a, bool *ok) {
   for (size_t i = 0; i < n; i++) keep[s[i].at] = i == 0 || s[i].v != s[i - 1].v;
   size_t m = 0;
   for (size_t i = 0; i < n; i++)
-    if (keep[i]) v[m++] = v[i];
+    if (keep[i]) {
+      if (pos) pos[m] = pos[i];
+      v[m++] = v[i];
+    }
   return m;
 }
 
@@ -57,22 +61,27 @@ static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *
   for (size_t i = 0; i < q->n_recent_item_ids; i++)
     n_seeds += sig_seed(&b->sig.cf, b->catalog, q->recent_item_ids[i], strlen(q->recent_item_ids[i]),
                         &seeds[n_seeds]);
+  /* EASE's seeds keep their place in the list as sent, which weighs them
+   * (most recent first), whether or not this shard knows the ones before. */
   size_t n_history = 0;
   uint32_t *history = arena_calloc(ctx->arena, q->n_history_item_ids + 1, sizeof *history);
-  if (!history) return REC_ENOMEM;
-  for (size_t i = 0; i < q->n_history_item_ids; i++)
+  uint32_t *history_pos = arena_calloc(ctx->arena, q->n_history_item_ids + 1, sizeof *history_pos);
+  if (!history || !history_pos) return REC_ENOMEM;
+  for (size_t i = 0; i < q->n_history_item_ids; i++) {
+    history_pos[n_history] = (uint32_t)i;
     n_history += sig_seed(&b->sig.ease, b->catalog, q->history_item_ids[i], strlen(q->history_item_ids[i]),
                           &history[n_history]);
+  }
   /* EASE's seeds count once each, as recd's own history() makes them
    * (item-CF's seeds stay as sent: the whole bundle's item-CF also walks the
    * anchors, then the recent items, an item in both twice). */
   bool ok;
-  n_history = first_each(history, n_history, ctx->arena, &ok);
+  n_history = first_each(history, history_pos, n_history, ctx->arena, &ok);
   if (!ok) return REC_ENOMEM;
   size_t want = (size_t)q->num_candidates;
   retrieve_req rq = {.user_id = q->user_id, .user_len = strlen(q->user_id), .want_ann = want,
                      .want_cf = want, .want_pop = want, .want_ease = want, .seeds = seeds, .n_seeds = n_seeds,
-                     .history = history, .n_history = n_history,
+                     .history = history, .history_pos = history_pos, .n_history = n_history,
                      .categories = cats.include_cats, .n_categories = cats.n_include_cats,
                      .segment = q->segment >= 0 && q->segment < 4 ? q->segment : -1};
   retrieve_result rr;

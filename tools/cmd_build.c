@@ -25,6 +25,9 @@ static const char USAGE[] =
     "  --ease-max-items N     items EASE's dense solve covers, the most frequent (default 16000,\n"
     "                         8 N^2 bytes of memory)\n"
     "  --ease-neighbours N    EASE weights kept per item, largest |weight| first (default 500)\n"
+    "  --ease-recency-boost X the user's most recent item weighs 1+X in EASE's sum, the one N places\n"
+    "  --ease-recency-scale S back 1+X*exp(-N/S) (default: tuned, else 3 and 20; 0 = all weigh 1;\n"
+    "                         data without a time column: 0)\n"
     "  --neighbours N         item-CF neighbours per item (default 50)\n"
     "  --half-life-days X     popularity decay (default 90; 0 = none)\n"
     "  --threads N            OpenMP/OpenBLAS threads (default: all cores)\n"
@@ -129,6 +132,14 @@ static int float_flag(const char *a, const char *v, build_opts *o) {
     if ((rc = get_float(a, v, &x))) return rc;
     if (x < 0) return bad_num(a, v);
     o->tune_seconds = x;
+    return 0;
+  }
+  if (strcmp(a, "--ease-recency-boost") == 0 || strcmp(a, "--ease-recency-scale") == 0) {
+    if ((rc = get_float(a, v, &x))) return rc;
+    bool boost = a[15] == 'b';
+    if (boost ? !(x >= 0 && x <= 1000) : !(x > 0 && x <= 1e6)) return bad_num(a, v);
+    o->fixed |= TUNE_EASE_RECENCY;
+    *(boost ? &o->ease_recency_boost : &o->ease_recency_scale) = x;
     return 0;
   }
   if (strcmp(a, "--ease-lambda") == 0) {

@@ -448,6 +448,7 @@ class Bundle:
         pairs = self._load_pairs(m, "ease", "item_id\tneighbour_id\tweight")
         if pairs is not None:
             self.ease_off, self.ease_nbr, self.ease_w, self.ease_dups = pairs
+        self.ease_place_w = ease_place_weights(m.get("ease_recency"))
 
         lines = table("popularity", "list\titem_id\tscore")
         if lines is not None:
@@ -633,12 +634,28 @@ def itemcf(b, rq, want):
     return uniq, acc
 
 
+def ease_place_weights(r):
+    """retrieval/signals.h sig_recency_weight for every place in a history,
+    in float32 with glibc's own expf (NumPy's exp may differ in the last
+    bit): 1 + boost * exp(-place / scale); all 1 without "ease_recency"."""
+    w = np.ones(MAX_HISTORY, dtype=F32)
+    if not r or not r.get("boost", 0) > 0:
+        return w
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    libm.expf.restype = ctypes.c_float
+    libm.expf.argtypes = [ctypes.c_float]
+    boost, scale = F32(r["boost"]), F32(r["scale"])
+    for pos in range(MAX_HISTORY):
+        w[pos] = F32(1) + boost * F32(libm.expf(F32(-F32(pos) / scale)))
+    return w
+
+
 def history(b, rq):
     """EASE's seeds (server/recommend.c history()), at most MAX_HISTORY, each
-    once: the anchors first, then the user's purchases by item, or by
-    recency (last time down, then item) when they do not all fit; empty when
-    the bundle has no EASE table. recd also counts purchases and session
-    items recorded since the bundle, which this server does not record."""
+    once, most recent first (the place weighs a seed): the anchors, then the
+    user's purchases by recency (last time down, then item); empty when the
+    bundle has no EASE table. recd also counts purchases and session items
+    recorded since the bundle, which this server does not record."""
     if b.ease_off is None:
         return np.zeros(0, dtype=np.int64)
     h, seeds = [], set()
@@ -647,7 +664,7 @@ def history(b, rq):
             seeds.add(int(a))
             h.append(int(a))
     items = rq.purch_item
-    if items.size > MAX_HISTORY - len(h):
+    if items.size > 1:
         items = items[np.lexsort((items, -rq.purch_time))]
     for i in items:
         if len(h) >= MAX_HISTORY:
@@ -658,25 +675,27 @@ def history(b, rq):
 
 
 def ease(b, rq, want):
-    """retrieval/retrieve.c from_ease: every history item's EASE weights,
-    summed per item in float32 in recd's order (history item by history
-    item, each seed's row in file order); the 'want' largest positive sums
-    (ties: the lower row), the history's own items left out."""
+    """retrieval/retrieve.c from_ease: every history item's EASE weights
+    times its place's weight, summed per item in float32 in recd's order
+    (history item by history item, each seed's row in file order); the
+    'want' largest positive sums (ties: the lower row), the history's own
+    items left out."""
     hist = rq.history
     if b.ease_off is None or hist.size == 0 or want <= 0:
         return None
     off, nbr, w = b.ease_off, b.ease_nbr, b.ease_w
     acc = np.zeros(b.count, dtype=F32)  # recd's first touch sets 0, then adds
-    for h in hist:
+    for place, h in enumerate(hist):
         lo, hi = off[h], off[h + 1]
         if hi == lo:
             continue
+        row = b.ease_place_w[place] * w[lo:hi]  # float32 products, as recd's wi * w
         if b.ease_dups:
-            np.add.at(acc, nbr[lo:hi], w[lo:hi])  # in order, in float32
+            np.add.at(acc, nbr[lo:hi], row)  # in order, in float32
         else:
             # A seed's row names each item once: one float32 add per item,
             # and the seeds in history order, as recd's loop.
-            acc[nbr[lo:hi]] += w[lo:hi]
+            acc[nbr[lo:hi]] += row
     # recd sets the history's items to -inf before summing: no sum can lift
     # them above 0, and no other item's sum depends on theirs.
     acc[hist] = -np.inf

@@ -4,6 +4,7 @@
 #include "retrieval/bundle.h"
 #include "retrieval/bundle_shard.h"
 #include "retrieval/bundle_write.h"
+#include "retrieval/retrieve.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
@@ -269,6 +270,77 @@ static void add_table(const char *dir, const char *key, const char *name, const 
   cJSON_Delete(m);
 }
 
+/* The manifest's key 'key' set to the JSON 'value'. */
+static void set_manifest(const char *dir, const char *key, const char *value) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  char *json = rec_read_file(path, &(size_t){0}, NULL);
+  cJSON *m = cJSON_Parse(json);
+  free(json);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  cJSON_DeleteItemFromObjectCaseSensitive(m, key);
+  cJSON_AddItemToObject(m, key, cJSON_Parse(value));
+  json = cJSON_Print(m);
+  test_write_file(path, json);
+  free(json);
+  cJSON_Delete(m);
+}
+
+/* EASE's raw score of 'id' among b's candidates for 'history' (NAN: none). */
+static float ease_of(const bundle *b, const char *const *history, const uint32_t *pos, size_t n, const char *id) {
+  uint32_t h[8], item;
+  for (size_t i = 0; i < n; i++) CU_ASSERT_FATAL(catalog_find(b->catalog, history[i], strlen(history[i]), &h[i]));
+  CU_ASSERT_FATAL(catalog_find(b->catalog, id, strlen(id), &item));
+  retrieve_req r = {.want_ease = 10, .segment = -1, .history = h, .history_pos = pos, .n_history = n};
+  arena a;
+  arena_init(&a, 0);
+  retrieve_result res;
+  float got = NAN;
+  CU_ASSERT_EQUAL_FATAL(retrieve_candidates(b, &r, &a, &res), 0);
+  for (size_t i = 0; i < res.n; i++)
+    if (res.cands[i].item == item && res.cands[i].sources & 1u << REC_SRC_EASE) got = res.cands[i].raw[REC_SRC_EASE];
+  arena_destroy(&a);
+  return got;
+}
+
+/* The manifest's "ease_recency" weighs a history's items by their place,
+ * the most recent (first) most; a shard weighs a seed by its place in the
+ * list as the ranking tier sent it; partitions keep the weights. */
+static void ease_weighs_the_recent_history_more(void) {
+  const char *dir = copy_bundle("b_recency");
+  add_table(dir, "ease", "ease.tsv", "item_id\tneighbour_id\tweight\nP000000\tP000010\t1\nP000001\tP000011\t1\n");
+  const char *hist[] = {"P000000", "P000001"};
+  bundle *b = NULL;
+  CU_ASSERT_EQUAL_FATAL(bundle_load(dir, &b, NULL), 0);
+  CU_ASSERT_EQUAL(ease_of(b, hist, NULL, 2, "P000010"), 1.0f); /* without it, every item weighs 1 */
+  CU_ASSERT_EQUAL(ease_of(b, hist, NULL, 2, "P000011"), 1.0f);
+  bundle_unref(b);
+  set_manifest(dir, "ease_recency", "{\"boost\": 10, \"scale\": 2}");
+  CU_ASSERT_EQUAL_FATAL(bundle_load(dir, &b, NULL), 0);
+  CU_ASSERT_EQUAL(ease_of(b, hist, NULL, 2, "P000010"), 11.0f);
+  CU_ASSERT_EQUAL(ease_of(b, hist, NULL, 2, "P000011"), 1.0f + 10.0f * expf(-0.5f));
+  CU_ASSERT_EQUAL(sig_ease_weight(&b->sig, 1), 1.0f + 10.0f * expf(-0.5f));
+  uint32_t pos[] = {4, 0}; /* as a shard sees them: places in the list sent */
+  CU_ASSERT_EQUAL(ease_of(b, hist, pos, 2, "P000010"), 1.0f + 10.0f * expf(-2.0f));
+  CU_ASSERT_EQUAL(ease_of(b, hist, pos, 2, "P000011"), 11.0f);
+  char out[600];
+  size_t kept = 0;
+  snprintf(out, sizeof out, "%s-0", dir);
+  CU_ASSERT_EQUAL_FATAL(bundle_write_partition(b, 0, 2, out, &kept, NULL), 0);
+  bundle *p = NULL;
+  CU_ASSERT_EQUAL_FATAL(bundle_load(out, &p, NULL), 0);
+  CU_ASSERT_EQUAL(p->sig.ease_boost, 10.0f);
+  CU_ASSERT_EQUAL(p->sig.ease_scale, 2.0f);
+  bundle_unref(p);
+  bundle_unref(b);
+  static const char *const BAD[] = {"{\"boost\": -1, \"scale\": 2}", "{\"boost\": 3}", "{\"boost\": 3, \"scale\": 0}",
+                                    "{\"boost\": 1e9, \"scale\": 2}", "[3, 2]", "\"3\""};
+  for (size_t i = 0; i < sizeof BAD / sizeof *BAD; i++) {
+    set_manifest(dir, "ease_recency", BAD[i]);
+    expect_refused(dir, REC_ECORRUPT, "\"ease_recency\" must be");
+  }
+}
+
 /* The nearest k ids to q over several bundles' indexes, best first. */
 static void nearest(bundle *const *parts, size_t n, const float *q, size_t k, const char **ids) {
   float best[10];
@@ -400,6 +472,7 @@ void suite_bundle(void) {
       {"round_trip", round_trip},
       {"grouped_inverted_file", grouped_inverted_file},
       {"partitions_hold_only_their_items", partitions_hold_only_their_items},
+      {"ease_weighs_the_recent_history_more", ease_weighs_the_recent_history_more},
       {"refuses_a_changed_byte", refuses_a_changed_byte},
       {"refuses_a_missing_file", refuses_a_missing_file},
       {"refuses_mismatched_dimensions", refuses_mismatched_dimensions},

@@ -177,6 +177,13 @@ int ease_build(const ui_matrix *R, const ease_opts *o, ease_table *out, ease_rep
   return 0;
 }
 
+void ease_scores_weighted(const ease_table *t, const uint32_t *items, const float *w, size_t n, size_t n_cols,
+                          float *scores) {
+  memset(scores, 0, n_cols * sizeof *scores);
+  for (size_t k = 0; k < n; k++)
+    for (size_t e = t->off[items[k]]; e < t->off[items[k] + 1]; e++) scores[t->nbr[e]] += w[k] * t->w[e];
+}
+
 void ease_scores(const ease_table *t, const ui_matrix *R, uint32_t u, float *scores) {
   memset(scores, 0, R->cols * sizeof *scores);
   for (size_t k = R->rowptr[u]; k < R->rowptr[u + 1]; k++) {

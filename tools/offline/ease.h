@@ -55,4 +55,9 @@ void ease_table_destroy(ease_table *t);
  * item the user met counts once), over every item j; 'scores' has R->cols
  * entries and is overwritten. */
 void ease_scores(const ease_table *t, const ui_matrix *R, uint32_t u, float *scores);
+/* scores[j] = sum over k of w[k] * B[items[k]][j], summed in k order as
+ * recd's EASE source sums (retrieval/retrieve.c); 'scores' has n_cols
+ * entries and is overwritten. */
+void ease_scores_weighted(const ease_table *t, const uint32_t *items, const float *w, size_t n, size_t n_cols,
+                          float *scores);
 #endif

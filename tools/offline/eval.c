@@ -7,6 +7,8 @@
 #include "tools/offline/ease.h"
 #include "tools/offline/rankmetrics.h"
 #include "tools/offline/served.h"
+#include "retrieval/retrieve.h"
+#include "retrieval/signals.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -37,6 +39,11 @@ typedef struct split {
   itemcf cf;
   trained als, tt;
   ease_table ease;
+  float ease_boost, ease_scale;  /* EASE's recency weights (sig_recency_weight); boost 0: none */
+  struct seen_item *ease_hist; /* [n_items]: scratch of ease_user_scores */
+  uint32_t *ease_items;        /* [RETRIEVE_MAX_HISTORY] */
+  float *ease_w;
+  const dataset *d;
   size_t n_test;
   uint32_t *users;             /* [n_test] */
   bool *is_new;                /* [n_test] */
@@ -186,6 +193,46 @@ static void exclude_train(const split *s, uint32_t u, float *scores) {
     if (!s->in_train[i]) scores[i] = -INFINITY;
 }
 
+typedef struct seen_item {
+  int64_t time;
+  uint32_t item;
+} seen_item;
+
+static int more_recent(const void *a, const void *b) {
+  const seen_item *x = a, *y = b;
+  if (x->time != y->time) return x->time > y->time ? -1 : 1;
+  return x->item < y->item ? -1 : x->item > y->item;
+}
+
+/* EASE's scores for user u as recd's EASE source makes them
+ * (server/recommend.c history(), retrieval/retrieve.c): the user's training
+ * items, most recent first (ties by item), the first RETRIEVE_MAX_HISTORY,
+ * each weighted by its place. */
+static void ease_user_scores(const split *s, uint32_t u, size_t n, float *out) {
+  const dataset *d = s->d;
+  seen_item *h = s->ease_hist;
+  size_t m = 0, row = s->R.rowptr[u];
+  for (size_t k = row; k < s->R.rowptr[u + 1]; k++)
+    if (s->R.vals[k] > 0) h[m++] = (seen_item){INT64_MIN, s->R.colidx[k]};
+  for (size_t e = d->user_start[u]; e < d->user_start[u + 1]; e++) { /* R's row is sorted by item */
+    if (!s->train[e]) continue;
+    size_t lo = 0, hi = m;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (h[mid].item < d->events[e].item) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < m && h[lo].item == d->events[e].item && d->events[e].time > h[lo].time) h[lo].time = d->events[e].time;
+  }
+  qsort(h, m, sizeof *h, more_recent);
+  if (m > RETRIEVE_MAX_HISTORY) m = RETRIEVE_MAX_HISTORY;
+  for (size_t k = 0; k < m; k++) {
+    s->ease_items[k] = h[k].item;
+    s->ease_w[k] = sig_recency_weight(s->ease_boost, s->ease_scale, k);
+  }
+  ease_scores_weighted(&s->ease, s->ease_items, s->ease_w, m, n, out);
+}
+
 /* Scores of model 'm' for test user t into 'out'; 'tmp' has room for 2 more rows. */
 static void model_scores(const split *s, size_t t, int m, size_t n, float *out, float *tmp) {
   uint32_t u = s->users[t];
@@ -196,7 +243,7 @@ static void model_scores(const split *s, size_t t, int m, size_t n, float *out, 
   } else if (m == M_ALS || m == M_TT) {
     trained_scores(m == M_ALS ? &s->als : &s->tt, u, out);
   } else if (m == M_EASE) {
-    ease_scores(&s->ease, &s->R, u, out);
+    ease_user_scores(s, u, n, out);
   } else {
     float *cf = tmp, *pop = tmp + n;
     trained_scores(&s->tt, u, out);
@@ -386,6 +433,9 @@ static void split_destroy(split *s) {
   trained_destroy(&s->als);
   trained_destroy(&s->tt);
   ease_table_destroy(&s->ease);
+  free(s->ease_hist);
+  free(s->ease_items);
+  free(s->ease_w);
   for (size_t t = 0; t < s->n_test; t++) free(s->relevant[t]);
   free(s->users);
   free(s->is_new);
@@ -398,7 +448,13 @@ static void split_destroy(split *s) {
 }
 
 static int train_split(const dataset *d, const build_opts *o, split *s, rec_error *err) {
-  if (!(s->in_train = calloc(d->n_items + 1, sizeof *s->in_train)))
+  s->d = d;
+  s->ease_boost = d->has_time ? o->ease_recency_boost : 0; /* without time, no order to weigh */
+  s->ease_scale = o->ease_recency_scale;
+  s->ease_hist = malloc((d->n_items + 1) * sizeof *s->ease_hist);
+  s->ease_items = malloc((RETRIEVE_MAX_HISTORY + 1) * sizeof *s->ease_items);
+  s->ease_w = malloc((RETRIEVE_MAX_HISTORY + 1) * sizeof *s->ease_w);
+  if (!(s->in_train = calloc(d->n_items + 1, sizeof *s->in_train)) || !s->ease_hist || !s->ease_items || !s->ease_w)
     return rec_fail(err, REC_ENOMEM, "eval: out of memory");
   for (size_t e = 0; e < d->n_events; e++)
     if (s->train[e] && !s->in_train[d->events[e].item]) s->in_train[d->events[e].item] = true, s->n_train_items++;
@@ -488,6 +544,33 @@ static int tune_ease(tuner *t, build_opts *o, rec_error *err) {
   return 0;
 }
 
+/* The recency weights of EASE's sum at the chosen lambda: none, then each
+ * boost and scale. Data without time has no order to weigh. */
+static int tune_ease_recency(tuner *t, build_opts *o, rec_error *err) {
+  static const float BOOST[] = {0, 1, 3, 10, 30}, SCALE[] = {5, 20, 50};
+  if (!t->d->has_time || !may_start(t)) return 0;
+  ease_opts eo = {o->ease_lambda, o->ease_max_items, o->ease_per_item};
+  ease_report rep;
+  int rc = ease_build(&t->s->R, &eo, &t->s->ease, &rep, err);
+  if (rc) return rc;
+  double best = -1;
+  float pick_b = o->ease_recency_boost, pick_s = o->ease_recency_scale;
+  for (size_t b = 0; b < sizeof BOOST / sizeof *BOOST; b++)
+    for (size_t k = 0; k < sizeof SCALE / sizeof *SCALE && (b || !k) && may_start(t); k++) {
+      t->s->ease_boost = BOOST[b];
+      t->s->ease_scale = SCALE[k];
+      double v = mean_ndcg(t->s, M_EASE, t->d->n_items, t->sc, t->list);
+      char p[64];
+      snprintf(p, sizeof p, "recency boost=%g scale=%g", BOOST[b], b ? SCALE[k] : 0);
+      trial(t, "ease", p, v);
+      if (v > best) best = v, pick_b = BOOST[b], pick_s = SCALE[k];
+    }
+  ease_table_destroy(&t->s->ease);
+  o->ease_recency_boost = pick_b;
+  o->ease_recency_scale = pick_s;
+  return 0;
+}
+
 static int tune_als(tuner *t, build_opts *o, rec_error *err) {
   static const float REG[] = {0.01f, 0.1f, 1.0f}, ALPHA[] = {1, 10, 40};
   double best = -1;
@@ -568,6 +651,7 @@ int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_mod
     t.trials = cJSON_AddArrayToObject(j, "trials");
   }
   if (!rc && ease) rc = tune_ease(&t, o, err);
+  if (!rc && o->ease_lambda > 0 && !(o->fixed & TUNE_EASE_RECENCY)) rc = tune_ease_recency(&t, o, err);
   if (!rc && als && (o->fixed & (TUNE_REGULARIZATION | TUNE_ALPHA)) != (TUNE_REGULARIZATION | TUNE_ALPHA))
     rc = tune_als(&t, o, err);
   if (!rc && tt && (o->fixed & (TUNE_TEMPERATURE | TUNE_EPOCHS)) != (TUNE_TEMPERATURE | TUNE_EPOCHS))
@@ -579,6 +663,10 @@ int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_mod
     }
     cJSON *c = cJSON_AddObjectToObject(j, "chosen");
     if (o->ease_lambda > 0) cJSON_AddNumberToObject(c, "ease_lambda", o->ease_lambda);
+    if (o->ease_lambda > 0 && d->has_time) {
+      cJSON_AddNumberToObject(c, "ease_recency_boost", o->ease_recency_boost);
+      cJSON_AddNumberToObject(c, "ease_recency_scale", o->ease_recency_scale);
+    }
     if (als) {
       cJSON_AddNumberToObject(c, "als_regularization", round(o->als.regularization * 1e6) / 1e6);
       cJSON_AddNumberToObject(c, "als_alpha", o->als.alpha);

@@ -202,6 +202,13 @@ static char *training_json(const build_ctx *c) {
     cJSON_AddNumberToObject(e, "neighbours", (double)(o->ease_per_item ? o->ease_per_item : EASE_PER_ITEM));
     cJSON_AddNumberToObject(e, "items_solved", (double)c->ease_rep.items_solved);
     cJSON_AddNumberToObject(e, "items_seen", (double)c->ease_rep.items_seen);
+    /* What recd reads: the weights of EASE's sum over a history listed most
+     * recent first (retrieval/signals.h). Data without time has no order. */
+    if (c->d->has_time && o->ease_recency_boost > 0) {
+      cJSON *w = cJSON_AddObjectToObject(m, "ease_recency");
+      cJSON_AddNumberToObject(w, "boost", o->ease_recency_boost);
+      cJSON_AddNumberToObject(w, "scale", o->ease_recency_scale);
+    }
   }
   cJSON_AddNumberToObject(t, "half_life_days", o->half_life_days);
   cJSON_AddNumberToObject(t, "users", (double)c->d->n_users);

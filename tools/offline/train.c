@@ -23,6 +23,8 @@ void build_opts_default(build_opts *o) {
                       .cg_steps = 3, .seed = 42};
   o->itemcf_neighbours = 50;
   o->ease_lambda = 400;
+  o->ease_recency_boost = 3; /* without tuning; none for data without time (pipeline.c, eval.c) */
+  o->ease_recency_scale = 20;
   o->half_life_days = 90;
   o->recent_max = 50;
   o->evaluate = true;

@@ -29,6 +29,8 @@ typedef struct build_opts {
   double ease_lambda;        /* EASE's L2 weight (ease.h); 0: no EASE */
   size_t ease_max_items;     /* items its dense solve covers, the most frequent; 0: EASE_MAX_ITEMS */
   size_t ease_per_item;      /* weights kept per item; 0: EASE_PER_ITEM */
+  float ease_recency_boost;  /* the most recent history item weighs 1 + boost, the one n places */
+  float ease_recency_scale;  /* back 1 + boost * exp(-n / scale) (sig_ease_weight); 0: all weigh 1 */
   double half_life_days;     /* popularity decay; 0: none */
   size_t recent_max;         /* recent items kept per user, default 50 */
   const char *index_type;    /* NULL: bundle_default_index (Flat, or an inverted file above 20000 items) */
@@ -43,7 +45,8 @@ typedef struct build_opts {
   bool quiet;
 } build_opts;
 
-enum { TUNE_EASE_LAMBDA = 1, TUNE_TEMPERATURE = 2, TUNE_EPOCHS = 4, TUNE_REGULARIZATION = 8, TUNE_ALPHA = 16 };
+enum { TUNE_EASE_LAMBDA = 1, TUNE_TEMPERATURE = 2, TUNE_EPOCHS = 4, TUNE_REGULARIZATION = 8, TUNE_ALPHA = 16,
+       TUNE_EASE_RECENCY = 32 };
 
 void build_opts_default(build_opts *o);
 
