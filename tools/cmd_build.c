@@ -21,6 +21,8 @@ static const char USAGE[] =
     "  --model twotower|als   (default twotower)\n"
     "  --dim N --id-dim N --hidden N --epochs N --batch N --lr X --temperature X --seed N\n"
     "  --factors N --iterations N --regularization X --alpha X      (ALS)\n"
+    "  --als-popularity X     ALS's popularity prior: + X x (its own score scale) x log(1 + users of\n"
+    "                         the item), normalised (default: tuned, else 0 = none)\n"
     "  --ease-lambda X        EASE's L2 weight (default: tuned, else 400; 0 = no EASE)\n"
     "  --ease-max-items N     items EASE's dense solve covers, the most frequent (default 16000,\n"
     "                         8 N^2 bytes of memory)\n"
@@ -140,6 +142,13 @@ static int float_flag(const char *a, const char *v, build_opts *o) {
     if (boost ? !(x >= 0 && x <= 1000) : !(x > 0 && x <= 1e6)) return bad_num(a, v);
     o->fixed |= TUNE_EASE_RECENCY;
     *(boost ? &o->ease_recency_boost : &o->ease_recency_scale) = x;
+    return 0;
+  }
+  if (strcmp(a, "--als-popularity") == 0) {
+    if ((rc = get_float(a, v, &x))) return rc;
+    if (!(x >= 0 && x <= 1000)) return bad_num(a, v);
+    o->fixed |= TUNE_ALS_POPULARITY;
+    o->als_popularity = x;
     return 0;
   }
   if (strcmp(a, "--ease-lambda") == 0) {

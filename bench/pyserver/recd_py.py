@@ -75,7 +75,7 @@ MAX_HISTORY = 1000  # EASE's seeds: at most this many (retrieval/retrieve.h RETR
 class Config:
     """ranking/config.c's defaults, as the float32 values recd holds."""
     cand_ann, cand_itemcf, cand_popularity, cand_ease = 200, 200, 100, 200
-    weight = np.array([0.4, 0.4, 0.2, 0.4], dtype=F32)  # ann, itemcf, popularity, ease
+    weight = np.array([0.2, 0.2, 0.1, 1.0], dtype=F32)  # ann, itemcf, popularity, ease
     exclude_purchased = True
     repurchase_block = F32(0.5)
     repurchase_due = F32(1.0)

@@ -49,9 +49,10 @@ static void defaults(void) {
   CU_ASSERT_EQUAL(c->cand_ann, 200);
   CU_ASSERT_EQUAL(c->cand_itemcf, 200);
   CU_ASSERT_EQUAL(c->cand_popularity, 100);
-  CU_ASSERT_EQUAL(c->weight[REC_SRC_ANN], 0.4f);
-  CU_ASSERT_EQUAL(c->weight[REC_SRC_ITEM_CF], 0.4f);
-  CU_ASSERT_EQUAL(c->weight[REC_SRC_POPULARITY], 0.2f);
+  CU_ASSERT_EQUAL(c->weight[REC_SRC_ANN], 0.2f);
+  CU_ASSERT_EQUAL(c->weight[REC_SRC_ITEM_CF], 0.2f);
+  CU_ASSERT_EQUAL(c->weight[REC_SRC_POPULARITY], 0.1f);
+  CU_ASSERT_EQUAL(c->weight[REC_SRC_EASE], 1.0f);
   CU_ASSERT_EQUAL(c->norm, NORM_RANK);
   CU_ASSERT_EQUAL(c->repurchase_block, 0.5f);
   CU_ASSERT_EQUAL(c->repurchase_due, 1.0f);

@@ -150,8 +150,8 @@ static void arms_get_their_settings_in_every_combination(void) {
     CU_ASSERT_EQUAL(b, exp_arm_of(&e->layers[1], exp_bucket("b-1", sess, (size_t)m)));
     CU_ASSERT_EQUAL(as.holdout, a == 2);
     CU_ASSERT_EQUAL(as.cfg->mmr_lambda, a == 1 ? 0.3f : 0.7f);
-    CU_ASSERT_EQUAL(as.cfg->weight[REC_SRC_ANN], b == 1 ? 0.9f : 0.4f);
-    CU_ASSERT_EQUAL(as.cfg->weight[REC_SRC_ITEM_CF], 0.4f);
+    CU_ASSERT_EQUAL(as.cfg->weight[REC_SRC_ANN], b == 1 ? 0.9f : 0.2f);
+    CU_ASSERT_EQUAL(as.cfg->weight[REC_SRC_ITEM_CF], 0.2f);
     if (a >= 0 && b >= 0) seen[a][b] = true;
   }
   CU_ASSERT(seen[1][1] && seen[0][0] && seen[1][0] && seen[0][1]);

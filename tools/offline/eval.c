@@ -372,6 +372,7 @@ static void print_table(const split *s, const summary *sm) {
   printf("%-11s %-25s %-25s %8s %8s %8s %8s %8s %8s %7s %6s\n", "model", "Recall@50 [95% CI]",
          "NDCG@50 [95% CI]", "R@10", "R@100", "N@10", "N@100", "MAP@50", "HR@50", "Cov@50", "Nov@50");
   for (int m = 0; m < M_COUNT; m++) {
+    if (!s->want[m]) continue; /* not run (--no-served, --ease-lambda 0) */
     const rankmetrics_ci(*v)[MET_COUNT] = sm->v[m][G_ALL];
     printf("%-11s %.4f [%.4f, %.4f]  %.4f [%.4f, %.4f]  %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.3f %6.2f\n",
            MODEL_NAMES[m], v[1][MET_RECALL].mean, v[1][MET_RECALL].lo, v[1][MET_RECALL].hi,
@@ -382,9 +383,10 @@ static void print_table(const split *s, const summary *sm) {
   if (!sm->n[G_NEW] || !sm->n[G_RETURNING]) return;
   printf("%-11s %-25s %-25s\n", "new/return", "Recall@50 new | returning", "NDCG@50 new | returning");
   for (int m = 0; m < M_COUNT; m++)
-    printf("%-11s %.4f | %.4f          %.4f | %.4f\n", MODEL_NAMES[m],
-           sm->v[m][G_NEW][1][MET_RECALL].mean, sm->v[m][G_RETURNING][1][MET_RECALL].mean,
-           sm->v[m][G_NEW][1][MET_NDCG].mean, sm->v[m][G_RETURNING][1][MET_NDCG].mean);
+    if (s->want[m])
+      printf("%-11s %.4f | %.4f          %.4f | %.4f\n", MODEL_NAMES[m],
+             sm->v[m][G_NEW][1][MET_RECALL].mean, sm->v[m][G_RETURNING][1][MET_RECALL].mean,
+             sm->v[m][G_NEW][1][MET_NDCG].mean, sm->v[m][G_RETURNING][1][MET_NDCG].mean);
 }
 
 static cJSON *ci_json(rankmetrics_ci c) {
@@ -572,13 +574,14 @@ static int tune_ease_recency(tuner *t, build_opts *o, rec_error *err) {
 }
 
 static int tune_als(tuner *t, build_opts *o, rec_error *err) {
-  static const float REG[] = {0.01f, 0.1f, 1.0f}, ALPHA[] = {1, 10, 40};
+  static const float REG[] = {0.1f, 1, 10, 100}, ALPHA[] = {0.3f, 1, 10, 40};
+  enum { NREG = sizeof REG / sizeof *REG, NALPHA = sizeof ALPHA / sizeof *ALPHA };
   double best = -1;
   build_opts mo = *o, pick = *o;
   mo.model = "als";
   mo.quiet = true;
-  for (size_t r = 0; r < 3; r++)
-    for (size_t a = 0; a < 3; a++) {
+  for (size_t r = 0; r < NREG; r++)
+    for (size_t a = 0; a < NALPHA; a++) {
       if (((o->fixed & TUNE_REGULARIZATION) && r) || ((o->fixed & TUNE_ALPHA) && a) || !may_start(t)) continue;
       if (!(o->fixed & TUNE_REGULARIZATION)) mo.als.regularization = REG[r];
       if (!(o->fixed & TUNE_ALPHA)) mo.als.alpha = ALPHA[a];
@@ -593,6 +596,24 @@ static int tune_als(tuner *t, build_opts *o, rec_error *err) {
     }
   o->als.regularization = pick.als.regularization;
   o->als.alpha = pick.als.alpha;
+  /* Then the popularity prior at those: on sparse data the factors alone
+   * can rank below popularity itself; a strong prior becomes it. */
+  static const float PRIOR[] = {0.3f, 1, 3, 30, 1000};
+  mo = pick;
+  mo.quiet = true;
+  for (size_t k = 0; k < sizeof PRIOR / sizeof *PRIOR && !(o->fixed & TUNE_ALS_POPULARITY) && may_start(t); k++) {
+    mo.als_popularity = PRIOR[k];
+    int rc = train_model(t->d, &t->s->R, &t->s->prof, &mo, &t->s->als, err);
+    if (rc) return rc;
+    double v = mean_ndcg(t->s, M_ALS, t->d->n_items, t->sc, t->list);
+    trained_destroy(&t->s->als);
+    char p[96];
+    snprintf(p, sizeof p, "regularization=%g alpha=%g popularity=%g", mo.als.regularization, mo.als.alpha,
+             mo.als_popularity);
+    trial(t, "als", p, v);
+    if (v > best) best = v, pick = mo;
+  }
+  o->als_popularity = pick.als_popularity;
   return 0;
 }
 
@@ -652,7 +673,8 @@ int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_mod
   }
   if (!rc && ease) rc = tune_ease(&t, o, err);
   if (!rc && o->ease_lambda > 0 && !(o->fixed & TUNE_EASE_RECENCY)) rc = tune_ease_recency(&t, o, err);
-  if (!rc && als && (o->fixed & (TUNE_REGULARIZATION | TUNE_ALPHA)) != (TUNE_REGULARIZATION | TUNE_ALPHA))
+  unsigned als_knobs = TUNE_REGULARIZATION | TUNE_ALPHA | TUNE_ALS_POPULARITY;
+  if (!rc && als && (o->fixed & als_knobs) != als_knobs)
     rc = tune_als(&t, o, err);
   if (!rc && tt && (o->fixed & (TUNE_TEMPERATURE | TUNE_EPOCHS)) != (TUNE_TEMPERATURE | TUNE_EPOCHS))
     rc = tune_twotower(&t, o, err);
@@ -670,6 +692,7 @@ int eval_tune(const dataset *d, const bool *scope, build_opts *o, bool every_mod
     if (als) {
       cJSON_AddNumberToObject(c, "als_regularization", round(o->als.regularization * 1e6) / 1e6);
       cJSON_AddNumberToObject(c, "als_alpha", o->als.alpha);
+      cJSON_AddNumberToObject(c, "als_popularity", round(o->als_popularity * 1e6) / 1e6);
     }
     if (tt) {
       cJSON_AddNumberToObject(c, "twotower_temperature", round(o->tt.temperature * 1e6) / 1e6);

@@ -191,6 +191,7 @@ static char *training_json(const build_ctx *c) {
     cJSON_AddNumberToObject(t, "iterations", o->als.iterations);
     cJSON_AddNumberToObject(t, "regularization", o->als.regularization);
     cJSON_AddNumberToObject(t, "alpha", o->als.alpha);
+    cJSON_AddNumberToObject(t, "popularity_prior", o->als_popularity);
     cJSON_AddNumberToObject(t, "seed", (double)o->als.seed);
   }
   cJSON_AddNumberToObject(t, "final_loss", c->t.loss);

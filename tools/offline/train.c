@@ -135,6 +135,29 @@ static void mips_to_cosine(const float *V, size_t n, size_t f, float *out) {
   }
 }
 
+/* The popularity prior: V's column f (of f + 1) set to c * log(1 + pop_j) /
+ * log(1 + the largest pop), pop_j the item's summed interaction strength
+ * (the popularity model's own order, so a strong prior ranks as it does),
+ * with c = weight times the root mean square of the model's own scores
+ * u . v over R's entries, so the weight means the same at any scale.
+ * Columns 0..f-1 of V hold the factors. */
+static void popularity_column(const ui_matrix *R, const float *U, float *V, size_t f, float weight) {
+  size_t n = R->cols, k1 = f + 1, pairs = 0;
+  double *pop = calloc(n + 1, sizeof *pop), most = 0, sq = 0;
+  for (size_t u = 0; pop && u < R->rows; u++)
+    for (size_t e = R->rowptr[u]; e < R->rowptr[u + 1]; e++) {
+      if (!(R->vals[e] > 0)) continue;
+      uint32_t j = R->colidx[e];
+      if ((pop[j] += R->vals[e]) > most) most = pop[j];
+      double s = cblas_sdot((blasint)f, U + u * f, 1, V + (size_t)j * k1, 1);
+      sq += s * s;
+      pairs++;
+    }
+  double c = weight * (pairs ? sqrt(sq / (double)pairs) : 1) / log1p(most > 0 ? most : 1);
+  for (size_t j = 0; j < n; j++) V[j * k1 + f] = pop ? (float)(c * log1p(pop[j])) : 0;
+  free(pop);
+}
+
 static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, trained *t,
                      rec_error *err) {
   size_t f = o->als.factors;
@@ -142,30 +165,37 @@ static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, 
   als_opts ao = o->als;
   ao.progress = on_step;
   ao.progress_arg = &pr;
-  float *V = malloc(d->n_items * f * sizeof *V);
-  t->dim = f + 1;
+  /* With the popularity prior, user u is [x_u, 1] and item j [v_j, p_j]:
+   * one more column each side. */
+  size_t g = f + (o->als_popularity > 0);
+  float *V = malloc(d->n_items * (f + 1) * sizeof *V), *F = malloc(d->n_items * f * sizeof *F);
+  t->dim = g + 1;
   t->feature_dim = f;
   t->user_feat = malloc((d->n_users + 1) * f * sizeof(float));
-  t->item_emb = malloc(d->n_items * (f + 1) * sizeof(float));
-  t->layers[0] = (tower_layer){f, f + 1, calloc(f * (f + 1), sizeof(float)),
-                               calloc(f + 1, sizeof(float)), TOWER_LINEAR};
+  t->item_emb = malloc(d->n_items * (g + 1) * sizeof(float));
+  t->layers[0] = (tower_layer){f, g + 1, calloc(f * (g + 1), sizeof(float)),
+                               calloc(g + 1, sizeof(float)), TOWER_LINEAR};
   t->n_layers = 1;
-  if (!V || !t->user_feat || !t->item_emb || !t->layers[0].w || !t->layers[0].b) {
-    free(V);
+  if (!V || !F || !t->user_feat || !t->item_emb || !t->layers[0].w || !t->layers[0].b) {
+    free(V), free(F);
     return rec_fail(err, REC_ENOMEM, "als: out of memory");
   }
-  for (size_t k = 0; k < f; k++) t->layers[0].w[k * (f + 1) + k] = 1.0f; /* [u, 0] */
+  for (size_t k = 0; k < f; k++) t->layers[0].w[k * (g + 1) + k] = 1.0f; /* [u, 0] or [u, 1, 0] */
+  if (g > f) t->layers[0].b[f] = 1.0f;
   progress_start(&pr, "als", (size_t)ao.iterations, o->quiet);
   csr m = ui_matrix_csr(R);
-  int rc = als_train(&m, &ao, t->user_feat, V, err);
+  int rc = als_train(&m, &ao, t->user_feat, F, err);
   if (!rc) {
-    mips_to_cosine(V, d->n_items, f, t->item_emb);
-    t->loss = als_loss(&m, &ao, t->user_feat, V);
+    for (size_t j = 0; j < d->n_items; j++) memcpy(V + j * g, F + j * f, f * sizeof *V);
+    if (g > f) popularity_column(R, t->user_feat, V, f, o->als_popularity);
+    mips_to_cosine(V, d->n_items, g, t->item_emb);
+    t->loss = als_loss(&m, &ao, t->user_feat, F);
     char note[64];
     snprintf(note, sizeof note, "%d sweeps, loss %.4f", ao.iterations, t->loss);
     progress_end(&pr, note);
   }
   free(V);
+  free(F);
   return rc;
 }
 

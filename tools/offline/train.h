@@ -25,6 +25,8 @@ typedef struct build_opts {
   const char *model;         /* "twotower" (default) or "als" */
   tt_opts tt;
   als_opts als;
+  float als_popularity;      /* ALS's popularity prior: score u . v + c log(1 + users of the item), c this
+                              * times the model's own score scale (train.c); 0: none */
   size_t itemcf_neighbours;  /* per item, default 50 */
   double ease_lambda;        /* EASE's L2 weight (ease.h); 0: no EASE */
   size_t ease_max_items;     /* items its dense solve covers, the most frequent; 0: EASE_MAX_ITEMS */
@@ -46,7 +48,7 @@ typedef struct build_opts {
 } build_opts;
 
 enum { TUNE_EASE_LAMBDA = 1, TUNE_TEMPERATURE = 2, TUNE_EPOCHS = 4, TUNE_REGULARIZATION = 8, TUNE_ALPHA = 16,
-       TUNE_EASE_RECENCY = 32 };
+       TUNE_EASE_RECENCY = 32, TUNE_ALS_POPULARITY = 64 };
 
 void build_opts_default(build_opts *o);
 
