@@ -280,13 +280,34 @@ static int answer_case(const char *const *services, size_t n_services, const rpc
   }
 }
 
+/* The request as the answer echoes it: its known fields only. Unknown ones
+ * are the client's bytes, which go back to no one. */
+static rpc_reflect_req *echo_of(const rpc_reflect_req *q, arena *a) {
+  rpc_reflect_req *e = arena_alloc(a, sizeof *e);
+  if (!e) return NULL;
+  *e = *q;
+  e->base.n_unknown_fields = 0;
+  e->base.unknown_fields = NULL;
+  if (q->message_request_case ==
+      GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION && q->file_containing_extension) {
+    Grpc__Reflection__V1__ExtensionRequest *x = arena_alloc(a, sizeof *x);
+    if (!x) return NULL;
+    *x = *q->file_containing_extension;
+    x->base.n_unknown_fields = 0;
+    x->base.unknown_fields = NULL;
+    e->file_containing_extension = x;
+  }
+  return e;
+}
+
 int rpc__reflect_answer(const char *const *services, size_t n_services, const rpc_reflect_req *q, arena *a,
                         rpc_reflect_resp **out) {
   rpc_reflect_resp *r = arena_alloc(a, sizeof *r);
   if (!r) return REC_ENOMEM;
   grpc__reflection__v1__server_reflection_response__init(r);
+  r->original_request = echo_of(q, a);
+  if (!r->original_request) return REC_ENOMEM;
   r->valid_host = q->host;
-  r->original_request = (rpc_reflect_req *)q;
   int rc = rpc__reflect_init() != 0 ? error_response(r, REC_EINTERNAL, a, "recd's embedded descriptor set is unreadable")
                                     : answer_case(services, n_services, q, r, a);
   if (rc) return rc;
