@@ -166,6 +166,7 @@ typedef struct rpc_reflect {
   rpc_limits limits;
   rpc_rstream *streams;    /* open streams */
   int n_streams;
+  int live;                /* streams not yet freed, open or not */
 } rpc_reflect;
 
 int  rpc__reflect_stream_init(rpc_reflect *r, const rpc_server_opts *o, const rpc_limits *lim);
@@ -177,5 +178,8 @@ int  rpc__reflect_stream_start(rpc_reflect *r, grpc_call *call, rec_error *err);
 void rpc__reflect_stream_event(rpc_reflect *r, rpc_tag *tag, bool ok);
 /* Cancels every open stream (the server is stopping). */
 void rpc__reflect_stream_cancel_all(rpc_reflect *r);
+/* Streams whose last batch has not completed yet: the queues they use
+ * must stay up until this is 0. */
+int  rpc__reflect_stream_live(rpc_reflect *r);
 extern const rpc_method rpc__reflect_v1, rpc__reflect_v1alpha; /* fn is NULL: the RPC layer streams them */
 #endif

@@ -43,6 +43,7 @@ struct rpc_rstream {
   step step;
   int refs;                  /* batches in flight */
   bool sent_md;              /* initial metadata went out */
+  bool closed;               /* RECV_CLOSE_ON_SERVER came: the call is over, start nothing */
   unsigned n_requests;
   int cancelled;
   grpc_byte_buffer *in, *out;
@@ -165,6 +166,7 @@ int rpc__reflect_stream_start(rpc_reflect *r, grpc_call *call, rec_error *err) {
   if (r->streams) r->streams->prev = s;
   r->streams = s;
   r->n_streams++;
+  r->live++;
   recv_next(s);
   pthread_mutex_unlock(&r->mu);
   return 0;
@@ -183,6 +185,7 @@ static void stream_free(rpc_rstream *s) {
  * connection went): nothing more is started, and RECV_CLOSE_ON_SERVER,
  * which always completes, frees the stream with the last reference. */
 static void on_batch(rpc_rstream *s, bool ok) {
+  ok = ok && !s->closed;
   if (s->step == STEP_RECV && ok && s->in) {
     s->n_requests++;
     answer(s);
@@ -207,6 +210,7 @@ void rpc__reflect_stream_event(rpc_reflect *r, rpc_tag *tag, bool ok) {
     on_batch(s, ok);
   } else { /* out of the list before it can be freed: cancel_all must not find it */
     s = (rpc_rstream *)((char *)tag - offsetof(rpc_rstream, close_tag));
+    s->closed = true;
     pthread_mutex_lock(&r->mu);
     if (s->prev) s->prev->next = s->next;
     else r->streams = s->next;
@@ -214,7 +218,19 @@ void rpc__reflect_stream_event(rpc_reflect *r, rpc_tag *tag, bool ok) {
     r->n_streams--;
     pthread_mutex_unlock(&r->mu);
   }
-  if (--s->refs == 0) stream_free(s);
+  if (--s->refs == 0) {
+    stream_free(s);
+    pthread_mutex_lock(&r->mu);
+    r->live--;
+    pthread_mutex_unlock(&r->mu);
+  }
+}
+
+int rpc__reflect_stream_live(rpc_reflect *r) {
+  pthread_mutex_lock(&r->mu);
+  int n = r->live;
+  pthread_mutex_unlock(&r->mu);
+  return n;
 }
 
 void rpc__reflect_stream_cancel_all(rpc_reflect *r) {

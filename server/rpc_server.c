@@ -630,13 +630,14 @@ bool rpc_server_serving(const rpc_server *s) {
 /* A call still waiting for rpc_complete (a shard's answer, a group commit)
  * would start its final batch on a queue already shut down, which gRPC
  * treats as a fatal bug: the queues stay up, and the workers keep running,
- * until every such call is over. Each of those waits is bounded (deadlines,
+ * until every such call is over, and every reflection stream has seen its
+ * last completion. Each of those waits is bounded (deadlines,
  * the commit thread), so this is too; the extra margin is for a bug. */
 static void wait_for_pending(rpc_server *s, int drain_ms) {
   int64_t until = rec_mono_ns() + ((int64_t)drain_ms + 60000) * 1000000;
-  while (atomic_load(&s->open_calls) > 0 && rec_mono_ns() < until)
+  while ((atomic_load(&s->open_calls) > 0 || rpc__reflect_stream_live(&s->reflect) > 0) && rec_mono_ns() < until)
     nanosleep(&(struct timespec){0, 1000000}, NULL);
-  int left = atomic_load(&s->open_calls);
+  int left = atomic_load(&s->open_calls) + rpc__reflect_stream_live(&s->reflect);
   if (left > 0) LOG_ERROR("calls never completed; stopping anyway", "calls=%d", left);
 }
 

@@ -206,6 +206,53 @@ class ReflectionTest(unittest.TestCase):
         self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
         self.assertEqual(got, 1000)
 
+    def test_open_streams_are_capped(self):
+        """64 streams held open on a listener; the 65th is refused at once;
+        one closing makes room; other calls go on meanwhile."""
+        import grpc
+        m = reflection_stubs()["v1"]
+        method = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        rec = base.Recd(self.bundle)
+        held = []
+        try:
+            def open_one():
+                ev = threading.Event()
+
+                def gen():
+                    yield req("v1", list_services="")
+                    ev.wait(60)
+                call = rec.channel.stream_stream(method, request_serializer=m.ServerReflectionRequest.SerializeToString,
+                                                 response_deserializer=m.ServerReflectionResponse.FromString)
+                it = call(gen(), timeout=60)
+                first = next(it)
+                held.append((it, ev))
+                return first
+            for _ in range(64):
+                self.assertEqual(open_one().WhichOneof("message_response"), "list_services_response")
+            with self.assertRaises(grpc.RpcError) as e:
+                info(rec.channel, "v1", [req("v1", list_services="")])
+            self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("64 reflection streams", e.exception.details())
+            r = rec.ranking.Recommend(base.pb["ranking"].RecommendRequest(user_id="U00001", k=3), timeout=10)
+            self.assertEqual(len(r.items), 3)
+            it, ev = held.pop()
+            ev.set()  # that client half-closes: its stream ends OK
+            self.assertEqual(list(it), [])
+            deadline = time.monotonic() + 10
+            while True:  # the server frees the slot once the stream's last batch is done
+                try:
+                    (r,) = info(rec.channel, "v1", [req("v1", list_services="")])
+                    break
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            self.assertEqual(r.WhichOneof("message_response"), "list_services_response")
+        finally:
+            for it, ev in held:
+                ev.set()
+            self.assertEqual(rec.close(), 0, rec.output())
+
     def test_cancelled_and_idle_streams_end_cleanly(self):
         """A client that cancels mid-stream, and many that stop at once:
         recd keeps serving reflection and everything else, and stops cleanly."""
