@@ -26,6 +26,8 @@
 #include <errno.h>
 #include <sys/stat.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,7 @@ typedef struct opts {
   const char *addr, *user, *out, *index, *version, *bundle, *log, *type, *slate;
   const char *tls_ca, *tls_cert, *tls_key, *tls_name, *token_file;
   long k, timeout_ms, items, users, dim, categories, seed, ef, ef_construction, wait_s, shards, shard, quantity;
-  long long time_ms;
+  long time_ms;             /* 64 bits on every platform recd builds on */
   double price;
   bool json, explain, shard_given;
   const char *cmd;          /* the command's name, for messages */
@@ -47,6 +49,76 @@ typedef struct opts {
   const char *exclude[MAX_LIST], *include_cats[MAX_LIST], *explain_ids[MAX_LIST], *item_ids[MAX_LIST];
   size_t n_exclude, n_include_cats, n_explain_ids, n_item_ids;
 } opts;
+
+/* Every option of the commands recctl.c parses, in one table: its name,
+ * what it holds and where, its range and its help line. A command takes
+ * the options its mask names; --help lists exactly those. */
+typedef enum { OPT_FLAG, OPT_STR, OPT_LONG, OPT_DOUBLE, OPT_LIST } opt_type;
+enum {
+  O_USER, O_ITEM, O_K, O_EXCLUDE, O_CATEGORY, O_EXPLAIN, O_WHY, O_JSON, O_TYPE, O_QUANTITY, O_PRICE, O_TIME,
+  O_SLATE, O_WAIT, O_BUNDLE, O_LOG, O_OUT, O_ITEMS, O_USERS, O_DIM, O_CATEGORIES, O_SEED, O_INDEX, O_EF, O_EFC,
+  O_VERSION, O_SHARDS, O_SHARD, O_ADDR, O_TIMEOUT, O_TLS_CA, O_TLS_CERT, O_TLS_KEY, O_TLS_NAME, O_TOKEN, N_OPTIONS
+};
+#define OPT(x) (1ull << (x))
+#define CONN_OPTIONS (OPT(O_ADDR) | OPT(O_TIMEOUT) | OPT(O_TLS_CA) | OPT(O_TLS_CERT) | OPT(O_TLS_KEY) | OPT(O_TLS_NAME))
+
+typedef struct option {
+  const char *name, *alias;  /* "-k", "--k" */
+  const char *value;         /* what --help calls the value; NULL for a flag */
+  opt_type type;
+  size_t off, count_off;     /* where it goes in opts; OPT_LIST: and its count */
+  long lo, hi;               /* OPT_LONG, OPT_DOUBLE */
+  const char *help;
+} option;
+
+#define F(field) offsetof(opts, field)
+static const option OPTIONS[N_OPTIONS] = {
+    [O_USER] = {"--user", NULL, "U", OPT_STR, F(user), 0, 0, 0, "the user (one recd has never seen gets popularity)"},
+    [O_ITEM] = {"--item", NULL, "ID", OPT_LIST, F(item_ids), F(n_item_ids), 0, 0,
+                "the item; similar: repeat it for a cart (1 to 100)"},
+    [O_K] = {"-k", "--k", "N", OPT_LONG, F(k), 0, -1000000, 1000000, "items wanted (default 10)"},
+    [O_EXCLUDE] = {"--exclude", NULL, "ID", OPT_LIST, F(exclude), F(n_exclude), 0, 0, "never show this item (repeatable)"},
+    [O_CATEGORY] = {"--category", NULL, "C", OPT_LIST, F(include_cats), F(n_include_cats), 0, 0,
+                    "only items of these categories (repeatable)"},
+    [O_EXPLAIN] = {"--explain", NULL, NULL, OPT_FLAG, F(explain), 0, 0, 0, "each item's sources and rule adjustments"},
+    [O_WHY] = {"--why", NULL, "ID", OPT_LIST, F(explain_ids), F(n_explain_ids), 0, 0, "why ID is not shown (repeatable)"},
+    [O_JSON] = {"--json", NULL, NULL, OPT_FLAG, F(json), 0, 0, 0, "the answer as JSON"},
+    [O_TYPE] = {"--type", NULL, "T", OPT_STR, F(type), 0, 0, 0, "view, add_to_cart, purchase or click"},
+    [O_QUANTITY] = {"--quantity", NULL, "N", OPT_LONG, F(quantity), 0, 0, 1000000, "units (at least 1 for a purchase)"},
+    [O_PRICE] = {"--price", NULL, "X", OPT_DOUBLE, F(price), 0, 0, 1000000000, "unit price paid"},
+    [O_TIME] = {"--time-ms", NULL, "T", OPT_LONG, F(time_ms), 0, 0, 253402300799999L,
+                "when, in ms since the Unix epoch (default: recd's clock)"},
+    [O_SLATE] = {"--slate", NULL, "ID", OPT_STR, F(slate), 0, 0, 0,
+                 "the request_id of the slate that showed the item (attribution)"},
+    [O_WAIT] = {"--wait", NULL, "SECONDS", OPT_LONG, F(wait_s), 0, 0, 3600,
+                "keep asking until SERVING or this long has passed"},
+    [O_BUNDLE] = {"--bundle", NULL, "DIR", OPT_STR, F(bundle), 0, 0, 0, "the bundle (reload: a name or path under "
+                  "recd's --bundle_root)"},
+    [O_LOG] = {"--log", NULL, "DIR", OPT_STR, F(log), 0, 0, 0, "recd's --event_log directory"},
+    [O_OUT] = {"--out", NULL, "DIR", OPT_STR, F(out), 0, 0, 0, "where to write"},
+    [O_ITEMS] = {"--items", NULL, "N", OPT_LONG, F(items), 0, 1, 10000000, "items (default 2000)"},
+    [O_USERS] = {"--users", NULL, "N", OPT_LONG, F(users), 0, 0, 10000000, "users (default 500)"},
+    [O_DIM] = {"--dim", NULL, "N", OPT_LONG, F(dim), 0, 2, 1024, "embedding dimension (default 32)"},
+    [O_CATEGORIES] = {"--categories", NULL, "N", OPT_LONG, F(categories), 0, 1, 100000, "categories (default 8)"},
+    [O_SEED] = {"--seed", NULL, "N", OPT_LONG, F(seed), 0, 0, 2147483647, "random seed (default 42)"},
+    [O_INDEX] = {"--index", NULL, "SPEC", OPT_STR, F(index), 0, 0, 0, "FAISS index factory string"},
+    [O_EF] = {"--ef", NULL, "N", OPT_LONG, F(ef), 0, 1, 65536, "HNSW efSearch"},
+    [O_EFC] = {"--ef-construction", NULL, "N", OPT_LONG, F(ef_construction), 0, 1, 65536, "HNSW build breadth"},
+    [O_VERSION] = {"--version", NULL, "V", OPT_STR, F(version), 0, 0, 0, "the bundle's version"},
+    [O_SHARDS] = {"--shards", NULL, "N", OPT_LONG, F(shards), 0, 2, 1024, "shards (2 to 1024)"},
+    [O_SHARD] = {"--shard", NULL, "I", OPT_LONG, F(shard), 0, 0, 1023, "write shard I only"},
+    [O_ADDR] = {"--addr", NULL, "HOST:PORT", OPT_STR, F(addr), 0, 0, 0, "where recd listens (default: below)"},
+    [O_TIMEOUT] = {"--timeout-ms", NULL, "N", OPT_LONG, F(timeout_ms), 0, 1, 3600000, "the call's deadline (default 2000)"},
+    [O_TLS_CA] = {"--tls-ca", NULL, "F", OPT_STR, F(tls_ca), 0, 0, 0, "talk TLS, trusting this PEM CA"},
+    [O_TLS_CERT] = {"--tls-cert", NULL, "F", OPT_STR, F(tls_cert), 0, 0, 0, "a client certificate (mTLS), with --tls-key"},
+    [O_TLS_KEY] = {"--tls-key", NULL, "F", OPT_STR, F(tls_key), 0, 0, 0, "its private key"},
+    [O_TLS_NAME] = {"--tls-name", NULL, "N", OPT_STR, F(tls_name), 0, 0, 0,
+                    "check the server's certificate for N, not the host"},
+    [O_TOKEN] = {"--token-file", NULL, "F", OPT_STR, F(token_file), 0, 0, 0,
+                 "the admin token, the first in F (recd's --admin_token_file format);\n"
+                 "                       default: $RECCTL_TOKEN_FILE"},
+};
+#undef F
 
 /* Where a command runs: here, against the serving port, against the admin
  * listener, or with a parser of its own (in its own file). */
@@ -57,14 +129,11 @@ typedef struct command {
   cmd_kind kind;
   const char *synopsis;    /* what follows "recctl NAME" */
   const char *summary;     /* one line or two, for the list of commands */
-  const char *options;     /* the options it takes, each between spaces: parse() refuses others */
-  const char *help;        /* what --help adds (options explained), or NULL */
+  uint64_t options;        /* OPT() of those it takes; SERVING and ADMIN add CONN_OPTIONS, ADMIN O_TOKEN */
   int (*remote)(rpc_client *c, const opts *o, arena *a);
   int (*local)(const opts *o);
   int (*own)(int argc, char **argv);
 } command;
-
-static const char CONN_OPTIONS[] = " --addr --timeout-ms --tls-ca --tls-cert --tls-key --tls-name ";
 
 static int bad(const char *cmd, const char *fmt, const char *arg) {
   fprintf(stderr, "recctl%s%s: ", cmd ? " " : "", cmd ? cmd : "");
@@ -73,89 +142,62 @@ static int bad(const char *cmd, const char *fmt, const char *arg) {
   return 2;
 }
 
-static int push(const command *c, const char **list, size_t *n, const char *v, const char *flag) {
-  if (*n == MAX_LIST) return bad(c->name, "too many %s values", flag);
-  list[(*n)++] = v;
-  return 0;
+static uint64_t options_of(const command *c) {
+  return c->options | (c->kind == SERVING || c->kind == ADMIN ? CONN_OPTIONS : 0) |
+         (c->kind == ADMIN ? OPT(O_TOKEN) : 0);
 }
 
-static bool takes(const command *c, const char *flag) {
-  char key[64];
-  if (strlen(flag) + 3 > sizeof key) return false;
-  snprintf(key, sizeof key, " %s ", flag);
-  return strstr(c->options, key) || (c->kind != LOCAL && strstr(CONN_OPTIONS, key)) ||
-         (c->kind == ADMIN && strcmp(flag, "--token-file") == 0);
+static int option_named(const char *a) {
+  for (int i = 0; i < N_OPTIONS; i++)
+    if (strcmp(a, OPTIONS[i].name) == 0 || (OPTIONS[i].alias && strcmp(a, OPTIONS[i].alias) == 0)) return i;
+  return -1;
 }
 
-static int flag_double(const command *c, const char *flag, const char *v, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double d = strtod(v, &end);
-  if (end == v || *end || errno || !(d >= lo && d <= hi)) {
-    fprintf(stderr, "recctl %s: %s '%s' must be a number from %g to %g\n", c->name, flag, v, lo, hi);
-    return 2;
+/* Stores 'v' (NULL for a flag) as option 'id' of command 'c'. */
+static int set_option(const command *c, int id, const char *v, opts *o) {
+  const option *op = &OPTIONS[id];
+  char *at = (char *)o + op->off;
+  switch (op->type) {
+  case OPT_FLAG: *(bool *)at = true; return 0;
+  case OPT_STR: *(const char **)at = v; return 0;
+  case OPT_LONG: return flag_long(op->name, v, op->lo, op->hi, (long *)at);
+  case OPT_LIST: {
+    size_t *n = (size_t *)((char *)o + op->count_off);
+    if (*n == MAX_LIST) return bad(c->name, "too many %s values", op->name);
+    ((const char **)at)[(*n)++] = v;
+    return 0;
   }
-  *out = d;
+  case OPT_DOUBLE: {
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (end == v || *end || errno || !(d >= (double)op->lo && d <= (double)op->hi)) {
+      fprintf(stderr, "recctl %s: %s '%s' must be a number from %ld to %ld\n", c->name, op->name, v, op->lo, op->hi);
+      return 2;
+    }
+    *(double *)at = d;
+    return 0;
+  }
+  }
   return 0;
 }
 
 /* Parses argv[2..] into o, refusing an option the command does not take
  * (named, with the command's --help). Returns 0 or an exit code. */
 static int parse(const command *c, int argc, char **argv, opts *o) {
+  uint64_t takes = options_of(c);
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
-    bool has = i + 1 < argc;
-    const char *v = has ? argv[i + 1] : NULL;
-    int rc = 0;
     if (a[0] != '-') return bad(c->name, "unexpected argument '%s': every value follows its option", a);
-    if (!takes(c, a)) {
-      if (strcmp(a, "--token-file") == 0)
-        return bad(c->name, "%s is for the admin commands (status, reload, catalog, experiments): the serving "
-                            "port never needs the admin token", a);
-      return bad(c->name, "unknown option %s", a);
-    }
-    if (strcmp(a, "--json") == 0) { o->json = true; continue; }
-    if (strcmp(a, "--explain") == 0) { o->explain = true; continue; }
-    if (!has) return bad(c->name, "%s needs a value", a);
-    i++;
-    if (strcmp(a, "--addr") == 0) o->addr = v;
-    else if (strcmp(a, "--user") == 0) o->user = v;
-    else if (strcmp(a, "--tls-ca") == 0) o->tls_ca = v;
-    else if (strcmp(a, "--tls-cert") == 0) o->tls_cert = v;
-    else if (strcmp(a, "--tls-key") == 0) o->tls_key = v;
-    else if (strcmp(a, "--tls-name") == 0) o->tls_name = v;
-    else if (strcmp(a, "--token-file") == 0) o->token_file = v;
-    else if (strcmp(a, "--out") == 0) o->out = v;
-    else if (strcmp(a, "--bundle") == 0) o->bundle = v;
-    else if (strcmp(a, "--log") == 0) o->log = v;
-    else if (strcmp(a, "--index") == 0) o->index = v;
-    else if (strcmp(a, "--version") == 0) o->version = v;
-    else if (strcmp(a, "--type") == 0) o->type = v;
-    else if (strcmp(a, "--slate") == 0) o->slate = v;
-    else if (strcmp(a, "-k") == 0 || strcmp(a, "--k") == 0) rc = flag_long("-k", v, -1000000, 1000000, &o->k);
-    else if (strcmp(a, "--timeout-ms") == 0) rc = flag_long(a, v, 1, 3600000, &o->timeout_ms);
-    else if (strcmp(a, "--wait") == 0) rc = flag_long(a, v, 0, 3600, &o->wait_s);
-    else if (strcmp(a, "--items") == 0) rc = flag_long(a, v, 1, 10000000, &o->items);
-    else if (strcmp(a, "--users") == 0) rc = flag_long(a, v, 0, 10000000, &o->users);
-    else if (strcmp(a, "--dim") == 0) rc = flag_long(a, v, 2, 1024, &o->dim);
-    else if (strcmp(a, "--categories") == 0) rc = flag_long(a, v, 1, 100000, &o->categories);
-    else if (strcmp(a, "--seed") == 0) rc = flag_long(a, v, 0, 2147483647, &o->seed);
-    else if (strcmp(a, "--ef") == 0) rc = flag_long(a, v, 1, 65536, &o->ef);
-    else if (strcmp(a, "--shards") == 0) rc = flag_long(a, v, 2, 1024, &o->shards);
-    else if (strcmp(a, "--shard") == 0) rc = flag_long(a, v, 0, 1023, &o->shard), o->shard_given = true;
-    else if (strcmp(a, "--ef-construction") == 0) rc = flag_long(a, v, 1, 65536, &o->ef_construction);
-    else if (strcmp(a, "--quantity") == 0) rc = flag_long(a, v, 0, 1000000, &o->quantity);
-    else if (strcmp(a, "--price") == 0) rc = flag_double(c, a, v, 0, 1e9, &o->price);
-    else if (strcmp(a, "--time-ms") == 0) {
-      long t = 0; /* a long is 64 bits on every platform recd builds on */
-      rc = flag_long(a, v, 0, 253402300799999L, &t);
-      o->time_ms = t;
-    }
-    else if (strcmp(a, "--exclude") == 0) rc = push(c, o->exclude, &o->n_exclude, v, a);
-    else if (strcmp(a, "--category") == 0) rc = push(c, o->include_cats, &o->n_include_cats, v, a);
-    else if (strcmp(a, "--why") == 0) rc = push(c, o->explain_ids, &o->n_explain_ids, v, a);
-    else if (strcmp(a, "--item") == 0) rc = push(c, o->item_ids, &o->n_item_ids, v, a);
+    int id = option_named(a);
+    if (id == O_TOKEN && !(takes & OPT(id)))
+      return bad(c->name, "%s is for the admin commands (status, reload, catalog, experiments): the serving "
+                          "port never needs the admin token", a);
+    if (id < 0 || !(takes & OPT(id))) return bad(c->name, "unknown option %s", a);
+    if (OPTIONS[id].type != OPT_FLAG && i + 1 >= argc) return bad(c->name, "%s needs a value", a);
+    int rc = set_option(c, id, OPTIONS[id].type == OPT_FLAG ? NULL : argv[++i], o);
     if (rc) return rc;
+    if (id == O_SHARD) o->shard_given = true;
   }
   return 0;
 }
@@ -598,67 +640,47 @@ static int cmd_version(int argc, char **argv) {
   return 0;
 }
 
-static const char TOKEN_HELP[] =
-    "  --token-file F   the admin token: the first token in F (recd's --admin_token_file format);\n"
-    "                   default: $RECCTL_TOKEN_FILE\n";
-static const char CONN_HELP[] =
-    "  --addr HOST:PORT      where recd listens (default %s)\n"
-    "  --timeout-ms N        the call's deadline (default 2000)\n"
-    "  --tls-ca F            talk TLS, trusting this PEM CA; --tls-cert F --tls-key F add a client\n"
-    "                        certificate (mTLS); --tls-name N checks the server's certificate for N\n";
-
 static const command COMMANDS[] = {
     {"recommend", SERVING, "--user U [-k N] [--exclude ID]... [--category C]... [--explain] [--why ID]... [--json]",
-     "ask for a ranked slate (Ranking.Recommend)", " --user -k --k --exclude --category --explain --why --json ",
-     "  --user U          the user (an unknown one gets popularity, flagged)\n"
-     "  -k N              items wanted (default 10)\n"
-     "  --exclude ID      never show this item (repeatable); --category C: only these categories\n"
-     "  --explain         each item's sources and rule adjustments; --why ID: why ID is not shown\n"
-     "  --json            the answer as JSON\n", cmd_recommend, NULL, NULL},
+     "ask for a ranked slate (Ranking.Recommend)",
+     OPT(O_USER) | OPT(O_K) | OPT(O_EXCLUDE) | OPT(O_CATEGORY) | OPT(O_EXPLAIN) | OPT(O_WHY) | OPT(O_JSON),
+     cmd_recommend, NULL, NULL},
     {"similar", SERVING, "--item ID [--item ID]... [-k N] [--exclude ID]... [--category C]... [--json]",
      "items to show beside one item, or a cart (Ranking.SimilarItems)",
-     " --item -k --k --exclude --category --json ",
-     "  --item ID         the item (a product page), repeated for a cart (1 to 100)\n"
-     "  -k N              items wanted (default 10)\n"
-     "  --exclude ID      never show this item (repeatable); --category C: only these categories\n"
-     "  --json            the answer as JSON\n", cmd_similar, NULL, NULL},
+     OPT(O_ITEM) | OPT(O_K) | OPT(O_EXCLUDE) | OPT(O_CATEGORY) | OPT(O_JSON), cmd_similar, NULL, NULL},
     {"record", SERVING, "--user U --item ID --type view|add_to_cart|purchase|click [--quantity N] [--price X]\n"
      "         [--time-ms T] [--slate REQUEST_ID]",
      "record what a user did (Events.Record); OK once it is on disk",
-     " --user --item --type --quantity --price --time-ms --slate ",
-     "  --quantity N      units (at least 1 for a purchase)\n"
-     "  --price X         unit price paid\n"
-     "  --time-ms T       when, in milliseconds since the Unix epoch (default: recd's clock)\n"
-     "  --slate ID        the request_id of the slate the item was shown in (attribution)\n",
-     cmd_record, NULL, NULL},
-    {"health", SERVING, "[--wait SECONDS]", "print the serving status (exit 3 unless SERVING)", " --wait ",
-     "  --wait SECONDS    keep asking until SERVING or this long has passed\n", cmd_health, NULL, NULL},
-    {"status", ADMIN, "", "what the server has loaded (admin listener)", " ", NULL, cmd_status, NULL, NULL},
+     OPT(O_USER) | OPT(O_ITEM) | OPT(O_TYPE) | OPT(O_QUANTITY) | OPT(O_PRICE) | OPT(O_TIME) | OPT(O_SLATE), cmd_record,
+     NULL, NULL},
+    {"health", SERVING, "[--wait SECONDS]", "print the serving status (exit 3 unless SERVING)", OPT(O_WAIT), cmd_health,
+     NULL, NULL},
+    {"status", ADMIN, "", "what the server has loaded (admin listener)", 0, cmd_status, NULL, NULL},
     {"reload", ADMIN, "[--bundle DIR]",
      "load, check and swap in a bundle (default: the path recd was started with, e.g. a `current` link)",
-     " --bundle ", "  --bundle DIR      a bundle under recd's --bundle_root (a name or a path)\n", cmd_reload, NULL,
-     NULL},
+     OPT(O_BUNDLE), cmd_reload, NULL, NULL},
     {"catalog", OWN, "upsert --csv F | catalog delete --id ID... | --csv F",
-     "live catalog changes (Catalog.Upsert, Catalog.Delete; admin listener)", NULL, NULL, NULL, NULL, cmd_catalog},
+     "live catalog changes (Catalog.Upsert, Catalog.Delete; admin listener)", 0, NULL, NULL, cmd_catalog},
     {"experiments", OWN, "[--json] | experiments share EXP ARM BP | experiments stop|resume EXP",
-     "A/B report with 95% intervals; runtime controls (admin listener)", NULL, NULL, NULL, NULL, cmd_experiments},
-    {"events-csv", LOCAL, "--log DIR", "the event log as an interactions CSV (for recctl build)", " --log ",
-     "  --log DIR         recd's --event_log directory\n", NULL, cmd_events_csv, NULL},
+     "A/B report with 95% intervals; runtime controls (admin listener)", 0, NULL, NULL, cmd_experiments},
+    {"events-csv", LOCAL, "--log DIR", "the event log as an interactions CSV (for recctl build)", OPT(O_LOG), NULL,
+     cmd_events_csv, NULL},
     {"synth", LOCAL,
      "--out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
      "         [--index FAISS_SPEC] [--ef N] [--ef-construction N] [--version V]",
      "write a deterministic synthetic bundle (HNSW breadths default from the catalog size)",
-     " --out --items --users --dim --categories --seed --index --ef --ef-construction --version ",
-     "  defaults: --items 2000 --users 500 --dim 32 --categories 8 --seed 42\n", NULL, cmd_synth, NULL},
+     OPT(O_OUT) | OPT(O_ITEMS) | OPT(O_USERS) | OPT(O_DIM) | OPT(O_CATEGORIES) | OPT(O_SEED) | OPT(O_INDEX) |
+         OPT(O_EF) | OPT(O_EFC) | OPT(O_VERSION),
+     NULL, cmd_synth, NULL},
     {"shard", LOCAL, "--bundle DIR --shards N --out DIR [--shard I]",
      "split a bundle for N retrieval shards: OUT/shard-I-of-N, each with only its items (--shard: that one only)",
-     " --bundle --shards --out --shard ", NULL, NULL, cmd_shard, NULL},
-    {"build", OWN, "--interactions CSV --catalog CSV --out DIR [options]", "train a bundle from data", NULL, NULL,
-     NULL, NULL, cmd_build},
-    {"eval", OWN, "--interactions CSV --catalog CSV [--json F] [--chart F.svg]", "compare models offline", NULL, NULL,
-     NULL, NULL, cmd_eval},
+     OPT(O_BUNDLE) | OPT(O_SHARDS) | OPT(O_OUT) | OPT(O_SHARD), NULL, cmd_shard, NULL},
+    {"build", OWN, "--interactions CSV --catalog CSV --out DIR [options]", "train a bundle from data", 0, NULL, NULL,
+     cmd_build},
+    {"eval", OWN, "--interactions CSV --catalog CSV [--json F] [--chart F.svg]", "compare models offline", 0, NULL,
+     NULL, cmd_eval},
     {"import", OWN, "--catalog CSV --item-embeddings F --users F --user-features F --layer W:B:ACT --out DIR",
-     "bundle a model trained elsewhere", NULL, NULL, NULL, NULL, cmd_import},
+     "bundle a model trained elsewhere", 0, NULL, NULL, cmd_import},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 
@@ -674,9 +696,18 @@ static void usage(FILE *f) {
 
 static void command_help(const command *c) {
   printf("usage: recctl %s%s%s\n\n%s\n", c->name, *c->synopsis ? " " : "", c->synopsis, c->summary);
-  if (c->help || c->kind != LOCAL) printf("\noptions:\n%s", c->help ? c->help : "");
-  if (c->kind != LOCAL) printf(CONN_HELP, c->kind == ADMIN ? RECCTL_ADMIN_ADDR : RECCTL_SERVING_ADDR);
-  if (c->kind == ADMIN) fputs(TOKEN_HELP, stdout);
+  uint64_t takes = options_of(c);
+  if (takes) printf("\noptions:\n");
+  for (int i = 0; i < N_OPTIONS; i++) {
+    if (!(takes & OPT(i))) continue;
+    char left[64];
+    snprintf(left, sizeof left, "%s%s%s", OPTIONS[i].name, OPTIONS[i].value ? " " : "",
+             OPTIONS[i].value ? OPTIONS[i].value : "");
+    printf("  %-20s %s\n", left, OPTIONS[i].help);
+  }
+  if (c->kind == SERVING || c->kind == ADMIN)
+    printf("\n--addr defaults to %s, the %s.\n", c->kind == ADMIN ? RECCTL_ADMIN_ADDR : RECCTL_SERVING_ADDR,
+           c->kind == ADMIN ? "admin listener (recd --admin_grpc_listen)" : "serving port (recd --listen)");
 }
 
 static bool is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
