@@ -65,16 +65,18 @@ void rpc__reflect_stream_destroy(rpc_reflect *r) {
   pthread_mutex_destroy(&r->mu);
 }
 
-static bool start(rpc_rstream *s, step st, grpc_op *ops, size_t n) {
+/* Starts the stream's one batch. gRPC refuses a batch only for a bug of
+ * ours; the call is then cancelled, so that RECV_CLOSE_ON_SERVER completes
+ * and frees the stream. */
+static void start(rpc_rstream *s, step st, grpc_op *ops, size_t n) {
   s->step = st;
   s->refs++;
   grpc_call *call = s->call;
   rpc__tag_release(&s->tag);
-  if (grpc_call_start_batch(call, ops, n, &s->tag, NULL) == GRPC_CALL_OK) return true;
+  if (grpc_call_start_batch(call, ops, n, &s->tag, NULL) == GRPC_CALL_OK) return;
   LOG_ERROR("reflection stream batch failed", "step=%d", (int)st);
   s->refs--;
-  grpc_call_cancel(call, NULL); /* so that RECV_CLOSE_ON_SERVER completes and frees the stream */
-  return false;
+  grpc_call_cancel(call, NULL);
 }
 
 static void recv_next(rpc_rstream *s) {
@@ -117,6 +119,7 @@ static void answer(rpc_rstream *s) {
   int rc = q ? rpc__reflect_answer(r->services, r->n_services, (const rpc_reflect_req *)q, &s->arena, &resp)
              : rpc__reflect_error(err.code, err.msg, &s->arena, &resp);
   if (rc) {
+    arena_reset(&s->arena);
     send_status(s, rpc__status_of(rc), "out of memory answering a reflection request");
     return;
   }

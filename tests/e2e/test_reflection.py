@@ -102,6 +102,53 @@ class ReflectionTest(unittest.TestCase):
                                      "grpc.reflection.v1.ServerReflection",
                                      "grpc.reflection.v1alpha.ServerReflection"], v)
 
+    def assert_listed_are_served(self, channel, metadata=None):
+        """Every method of every listed service, called with an empty request
+        built from the reflected descriptors, is answered by a handler: no
+        UNIMPLEMENTED, no PERMISSION_DENIED pointing elsewhere."""
+        import grpc
+        from google.protobuf import message_factory
+        (r,) = info(channel, "v1", [req("v1", list_services="")], metadata=metadata)
+        names = [x.name for x in r.list_services_response.service]
+        called = 0
+        for name in names:
+            if name.startswith("grpc.reflection."):
+                continue  # a stream, exercised by every test here
+            (f,) = info(channel, "v1", [req("v1", file_containing_symbol=name)], metadata=metadata)
+            pool = pool_of(f.file_descriptor_response.file_descriptor_proto)
+            factory = message_factory.MessageFactory(pool)
+            for method in pool.FindServiceByName(name).methods:
+                if method.name == "Watch":
+                    continue  # a server stream that never ends by itself
+                Req = factory.GetPrototype(method.input_type)
+                Resp = factory.GetPrototype(method.output_type)
+                call = channel.unary_unary("/%s/%s" % (name, method.name), request_serializer=Req.SerializeToString,
+                                           response_deserializer=Resp.FromString)
+                try:
+                    call(Req(), timeout=10, metadata=metadata)
+                except grpc.RpcError as e:
+                    self.assertNotIn(e.code(), (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED),
+                                     "%s/%s: %s" % (name, method.name, e.details()))
+                called += 1
+        return names, called
+
+    def test_every_listed_service_is_served_in_every_role(self):
+        names, called = self.assert_listed_are_served(self.recd.channel)
+        self.assertGreaterEqual(called, 5)
+        shard = base.Recd(self.bundle, "--role=retrieval", "--shard=0/2")
+        try:
+            self.assertEqual(self.assert_listed_are_served(shard.channel)[0], names)
+            rank = base.Recd(self.bundle, "--role=ranking", "--retrieval=" + shard.addr)
+            try:
+                self.assertEqual(self.assert_listed_are_served(rank.channel)[0], names)
+            finally:
+                rank.close()
+        finally:
+            shard.close()
+        admin, _ = self.assert_listed_are_served(self.recd._admin_raw,
+                                                 metadata=[("authorization", "Bearer " + base.ADMIN_TOKEN)])
+        self.assertIn("rec.v1.Admin", admin)
+
     def test_admin_listener_lists_its_own_behind_the_token(self):
         import grpc
         with self.assertRaises(grpc.RpcError) as e:
