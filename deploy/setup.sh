@@ -20,6 +20,8 @@ shift || true
 packages=(
   build-essential cmake pkg-config dpkg-dev ca-certificates
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+  # protoc: the descriptor set server reflection embeds (proto/CMakeLists.txt)
+  protobuf-compiler
   libfaiss-dev libopenblas-dev libuv1-dev libcunit1-dev
   libcjson-dev libxxhash-dev libcsv-dev libhttp-parser-dev zlib1g-dev libssl-dev openssl
   python3 python3-grpcio python3-grpc-tools python3-pkg-resources python3-numpy python3-faiss

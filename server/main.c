@@ -35,6 +35,11 @@ static const rpc_method *const METHODS[] = {
     &h_recommend, &h_similar_items, &h_retrieve, &h_record, &h_reload_denied, &h_status_denied,
     &h_catalog_upsert_denied, &h_catalog_delete_denied, &h_experiments_denied, &h_control_experiment_denied,
 };
+/* Of those, the stubs that send the caller to the admin listener: server
+ * reflection on the serving port does not list rec.v1.Admin or rec.v1.Catalog. */
+static const rpc_method *const ELSEWHERE[] = {&h_reload_denied, &h_status_denied, &h_catalog_upsert_denied,
+                                              &h_catalog_delete_denied, &h_experiments_denied,
+                                              &h_control_experiment_denied};
 /* The admin listener's: every write API goes here, behind auth. */
 static const rpc_method *const ADMIN_METHODS[] = {&h_reload, &h_status, &h_catalog_upsert, &h_catalog_delete,
                                                   &h_experiments, &h_control_experiment};
@@ -236,6 +241,8 @@ static int start_admin(runtime *rt, const rpc_server_opts *serving, const rpc_tl
   o.max_inflight = 64;
   o.methods = ADMIN_METHODS;
   o.n_methods = sizeof ADMIN_METHODS / sizeof ADMIN_METHODS[0];
+  o.unlisted = NULL;
+  o.n_unlisted = 0;
   o.observe = NULL;
   int rc = rpc_server_start(&o, &rt->admin_srv, port, err);
   if (rc) return rc;
@@ -352,6 +359,7 @@ int main(int argc, char **argv) {
                        .handshake_timeout_ms = cfg.handshake_timeout_ms,
                        .max_connection_idle_ms = cfg.max_connection_idle_ms,
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
+                       .unlisted = ELSEWHERE, .n_unlisted = sizeof ELSEWHERE / sizeof ELSEWHERE[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
   call_log_mode = strcmp(cfg.call_log, "all") == 0 ? CALL_LOG_ALL : strcmp(cfg.call_log, "errors") == 0 ? CALL_LOG_ERRORS

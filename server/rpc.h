@@ -11,7 +11,10 @@
  * returns RPC_PENDING; whoever finishes the work calls rpc_complete, from any
  * thread, exactly once. Until then the call, its ctx and its arena stay
  * alive and count as in flight. grpc.health.v1.Health (Check and Watch) is
- * built in and reports SERVING only after rpc_server_set_serving. */
+ * built in and reports SERVING only after rpc_server_set_serving; so is
+ * server reflection (grpc.reflection.v1 and v1alpha), which lists the
+ * services of the listener's methods and serves the descriptors of
+ * proto/ that protoc embedded at build time. */
 #ifndef REC_RPC_H
 #define REC_RPC_H
 #include <stdbool.h>
@@ -106,11 +109,17 @@ typedef struct rpc_server_opts {
                                     0 = never */
   const rpc_method *const *methods; /* unary methods; must outlive the server */
   size_t n_methods;
+  /* Those of 'methods' server reflection does not list (stubs that send the
+   * caller to another listener): a service is listed when one of its
+   * methods is not here. */
+  const rpc_method *const *unlisted;
+  size_t n_unlisted;
   void *app;                     /* handed to handlers in rpc_ctx.app */
   void (*thread_init)(void);     /* run first on every worker thread; may be NULL */
   /* Called once per finished call of a known method: its index (methods
-   * first, then grpc.health.v1 Check and Watch), gRPC status and time from
-   * arrival to status. May be NULL; must be thread-safe. */
+   * first, then grpc.health.v1 Check and Watch, then the two reflection
+   * streams, which are never observed), gRPC status and time from arrival
+   * to status. May be NULL; must be thread-safe. */
   void (*observe)(size_t method, int status, int64_t ns, const rpc_ctx *ctx);
 } rpc_server_opts;
 
@@ -128,7 +137,7 @@ bool rpc_server_serving(const rpc_server *s);
 /* Calls between arrival and final status right now. */
 int  rpc_server_inflight(const rpc_server *s);
 /* The names observe() indexes by: each method's path, then the two health
- * methods. Valid for the server's life. */
+ * methods and the two reflection streams. Valid for the server's life. */
 const char *rpc_method_path(const rpc_server *s, size_t method);
 size_t rpc_method_count(const rpc_server *s);
 /* Stops accepting calls, lets calls in flight finish for up to 'drain_ms',

@@ -72,11 +72,16 @@ int rpc_client_call(rpc_client *c, const char *method, const ProtobufCMessage *r
   if (!rpc__unary_start_md(&u, c->channel, cq, method, send, rpc__deadline_in(timeout_ms * 1000000),
                            c->auth ? &c->md : NULL, c->auth ? 1 : 0, &u)) {
     st->code = GRPC_STATUS_INTERNAL;
+    st->unreached = false;
     snprintf(st->message, sizeof st->message, "could not start the call");
     goto done;
   }
   grpc_completion_queue_pluck(cq, &u, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   st->code = u.status;
+  /* A channel that is not READY after a failed call never had a server to
+   * talk to; the status a server sends (even UNAVAILABLE) leaves it READY. */
+  st->unreached = u.status != GRPC_STATUS_OK &&
+                  grpc_channel_check_connectivity_state(c->channel, 0) != GRPC_CHANNEL_READY;
   snprintf(st->message, sizeof st->message, "%.*s", (int)GRPC_SLICE_LENGTH(u.details),
            (const char *)GRPC_SLICE_START_PTR(u.details));
   if (u.status != GRPC_STATUS_OK) goto done;

@@ -3,6 +3,7 @@
  * thread-safe (each has its own completion queue). */
 #ifndef REC_RPC_CLIENT_H
 #define REC_RPC_CLIENT_H
+#include <stdbool.h>
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 #include "common/arena.h"
@@ -22,6 +23,9 @@ typedef struct rpc_client_tls {
 typedef struct rpc_status {
   int code;           /* gRPC status code; 0 is OK */
   char message[512];  /* the server's status details, or the client's own reason */
+  bool unreached;     /* the call failed without a connection to a server: nothing
+                         listening, a name that does not resolve, a TLS handshake that
+                         failed, or no connection within the timeout */
 } rpc_status;
 
 /* A channel to 'target' ("host:port"), over TLS when 'tls' names a CA file

@@ -11,7 +11,8 @@
 /* What a completion-queue tag points at; the first member of every tagged
  * struct. A TAG_CLIENT completion (a client call riding on a worker's queue)
  * runs its 'fn' on that worker. */
-typedef enum { TAG_CALL, TAG_WATCH_SEND, TAG_WATCH_CLOSE, TAG_SHUTDOWN, TAG_CLIENT } rpc_tag_kind;
+typedef enum { TAG_CALL, TAG_WATCH_SEND, TAG_WATCH_CLOSE, TAG_SHUTDOWN, TAG_CLIENT, TAG_REFLECT,
+               TAG_REFLECT_CLOSE } rpc_tag_kind;
 typedef struct rpc_tag {
   rpc_tag_kind kind;
   void (*fn)(struct rpc_tag *t, bool ok); /* TAG_CLIENT only */
@@ -124,4 +125,61 @@ void rpc__health_watch_event(rpc_health *h, rpc_tag *tag, bool ok);
 void rpc__health_set(rpc_health *h, bool serving);
 void rpc__health_cancel_watches(rpc_health *h);
 rpc_health *rpc__server_health(rpc_server *s);
+
+/* ---- Server reflection ----
+ * rpc_reflect.c answers one request from the descriptor set protoc embedded
+ * (no gRPC in it, so a unit test and a fuzz target can call it);
+ * rpc_reflect_stream.c carries requests and answers on the bidi stream. */
+struct Grpc__Reflection__V1__ServerReflectionRequest;
+struct Grpc__Reflection__V1__ServerReflectionResponse;
+typedef struct Grpc__Reflection__V1__ServerReflectionRequest rpc_reflect_req;
+typedef struct Grpc__Reflection__V1__ServerReflectionResponse rpc_reflect_resp;
+
+/* Indexes the embedded descriptor set, once per process (thread-safe). 0,
+ * or REC_ECORRUPT / REC_ENOMEM; every later call returns the same. */
+int rpc__reflect_init(void);
+/* The services list_services names, in 'a': those of o->methods but not
+ * o->unlisted (each once, in table order), then grpc.health.v1.Health and
+ * the two reflection services. */
+int rpc__reflect_services(const rpc_server_opts *o, arena *a, const char ***out, size_t *n_out);
+/* The answer to 'q' in 'a' (it points into 'q' and the embedded set). A
+ * question about something that does not exist, or none, is answered with
+ * an error_response (NOT_FOUND, INVALID_ARGUMENT); fails only when out of
+ * memory (REC_ENOMEM). */
+int rpc__reflect_answer(const char *const *services, size_t n_services, const rpc_reflect_req *q, arena *a,
+                        rpc_reflect_resp **out);
+/* An answer that is only an error_response (a request that did not decode). */
+int rpc__reflect_error(int code, const char *msg, arena *a, rpc_reflect_resp **out);
+
+enum {
+  RPC_REFLECT_MAX_STREAMS = 64,      /* open reflection streams per listener */
+  RPC_REFLECT_MAX_MESSAGES = 1000,   /* requests per stream */
+  RPC_REFLECT_MAX_REQUEST = 16384,   /* bytes per request (inflated) */
+};
+
+typedef struct rpc_rstream rpc_rstream;
+typedef struct rpc_reflect {
+  pthread_mutex_t mu;
+  const char **services;   /* what list_services answers */
+  size_t n_services;
+  arena names;             /* holds 'services' */
+  rpc_limits limits;
+  rpc_rstream *streams;    /* open streams */
+  int n_streams;
+  int live;                /* streams not yet freed, open or not */
+} rpc_reflect;
+
+int  rpc__reflect_stream_init(rpc_reflect *r, const rpc_server_opts *o, const rpc_limits *lim);
+void rpc__reflect_stream_destroy(rpc_reflect *r);
+/* Takes over 'call' (a new ServerReflectionInfo stream) and returns 0, or
+ * returns REC_EOVERLOAD / REC_ENOMEM with 'err' filled and leaves the call
+ * to the caller. Its completions arrive on the call's queue as TAG_REFLECT*. */
+int  rpc__reflect_stream_start(rpc_reflect *r, grpc_call *call, rec_error *err);
+void rpc__reflect_stream_event(rpc_reflect *r, rpc_tag *tag, bool ok);
+/* Cancels every open stream (the server is stopping). */
+void rpc__reflect_stream_cancel_all(rpc_reflect *r);
+/* Streams whose last batch has not completed yet: the queues they use
+ * must stay up until this is 0. */
+int  rpc__reflect_stream_live(rpc_reflect *r);
+extern const rpc_method rpc__reflect_v1, rpc__reflect_v1alpha; /* fn is NULL: the RPC layer streams them */
 #endif

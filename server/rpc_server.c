@@ -66,6 +66,7 @@ typedef struct reg_method {
   const rpc_method *m;
   void *handle;             /* from grpc_server_register_method */
   bool watch;               /* grpc.health.v1.Health/Watch: a server stream */
+  bool reflect;             /* ServerReflectionInfo (v1, v1alpha): a bidi stream */
 } reg_method;
 
 struct rpc_server {
@@ -78,6 +79,7 @@ struct rpc_server {
   atomic_int inflight;      /* calls between arrival and their final status */
   atomic_int open_calls;    /* calls handled and not yet released, pending ones included */
   rpc_health health;
+  rpc_reflect reflect;
   rpc_tls_state *tls;       /* NULL: plaintext */
 };
 
@@ -166,8 +168,9 @@ static void post_request(worker *from, worker *to, int reg) {
   grpc_call_error e;
   rpc__tag_release(c);
   if (reg >= 0) {
-    e = grpc_server_request_registered_call(s->server, s->regs[reg].handle, &c->call,
-                                            &c->deadline, &c->md, &c->payload, to->cq, to->cq, c);
+    /* A stream reads its own messages: gRPC wants no payload pointer for it. */
+    e = grpc_server_request_registered_call(s->server, s->regs[reg].handle, &c->call, &c->deadline, &c->md,
+                                            s->regs[reg].reflect ? NULL : &c->payload, to->cq, to->cq, c);
   } else {
     grpc_call_details_init(&c->details);
     e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, to->cq, to->cq, c);
@@ -385,6 +388,15 @@ static void handle(worker *w, ucall *c) {
       return;
     }
   }
+  if (s->regs[c->reg].reflect) {
+    if ((rc = rpc__reflect_stream_start(&s->reflect, c->call, &ctx->err)) != 0) {
+      finish(c, rc, NULL);
+      return;
+    }
+    c->call = NULL; /* the stream owns it now */
+    release(w, c);
+    return;
+  }
   if (!c->payload)
     rc = rpc_fail(ctx, REC_EINVAL, "request message missing");
   else if (!(in = rpc__read_request(c->payload, m->in, &s->opts.limits, (size_t)s->opts.max_message_bytes,
@@ -439,6 +451,8 @@ static void *worker_main(void *arg) {
     rpc__tag_acquire(t);
     if (t->kind == TAG_CALL) on_call(w, (ucall *)t, ev.success != 0);
     else if (t->kind == TAG_CLIENT) t->fn(t, ev.success != 0);
+    else if (t->kind == TAG_REFLECT || t->kind == TAG_REFLECT_CLOSE)
+      rpc__reflect_stream_event(&w->srv->reflect, t, ev.success != 0);
     else rpc__health_watch_event(&w->srv->health, t, ev.success != 0);
   }
   while (w->free_calls) {
@@ -451,16 +465,19 @@ static void *worker_main(void *arg) {
 }
 
 static int register_methods(rpc_server *s, rec_error *err) {
-  s->n_regs = s->opts.n_methods + 2;
+  static const rpc_method *const BUILT_IN[] = {&rpc__health_check, &rpc__health_watch, &rpc__reflect_v1,
+                                               &rpc__reflect_v1alpha};
+  s->n_regs = s->opts.n_methods + sizeof BUILT_IN / sizeof BUILT_IN[0];
   s->regs = calloc(s->n_regs, sizeof *s->regs);
   if (!s->regs) return rec_fail(err, REC_ENOMEM, "out of memory");
   for (size_t i = 0; i < s->n_regs; i++) {
     reg_method *r = &s->regs[i];
-    r->m = i < s->opts.n_methods ? s->opts.methods[i]
-         : i == s->opts.n_methods ? &rpc__health_check : &rpc__health_watch;
+    r->m = i < s->opts.n_methods ? s->opts.methods[i] : BUILT_IN[i - s->opts.n_methods];
     r->watch = r->m == &rpc__health_watch;
+    r->reflect = r->m == &rpc__reflect_v1 || r->m == &rpc__reflect_v1alpha;
     r->handle = grpc_server_register_method(s->server, r->m->path, NULL,
-                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+                                            r->reflect ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+                                            0);
     if (!r->handle) return rec_fail(err, REC_EINVAL, "cannot register method %s", r->m->path);
   }
   return 0;
@@ -512,6 +529,7 @@ static void destroy(rpc_server *s) {
   free(s->regs);
   rpc__tls_free(s->tls);
   rpc__health_destroy(&s->health);
+  rpc__reflect_stream_destroy(&s->reflect);
   free(s);
   grpc_shutdown();
 }
@@ -550,7 +568,10 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
   atomic_init(&s->inflight, 0);
   atomic_init(&s->open_calls, 0);
   s->workers = calloc((size_t)o->threads, sizeof *s->workers);
-  if (!s->workers || rpc__health_init(&s->health, o->methods, o->n_methods) != 0) {
+  if (rpc__reflect_init() != 0) /* a build fault; the streams answer an error_response */
+    LOG_ERROR("server reflection has no descriptors", "reason=\"the embedded descriptor set does not decode\"");
+  if (rpc__reflect_stream_init(&s->reflect, o, &s->opts.limits) != 0 || !s->workers ||
+      rpc__health_init(&s->health, o->methods, o->n_methods) != 0) {
     s->opts.threads = 0;
     destroy(s);
     return rec_fail(err, REC_ENOMEM, "out of memory");
@@ -609,13 +630,14 @@ bool rpc_server_serving(const rpc_server *s) {
 /* A call still waiting for rpc_complete (a shard's answer, a group commit)
  * would start its final batch on a queue already shut down, which gRPC
  * treats as a fatal bug: the queues stay up, and the workers keep running,
- * until every such call is over. Each of those waits is bounded (deadlines,
+ * until every such call is over, and every reflection stream has seen its
+ * last completion. Each of those waits is bounded (deadlines,
  * the commit thread), so this is too; the extra margin is for a bug. */
 static void wait_for_pending(rpc_server *s, int drain_ms) {
   int64_t until = rec_mono_ns() + ((int64_t)drain_ms + 60000) * 1000000;
-  while (atomic_load(&s->open_calls) > 0 && rec_mono_ns() < until)
+  while ((atomic_load(&s->open_calls) > 0 || rpc__reflect_stream_live(&s->reflect) > 0) && rec_mono_ns() < until)
     nanosleep(&(struct timespec){0, 1000000}, NULL);
-  int left = atomic_load(&s->open_calls);
+  int left = atomic_load(&s->open_calls) + rpc__reflect_stream_live(&s->reflect);
   if (left > 0) LOG_ERROR("calls never completed; stopping anyway", "calls=%d", left);
 }
 
@@ -628,6 +650,7 @@ void rpc_server_stop(rpc_server *s, int drain_ms) {
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   grpc_server_shutdown_and_notify(s->server, scq, (void *)&shutdown_tag);
   rpc__health_cancel_watches(&s->health);
+  rpc__reflect_stream_cancel_all(&s->reflect);
   gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                     gpr_time_from_millis(drain_ms, GPR_TIMESPAN));
   grpc_event ev = grpc_completion_queue_pluck(scq, (void *)&shutdown_tag, until, NULL);

@@ -27,7 +27,7 @@ static const struct {
     {"pipeline", suite_pipeline},     {"ease", suite_ease},
     {"svc_ranking", suite_svc_ranking}, {"svc_retrieval", suite_svc_retrieval},
     {"svc_events", suite_svc_events},   {"svc_admin", suite_svc_admin},
-    {"metrics", suite_metrics},         {"rpc_wire", suite_rpc_wire},
+    {"metrics", suite_metrics},         {"rpc_wire", suite_rpc_wire}, {"rpc_reflect", suite_rpc_reflect},
     {"eventlog", suite_eventlog},       {"online", suite_online},
     {"admin_http", suite_admin_http},   {"auth", suite_auth}, {"catlog", suite_catlog},
 };

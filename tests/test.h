@@ -56,6 +56,7 @@ void suite_svc_events(void);
 void suite_svc_admin(void);
 void suite_metrics(void);
 void suite_rpc_wire(void);
+void suite_rpc_reflect(void);
 void suite_eventlog(void);
 void suite_online(void);
 void suite_admin_http(void);

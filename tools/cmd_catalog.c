@@ -10,6 +10,7 @@
 #include "rec/v1/catalog.pb-c.h"
 #include "server/rpc_client.h"
 #include "tools/offline/csvread.h"
+#include "tools/recctl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -128,20 +129,27 @@ static void rows_free(rows *rs) {
   free(rs->items);
 }
 
-static int usage(void) {
+/* On stdout with exit 0 when asked for (--help), else on stderr with 2. */
+static int usage(bool asked) {
   fputs("usage: recctl catalog upsert --csv FILE [options]\n"
         "       recctl catalog delete (--id ID ... | --csv FILE) [options]\n"
-        "options: --addr HOST:PORT (recd's admin listener, default 127.0.0.1:50052), --token-file F,\n"
+        "options: --addr HOST:PORT (recd's admin listener, default 127.0.0.1:50052), --token-file F\n"
+        "         (default: $RECCTL_TOKEN_FILE),\n"
         "         --tls-ca F [--tls-cert F --tls-key F] [--tls-name N], --batch N (rows per atomic\n"
         "         batch, 1..10000, default 10000), --timeout-ms N (default 30000)\n"
         "CSV columns (header names): item_id (required), category, subcategory, brand, price, margin,\n"
         "in_stock, name; an empty cell or a missing column leaves that field as it is.\n",
-        stderr);
-  return 2;
+        asked ? stdout : stderr);
+  return asked ? 0 : 2;
 }
 
 int cmd_catalog(int argc, char **argv) {
-  if (argc < 3 || (strcmp(argv[2], "upsert") && strcmp(argv[2], "delete"))) return usage();
+  for (int i = 2; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(true);
+  if (argc < 3 || (strcmp(argv[2], "upsert") && strcmp(argv[2], "delete"))) {
+    if (argc >= 3) fprintf(stderr, "recctl catalog: '%s' is not upsert or delete\n", argv[2]);
+    return usage(false);
+  }
   bool deleting = strcmp(argv[2], "delete") == 0;
   const char *addr = "127.0.0.1:50052", *csv = NULL, *token_file = NULL;
   rpc_client_tls tls = {0};
@@ -152,7 +160,7 @@ int cmd_catalog(int argc, char **argv) {
   for (int i = 3; i < argc && !code; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
-      fprintf(stderr, "recctl catalog: %s needs a value\n", a);
+      fprintf(stderr, "recctl catalog: %s needs a value (see recctl catalog --help)\n", a);
       code = 2;
       break;
     }
@@ -172,14 +180,15 @@ int cmd_catalog(int argc, char **argv) {
       for (int c = 1; c < NCOLS; c++) rs.col[c] = -1;
       if (on_row(&rs, &fake, 0, &err)) code = 1;
     } else {
-      fprintf(stderr, "recctl catalog: unknown option %s\n", a);
+      fprintf(stderr, "recctl catalog: unknown option %s (see recctl catalog --help)\n", a);
       code = 2;
     }
   }
-  if (!code && !csv && !rs.n) code = usage();
+  if (!code && !csv && !rs.n) code = usage(false);
   if (!code && csv && csv_read(csv, on_row, &rs, &err) != 0) code = 1;
   if (code == 1) fprintf(stderr, "recctl catalog: %s\n", err.msg);
   char *token = NULL;
+  token_file = recctl_token_file(token_file);
   if (!code && token_file && !(token = recctl_admin_token(token_file, addr, tls.ca_file))) code = 2;
   rpc_client *c = NULL;
   if (!code && rpc_client_new(addr, &tls, token, &c, &err) != 0) {
@@ -212,8 +221,8 @@ int cmd_catalog(int argc, char **argv) {
     if (rpc_client_call(c, deleting ? "/rec.v1.Catalog/Delete" : "/rec.v1.Catalog/Upsert",
                         deleting ? &del.base : &up.base, &rec__v1__catalog_response__descriptor, timeout_ms, &a,
                         &resp, &st) != 0) {
-      fprintf(stderr, "recctl catalog: %s: rows %zu..%zu: %s: %s\n", addr, at + 1, at + n, rpc_status_name(st.code),
-              st.message);
+      if (at) fprintf(stderr, "recctl catalog: rows 1..%zu were applied; rows from %zu on were not\n", at, at + 1);
+      recctl_call_failed("catalog", addr, true, token_file, &st);
       code = 1;
     } else {
       const Rec__V1__CatalogResponse *r = (const Rec__V1__CatalogResponse *)resp;

@@ -5,11 +5,6 @@
 #define REC_CMD_CATALOG_H
 int cmd_catalog(int argc, char **argv);
 
-/* The first token in 'path' (recd's --admin_token_file format), checked,
- * for an admin call to 'addr' (refused in clear off loopback: 'tls_ca'
- * NULL); malloc'd, or NULL with a message printed. recctl.c. */
-char *recctl_admin_token(const char *path, const char *addr, const char *tls_ca);
-
 /* flag_long, from cmd_build.h. */
 int flag_long(const char *flag, const char *v, long lo, long hi, long *out);
 #endif

@@ -15,6 +15,7 @@
 #include "rec/v1/admin.pb-c.h"
 #include "server/rpc_client.h"
 #include "tools/cmd_catalog.h"
+#include "tools/recctl.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -24,15 +25,17 @@
 #include <string.h>
 #include <time.h>
 
-static int usage(void) {
+/* On stdout with exit 0 when asked for (--help), else on stderr with 2. */
+static int usage(bool asked) {
   fputs("usage: recctl experiments [--json] [options]        each arm against control, with 95% intervals\n"
         "       recctl experiments share EXPERIMENT ARM BP [options]\n"
         "                                                     set ARM's share to BP basis points (10000 = all)\n"
         "       recctl experiments stop EXPERIMENT | resume EXPERIMENT [options]\n"
-        "options: --addr HOST:PORT (recd's admin listener, default 127.0.0.1:50052), --token-file F,\n"
-        "         --tls-ca F [--tls-cert F --tls-key F] [--tls-name N], --timeout-ms N (default 10000)\n",
-        stderr);
-  return 2;
+        "options: --addr HOST:PORT (recd's admin listener, default 127.0.0.1:50052), --token-file F\n"
+        "         (default: $RECCTL_TOKEN_FILE), --tls-ca F [--tls-cert F --tls-key F] [--tls-name N],\n"
+        "         --timeout-ms N (default 10000)\n",
+        asked ? stdout : stderr);
+  return asked ? 0 : 2;
 }
 
 /* An arm minus control: the difference, its 95% interval, and whether the
@@ -251,22 +254,24 @@ int cmd_experiments(int argc, char **argv) {
   bool json = false;
   size_t n_pos = 0;
   int code = 0;
-  if (strcmp(action, "report") && strcmp(action, "share") && strcmp(action, "stop") && strcmp(action, "resume"))
-    return usage();
+  if (strcmp(action, "report") && strcmp(action, "share") && strcmp(action, "stop") && strcmp(action, "resume")) {
+    fprintf(stderr, "recctl experiments: '%s' is not share, stop or resume\n", action);
+    return usage(false);
+  }
   for (int i = argv[2] && argv[2][0] != '-' ? 3 : 2; i < argc && !code; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage();
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(true);
     if (strcmp(a, "--json") == 0) {
       json = true;
       continue;
     }
     if (a[0] != '-') {
-      if (n_pos == 3) return usage();
+      if (n_pos == 3) return usage(false);
       pos[n_pos++] = a;
       continue;
     }
     if (!v) {
-      fprintf(stderr, "recctl experiments: %s needs a value\n", a);
+      fprintf(stderr, "recctl experiments: %s needs a value (see recctl experiments --help)\n", a);
       return 2;
     }
     i++;
@@ -278,15 +283,16 @@ int cmd_experiments(int argc, char **argv) {
     else if (strcmp(a, "--tls-name") == 0) tls.server_name = v;
     else if (strcmp(a, "--timeout-ms") == 0) code = flag_long(a, v, 1, 3600000, &timeout_ms);
     else {
-      fprintf(stderr, "recctl experiments: unknown option %s\n", a);
+      fprintf(stderr, "recctl experiments: unknown option %s (see recctl experiments --help)\n", a);
       return 2;
     }
   }
   if (code) return code;
   bool report = strcmp(action, "report") == 0, set = strcmp(action, "share") == 0;
-  if ((report && n_pos) || (set && n_pos != 3) || (!report && !set && n_pos != 1)) return usage();
+  if ((report && n_pos) || (set && n_pos != 3) || (!report && !set && n_pos != 1)) return usage(false);
   if (set && (code = flag_long("BP", pos[2], 0, 10000, &share))) return code;
   char *token = NULL;
+  token_file = recctl_token_file(token_file);
   if (token_file && !(token = recctl_admin_token(token_file, addr, tls.ca_file))) return 2;
   rpc_client *c = NULL;
   rec_error err = {0};
@@ -329,13 +335,7 @@ int cmd_experiments(int argc, char **argv) {
                ly->arms[k]->control ? "  (control)" : "");
     }
   }
-  if (code == 1) {
-    if (st.code == 14 /* UNAVAILABLE */)
-      fprintf(stderr, "recctl experiments: %s: %s: is recd running with its admin listener there? (%s)\n", addr,
-              rpc_status_name(st.code), st.message);
-    else
-      fprintf(stderr, "recctl experiments: %s: %s: %s\n", addr, rpc_status_name(st.code), st.message);
-  }
+  if (code == 1) recctl_call_failed("experiments", addr, true, token_file, &st);
   arena_destroy(&a);
   rpc_client_free(c);
   return code;

@@ -5,14 +5,16 @@
  * (a reply must be a valid message: UTF-8 strings without NUL bytes); an
  * INTERNAL answer is a finding too (common/err.h: never for a caller's input).
  *
- * Input: byte 0 picks the method (low 3 bits, modulo the table) and, with
- * bit 3, a deadline that has already passed (the deadline policy's paths,
- * deterministically); the rest is the request body. Admin.Reload runs with a
+ * Input: byte 0 picks the method (low 3 bits, modulo the table and one
+ * more: server reflection, whose answer the RPC layer makes itself) and,
+ * with bit 3, a deadline that has already passed (the deadline policy's
+ * paths, deterministically); the rest is the request body. Admin.Reload runs with a
  * fake reload_start that loads nothing: fuzzing must not load whatever path
  * an input names. */
 #include "rec/v1/admin.pb-c.h"
 #include "server/app.h"
 #include "server/handlers.h"
+#include "server/rpc_internal.h"
 #include "tests/fuzz/fuzz.h"
 
 #include <pthread.h>
@@ -110,9 +112,32 @@ static void check_reply(const rpc_method *m, const ProtobufCMessage *reply) {
   arena_reset(&check_arena);
 }
 
+/* A ServerReflectionInfo request, decoded as the stream decodes it, and its
+ * answer (or the error_response a request that does not decode gets). */
+static void reflect(const uint8_t *data, size_t size) {
+  static const char *const services[] = {"rec.v1.Ranking", "grpc.health.v1.Health"};
+  const rpc_method *m = &rpc__reflect_v1;
+  rec_error err = {0};
+  rpc_reflect_resp *out = NULL;
+  ProtobufCMessage *in = rpc_decode(data, size, m->in, NULL, &call_arena, &err);
+  int rc = in ? rpc__reflect_answer(services, 2, (const rpc_reflect_req *)in, &call_arena, &out)
+              : rpc__reflect_error(err.code, err.msg, &call_arena, &out);
+  fuzz_report(m->path, in ? rc : err.code, err.msg);
+  if (rc != 0) { /* nothing a client sends may make an answer fail */
+    fprintf(stderr, "fuzz_rpc: reflection answer failed: %d\n", rc);
+    abort();
+  }
+  check_reply(m, (const ProtobufCMessage *)out);
+  arena_reset(&call_arena);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  const rpc_method *m = METHODS[(data[0] & 7) % N_METHODS];
+  if ((data[0] & 7) % (N_METHODS + 1) == N_METHODS) {
+    reflect(data + 1, size - 1);
+    return 0;
+  }
+  const rpc_method *m = METHODS[(data[0] & 7) % (N_METHODS + 1)];
   int64_t deadline = data[0] & 8 ? 1 : INT64_MAX; /* 1 ns after the clock's start: long past */
   rec_error err = {0};
   ProtobufCMessage *in = rpc_decode(data + 1, size - 1, m->in, NULL, &call_arena, &err);

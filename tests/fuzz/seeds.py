@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes the request seeds of tests/fuzz/corpus/rpc: valid rec.v1 requests
 packed by protobuf (python3-grpc-tools' protoc), each behind fuzz_rpc's
-selector byte (the method in the low 3 bits, bit 3 a deadline already past).
+selector byte (the method in the low 3 bits, bit 3 a deadline already past;
+6 is server reflection's ServerReflectionRequest).
 The ids match fuzz_rpc's synthetic bundle (60 items P000000.., 40 users
 U00000.., categories electronics, books, garden; version synth-11-60).
 
@@ -17,18 +18,23 @@ here = os.path.dirname(os.path.abspath(__file__))
 proto = os.path.join(here, "..", "..", "proto")
 out = os.path.join(here, "corpus", "rpc")
 
-RECOMMEND, SIMILAR, RETRIEVE, RECORD, STATUS, RELOAD = range(6)
+RECOMMEND, SIMILAR, RETRIEVE, RECORD, STATUS, RELOAD, REFLECT = range(7)
 PAST = 8
 
 
 def main():
     tmp = tempfile.mkdtemp(prefix="recd_seeds.")
     protos = ["rec/v1/common.proto", "rec/v1/ranking.proto", "rec/v1/retrieval.proto",
-              "rec/v1/events.proto", "rec/v1/admin.proto"]
+              "rec/v1/events.proto", "rec/v1/admin.proto", "grpc/reflection/v1/reflection.proto"]
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", proto, "--python_out", tmp] + protos,
                    check=True)
     sys.path.insert(0, tmp)
     from rec.v1 import admin_pb2, common_pb2, events_pb2, ranking_pb2, retrieval_pb2
+    import importlib.util  # grpc/reflection/v1 would shadow grpcio's 'grpc': load it by path
+    spec = importlib.util.spec_from_file_location("reflection_pb2",
+                                                  os.path.join(tmp, "grpc/reflection/v1/reflection_pb2.py"))
+    rf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rf)
 
     filters = common_pb2.Filters(include_categories=["books", "garden"], exclude_categories=["electronics"],
                                  price=common_pb2.PriceRange(min_price=1, max_price=80), in_stock_only=True)
@@ -58,6 +64,11 @@ def main():
         "status": (STATUS, admin_pb2.StatusRequest()),
         "reload-default": (RELOAD, admin_pb2.ReloadRequest()),
         "reload-path": (RELOAD, admin_pb2.ReloadRequest(bundle_path="/nonexistent/bundle")),
+        "reflect-list": (REFLECT, rf.ServerReflectionRequest(host="h", list_services="")),
+        "reflect-symbol": (REFLECT, rf.ServerReflectionRequest(file_containing_symbol="rec.v1.RecommendRequest")),
+        "reflect-file": (REFLECT, rf.ServerReflectionRequest(file_by_filename="rec/v1/retrieval.proto")),
+        "reflect-extension": (REFLECT, rf.ServerReflectionRequest(
+            file_containing_extension=rf.ExtensionRequest(containing_type="rec.v1.Event", extension_number=9))),
     }
     for old in glob.glob(os.path.join(out, "seed-*")):
         os.remove(old)
