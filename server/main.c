@@ -13,6 +13,7 @@
 #include "server/admin_http.h"
 #include "server/auth.h"
 #include "server/bundle_root.h"
+#include "server/declog.h"
 #include "server/handlers.h"
 #include "server/metrics.h"
 #include "server/reloader.h"
@@ -279,6 +280,19 @@ static int open_events(app *ap, rec_error *err) {
   return rc;
 }
 
+/* The decision log (declog.h), when asked for; its writer runs from here on. */
+static int open_decisions(app *ap, rec_error *err) {
+  const recd_config *c = ap->cfg;
+  if (!c->decision_log[0]) return 0;
+  declog_opts o = {.path = c->decision_log, .max_bytes = c->decision_log_max_bytes, .keep = c->decision_log_keep,
+                   .queue = (size_t)c->decision_log_queue};
+  int rc = declog_open(&o, &ap->decisions, err);
+  if (!rc)
+    LOG_INFO("decision log open", "file=%s rate=%g max_bytes=%lld keep=%d", c->decision_log, c->decision_log_rate,
+             (long long)c->decision_log_max_bytes, c->decision_log_keep);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   recd_config cfg;
   rec_error err = {0};
@@ -370,8 +384,10 @@ int main(int argc, char **argv) {
     app_destroy(&ap);
     return 1;
   }
-  if (open_events(&ap, &err) != 0) {
-    fprintf(stderr, "recd: event log: %s\n", err.msg);
+  const char *failed = open_events(&ap, &err) != 0 ? "event log" : open_decisions(&ap, &err) != 0 ? "decision log" : NULL;
+  if (failed) {
+    fprintf(stderr, "recd: %s: %s\n", failed, err.msg);
+    eventlog_close(ap.log);
     online_free(ap.online);
     live_catalog_close(ap.live);
     app_destroy(&ap);
@@ -396,6 +412,7 @@ int main(int argc, char **argv) {
     reloader_free(rt.loads);
     eventlog_close(ap.log);
     live_catalog_close(ap.live);
+    declog_close(ap.decisions);
     online_free(ap.online);
     app_destroy(&ap);
     return 1;
@@ -428,6 +445,8 @@ int main(int argc, char **argv) {
   eventlog_close(ap.log); /* every acknowledged event is on disk */
   live_catalog_close(ap.live); /* every acknowledged catalog batch was on disk when acknowledged */
   ap.live = NULL;
+  declog_close(ap.decisions); /* the records queued by the calls above are written */
+  ap.decisions = NULL;
   int code = rt.exit_code ? rt.exit_code : rc;
   if (rt.abandoned) { /* the load's thread still uses the app: leave it all to the exit */
     LOG_INFO("stopped", "exit=%d", code);

@@ -38,6 +38,7 @@ static atomic_uint_fast64_t degraded[REC_DEG_COUNT];
 static atomic_uint_fast64_t strategies[REC_STRATEGY_COUNT];
 static atomic_uint_fast64_t reloads[2];
 static atomic_uint_fast64_t events;
+static atomic_uint_fast64_t decisions[2]; /* queued, dropped */
 
 /* Experiment arms: names handed out under a lock, published by the count. */
 static pthread_mutex_t arms_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -89,6 +90,10 @@ void metrics_degraded(rec_degraded reason) {
 
 void metrics_strategy(rec_strategy s) {
   if (s >= 0 && s < REC_STRATEGY_COUNT) atomic_fetch_add_explicit(&strategies[s], 1, memory_order_relaxed);
+}
+
+void metrics_decision(bool dropped) {
+  atomic_fetch_add_explicit(&decisions[dropped ? 1 : 0], 1, memory_order_relaxed);
 }
 
 void metrics_reload(int ok) { atomic_fetch_add_explicit(&reloads[ok ? 0 : 1], 1, memory_order_relaxed); }
@@ -299,6 +304,11 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
   put(&b, "# HELP recd_events_recorded_total Events made durable by Events.Record.\n"
           "# TYPE recd_events_recorded_total counter\nrecd_events_recorded_total %llu\n",
       (unsigned long long)get(&events));
+  put(&b, "# HELP recd_decision_log_records_total Recommend calls chosen for the decision log: queued for "
+          "its writer, or dropped because its queue was full.\n# TYPE recd_decision_log_records_total counter\n"
+          "recd_decision_log_records_total{outcome=\"queued\"} %llu\n"
+          "recd_decision_log_records_total{outcome=\"dropped\"} %llu\n",
+      (unsigned long long)get(&decisions[0]), (unsigned long long)get(&decisions[1]));
   if (log->enabled)
     put(&b, "# HELP recd_event_log_sequence Last event-log sequence durable on disk.\n"
             "# TYPE recd_event_log_sequence gauge\nrecd_event_log_sequence %llu\n"

@@ -13,6 +13,7 @@
 #include "tools/cmd_build.h"
 #include "tools/cmd_catalog.h"
 #include "tools/cmd_experiments.h"
+#include "tools/cmd_replay.h"
 #include "tools/offline/synth.h"
 #include "retrieval/bundle_shard.h"
 
@@ -51,6 +52,7 @@ static void usage(FILE *f) {
         "                                          live catalog changes (recctl catalog for options)\n"
         "  experiments [--json] | experiments share EXP ARM BP | experiments stop|resume EXP\n"
         "                                          A/B report with 95% intervals; runtime controls\n"
+        "  replay --log F (--request-id ID | --all) --bundle DIR   rerun logged calls (recctl replay --help)\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
         "        [--index FAISS_SPEC] [--ef N] [--ef-construction N] [--version V]\n"
         "                                          write a deterministic synthetic bundle (HNSW\n"
@@ -443,6 +445,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "import") == 0) return cmd_import(argc, argv);
   if (strcmp(argv[1], "catalog") == 0) return cmd_catalog(argc, argv);
   if (strcmp(argv[1], "experiments") == 0) return cmd_experiments(argc, argv);
+  if (strcmp(argv[1], "replay") == 0) return cmd_replay(argc, argv);
   opts o = {.addr = NULL, .k = 10, .timeout_ms = 2000, .items = 2000, .users = 500,
             .dim = 32, .categories = 8, .seed = 42};
   int rc = parse(argc, argv, &o);
