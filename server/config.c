@@ -126,6 +126,8 @@ static const cfg_field FIELDS[] = {
      .help = "memory the remembered slates may take, in MiB"},
     {"call_log", STR(call_log), .def = "all",
      .help = "a log line per serving call: all, errors (non-OK only) or off"},
+    {"slow_call_ms", INT(slow_call_ms, 0, 600000), .def = "50",
+     .help = "a serving call at least this slow (or traced: traceparent sampled) logs its stage timings; 0 = never"},
     {"decision_log", STR(decision_log), .def = "",
      .help = "file for the decision log (what each logged Recommend saw and served, for recctl replay); "
              "empty = none"},

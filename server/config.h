@@ -65,6 +65,7 @@ typedef struct recd_config {
   char experiments_state[4096]; /* runtime experiment changes (parsed: EXPERIMENTS.state by default) */
   int attribution_window_s, attribution_slates, attribution_mb;
   char call_log[8];            /* all, errors or off */
+  int slow_call_ms;            /* a call this slow logs its stage timings; 0 = never */
   char decision_log[4096];     /* decision log file, "" = none (declog.h) */
   double decision_log_rate;    /* share of Recommend calls logged */
   int64_t decision_log_max_bytes; /* a file's size before it is rotated */

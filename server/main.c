@@ -180,6 +180,21 @@ static void raise_fd_limit(void) {
 
 enum { CALL_LOG_OFF, CALL_LOG_ERRORS, CALL_LOG_ALL };
 static int call_log_mode; /* set before the serving workers start */
+static int64_t slow_call_ns; /* a call this slow logs its stages; 0 never; set before the workers start */
+
+/* " trace_id=.. span_id=.. parent_id=.." and, for a traced (sampled) or
+ * slow call, its stages in ms, for the call's log line. */
+static void trace_fields(char *out, size_t cap, const rpc_ctx *ctx, const call_note *n, int64_t ns) {
+  out[0] = '\0';
+  if (!ctx || !ctx->trace.trace_id[0]) return;
+  const trace_ctx *t = &ctx->trace;
+  int w = snprintf(out, cap, " trace_id=%s span_id=%s parent_id=%s sampled=%d", t->trace_id, t->span_id,
+                   t->parent_id[0] ? t->parent_id : "-", t->sampled);
+  if (!n || !n->timed || w < 0 || (size_t)w >= cap || !(t->sampled || (slow_call_ns && ns >= slow_call_ns))) return;
+  snprintf(out + w, cap - (size_t)w, " tower_ms=%.3f ann_ms=%.3f itemcf_ms=%.3f popularity_ms=%.3f sources_ms=%.3f "
+           "rank_ms=%.3f mmr_ms=%.3f", (double)n->tower_ns / 1e6, (double)n->ann_ns / 1e6, (double)n->itemcf_ns / 1e6,
+           (double)n->pop_ns / 1e6, (double)n->sources_ns / 1e6, (double)n->rank_ns / 1e6, (double)n->mmr_ns / 1e6);
+}
 
 /* Per serving call: the metrics, the arms' series, and one log line (--call_log). */
 static void observe(size_t method, int status, int64_t ns, const rpc_ctx *ctx) {
@@ -190,11 +205,13 @@ static void observe(size_t method, int status, int64_t ns, const rpc_ctx *ctx) {
   if (call_log_mode == CALL_LOG_OFF || (call_log_mode == CALL_LOG_ERRORS && status == 0) || !name ||
       method + 2 >= metrics_method_count()) /* the last two are Health/Check and Watch */
     return;
-  char rid[300], detail[300];
-  rec_log_quote(rid, sizeof rid, n && n->request_id ? n->request_id : "", n && n->request_id ? strlen(n->request_id) : 0);
+  char rid[300], detail[300], trace[400];
+  const char *id = n && n->request_id ? n->request_id : ctx && ctx->request_id ? ctx->request_id : "";
+  rec_log_quote(rid, sizeof rid, id, strlen(id));
   rec_log_quote(detail, sizeof detail, status && ctx ? ctx->err.msg : "", status && ctx ? strlen(ctx->err.msg) : 0);
-  rec_log(status ? REC_LOG_WARN : REC_LOG_INFO, "call", "method=%s status=%d ms=%.2f request_id=\"%s\" arms=%s%s%s%s",
-          name, status, (double)ns / 1e6, rid, n && n->arms ? n->arms : "-", status ? " detail=\"" : "",
+  trace_fields(trace, sizeof trace, ctx, n, ns);
+  rec_log(status ? REC_LOG_WARN : REC_LOG_INFO, "call", "method=%s status=%d ms=%.2f request_id=\"%s\" arms=%s%s%s%s%s",
+          name, status, (double)ns / 1e6, rid, n && n->arms ? n->arms : "-", trace, status ? " detail=\"" : "",
           status ? detail : "", status ? "\"" : "");
 }
 
@@ -368,6 +385,7 @@ int main(int argc, char **argv) {
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
+  slow_call_ns = (int64_t)cfg.slow_call_ms * 1000000;
   call_log_mode = strcmp(cfg.call_log, "all") == 0 ? CALL_LOG_ALL : strcmp(cfg.call_log, "errors") == 0 ? CALL_LOG_ERRORS
                 : CALL_LOG_OFF;
   int admin_port = 0, admin_grpc_port = 0;

@@ -185,6 +185,10 @@ static int report_arms(rec_call *c, Rec__V1__RecommendResponse *r) {
 }
 
 static void record_metrics(const rec_call *c, const rec_result *res) {
+  call_note *n = c->note; /* the stages, for the call's log line */
+  n->timed = true;
+  n->tower_ns = res->tower_ns, n->ann_ns = res->ann_ns, n->itemcf_ns = res->itemcf_ns, n->pop_ns = res->pop_ns;
+  n->sources_ns = res->sources_ns, n->rank_ns = res->rank_ns, n->mmr_ns = res->mmr_ns;
   metrics_observe_stage(STAGE_USER_TOWER, res->tower_ns);
   metrics_observe_stage(STAGE_ANN, res->ann_ns);
   metrics_observe_stage(STAGE_SOURCES, res->sources_ns);
@@ -239,7 +243,11 @@ static int decision_state(rec_call *c, const rec_result *res, Rec__V1__DecisionR
 static void log_decision(rec_call *c, const Rec__V1__RecommendResponse *r, const rec_result *res) {
   app *ap = c->ctx->app;
   arena *a = c->ctx->arena;
-  if (!ap->decisions || !declog_sampled(ap->cfg->decision_log_rate, c->request_id, strlen(c->request_id))) return;
+  /* A traced call (sampled by its caller) is always logged: whoever traces
+   * it will want to see what it decided. */
+  if (!ap->decisions || (!c->ctx->trace.sampled &&
+                         !declog_sampled(ap->cfg->decision_log_rate, c->request_id, strlen(c->request_id))))
+    return;
   Rec__V1__DecisionRecord d = REC__V1__DECISION_RECORD__INIT;
   char **arms = arena_calloc(a, r->n_arms + 1, sizeof *arms);
   if (!arms || decision_state(c, res, &d)) goto dropped;
@@ -263,6 +271,8 @@ static void log_decision(rec_call *c, const Rec__V1__RecommendResponse *r, const
   d.deadline_mmr = c->steps & REC_DEGRADE_MMR;
   d.deadline_popularity = c->steps & REC_DEGRADE_POPULARITY;
   d.role = (char *)rec_role_name(ap->cfg->role);
+  d.trace_id = c->ctx->trace.trace_id;
+  d.span_id = c->ctx->trace.span_id;
   size_t n = protobuf_c_message_get_packed_size(&d.base);
   uint8_t *p = malloc(n + 1); /* the writer frees it, on its own thread */
   if (!p) goto dropped;

@@ -28,6 +28,7 @@ void suite_experiments(void);
 void suite_auth(void);
 void suite_catlog(void);
 void suite_declog(void);
+void suite_trace(void);
 void suite_strmap(void);
 void suite_npy(void);
 void suite_catalog(void);
