@@ -300,8 +300,8 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   r->request_id = c->request_id;
   r->catalog_generation = c->b->catalog->generation;
   if ((rc = report_arms(c, r))) return rc;
-  log_decision(c, r, &res);
   metrics_observe_stage(STAGE_RESPONSE, rec_mono_ns() - t0);
+  log_decision(c, r, &res);
   *out = &r->base;
   return 0;
 }

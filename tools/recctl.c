@@ -52,7 +52,6 @@ static void usage(FILE *f) {
         "                                          live catalog changes (recctl catalog for options)\n"
         "  experiments [--json] | experiments share EXP ARM BP | experiments stop|resume EXP\n"
         "                                          A/B report with 95% intervals; runtime controls\n"
-        "  replay --log F (--request-id ID | --all) --bundle DIR   rerun logged calls (recctl replay --help)\n"
         "  synth --out DIR [--items N] [--users N] [--dim N] [--categories N] [--seed N]\n"
         "        [--index FAISS_SPEC] [--ef N] [--ef-construction N] [--version V]\n"
         "                                          write a deterministic synthetic bundle (HNSW\n"
