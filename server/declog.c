@@ -79,7 +79,7 @@ static int open_file(declog *l, rec_error *err) {
 /* PATH -> PATH.1 -> ... -> PATH.keep; what falls off the end is deleted. */
 static void rotate(declog *l) {
   char from[4200], to[4200];
-  close(l->fd);
+  if (l->fd >= 0) close(l->fd);
   l->fd = -1;
   if (l->keep == 0) {
     unlink(l->path);
@@ -111,6 +111,7 @@ static bool write_all(int fd, const uint8_t *p, size_t n) {
  * the records after it stay readable. */
 static void append(declog *l, const uint8_t *payload, size_t n) {
   size_t total = DECLOG_OVERHEAD + n;
+  if (l->fd < 0) open_file(l, NULL); /* a rotation could not open the next file: try again */
   if (l->size > 0 && l->size + (int64_t)total > l->max_bytes) rotate(l);
   uint8_t *rec = malloc(total);
   bool ok = rec && l->fd >= 0;
@@ -127,11 +128,7 @@ static void append(declog *l, const uint8_t *payload, size_t n) {
     atomic_fetch_add(&l->written, 1);
     return;
   }
-  if (l->fd >= 0 && ftruncate(l->fd, l->size) != 0) {
-    close(l->fd); /* what follows would be unreadable: start a new file */
-    l->fd = -1;
-    rotate(l);
-  }
+  if (l->fd >= 0 && ftruncate(l->fd, l->size) != 0) rotate(l); /* what follows would be unreadable: a new file */
   if (atomic_fetch_add(&l->failed, 1) == 0)
     LOG_WARN("decision log: a record could not be written", "file=%s error=\"%s\"", l->path, strerror(errno));
 }
