@@ -3,8 +3,8 @@
 on for every call, an event log and a live catalog serves 1,000 varied
 Recommend calls (users known and new, filters, excludes, anchors, pages,
 explain) while sessions are recorded through Events.Record and the catalog
-changes between calls; replay then reproduces every slate exactly, and a
-changed settings file shows as differences. Reuses test_recd.py's machinery.
+changes between calls, in three experiment arms; replay then reproduces
+every slate exactly, and a changed settings file shows as differences. Reuses test_recd.py's machinery.
 
 Usage: /usr/bin/python3 tests/e2e/test_decisions.py --build BUILD_DIR --proto PROTO_DIR
 """
@@ -28,6 +28,17 @@ def settings(path, popularity):
         f.write("blend.popularity = %s\n" % popularity)
         f.write("promotions.boost = I05:1.5@2020-01-01T00:00:00Z/2100-01-01T00:00:00Z\n")
         f.write("repurchase.boost = 0.3\n")
+    return path
+
+
+def experiments(path):
+    with open(path, "w") as f:
+        f.write("layer.ranker.salt = decisions-1\n"
+                "layer.ranker.arm.control.share = 4500\n"
+                "layer.ranker.arm.lowmmr.share = 4500\n"
+                "layer.ranker.arm.lowmmr.set.diversity.mmr_lambda = 0.5\n"
+                "layer.ranker.arm.holdout.share = 1000\n"
+                "layer.ranker.arm.holdout.holdout = true\n")
     return path
 
 
@@ -64,14 +75,16 @@ class DecisionLogTest(unittest.TestCase):
         conf = settings(os.path.join(base.TMP, "decisions.conf"), "0.2")
         dlog = os.path.join(base.TMP, "decisions.log")
         catlog = os.path.join(base.TMP, "decisions-catalog")
+        exps = experiments(os.path.join(base.TMP, "decisions.exp"))
         d = base.Recd(bundle, "--event_log=" + os.path.join(base.TMP, "decisions-events"),
                       "--catalog_log=" + catlog, "--ranking_config=" + conf, "--decision_log=" + dlog,
-                      "--decision_log_rate=1")
+                      "--decision_log_rate=1", "--experiments=" + exps,
+                      "--experiments_state=" + os.path.join(base.TMP, "decisions.state"))
         try:
             events = pb["events_grpc"].EventsStub(d.channel)
             catalog = pb["catalog_grpc"].CatalogStub(d.admin_channel)
             rng = random.Random(15)
-            generations, cursors = set(), 0
+            generations, arms, cursors = set(), set(), 0
             for i in range(CALLS):
                 if i % 7 == 3:
                     user = "visitor%d" % rng.randrange(20) if rng.random() < 0.6 else "U%02d" % rng.randrange(30)
@@ -89,6 +102,7 @@ class DecisionLogTest(unittest.TestCase):
                 q = request(rng, i)
                 r = d.ranking.Recommend(q, timeout=T)
                 generations.add(r.catalog_generation)
+                arms.update(a.arm for a in r.arms)
                 if r.next_cursor and rng.random() < 0.2:  # a second page, from the cursor
                     q2 = pb["ranking"].RecommendRequest()
                     q2.CopyFrom(q)
@@ -97,6 +111,7 @@ class DecisionLogTest(unittest.TestCase):
                     d.ranking.Recommend(q2, timeout=T)
                     cursors += 1
             self.assertGreater(len(generations), 5, "the catalog changed between calls")
+            self.assertEqual(arms, {"control", "lowmmr", "holdout"})
             with self.assertRaises(grpc.RpcError):  # a refused call is not logged
                 d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="", k=3), timeout=T)
         finally:
