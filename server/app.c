@@ -1,6 +1,7 @@
 /* server/app.c - see app.h. */
 #include "server/app.h"
 #include "common/clock.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "server/bundle_root.h"
 #include "server/metrics.h"
@@ -88,6 +89,9 @@ static int load_ranking(app *a, app_ranking **out, experiments **e, rec_error *e
   if (!r) return rec_fail(err, REC_ENOMEM, "out of memory");
   atomic_init(&r->refs, 1);
   int rc = rank_config_load(a->cfg->ranking_config[0] ? a->cfg->ranking_config : NULL, &r->cfg, err);
+  uint64_t bytes;
+  if (!rc && a->cfg->ranking_config[0]) rc = rec_hash_file(a->cfg->ranking_config, &r->settings_hash, &bytes, err);
+  if (!rc && a->cfg->experiments[0]) rc = rec_hash_file(a->cfg->experiments, &r->experiments_hash, &bytes, err);
   if (!rc && a->cfg->experiments[0]) {
     app_ranking *cur = app_acquire_ranking(a);
     rc = app_exp_prepare(a, r, cur, e, err);

@@ -48,7 +48,15 @@ typedef struct app {
   attribution *attr;           /* what experiment arms' slates led to; NULL without --experiments
                                   (made before serving, never changed) */
   pthread_mutex_t exp_mu;      /* one experiments change (reload or ControlExperiment) at a time */
+  struct declog *decisions;    /* the decision log (declog.h); NULL without --decision_log */
+  const struct app_pinned *pinned; /* recctl replay: what a call takes from its record; NULL serving */
 } app;
+
+/* What `recctl replay` pins for the next call instead of taking it from the
+ * deadline: the logged call's deadline degradations (recommend.h). */
+typedef struct app_pinned {
+  unsigned degrade;            /* REC_DEGRADE_* flags */
+} app_pinned;
 
 /* A bundle an experiment arm serves from, held beside the main one. */
 typedef struct app_resident {
@@ -77,6 +85,8 @@ typedef struct app_ranking {
   int slot[EXP_MAX_LAYERS][EXP_MAX_ARMS]; /* each arm's metric slot (metrics.h), -1: none */
   app_resident *res;
   size_t n_res;
+  uint64_t settings_hash;      /* XXH3-64 of the settings file (0: defaults), for the decision log */
+  uint64_t experiments_hash;   /* and of the experiments file (0: none) */
   exp_change *changes;         /* runtime changes in force, oldest first */
   size_t n_changes;
   atomic_int refs;

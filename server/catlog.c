@@ -185,3 +185,46 @@ void catlog_close(catlog *l) {
   if (l->fd >= 0) close(l->fd);
   free(l);
 }
+
+/* Where the record of 'generation' ends in buf (0 for generation 0). */
+static int prefix_end(const char *path, const uint8_t *buf, size_t n, uint64_t generation, size_t *end,
+                      rec_error *err) {
+  size_t at = 0;
+  for (uint64_t gen = 0; gen < generation; gen++) {
+    size_t len = at < n ? record_at(buf + at, n - at) : 0;
+    if (!len)
+      return at < n ? rec_fail(err, REC_ECORRUPT, "%s: damaged record at byte %zu", path, at)
+                    : rec_fail(err, REC_ENOTFOUND, "%s: the log ends at generation %llu, before %llu", path,
+                               (unsigned long long)gen, (unsigned long long)generation);
+    if (get64(buf + at + 8) != gen + 1)
+      return rec_fail(err, REC_ECORRUPT, "%s: byte %zu: generation %llu follows %llu", path, at,
+                      (unsigned long long)get64(buf + at + 8), (unsigned long long)gen);
+    at += len;
+  }
+  *end = at;
+  return 0;
+}
+
+int catlog_copy_prefix(const char *dir, uint64_t generation, const char *out_dir, rec_error *err) {
+  char src[4200], dst[4200];
+  snprintf(src, sizeof src, "%s/catalog.log", dir);
+  snprintf(dst, sizeof dst, "%s/catalog.log", out_dir);
+  int fd = open(src, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return rec_fail(err, REC_EIO, "%s: %s", src, strerror(errno));
+  uint8_t *buf = NULL;
+  size_t n = 0, end = 0;
+  int rc = read_all(fd, src, &buf, &n, err);
+  close(fd);
+  if (rc) return rc;
+  if ((rc = prefix_end(src, buf, n, generation, &end, err))) goto free_buf;
+  if (mkdir(out_dir, 0750) != 0 && errno != EEXIST) {
+    rc = rec_fail(err, REC_EIO, "%s: %s", out_dir, strerror(errno));
+    goto free_buf;
+  }
+  FILE *fp = fopen(dst, "wb");
+  if (!fp || fwrite(buf, 1, end, fp) != end) rc = rec_fail(err, REC_EIO, "%s: %s", dst, strerror(errno));
+  if (fp && fclose(fp) != 0 && !rc) rc = rec_fail(err, REC_EIO, "%s: %s", dst, strerror(errno));
+free_buf:
+  free(buf);
+  return rc;
+}

@@ -41,4 +41,10 @@ uint64_t catlog_generation(const catlog *l);
  * REC_EINVAL (payload too large). */
 int  catlog_append(catlog *l, const uint8_t *payload, size_t len, rec_error *err);
 void catlog_close(catlog *l);                        /* NULL is a no-op */
+/* Writes the records of the log in 'dir' up to and including 'generation'
+ * as the log of 'out_dir' (created; an existing log there is replaced):
+ * the catalog as it was at that generation, for `recctl replay`. 'dir' is
+ * only read. REC_ENOTFOUND when the log never reached 'generation';
+ * REC_EIO, REC_ECORRUPT (naming the byte offset), REC_ENOMEM. */
+int  catlog_copy_prefix(const char *dir, uint64_t generation, const char *out_dir, rec_error *err);
 #endif

@@ -126,6 +126,21 @@ static const cfg_field FIELDS[] = {
      .help = "memory the remembered slates may take, in MiB"},
     {"call_log", STR(call_log), .def = "all",
      .help = "a log line per serving call: all, errors (non-OK only) or off"},
+    {"slow_call_ms", INT(slow_call_ms, 0, 600000), .def = "50",
+     .help = "a serving call at least this slow (or traced: traceparent sampled) logs its stage timings; 0 = never"},
+    {"decision_log", STR(decision_log), .def = "",
+     .help = "file for the decision log (what each logged Recommend saw and served, for recctl replay); "
+             "empty = none"},
+    {"decision_log_rate", .type = CFG_FLOAT, .offset = offsetof(recd_config, decision_log_rate),
+     .size = sizeof(double), .min = 0, .max = 1, .def = "0.01",
+     .help = "share of Recommend calls logged, chosen by request id (1 = every call); traced calls always are"},
+    {"decision_log_max_bytes", .type = CFG_INT, .offset = offsetof(recd_config, decision_log_max_bytes),
+     .size = sizeof(int64_t), .min = 4096, .max = 1099511627776.0, .def = "268435456",
+     .help = "size of a decision log file before it is rotated to FILE.1"},
+    {"decision_log_keep", INT(decision_log_keep, 0, 1000), .def = "4",
+     .help = "rotated decision log files kept (FILE.1 .. FILE.N)"},
+    {"decision_log_queue", INT(decision_log_queue, 1, 1000000), .def = "4096",
+     .help = "records waiting for the decision log's writer before new ones are dropped (and counted)"},
 };
 static const cfg_table TABLE = {FIELDS, sizeof FIELDS / sizeof FIELDS[0], NULL};
 

@@ -5,6 +5,7 @@
 #ifndef REC_CONFIG_H
 #define REC_CONFIG_H
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "common/err.h"
 
@@ -64,6 +65,12 @@ typedef struct recd_config {
   char experiments_state[4096]; /* runtime experiment changes (parsed: EXPERIMENTS.state by default) */
   int attribution_window_s, attribution_slates, attribution_mb;
   char call_log[8];            /* all, errors or off */
+  int slow_call_ms;            /* a call this slow logs its stage timings; 0 = never */
+  char decision_log[4096];     /* decision log file, "" = none (declog.h) */
+  double decision_log_rate;    /* share of Recommend calls logged */
+  int64_t decision_log_max_bytes; /* a file's size before it is rotated */
+  int decision_log_keep;       /* rotated files kept */
+  int decision_log_queue;      /* records waiting for the writer before new ones are dropped */
 } recd_config;
 
 /* Fills *cfg from defaults, then --config=FILE if given, then the other flags.

@@ -38,6 +38,8 @@ typedef struct call_note {
   int slot[EXP_MAX_LAYERS]; /* the call's experiment arms' metric slots */
   size_t n_slots;
   const char *arms;         /* "experiment/arm,..." or NULL */
+  bool timed;               /* the stage timings below are set */
+  int64_t tower_ns, ann_ns, itemcf_ns, pop_ns, sources_ns, rank_ns, mmr_ns;
 } call_note;
 
 struct app_ranking;
@@ -48,6 +50,8 @@ int svc_acquire_snapshot(rpc_ctx *ctx, const bundle **b, const struct app_rankin
  * packed the reply (whose ids point into the bundle): a reload swaps both
  * for later calls only. 'cfg' may be NULL. UNAVAILABLE before the first load. */
 int svc_acquire(rpc_ctx *ctx, const bundle **b, const rank_config **cfg);
-/* The caller's request id, or a new "recd-<n>"; NULL when out of memory. */
+/* The request's request_id, else the caller's x-request-id metadata, else a
+ * new "recd-<n>"; it becomes the call's x-request-id reply metadata. NULL
+ * when out of memory. */
 char *svc_request_id(rpc_ctx *ctx, const char *given);
 #endif

@@ -13,6 +13,7 @@
 #include "server/admin_http.h"
 #include "server/auth.h"
 #include "server/bundle_root.h"
+#include "server/declog.h"
 #include "server/handlers.h"
 #include "server/metrics.h"
 #include "server/reloader.h"
@@ -184,6 +185,21 @@ static void raise_fd_limit(void) {
 
 enum { CALL_LOG_OFF, CALL_LOG_ERRORS, CALL_LOG_ALL };
 static int call_log_mode; /* set before the serving workers start */
+static int64_t slow_call_ns; /* a call this slow logs its stages; 0 never; set before the workers start */
+
+/* " trace_id=.. span_id=.. parent_id=.." and, for a traced (sampled) or
+ * slow call, its stages in ms, for the call's log line. */
+static void trace_fields(char *out, size_t cap, const rpc_ctx *ctx, const call_note *n, int64_t ns) {
+  out[0] = '\0';
+  if (!ctx || !ctx->trace.trace_id[0]) return;
+  const trace_ctx *t = &ctx->trace;
+  int w = snprintf(out, cap, " trace_id=%s span_id=%s parent_id=%s sampled=%d", t->trace_id, t->span_id,
+                   t->parent_id[0] ? t->parent_id : "-", t->sampled);
+  if (!n || !n->timed || w < 0 || (size_t)w >= cap || !(t->sampled || (slow_call_ns && ns >= slow_call_ns))) return;
+  snprintf(out + w, cap - (size_t)w, " tower_ms=%.3f ann_ms=%.3f itemcf_ms=%.3f popularity_ms=%.3f sources_ms=%.3f "
+           "rank_ms=%.3f mmr_ms=%.3f", (double)n->tower_ns / 1e6, (double)n->ann_ns / 1e6, (double)n->itemcf_ns / 1e6,
+           (double)n->pop_ns / 1e6, (double)n->sources_ns / 1e6, (double)n->rank_ns / 1e6, (double)n->mmr_ns / 1e6);
+}
 
 /* Per serving call: the metrics, the arms' series, and one log line (--call_log). */
 static void observe(size_t method, int status, int64_t ns, const rpc_ctx *ctx) {
@@ -194,11 +210,13 @@ static void observe(size_t method, int status, int64_t ns, const rpc_ctx *ctx) {
   if (call_log_mode == CALL_LOG_OFF || (call_log_mode == CALL_LOG_ERRORS && status == 0) || !name ||
       method + 2 >= metrics_method_count()) /* the last two are Health/Check and Watch */
     return;
-  char rid[300], detail[300];
-  rec_log_quote(rid, sizeof rid, n && n->request_id ? n->request_id : "", n && n->request_id ? strlen(n->request_id) : 0);
+  char rid[300], detail[300], trace[400];
+  const char *id = n && n->request_id ? n->request_id : ctx && ctx->request_id ? ctx->request_id : "";
+  rec_log_quote(rid, sizeof rid, id, strlen(id));
   rec_log_quote(detail, sizeof detail, status && ctx ? ctx->err.msg : "", status && ctx ? strlen(ctx->err.msg) : 0);
-  rec_log(status ? REC_LOG_WARN : REC_LOG_INFO, "call", "method=%s status=%d ms=%.2f request_id=\"%s\" arms=%s%s%s%s",
-          name, status, (double)ns / 1e6, rid, n && n->arms ? n->arms : "-", status ? " detail=\"" : "",
+  trace_fields(trace, sizeof trace, ctx, n, ns);
+  rec_log(status ? REC_LOG_WARN : REC_LOG_INFO, "call", "method=%s status=%d ms=%.2f request_id=\"%s\" arms=%s%s%s%s%s",
+          name, status, (double)ns / 1e6, rid, n && n->arms ? n->arms : "-", trace, status ? " detail=\"" : "",
           status ? detail : "", status ? "\"" : "");
 }
 
@@ -286,6 +304,19 @@ static int open_events(app *ap, rec_error *err) {
   return rc;
 }
 
+/* The decision log (declog.h), when asked for; its writer runs from here on. */
+static int open_decisions(app *ap, rec_error *err) {
+  const recd_config *c = ap->cfg;
+  if (!c->decision_log[0]) return 0;
+  declog_opts o = {.path = c->decision_log, .max_bytes = c->decision_log_max_bytes, .keep = c->decision_log_keep,
+                   .queue = (size_t)c->decision_log_queue};
+  int rc = declog_open(&o, &ap->decisions, err);
+  if (!rc)
+    LOG_INFO("decision log open", "file=%s rate=%g max_bytes=%lld keep=%d", c->decision_log, c->decision_log_rate,
+             (long long)c->decision_log_max_bytes, c->decision_log_keep);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   recd_config cfg;
   rec_error err = {0};
@@ -362,6 +393,7 @@ int main(int argc, char **argv) {
                        .unlisted = ELSEWHERE, .n_unlisted = sizeof ELSEWHERE / sizeof ELSEWHERE[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};
   runtime rt = {.ap = &ap};
+  slow_call_ns = (int64_t)cfg.slow_call_ms * 1000000;
   call_log_mode = strcmp(cfg.call_log, "all") == 0 ? CALL_LOG_ALL : strcmp(cfg.call_log, "errors") == 0 ? CALL_LOG_ERRORS
                 : CALL_LOG_OFF;
   int admin_port = 0, admin_grpc_port = 0;
@@ -378,8 +410,10 @@ int main(int argc, char **argv) {
     app_destroy(&ap);
     return 1;
   }
-  if (open_events(&ap, &err) != 0) {
-    fprintf(stderr, "recd: event log: %s\n", err.msg);
+  const char *failed = open_events(&ap, &err) != 0 ? "event log" : open_decisions(&ap, &err) != 0 ? "decision log" : NULL;
+  if (failed) {
+    fprintf(stderr, "recd: %s: %s\n", failed, err.msg);
+    eventlog_close(ap.log);
     online_free(ap.online);
     live_catalog_close(ap.live);
     app_destroy(&ap);
@@ -404,6 +438,7 @@ int main(int argc, char **argv) {
     reloader_free(rt.loads);
     eventlog_close(ap.log);
     live_catalog_close(ap.live);
+    declog_close(ap.decisions);
     online_free(ap.online);
     app_destroy(&ap);
     return 1;
@@ -436,6 +471,8 @@ int main(int argc, char **argv) {
   eventlog_close(ap.log); /* every acknowledged event is on disk */
   live_catalog_close(ap.live); /* every acknowledged catalog batch was on disk when acknowledged */
   ap.live = NULL;
+  declog_close(ap.decisions); /* the records queued by the calls above are written */
+  ap.decisions = NULL;
   int code = rt.exit_code ? rt.exit_code : rc;
   if (rt.abandoned) { /* the load's thread still uses the app: leave it all to the exit */
     LOG_INFO("stopped", "exit=%d", code);

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static const double BOUNDS[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
                                 50e-3, 100e-3, 250e-3, 1.0};
@@ -38,6 +41,7 @@ static atomic_uint_fast64_t degraded[REC_DEG_COUNT];
 static atomic_uint_fast64_t strategies[REC_STRATEGY_COUNT];
 static atomic_uint_fast64_t reloads[2];
 static atomic_uint_fast64_t events;
+static atomic_uint_fast64_t decisions[2]; /* queued, dropped */
 
 /* Experiment arms: names handed out under a lock, published by the count. */
 static pthread_mutex_t arms_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -89,6 +93,10 @@ void metrics_degraded(rec_degraded reason) {
 
 void metrics_strategy(rec_strategy s) {
   if (s >= 0 && s < REC_STRATEGY_COUNT) atomic_fetch_add_explicit(&strategies[s], 1, memory_order_relaxed);
+}
+
+void metrics_decision(bool dropped) {
+  atomic_fetch_add_explicit(&decisions[dropped ? 1 : 0], 1, memory_order_relaxed);
 }
 
 void metrics_reload(int ok) { atomic_fetch_add_explicit(&reloads[ok ? 0 : 1], 1, memory_order_relaxed); }
@@ -283,6 +291,72 @@ static void render_arms(buf *b, struct attribution *attr) {
   free(o);
 }
 
+/* ---- the process, from /proc (Prometheus's standard process_* names) ---- */
+
+typedef struct proc_stat {
+  double cpu_s, start_s;
+  unsigned long long vsize, rss_bytes;
+} proc_stat;
+
+/* /proc/self/stat's times and sizes; false when it cannot be read. The
+ * command name in parentheses may hold anything, so fields are counted
+ * from the last ')'. */
+static bool read_proc_stat(proc_stat *p) {
+  char text[1024];
+  FILE *f = fopen("/proc/self/stat", "r");
+  size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  if (f) fclose(f);
+  text[n] = '\0';
+  const char *s = strrchr(text, ')');
+  unsigned long long utime, stime, start, vsize;
+  long long rss;
+  /* fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime
+   * cstime priority nice threads itrealvalue starttime vsize rss */
+  if (!s || sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld",
+                   &utime, &stime, &start, &vsize, &rss) != 5)
+    return false;
+  double tick = (double)sysconf(_SC_CLK_TCK);
+  unsigned long long btime = 0;
+  char line[256];
+  if ((f = fopen("/proc/stat", "r"))) {
+    while (fgets(line, sizeof line, f) && sscanf(line, "btime %llu", &btime) != 1) continue;
+    fclose(f);
+  }
+  *p = (proc_stat){.cpu_s = (double)(utime + stime) / tick, .start_s = (double)btime + (double)start / tick,
+                   .vsize = vsize, .rss_bytes = rss > 0 ? (unsigned long long)rss * (unsigned long long)sysconf(_SC_PAGESIZE) : 0};
+  return true;
+}
+
+static long open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  long n = 0;
+  for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1; /* the directory's own */
+}
+
+static void render_process(buf *b) {
+  proc_stat p;
+  if (read_proc_stat(&p))
+    put(b, "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n"
+           "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n"
+           "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.\n"
+           "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n"
+           "# HELP process_virtual_memory_bytes Virtual memory size, in bytes.\n"
+           "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n"
+           "# HELP process_resident_memory_bytes Resident memory size, in bytes.\n"
+           "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n",
+        p.cpu_s, p.start_s, p.vsize, p.rss_bytes);
+  long fds = open_fds();
+  if (fds >= 0)
+    put(b, "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds %ld\n", fds);
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    put(b, "# HELP process_max_fds Most open file descriptors allowed.\n# TYPE process_max_fds gauge\n"
+           "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+}
+
 char *metrics_render(const char *version, int serving, int64_t uptime_s, int inflight,
                      const metrics_log *log) {
   buf b = {0};
@@ -299,6 +373,11 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
   put(&b, "# HELP recd_events_recorded_total Events made durable by Events.Record.\n"
           "# TYPE recd_events_recorded_total counter\nrecd_events_recorded_total %llu\n",
       (unsigned long long)get(&events));
+  put(&b, "# HELP recd_decision_log_records_total Recommend calls chosen for the decision log: queued for "
+          "its writer, or dropped because its queue was full.\n# TYPE recd_decision_log_records_total counter\n"
+          "recd_decision_log_records_total{outcome=\"queued\"} %llu\n"
+          "recd_decision_log_records_total{outcome=\"dropped\"} %llu\n",
+      (unsigned long long)get(&decisions[0]), (unsigned long long)get(&decisions[1]));
   if (log->enabled)
     put(&b, "# HELP recd_event_log_sequence Last event-log sequence durable on disk.\n"
             "# TYPE recd_event_log_sequence gauge\nrecd_event_log_sequence %llu\n"
@@ -320,6 +399,7 @@ char *metrics_render(const char *version, int serving, int64_t uptime_s, int inf
         (unsigned long long)log->catalog_generation, (unsigned long long)log->catalog_overlay);
   put(&b, "# HELP recd_serving 1 when health reports SERVING.\n# TYPE recd_serving gauge\nrecd_serving %d\n", serving);
   put(&b, "# HELP recd_inflight_calls RPCs in flight.\n# TYPE recd_inflight_calls gauge\nrecd_inflight_calls %d\n", inflight);
+  render_process(&b);
   put(&b, "# HELP recd_uptime_seconds Seconds since start.\n# TYPE recd_uptime_seconds gauge\nrecd_uptime_seconds %lld\n",
       (long long)uptime_s);
   if (b.failed) {

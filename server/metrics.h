@@ -50,6 +50,9 @@ int  metrics_arm_slot(const char *experiment, const char *salt, const char *arm)
 void metrics_arm_call(int slot, int status, int64_t ns);
 /* A Recommend response for the arm in 'slot' was degraded for 'reason'. */
 void metrics_arm_degraded(int slot, rec_degraded reason);
+/* A Recommend chosen for the decision log was queued for its writer
+ * (dropped false) or dropped because the writer's queue was full. */
+void metrics_decision(bool dropped);
 /* n events made durable and applied. */
 void metrics_events(size_t n);
 

@@ -162,3 +162,24 @@ size_t online_users(online *o) {
   pthread_mutex_unlock(&o->mu);
   return n;
 }
+
+int online_put(online *o, const char *id, size_t len, const online_item *items, size_t n) {
+  int rc = 0;
+  pthread_mutex_lock(&o->mu);
+  user *u = find(o, id, len, true);
+  if (!u) rc = REC_ENOMEM;
+  for (size_t i = 0; u && i < u->n; i++) free(u->items[i].item);
+  if (u) u->n = 0;
+  for (size_t i = 0; u && i < n && i < ONLINE_ITEMS; i++) {
+    size_t il = strlen(items[i].item);
+    char *copy = il <= UINT16_MAX ? malloc(il + 1) : NULL;
+    if (!copy) {
+      rc = REC_ENOMEM;
+      break;
+    }
+    memcpy(copy, items[i].item, il + 1);
+    u->items[u->n++] = (entry){copy, (uint16_t)il, items[i].last_time, items[i].count, items[i].purchased};
+  }
+  pthread_mutex_unlock(&o->mu);
+  return rc;
+}

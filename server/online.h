@@ -37,4 +37,9 @@ void online_apply(online *o, const ev_record *r);
  * user, *out then NULL or empty). */
 size_t online_get(online *o, const char *user, size_t len, arena *a, online_item **out);
 size_t online_users(online *o);
+/* Makes the user's items exactly 'items' (latest first, as online_get gives
+ * them; past ONLINE_ITEMS the rest are ignored): how `recctl replay` puts
+ * back what a logged call read. Returns 0, or REC_ENOMEM (the user then has
+ * the items copied so far). */
+int  online_put(online *o, const char *user, size_t len, const online_item *items, size_t n);
 #endif

@@ -46,19 +46,23 @@ void rec_notes_add(rec_notes *ns, rec_degraded reason, const char *detail) {
   if (ns->n < REC_NOTES_MAX) ns->at[ns->n++] = (rec_note){reason, detail};
 }
 
-int recommend_apply_deadline(rec_request *r, const rec_deadline_policy *p, int64_t deadline_ns,
-                             arena *a) {
+unsigned recommend_deadline_steps(const rec_deadline_policy *p, int64_t deadline_ns) {
   if (deadline_ns == INT64_MAX) return 0;
   int64_t left_ms = (deadline_ns - rec_mono_ns()) / 1000000;
-  if (left_ms < p->ef_below_ms) {
+  return (left_ms < p->ef_below_ms ? REC_DEGRADE_EF : 0u) | (left_ms < p->mmr_below_ms ? REC_DEGRADE_MMR : 0u) |
+         (left_ms < p->popularity_below_ms ? REC_DEGRADE_POPULARITY : 0u);
+}
+
+int recommend_degrade(rec_request *r, unsigned steps, arena *a) {
+  if (steps & REC_DEGRADE_EF) {
     r->ann_ef = 16;
     rec_notes_add(r->notes, REC_DEG_DEADLINE_EF, NULL);
   }
-  if (left_ms < p->popularity_below_ms) {
+  if (steps & REC_DEGRADE_POPULARITY) {
     r->popularity_only = true;
     rec_notes_add(r->notes, REC_DEG_DEADLINE_POPULARITY, NULL);
   }
-  if (left_ms < p->mmr_below_ms && r->rules.cfg->mmr) {
+  if ((steps & REC_DEGRADE_MMR) && r->rules.cfg->mmr) {
     rank_config *c = arena_alloc(a, sizeof *c);
     if (!c) return REC_ENOMEM;
     *c = *r->rules.cfg; /* a shallow copy: the lists stay shared and read-only */
@@ -67,6 +71,11 @@ int recommend_apply_deadline(rec_request *r, const rec_deadline_policy *p, int64
     rec_notes_add(r->notes, REC_DEG_DEADLINE_MMR, NULL);
   }
   return 0;
+}
+
+int recommend_apply_deadline(rec_request *r, const rec_deadline_policy *p, int64_t deadline_ns,
+                             arena *a) {
+  return recommend_degrade(r, recommend_deadline_steps(p, deadline_ns), a);
 }
 
 static size_t at_least(size_t a, size_t b) { return a > b ? a : b; }
@@ -376,6 +385,8 @@ int recommend_finish(rec_run *run, rec_result *out) {
   out->missing = rk->missing;
   out->short_catalog = rk->n < need;
   out->more = rk->n > need;
+  out->added_events = run->it.added_events;
+  out->n_added = run->it.added_events ? bundle_added(run->b) : 0;
   size_t end = rk->n < need ? rk->n : need;
   out->slate = rk->items;
   out->n_slate = rk->n;

@@ -100,6 +100,8 @@ typedef struct rec_result {
   int64_t itemcf_ns, pop_ns, mmr_ns;              /* parts of sources_ns and rank_ns */
   rec_verdict *verdicts;
   size_t n_verdicts;
+  const uint32_t *added_events;    /* per item added live: the events counted when ranked */
+  size_t n_added;
 } rec_result;
 
 /* The deadline thresholds (ms left) below which each cheaper step applies. */
@@ -107,10 +109,17 @@ typedef struct rec_deadline_policy {
   int ef_below_ms, mmr_below_ms, popularity_below_ms;
 } rec_deadline_policy;
 
-/* Makes 'r' cheaper when the caller's deadline is near: a narrower HNSW
- * search, then no MMR, then popularity alone, each noted in r->notes.
- * INT64_MAX means no deadline. The settings copy comes from 'a'. Returns 0
- * or REC_ENOMEM. */
+/* The cheaper steps, as flags: what the deadline policy chose for a call,
+ * kept in the decision log so that a replay takes the same steps. */
+enum { REC_DEGRADE_EF = 1, REC_DEGRADE_MMR = 2, REC_DEGRADE_POPULARITY = 4 };
+
+/* The steps the policy takes with 'deadline_ns' (INT64_MAX: none) now. */
+unsigned recommend_deadline_steps(const rec_deadline_policy *p, int64_t deadline_ns);
+/* Makes 'r' cheaper by the REC_DEGRADE_* 'steps': a narrower HNSW search,
+ * no MMR, popularity alone, each noted in r->notes. The settings copy
+ * comes from 'a'. Returns 0 or REC_ENOMEM. */
+int recommend_degrade(rec_request *r, unsigned steps, arena *a);
+/* Both: makes 'r' cheaper when the caller's deadline is near. */
 int recommend_apply_deadline(rec_request *r, const rec_deadline_policy *p, int64_t deadline_ns,
                              arena *a);
 

@@ -23,6 +23,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include "common/arena.h"
 #include "common/err.h"
+#include "common/trace.h"
 
 typedef struct rpc_server rpc_server;
 typedef struct rpc_cleanup rpc_cleanup;
@@ -45,6 +46,12 @@ typedef struct rpc_ctx {
                             "token:NAME" or "cert:SUBJECT"; else NULL */
   void *note;            /* what the handler leaves for rpc_server_opts.observe
                             (in the arena, e.g. the call's experiment arms); NULL */
+  trace_ctx trace;       /* W3C trace context: the caller's traceparent when valid, else
+                            a new trace; all "" for an in-process call. Fan-out calls
+                            carry it on with new span ids */
+  const char *request_id; /* in: the caller's x-request-id metadata (1 to 128 printable
+                             ASCII bytes) or NULL; a handler may set it to the id it
+                             used, which goes back as x-request-id metadata */
 } rpc_ctx;
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);

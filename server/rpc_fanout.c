@@ -24,6 +24,8 @@ typedef struct leg {
   fan_op *op;
   bool skipped;              /* not asked */
   rpc_unary u;
+  grpc_metadata md[2];       /* traceparent (a new span of the caller's trace), x-request-id */
+  char traceparent[TRACEPARENT_LEN + 1];
 } leg;
 
 /* One fan-out in flight, in the call's arena. */
@@ -109,6 +111,22 @@ static void land(fan_op *op) {
   op->done(op->arg, op->resps, op->status);
 }
 
+/* The leg's request metadata: the call's trace with a span of its own, so
+ * a shard's log line names the ranking tier's trace, and its request id.
+ * The values live in the leg, in the arena, until the leg lands. */
+static size_t leg_metadata(leg *l, const rpc_ctx *ctx) {
+  size_t n = 0;
+  if (ctx->trace.trace_id[0]) {
+    trace_child(&ctx->trace, l->traceparent);
+    l->md[n++] = (grpc_metadata){.key = grpc_slice_from_static_string("traceparent"),
+                                 .value = grpc_slice_from_static_buffer(l->traceparent, TRACEPARENT_LEN)};
+  }
+  if (ctx->request_id && rpc__md_value_ok(ctx->request_id))
+    l->md[n++] = (grpc_metadata){.key = grpc_slice_from_static_string("x-request-id"),
+                                 .value = grpc_slice_from_static_buffer(ctx->request_id, strlen(ctx->request_id))};
+  return n;
+}
+
 static void on_leg(rpc_tag *t, bool ok) {
   (void)ok; /* a client batch's status says what happened, ok or not */
   land(((leg *)t)->op);
@@ -134,7 +152,8 @@ int fanout_start(fanout *f, rpc_ctx *ctx, const char *method, const ProtobufCMes
     legs[i].tag = (rpc_tag){TAG_CLIENT, on_leg};
     legs[i].op = op;
     legs[i].skipped = skip && skip[i];
-    if (legs[i].skipped || !rpc__unary_start(&legs[i].u, f->channels[i], cq, method, send, deadline, &legs[i].tag))
+    if (legs[i].skipped || !rpc__unary_start_md(&legs[i].u, f->channels[i], cq, method, send, deadline, legs[i].md,
+                                                leg_metadata(&legs[i], ctx), &legs[i].tag))
       failed++;
   }
   grpc_byte_buffer_destroy(send);

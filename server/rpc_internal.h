@@ -61,6 +61,10 @@ typedef struct rpc_unary {
  * deadlock detection off, as in a release build of Abseil. */
 void rpc__runtime_init(void);
 
+/* Whether 's' may go in a metadata value as it is: 1 to 128 printable ASCII
+ * bytes (gRPC refuses a batch whose metadata is not printable). */
+bool rpc__md_value_ok(const char *s);
+
 bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
                       grpc_byte_buffer *send, gpr_timespec deadline, void *tag);
 /* The same with request metadata ('md' must outlive the call's batch). */

@@ -29,6 +29,8 @@ typedef struct ucall {
   grpc_call_details details; /* unregistered methods only */
   grpc_byte_buffer *payload, *reply;
   grpc_slice status_details;
+  grpc_metadata reply_md;   /* x-request-id back to the caller */
+  bool has_reply_md;
   int cancelled;
   bool counted;             /* holds one of the server's in-flight slots */
   bool open;                /* counted in rpc_server.open_calls */
@@ -220,6 +222,8 @@ static void release(worker *w, ucall *c) {
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
   if (c->finishing) grpc_slice_unref(c->status_details);
+  if (c->has_reply_md) grpc_slice_unref(c->reply_md.value);
+  c->has_reply_md = false;
   md_destroy(&c->md);
   if (c->reg < 0) grpc_call_details_destroy(&c->details);
   if (c->call) grpc_call_unref(c->call);
@@ -239,7 +243,15 @@ static void finish(ucall *c, int rc, const ProtobufCMessage *out) {
   grpc_op ops[4];
   size_t n = 0;
   memset(ops, 0, sizeof ops);
-  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (ctx->request_id && rpc__md_value_ok(ctx->request_id)) {
+    c->reply_md = (grpc_metadata){.key = grpc_slice_from_static_string("x-request-id"),
+                                  .value = grpc_slice_from_copied_string(ctx->request_id)};
+    c->has_reply_md = true;
+    ops[n].data.send_initial_metadata.count = 1;
+    ops[n].data.send_initial_metadata.metadata = &c->reply_md;
+  }
+  n++;
   if (rc == 0 && !out) rc = rpc_fail(ctx, REC_EINTERNAL, "handler returned no reply");
   if (rc == 0) {
     c->reply = rpc__pack(out);
@@ -349,6 +361,23 @@ static int authenticate(const rpc_server *s, ucall *c) {
                   "recd's --admin_token_file%s", why, s->opts.tls ? ", or an allowed client certificate" : "");
 }
 
+/* The caller's trace context and request id, from the request metadata.
+ * A traceparent that is not valid starts a new trace: never echoed, never
+ * logged. An x-request-id outside 1 to 128 printable ASCII bytes is
+ * ignored the same way. */
+static void read_context(ucall *c) {
+  char v[130];
+  size_t len;
+  bool found;
+  md_copy_value(&c->md, "traceparent", v, sizeof v, &len, &found);
+  if (!found || !trace_parse(v, len, &c->ctx.trace)) trace_start(&c->ctx.trace);
+  md_copy_value(&c->md, "x-request-id", v, sizeof v, &len, &found);
+  if (found && len < sizeof v) {
+    v[len] = '\0';
+    if (strlen(v) == len && rpc__md_value_ok(v)) c->ctx.request_id = arena_strndup(&c->arena, v, len);
+  }
+}
+
 static void handle(worker *w, ucall *c) {
   rpc_server *s = w->srv;
   c->start_ns = rec_mono_ns();
@@ -375,6 +404,7 @@ static void handle(worker *w, ucall *c) {
   /* Past the cap, fail at once rather than queue: a queue that grows only
    * turns overload into timeouts. Health always answers. */
   bool health = m == &rpc__health_check || s->regs[c->reg].watch;
+  if (!health) read_context(c);
   if (s->opts.auth && !health && (rc = authenticate(s, c)) != 0) {
     finish(c, rc, NULL);
     return;

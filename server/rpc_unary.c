@@ -11,6 +11,13 @@ gpr_timespec rpc__deadline_in(int64_t ns) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(ns > 0 ? ns : 0, GPR_TIMESPAN));
 }
 
+bool rpc__md_value_ok(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++)
+    if (s[n] < 0x21 || s[n] > 0x7e || n == 128) return false;
+  return n > 0;
+}
+
 bool rpc__unary_start(rpc_unary *u, grpc_channel *ch, grpc_completion_queue *cq, const char *method,
                       grpc_byte_buffer *send, gpr_timespec deadline, void *tag) {
   return rpc__unary_start_md(u, ch, cq, method, send, deadline, NULL, 0, tag);

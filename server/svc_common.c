@@ -38,6 +38,8 @@ int svc_acquire_snapshot(rpc_ctx *ctx, const bundle **out, const app_ranking **s
 
 char *svc_request_id(rpc_ctx *ctx, const char *given) {
   app *ap = ctx->app;
-  if (given[0]) return (char *)given;
-  return arena_printf(ctx->arena, "recd-%" PRIuFAST64, atomic_fetch_add(&ap->seq, 1) + 1);
+  char *id = given[0] ? (char *)given : ctx->request_id ? (char *)ctx->request_id
+           : arena_printf(ctx->arena, "recd-%" PRIuFAST64, atomic_fetch_add(&ap->seq, 1) + 1);
+  if (id) ctx->request_id = id; /* back to the caller as x-request-id */
+  return id;
 }

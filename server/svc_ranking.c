@@ -8,9 +8,11 @@
 #include "server/app.h"
 #include "server/attribution.h"
 #include "server/convert.h"
+#include "server/declog.h"
 #include "server/metrics.h"
 #include "server/rpc_client.h"
 #include "server/rpc_fanout.h"
+#include "rec/v1/decision.pb-c.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,10 @@ typedef struct rec_call {
   int64_t shards_until;      /* role=ranking: the shards' budget for the whole call */
   int *shard_failed;         /* per shard: its first failing gRPC status, 0 while it answers */
   unsigned char *skip;       /* per shard: not asked again this call */
+  int64_t now_ms;            /* the time the rules hold at (Unix ms) */
+  unsigned steps;            /* the deadline policy's REC_DEGRADE_* steps */
+  online_item *online;       /* the user's online state as read */
+  size_t n_online;
 } rec_call;
 
 static int check(rpc_ctx *ctx, const recd_config *cfg, const Rec__V1__RecommendRequest *q) {
@@ -63,10 +69,13 @@ static int by_purchase_item(const void *a, const void *b) {
  * (most recent first), seed item-CF: a visitor the bundle has never seen
  * still gets its session's neighbours. Recorded purchases join the bundle's
  * for the repurchase rules. */
-static int session(rpc_ctx *ctx, const bundle *b, const Rec__V1__RecommendRequest *q, rec_request *rq) {
+static int session(rec_call *c, const bundle *b, const Rec__V1__RecommendRequest *q, rec_request *rq) {
+  rpc_ctx *ctx = c->ctx;
   app *ap = ctx->app;
   online_item *on = NULL;
   size_t n_on = ap->online ? online_get(ap->online, q->user_id, strlen(q->user_id), ctx->arena, &on) : 0;
+  c->online = on;
+  c->n_online = n_on;
   size_t n_anchor;
   uint32_t *anchors = conv_rows(ctx->arena, b->catalog, q->anchor_item_ids, q->n_anchor_item_ids, false, &n_anchor);
   if (!anchors) return REC_ENOMEM; /* n_anchor is set only on success */
@@ -98,11 +107,14 @@ static int prepare(rec_call *c, const rank_config *cfg) {
   rec_deadline_policy p = {ap->cfg->degrade_ef_below_ms, ap->cfg->degrade_mmr_below_ms,
                            ap->cfg->degrade_popularity_below_ms};
   int rc;
+  /* One time for the whole call, kept for the decision log: a replay pins
+   * it, and the deadline's steps, instead of reading the clock. */
+  c->now_ms = q->context && q->context->time_unix_ms > 0 ? q->context->time_unix_ms : rec_wall_ms();
+  c->steps = ap->pinned ? ap->pinned->degrade : recommend_deadline_steps(&p, ctx->deadline_ns);
   if ((rc = conv_cursor(ctx, q->page_cursor, c->b, c->rq.k, (size_t)ap->cfg->max_k * MAX_PAGES, &c->rq.offset)) ||
-      (rc = conv_rules(ctx, c->b, cfg, q->filters, q->exclude_item_ids, q->n_exclude_item_ids,
-                       q->context ? q->context->time_unix_ms : 0, &c->rq.rules)) ||
-      (rc = session(ctx, c->b, q, &c->rq)) ||
-      (rc = recommend_apply_deadline(&c->rq, &p, ctx->deadline_ns, ctx->arena)))
+      (rc = conv_rules(ctx, c->b, cfg, q->filters, q->exclude_item_ids, q->n_exclude_item_ids, c->now_ms,
+                       &c->rq.rules)) ||
+      (rc = session(c, c->b, q, &c->rq)) || (rc = recommend_degrade(&c->rq, c->steps, ctx->arena)))
     return rc;
   if (c->snap->plan && c->assign.holdout) c->rq.popularity_only = true; /* a holdout arm: popularity only */
   return recommend_begin(c->b, &c->rq, ctx->arena, &c->run);
@@ -173,6 +185,10 @@ static int report_arms(rec_call *c, Rec__V1__RecommendResponse *r) {
 }
 
 static void record_metrics(const rec_call *c, const rec_result *res) {
+  call_note *n = c->note; /* the stages, for the call's log line */
+  n->timed = true;
+  n->tower_ns = res->tower_ns, n->ann_ns = res->ann_ns, n->itemcf_ns = res->itemcf_ns, n->pop_ns = res->pop_ns;
+  n->sources_ns = res->sources_ns, n->rank_ns = res->rank_ns, n->mmr_ns = res->mmr_ns;
   metrics_observe_stage(STAGE_USER_TOWER, res->tower_ns);
   metrics_observe_stage(STAGE_ANN, res->ann_ns);
   metrics_observe_stage(STAGE_SOURCES, res->sources_ns);
@@ -187,6 +203,84 @@ static void record_metrics(const rec_call *c, const rec_result *res) {
     metrics_degraded(c->notes.at[i].reason);
     for (size_t k = 0; c->note && k < c->note->n_slots; k++) metrics_arm_degraded(c->note->slot[k], c->notes.at[i].reason);
   }
+}
+
+/* ---- the decision log ---- */
+
+/* Packs 'm' into the arena; NULL when memory runs out. */
+static uint8_t *pack(arena *a, const ProtobufCMessage *m, size_t *n) {
+  *n = protobuf_c_message_get_packed_size(m);
+  uint8_t *p = arena_alloc(a, *n + 1);
+  if (p) protobuf_c_message_pack(m, p);
+  return p;
+}
+
+/* The online state and the live counters the call ranked with. */
+static int decision_state(rec_call *c, const rec_result *res, Rec__V1__DecisionRecord *d) {
+  arena *a = c->ctx->arena;
+  Rec__V1__DecisionOnlineItem **on = arena_calloc(a, c->n_online + 1, sizeof *on);
+  Rec__V1__DecisionOnlineItem *one = arena_calloc(a, c->n_online + 1, sizeof *one);
+  if (!on || !one) return REC_ENOMEM;
+  for (size_t i = 0; i < c->n_online; i++) {
+    rec__v1__decision_online_item__init(&one[i]);
+    one[i].item_id = (char *)c->online[i].item;
+    one[i].last_time = c->online[i].last_time;
+    one[i].count = c->online[i].count;
+    one[i].purchased = c->online[i].purchased;
+    on[i] = &one[i];
+  }
+  d->online = on;
+  d->n_online = c->n_online;
+  d->added_events = (uint32_t *)res->added_events;
+  d->n_added_events = res->n_added;
+  return 0;
+}
+
+/* What the call saw and served, for `recctl replay`: queued for the
+ * decision log's writer when the call is in the sample. The log is best
+ * effort: a record that cannot be made or queued is counted, never an
+ * error for the caller. */
+static void log_decision(rec_call *c, const Rec__V1__RecommendResponse *r, const rec_result *res) {
+  app *ap = c->ctx->app;
+  arena *a = c->ctx->arena;
+  /* A traced call (sampled by its caller) is always logged: whoever traces
+   * it will want to see what it decided. */
+  if (!ap->decisions || (!c->ctx->trace.sampled &&
+                         !declog_sampled(ap->cfg->decision_log_rate, c->request_id, strlen(c->request_id))))
+    return;
+  Rec__V1__DecisionRecord d = REC__V1__DECISION_RECORD__INIT;
+  char **arms = arena_calloc(a, r->n_arms + 1, sizeof *arms);
+  if (!arms || decision_state(c, res, &d)) goto dropped;
+  for (size_t i = 0; i < r->n_arms; i++)
+    if (!(arms[i] = arena_printf(a, "%s/%s", r->arms[i]->experiment, r->arms[i]->arm))) goto dropped;
+  d.request_id = c->request_id;
+  d.time_unix_ms = c->now_ms;
+  d.served_unix_ms = rec_wall_ms();
+  if (!(d.request.data = pack(a, &c->q->base, &d.request.len)) ||
+      !(d.response.data = pack(a, &r->base, &d.response.len)))
+    goto dropped;
+  d.bundle_version = (char *)c->b->version;
+  d.catalog_generation = c->b->catalog->generation;
+  d.settings_path = (char *)ap->cfg->ranking_config;
+  d.settings_hash = c->snap->settings_hash;
+  d.experiments_path = (char *)ap->cfg->experiments;
+  d.experiments_hash = c->snap->experiments_hash;
+  d.arms = arms;
+  d.n_arms = r->n_arms;
+  d.deadline_ef = c->steps & REC_DEGRADE_EF;
+  d.deadline_mmr = c->steps & REC_DEGRADE_MMR;
+  d.deadline_popularity = c->steps & REC_DEGRADE_POPULARITY;
+  d.role = (char *)rec_role_name(ap->cfg->role);
+  d.trace_id = c->ctx->trace.trace_id;
+  d.span_id = c->ctx->trace.span_id;
+  size_t n = protobuf_c_message_get_packed_size(&d.base);
+  uint8_t *p = malloc(n + 1); /* the writer frees it, on its own thread */
+  if (!p) goto dropped;
+  protobuf_c_message_pack(&d.base, p);
+  metrics_decision(declog_submit(ap->decisions, p, n) != 0);
+  return;
+dropped:
+  metrics_decision(true);
 }
 
 /* After the last round: the response. */
@@ -207,6 +301,7 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   r->catalog_generation = c->b->catalog->generation;
   if ((rc = report_arms(c, r))) return rc;
   metrics_observe_stage(STAGE_RESPONSE, rec_mono_ns() - t0);
+  log_decision(c, r, &res);
   *out = &r->base;
   return 0;
 }

@@ -87,6 +87,12 @@ static int retrieve(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage *
   retrieve_result rr;
   if ((rc = retrieve_candidates(b, &rq, ctx->arena, &rr)))
     return rpc_fail(ctx, rc, "retrieve failed: %s", rec_strerror(rc));
+  call_note *note = arena_calloc(ctx->arena, 1, sizeof *note); /* the stages for the call's log line */
+  if (note) {
+    *note = (call_note){.timed = true, .tower_ns = rr.tower_ns, .ann_ns = rr.ann_ns, .itemcf_ns = rr.itemcf_ns,
+                        .pop_ns = rr.pop_ns, .sources_ns = rr.itemcf_ns + rr.pop_ns};
+    ctx->note = note;
+  }
   Rec__V1__RetrieveResponse *r = arena_alloc(ctx->arena, sizeof *r);
   if (!r) return REC_ENOMEM;
   rec__v1__retrieve_response__init(r);

@@ -30,6 +30,7 @@ static const struct {
     {"metrics", suite_metrics},         {"rpc_wire", suite_rpc_wire}, {"rpc_reflect", suite_rpc_reflect},
     {"eventlog", suite_eventlog},       {"online", suite_online},
     {"admin_http", suite_admin_http},   {"auth", suite_auth}, {"catlog", suite_catlog},
+    {"declog", suite_declog}, {"trace", suite_trace},
 };
 enum { NSUITES = sizeof SUITES / sizeof SUITES[0] };
 

@@ -27,6 +27,8 @@ void suite_arena(void);
 void suite_experiments(void);
 void suite_auth(void);
 void suite_catlog(void);
+void suite_declog(void);
+void suite_trace(void);
 void suite_strmap(void);
 void suite_npy(void);
 void suite_catalog(void);

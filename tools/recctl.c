@@ -16,6 +16,7 @@
 #include "tools/cmd_build.h"
 #include "tools/cmd_catalog.h"
 #include "tools/cmd_experiments.h"
+#include "tools/cmd_replay.h"
 #include "tools/recctl.h"
 #include "tools/offline/synth.h"
 #include "retrieval/bundle.h"
@@ -681,6 +682,9 @@ static const command COMMANDS[] = {
      NULL, cmd_eval},
     {"import", OWN, "--catalog CSV --item-embeddings F --users F --user-features F --layer W:B:ACT --out DIR",
      "bundle a model trained elsewhere", 0, NULL, NULL, cmd_import},
+    {"replay", OWN, "--log F --bundle DIR (--request-id ID | --all) [--settings F] [--experiments F] ...",
+     "re-run logged decisions (recd --decision_log) in process and print every difference", 0, NULL, NULL,
+     cmd_replay},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

@@ -454,6 +454,18 @@ class AdminHttpTest(unittest.TestCase):
         self.assertRegex(text, r'recd_requests_total\{method="/rec.v1.Ranking/Recommend",status="OK"\} [1-9]')
         self.assertIn('recd_degraded_total{reason="unknown_user"} 1', text)
         self.assertIn('recd_stage_duration_seconds_bucket{stage="ann",le="+Inf"}', text)
+        # The process, from /proc, under Prometheus's standard names.
+        values = dict(re.findall(r"^(process_\w+) (\S+)$", text, re.M))
+        self.assertEqual(sorted(values), ["process_cpu_seconds_total", "process_max_fds", "process_open_fds",
+                                          "process_resident_memory_bytes", "process_start_time_seconds",
+                                          "process_virtual_memory_bytes"])
+        self.assertGreater(float(values["process_resident_memory_bytes"]), 1 << 20)
+        self.assertGreaterEqual(float(values["process_virtual_memory_bytes"]),
+                                float(values["process_resident_memory_bytes"]))
+        self.assertGreater(float(values["process_open_fds"]), 3)
+        self.assertGreaterEqual(float(values["process_max_fds"]), float(values["process_open_fds"]))
+        self.assertLess(abs(float(values["process_start_time_seconds"]) - (time.time() - 60)), 3600)
+        self.assertGreater(float(values["process_cpu_seconds_total"]), 0)
         r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
                            timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -122,11 +122,31 @@ static void a_replay_error_stops_the_open(void) {
   CU_ASSERT_EQUAL(catlog_open("/proc/no-such-dir/x", NULL, NULL, &l, &e), REC_EIO);
 }
 
+static void a_prefix_is_the_catalog_at_a_generation(void) {
+  const char *dir = test_path("catlog-prefix"), *out = test_path("catlog-prefix-2");
+  write_three(dir);
+  long size = file_size(test_path("catlog-prefix/catalog.log"));
+  rec_error e = {0};
+  CU_ASSERT_EQUAL_FATAL(catlog_copy_prefix(dir, 2, out, &e), 0);
+  seen s = {0};
+  catlog *l = NULL;
+  CU_ASSERT_EQUAL_FATAL(catlog_open(out, collect, &s, &l, &e), 0);
+  CU_ASSERT_EQUAL(s.n, 2);
+  CU_ASSERT_STRING_EQUAL(s.payload[1], "second");
+  catlog_close(l);
+  CU_ASSERT_EQUAL(catlog_copy_prefix(dir, 0, out, &e), 0);
+  CU_ASSERT_EQUAL(file_size(test_path("catlog-prefix-2/catalog.log")), 0);
+  CU_ASSERT_EQUAL(catlog_copy_prefix(dir, 4, out, &e), REC_ENOTFOUND);
+  CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "ends at generation 3, before 4"));
+  CU_ASSERT_EQUAL(file_size(test_path("catlog-prefix/catalog.log")), size); /* only read */
+}
+
 void suite_catlog(void) {
   static const test_case cases[] = {
       {"records come back in order", records_come_back_in_order},
       {"a torn tail is cut and damage is refused", a_torn_tail_is_cut_and_damage_is_refused},
       {"a replay error stops the open", a_replay_error_stops_the_open},
+      {"a prefix is the catalog at a generation", a_prefix_is_the_catalog_at_a_generation},
       {NULL, NULL}};
   test_add_suite("catlog", cases);
 }

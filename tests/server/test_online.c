@@ -203,6 +203,32 @@ static void concurrent_writers_and_readers(void) {
   online_free(o);
 }
 
+static void put_replaces_a_users_items(void) {
+  online *o;
+  CU_ASSERT_EQUAL_FATAL(online_new(&o), 0);
+  arena a;
+  arena_init(&a, 0);
+  online_item *it;
+  for (int i = 0; i < 3; i++) {
+    char item[8];
+    snprintf(item, sizeof item, "old%d", i);
+    ev_record r = {.user = "u", .user_len = 1, .item = item, .item_len = 4, .time_ms = 1000, .type = 1};
+    online_apply(o, &r);
+  }
+  online_item want[] = {{"b", 50, 3, true}, {"a", 40, 1, false}};
+  CU_ASSERT_EQUAL(online_put(o, "u", 1, want, 2), 0);
+  CU_ASSERT_EQUAL_FATAL(online_get(o, "u", 1, &a, &it), 2);
+  CU_ASSERT_STRING_EQUAL(it[0].item, "b");
+  CU_ASSERT_EQUAL(it[0].last_time, 50);
+  CU_ASSERT_EQUAL(it[0].count, 3);
+  CU_ASSERT_TRUE(it[0].purchased);
+  CU_ASSERT_STRING_EQUAL(it[1].item, "a");
+  CU_ASSERT_EQUAL(online_put(o, "new", 3, want, 0), 0);
+  CU_ASSERT_EQUAL(online_get(o, "new", 3, &a, &it), 0);
+  arena_destroy(&a);
+  online_free(o);
+}
+
 void suite_online(void) {
   static const test_case cases[] = {
       {"items, counts and purchases", items_counts_and_purchases},
@@ -210,6 +236,7 @@ void suite_online(void) {
       {"at most ONLINE_ITEMS per user", at_most_online_items_per_user},
       {"many users grow the table", many_users_grow_the_table},
       {"concurrent writers and readers", concurrent_writers_and_readers},
+      {"put replaces a user's items", put_replaces_a_users_items},
       {NULL, NULL}};
   test_add_suite("online", cases);
 }
