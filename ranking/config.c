@@ -48,7 +48,7 @@ static const cfg_field FIELDS[] = {
      .help = "weight of the EASE score in the blend (bundles with EASE weights; sources a bundle lacks "
              "leave the blend, the others' weights are scaled to sum to 1)"},
     {"blend.normalization", .type = CFG_ENUM, .offset = offsetof(rank_config, norm),
-     .size = sizeof(int), .names = NORMS, .def = "rank",
+     .size = sizeof(int), .names = NORMS, .def = "minmax",
      .help = "per-source score normalisation before blending"},
     {"rules.exclude_purchased", .type = CFG_BOOL, .offset = offsetof(rank_config, exclude_purchased),
      .size = sizeof(bool), .def = "true",

@@ -53,7 +53,7 @@ static void defaults(void) {
   CU_ASSERT_EQUAL(c->weight[REC_SRC_ITEM_CF], 0.2f);
   CU_ASSERT_EQUAL(c->weight[REC_SRC_POPULARITY], 0.1f);
   CU_ASSERT_EQUAL(c->weight[REC_SRC_EASE], 1.0f);
-  CU_ASSERT_EQUAL(c->norm, NORM_RANK);
+  CU_ASSERT_EQUAL(c->norm, NORM_MINMAX);
   CU_ASSERT_EQUAL(c->repurchase_block, 0.5f);
   CU_ASSERT_EQUAL(c->repurchase_due, 1.0f);
   CU_ASSERT_EQUAL(c->repurchase_boost, 0.15f);

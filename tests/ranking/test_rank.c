@@ -111,8 +111,9 @@ static const rank_item *find(const rank_result *res, uint32_t item) {
   return NULL;
 }
 
+/* Rank normalisation (the tests' numbers are worked out for it; the default is minmax). */
 static const char *const PLAIN[] = {"diversity.mmr", "false", "diversity.category_share", "0",
-                                    "upsell.factor", "0", NULL};
+                                    "upsell.factor", "0", "blend.normalization", "rank", NULL};
 
 /* ANN raws 0.9, 0.5, 0.5, 0.1: rank-based gives 1, 3/4, 3/4 (a tie shares the
  * better rank), 1/4; min-max gives 1, 0.5, 0.5, 0. Only ANN present: blend = norm. */
@@ -398,11 +399,12 @@ static void mmr_weighs_items_joining_the_pool(void) {
 
 /* MMR measures relevance against the best eligible candidate, x1, even
  * when a prefix holds it, so going on from [x1] picks what one call picks.
- * Relevance 1, 2/3, 1/3; lambda 0.5: y1 1/3 - 0.5 x 0.4 < x2 1/6 - 0. */
+ * Relevance (rank-normalised) 1, 2/3, 1/3; lambda 0.5: y1 1/3 - 0.5 x 0.4 <
+ * x2 1/6 - 0. */
 static void relevance_is_against_the_best_candidate(void) {
   catalog *c = cap_catalog();
   rank_config *cfg = config((const char *const[]){"diversity.mmr_lambda", "0.5", "diversity.category_share",
-                                                  "0", "upsell.factor", "0", NULL});
+                                                  "0", "upsell.factor", "0", "blend.normalization", "rank", NULL});
   const float emb[6 * 2] = {1, 0, 0, 1, 1, 0, 1, 0, 0.4f, 0.916515f, 1, 0};
   rank_items it = {.catalog = c, .emb = emb, .dim = 2};
   rec_candidate cs[3] = {cand(X1, .9f, -1, -1), cand(Y1, .8f, -1, -1), cand(X2, .7f, -1, -1)};
