@@ -339,6 +339,19 @@ class SuperstoreTest(unittest.TestCase):
             # Prices above the customer's mean are adjusted: upsell or penalty.
             rules = {a["rule"] for i in j["items"] for a in i["explanation"]["adjustments"]}
             self.assertTrue(rules & {"upsell", "price_penalty"}, rules)
+            # The bundle's sources are each their own: the two-tower ANN and
+            # EASE side by side (issue 14), every score shown with its
+            # normalised value, and the blend is the sum of those the
+            # defaults weigh (EASE 1, ANN 0.2, item-CF 0.2, popularity 0.1).
+            manifest = load_json(os.path.join(out, "manifest.json"))
+            self.assertIn("ease", manifest)
+            seen = {s["source"] for i in j["items"] for s in i["sources"]}
+            self.assertTrue({"ann", "ease"} <= seen, seen)
+            weight = {"ann": 0.2, "item_cf": 0.2, "popularity": 0.1, "ease": 1.0}
+            if seen == set(weight):  # every source proposed something: the weights sum to 1.5
+                for i in j["items"]:
+                    want = sum(weight[s["source"]] * s["normalized"] for s in i["sources"]) / 1.5
+                    self.assertAlmostEqual(i["explanation"]["blended"], want, places=4)
         finally:
             self.assertEqual(srv.close(), 0)
 
