@@ -42,6 +42,8 @@ typedef struct rpc_ctx {
                             "token:NAME" or "cert:SUBJECT"; else NULL */
   void *note;            /* what the handler leaves for rpc_server_opts.observe
                             (in the arena, e.g. the call's experiment arms); NULL */
+  bool quiet;            /* an in-process look-up that must leave no trace (the
+                            admin console): no metrics, no attribution */
 } rpc_ctx;
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);

@@ -166,6 +166,7 @@ static int report_arms(rec_call *c, Rec__V1__RecommendResponse *r) {
   }
   r->arms = arms;
   r->n_arms = n;
+  if (c->ctx->quiet) return 0; /* a look-up, not a slate anybody was shown */
   for (size_t j = 0; j < r->n_items; j++) items[j] = attribution_hash(r->items[j]->item_id, strlen(r->items[j]->item_id));
   attribution_served(ap->attr, r->request_id, c->q->user_id, strlen(c->q->user_id), c->note->slot, c->note->n_slots,
                      items, r->n_items, rec_wall_ms());
@@ -195,7 +196,7 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   rec_result res;
   int rc = recommend_finish(c->run, &res);
   if (rc) return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
-  record_metrics(c, &res);
+  if (!ctx->quiet) record_metrics(c, &res);
   if (rpc_deadline_passed(ctx)) return rpc_fail(ctx, REC_EDEADLINE, "deadline passed while ranking");
   int64_t t0 = rec_mono_ns();
   Rec__V1__RecommendResponse *r = arena_alloc(ctx->arena, sizeof *r);
