@@ -72,6 +72,8 @@ struct conn {
   char authz[320];           /* the Authorization value; wiped after routing */
   size_t authz_len;
   bool authz_seen;
+  char host[72];             /* the Host value, cut at 71 bytes (then matching no address) */
+  size_t host_len;
   bool complete, too_long;
   uv_write_t wr;
   char *out;
@@ -114,6 +116,7 @@ static const char *reason_of(int code) {
   case 200: return "OK";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
+  case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
   case 414: return "URI Too Long";
@@ -296,6 +299,23 @@ static bool allowed(conn *c) {
   return ok;
 }
 
+/* Host names an address (127.0.0.1:9464, [::1]:9464) or localhost. A
+ * browser page from another site whose name was made to resolve to this
+ * port (DNS rebinding) would send its own name: without a token on the
+ * port, that is all that keeps it from reading the console's data. */
+static bool host_is_address(const char *host) {
+  char name[72], buf[16];
+  snprintf(name, sizeof name, "%s", host);
+  char *colon = name[0] == '[' ? strchr(name, ']') : strrchr(name, ':');
+  if (name[0] == '[') {
+    if (!colon || (colon[1] && colon[1] != ':')) return false;
+    *colon = '\0';
+    return uv_inet_pton(AF_INET6, name + 1, buf) == 0;
+  }
+  if (colon) *colon = '\0';
+  return strcmp(name, "localhost") == 0 || uv_inet_pton(AF_INET, name, buf) == 0;
+}
+
 /* Routes on the path; only the console's API reads a query string. */
 static void route(conn *c) {
   const admin_http *h = c->h;
@@ -309,6 +329,9 @@ static void route(conn *c) {
     reply(c, 405, "text/plain", "GET only\n");
   else if (console_file_find(c->url, &f))
     reply_bytes(c, 200, f.type, f.data, f.len);
+  else if (console_is_api(c->url) && !h->auth && !host_is_address(c->host))
+    reply(c, 403, "application/json", "{\"error\":\"without a token on this port the console's data answers only "
+          "to an address or localhost in Host; open the console by address\"}");
   else if (console_is_api(c->url))
     console_api(c, c->url, query);
   else if (strcmp(c->url, "/metrics") == 0)
@@ -360,6 +383,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
       if (c->authz_seen) c->authz_len = sizeof c->authz; /* two of them: matches nothing */
       c->authz_seen = true;
     }
+  }
+  if (strcmp(c->field, "host") == 0) {
+    size_t n = len < sizeof c->host - 1 - c->host_len ? len : sizeof c->host - 1 - c->host_len;
+    memcpy(c->host + c->host_len, at, n);
+    c->host[c->host_len += n] = '\0';
+    return 0;
   }
   if (strcmp(c->field, "authorization") != 0) return 0;
   if (c->authz_len + len > sizeof c->authz) {

@@ -12,7 +12,8 @@
  * Only /api/ reads a query string; another path is 404, another method
  * 405, a request http_parser refuses 400, a URL over 4095 bytes 414. Every
  * answer says nosniff, no-store and a Content-Security-Policy that allows
- * nothing from elsewhere.
+ * nothing from elsewhere. Without a token on the port, /api/ answers only
+ * a Host that is an address or localhost (403: DNS rebinding).
  * Runs on the libuv loop of the main thread; reads the serving side only
  * through its thread-safe accessors. */
 #ifndef REC_ADMIN_HTTP_H

@@ -140,9 +140,11 @@ SLATE = "[...document.querySelectorAll('#slate [data-item]')].map(e => e.dataset
 USER_DONE = "document.getElementById('user-result').dataset.state === 'done'"
 
 
-def http(port, path, token=None, method="GET"):
+def http(port, path, token=None, method="GET", host=None):
     """(status, headers, body) of one request to the admin port."""
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    if host:
+        req.add_header("Host", host)
     if token:
         req.add_header("Authorization", "Bearer " + token)
     try:
@@ -238,10 +240,16 @@ class PageTest(ConsoleCase):
                       "document.getElementById('live-rate').textContent", "a request rate")
         self.assertGreaterEqual(float(rate), 0)
         self.assertTrue(b.js("document.getElementById('live-p99').textContent.length > 0"))
-        if SCREENSHOT:
-            for u in range(30):
-                self.recommend("U%02d" % u, 10)
+        if SCREENSHOT:  # the user, a why-not verdict and an item, with live numbers
+            top = [i.item_id for i in self.recommend("U01", 8).items]
+            why = next(i.item_id for i in self.recommend("U01", 30).items if i.item_id not in top)
+            b = self.console("user=U01&k=8&why=%s&item=I04" % why)
+            for _ in range(3):
+                for u in range(60):
+                    self.recommend("U%02d" % (u % 30), 10)
+                time.sleep(2)
             b.wait("/ms$/.test(document.getElementById('live-p99').textContent)", "a p99")
+            b.js("document.querySelector('#bundle details').open = true")
             b.screenshot(SCREENSHOT)
 
     def test_what_is_echoed_is_text(self):
@@ -311,6 +319,9 @@ class ApiTest(ConsoleCase):
             self.assertNotIn("ZZ", err)
             self.assertNotIn("uuuu", err)
         self.assertEqual(http(self.d.admin_port, "/api/nothing")[0], 404)
+        # No token on this port: a name in Host (DNS rebinding) gets no data, an address does.
+        self.assertEqual(http(self.d.admin_port, "/api/bundle", host="evil.example:%d" % self.d.admin_port)[0], 403)
+        self.assertEqual(http(self.d.admin_port, "/api/bundle", host="localhost:%d" % self.d.admin_port)[0], 200)
         self.assertEqual(http(self.d.admin_port, "/api/bundle", method="POST")[0], 405)
         # Percent-encoding decoded once: %2541 is "%41", not "A".
         code, _, body = http(self.d.admin_port, "/api/recommend?user=U%2541&k=2&why=a%2Bb+c")

@@ -391,7 +391,7 @@ static void console_script(fixture *f) {
   CU_ASSERT_EQUAL(r.code, 404);
 
   /* The API answers JSON, also before any bundle. */
-  get(f->port, "GET /api/bundle HTTP/1.1\r\n\r\n", &r);
+  get(f->port, "GET /api/bundle HTTP/1.1\r\nHost: 127.0.0.1:9464\r\n\r\n", &r);
   CU_ASSERT_EQUAL(r.code, 200);
   CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: application/json\r\n"));
   CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Cache-Control: no-store\r\n"));
@@ -401,14 +401,25 @@ static void console_script(fixture *f) {
   CU_ASSERT(cJSON_IsArray(cJSON_GetObjectItem(j, "settings")));
   CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "max_k")), 200);
   cJSON_Delete(j);
-  get(f->port, "GET /api/recommend?user=U1&k=5&why=a%20b HTTP/1.1\r\n\r\n", &r);
+  get(f->port, "GET /api/recommend?user=U1&k=5&why=a%20b HTTP/1.1\r\nHost: localhost:9464\r\n\r\n", &r);
   CU_ASSERT_EQUAL(r.code, 503); /* no bundle yet */
   CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"error\":\"no bundle loaded yet"));
-  get(f->port, "GET /api/similar?item=x HTTP/1.1\r\n\r\n", &r);
+  get(f->port, "GET /api/similar?item=x HTTP/1.1\r\nHost: [::1]:9464\r\n\r\n", &r);
   CU_ASSERT_EQUAL(r.code, 503);
-  get(f->port, "GET /api/experiments HTTP/1.1\r\n\r\n", &r);
+  get(f->port, "GET /api/experiments HTTP/1.1\r\nHost: 10.1.2.3\r\n\r\n", &r);
   CU_ASSERT_EQUAL(r.code, 200);
   CU_ASSERT_STRING_EQUAL(r.body, "{\"layers\":[],\"changes\":[],\"file\":\"\"}");
+
+  /* Without a token on the port, the data answers only to an address in
+   * Host: a page of another site rebound to this port sends its own name. */
+  const char *hosts[] = {"", "Host: evil.example\r\n", "Host: evil.example:9464\r\n", "Host: 127.0.0.1.evil\r\n",
+                         "Host: [::1\r\n", "Host: [::1]x\r\n", "Host: localhostx\r\n"};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+    char req[256];
+    snprintf(req, sizeof req, "GET /api/bundle HTTP/1.1\r\n%s\r\n", hosts[i]);
+    get(f->port, req, &r);
+    CU_ASSERT_EQUAL(r.code, 403);
+  }
 
   /* Refused before anything runs, without repeating what was sent. */
   const char *bad[] = {"/api/recommend", "/api/recommend?user=%ZZ", "/api/recommend?user=%E2%82",
@@ -418,14 +429,14 @@ static void console_script(fixture *f) {
                        "/api/bundle?x=1"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char req[256];
-    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", bad[i]);
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", bad[i]);
     get(f->port, req, &r);
     CU_ASSERT_EQUAL(r.code, 400);
     CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: application/json\r\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "{\"error\":"));
     CU_ASSERT_PTR_NULL(strstr(r.body, "ZZ"));
   }
-  get(f->port, "GET /api/nope HTTP/1.1\r\n\r\n", &r);
+  get(f->port, "GET /api/nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r);
   CU_ASSERT_EQUAL(r.code, 404);
 
   /* A client gone before its answer, and a burst past what may wait: every
@@ -435,7 +446,7 @@ static void console_script(fixture *f) {
   for (int i = 0; i < BURST; i++) {
     fds[i] = dial(f->port);
     CU_ASSERT_FATAL(fds[i] >= 0);
-    const char *req = "GET /api/bundle HTTP/1.1\r\n\r\n";
+    const char *req = "GET /api/bundle HTTP/1.1\r\nHost: 127.0.0.1:9464\r\n\r\n";
     CU_ASSERT_EQUAL((size_t)send(fds[i], req, strlen(req), 0), strlen(req));
     if (i % 4 == 0) close(fds[i]);
   }
