@@ -115,7 +115,8 @@ static int parse_pair(const char *name, size_t nlen, const char *val, size_t vle
                       bool *seen_user, bool *seen_k, console_reply *r) {
   char buf[REC_ID_MAX + 1];
   size_t len;
-  bool user = nlen == 4 && memcmp(name, "user", 4) == 0, k = nlen == 1 && name[0] == 'k';
+  bool lookup = q->route == CONSOLE_RECOMMEND || q->route == CONSOLE_SIMILAR;
+  bool user = nlen == 4 && memcmp(name, "user", 4) == 0, k = lookup && nlen == 1 && name[0] == 'k';
   bool ids = (q->route == CONSOLE_RECOMMEND && nlen == 3 && memcmp(name, "why", 3) == 0) ||
              (q->route == CONSOLE_SIMILAR && nlen == 4 && memcmp(name, "item", 4) == 0);
   if (user && q->route != CONSOLE_RECOMMEND) user = false;

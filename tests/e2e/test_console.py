@@ -307,6 +307,7 @@ class ApiTest(ConsoleCase):
         ("/api/similar?user=U01", "unknown parameter"),
         ("/api/similar?item=" + "%FF", "each id must be"),
         ("/api/bundle?verbose=1", "unknown parameter"),
+        ("/api/experiments?k=3", "unknown parameter"),
     ]
 
     def test_bad_parameters_are_400_and_not_repeated(self):
