@@ -40,7 +40,7 @@ struct admin_http {
   size_t n_conns;
   app *ap;
   rpc_server *srv;
-  const auth *auth;          /* non-NULL: routes but /healthz and /readyz need a token */
+  const auth *auth;          /* non-NULL: routes but the probes and the console's files need a token */
   conn *conns;               /* open connections */
   size_t handles;            /* the listener, each connection and each job, until done */
   size_t jobs;               /* console API calls running */
@@ -146,11 +146,11 @@ static void reply_bytes(conn *c, int code, const char *type, const void *body, s
   if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) close_conn(c);
 }
 
-/* A 200 with 'body' (malloc'd, freed here), or a 500 when making it failed. */
 static void reply(conn *c, int code, const char *type, const char *body) {
   reply_bytes(c, code, type, body, strlen(body));
 }
 
+/* A 200 with 'body' (malloc'd, freed here), or a 500 when making it failed. */
 static void reply_made(conn *c, const char *type, char *body) {
   if (body) reply(c, 200, type, body);
   else reply(c, 500, "text/plain", "out of memory\n");
