@@ -154,6 +154,13 @@ def http(port, path, token=None, method="GET", host=None):
         return e.code, e.headers, e.read()
 
 
+def stop(d):
+    """Stops recd; anything but exit 0 (a sanitizer's report, a leak) fails the class."""
+    code = d.close()
+    if code != 0:
+        raise AssertionError("recd exited %s:\n%s" % (code, d.output()[-4000:]))
+
+
 class ConsoleCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -163,7 +170,7 @@ class ConsoleCase(unittest.TestCase):
             f.write(EXPERIMENTS)
         cls.d = base.Recd(cls.bundle, "--experiments=" + cls.exp,
                           "--event_log=" + os.path.join(base.TMP, "console-events-%d" % time.monotonic_ns()))
-        cls.addClassCleanup(cls.d.close)
+        cls.addClassCleanup(stop, cls.d)
         cls.browser = None
 
     def page(self):
@@ -359,7 +366,7 @@ class TokenTest(ConsoleCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.t = base.Recd(cls.bundle, "--admin_http_auth=token")
-        cls.addClassCleanup(cls.t.close)
+        cls.addClassCleanup(stop, cls.t)
 
     def test_every_route_but_probes_and_page_needs_the_token(self):
         port = self.t.admin_port
