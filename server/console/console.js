@@ -45,7 +45,8 @@ async function get(path) {
   if (sent) headers.Authorization = "Bearer " + sent;
   const r = await fetch(path, { headers, cache: "no-store", credentials: "omit" });
   if (r.status === 401) {
-    askToken(sent ? "that token was refused" : "");
+    // An answer to a token since replaced says nothing about the new one.
+    if (token() === sent) askToken(sent ? "that token was refused" : "");
     throw new Unauthorized("this port needs the admin token");
   }
   return r;

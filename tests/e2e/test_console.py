@@ -280,7 +280,15 @@ class PageTest(ConsoleCase):
             keep = ("recd_degraded_total", "recd_recommend_strategy_total", "recd_requests_total",
                     "recd_arm_slates_total", "recd_candidates_total")
             return [l for l in m.decode().splitlines() if l.startswith(keep)]
-        before = counters()
+        # A gRPC call is counted just after its answer leaves: wait until
+        # the earlier tests' calls are all in.
+        before, deadline = counters(), time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            now = counters()
+            if now == before:
+                break
+            before = now
         for user in ("U01", "someone-new", "U02"):
             self.assertEqual(http(self.d.admin_port, "/api/recommend?user=%s&k=5" % user)[0], 200)
         self.assertEqual(http(self.d.admin_port, "/api/similar?item=I01")[0], 200)
