@@ -55,22 +55,27 @@ class Browser:
 
     def __init__(self):
         self.profile = tempfile.mkdtemp(prefix="console-chromium.")
-        to_chrome_r, self.to_chrome = os.pipe()
-        self.from_chrome, from_chrome_w = os.pipe()
-
-        def fds():  # the two ends to 3 and 4, through fds above both so neither overwrites the other
-            hi_r, hi_w = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-            os.dup2(hi_r, 3)
-            os.dup2(hi_w, 4)
+        r, self.to_chrome = os.pipe()
+        self.from_chrome, w = os.pipe()
+        # Chromium reads fd 3 and writes fd 4. bash puts the two ends there
+        # after the fork (dash takes no fd past 9): Python code between fork
+        # and exec (a preexec_fn) can deadlock on a lock grpcio's threads
+        # held. Both ends move above 10 first, so neither redirection
+        # overwrites the other.
+        hi_r, hi_w = fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, 10), fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(r)
+        os.close(w)
+        args = ["--headless=new", "--no-sandbox", "--user-data-dir=" + self.profile,
+                "--remote-debugging-pipe", "--no-first-run", "--disable-gpu", "--disable-extensions",
+                "--disable-background-networking", "--window-size=1280,1700", "about:blank"]
         # Its own process group: close() ends chromium and every helper it forked.
         self.proc = subprocess.Popen(
-            [chromium_path(), "--headless=new", "--no-sandbox", "--user-data-dir=" + self.profile,
-             "--remote-debugging-pipe", "--no-first-run", "--disable-gpu", "--disable-extensions",
-             "--disable-background-networking", "--window-size=1280,1700", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=fds, start_new_session=True,
+            ["/bin/bash", "-c", 'exec "$0" "$@" 3<&%d 4>&%d %d<&- %d>&-' % (hi_r, hi_w, hi_r, hi_w),
+             chromium_path()] + args,
+            pass_fds=(hi_r, hi_w), start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
+        os.close(hi_r)
+        os.close(hi_w)
         self.buf = b""
         self.next_id = 0
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
@@ -390,8 +395,8 @@ class TokenTest(ConsoleCase):
     def test_page_asks_for_the_token_and_sends_it_in_the_header(self):
         want = self.t.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U11", k=7), timeout=T)
         b = self.console("user=U11&k=7", port=self.t.admin_port)
-        b.wait("!document.getElementById('token-form').hidden", "the token form")
-        self.assertEqual(b.js("document.getElementById('user-result').dataset.state"), "error")
+        b.wait("!document.getElementById('token-form').hidden && "
+               "document.getElementById('user-result').dataset.state === 'error'", "the token form")
         b.js("document.getElementById('token').value = 'not-the-token-0123456789';"
              "document.getElementById('token-form').requestSubmit(); true")
         b.wait("!document.getElementById('token-form').hidden && "
