@@ -92,6 +92,34 @@ int cfg_set_field(const cfg_field *f, void *obj, const char *value, rec_error *e
   return rec_fail(err, REC_EINTERNAL, "%s: unknown field type %d", f->name, (int)f->type);
 }
 
+const char *cfg_format(const cfg_field *f, const void *obj, char *buf, size_t cap) {
+  const char *src = (const char *)obj + f->offset;
+  int32_t i32;
+  int64_t i64;
+  float f32;
+  double f64;
+  int idx;
+  switch (f->type) {
+  case CFG_INT:
+    if (f->size == sizeof i32) memcpy(&i32, src, sizeof i32), i64 = i32;
+    else memcpy(&i64, src, sizeof i64);
+    snprintf(buf, cap, "%lld", (long long)i64);
+    break;
+  case CFG_FLOAT:
+    if (f->size == sizeof f32) memcpy(&f32, src, sizeof f32), f64 = f32;
+    else memcpy(&f64, src, sizeof f64);
+    snprintf(buf, cap, "%g", f64);
+    break;
+  case CFG_BOOL: snprintf(buf, cap, "%s", *(const bool *)src ? "true" : "false"); break;
+  case CFG_ENUM:
+    memcpy(&idx, src, sizeof idx);
+    snprintf(buf, cap, "%s", f->names[idx]);
+    break;
+  case CFG_STR: snprintf(buf, cap, "%s", src); break;
+  }
+  return buf;
+}
+
 int cfg_defaults(const cfg_table *t, void *obj, rec_error *err) {
   for (size_t i = 0; i < t->n; i++) {
     int rc = cfg_set_field(&t->fields[i], obj, t->fields[i].def, err);

@@ -57,6 +57,11 @@ const cfg_field *cfg_find(const cfg_table *t, const char *name, size_t len);
  * on failure 'obj' is untouched. */
 int cfg_set_field(const cfg_field *f, void *obj, const char *value, rec_error *err);
 
+/* Writes field 'f''s value in 'obj' into 'buf' (at most 'cap' bytes with
+ * the NUL) as a settings file would hold it: "200", "0.4", "true", "rank".
+ * Returns 'buf'. */
+const char *cfg_format(const cfg_field *f, const void *obj, char *buf, size_t cap);
+
 /* Sets 'key' from the table, else through the fallback. Returns 0, REC_EINVAL
  * with "unknown setting 'KEY'" when neither knows it, or the error of
  * cfg_set_field or the fallback. */

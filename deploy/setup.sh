@@ -8,7 +8,8 @@
 # libomp-dev (clang's OpenMP) build the fuzz targets; valgrind runs memcheck.
 # libssl-dev checks TLS certificate files when recd reads them; openssl makes
 # the certificates the security tests use. haproxy is the canary gateway
-# (deploy/gateway, docs/operations.md) and its end-to-end test.
+# (deploy/gateway, docs/operations.md) and its end-to-end test. chromium
+# renders the admin port's web console in its end-to-end test.
 #
 # Usage: deploy/setup.sh [BUILD_DIR] [extra cmake args...]   (default BUILD_DIR: build)
 set -euo pipefail
@@ -30,6 +31,8 @@ packages=(
   haproxy
   # e2e.deploy checks deploy/: systemd-analyze (verify, security) on the units, python3-yaml reads the manifests
   systemd python3-yaml
+  # e2e.console loads the admin port's web console in headless Chromium
+  chromium
 )
 
 missing=()

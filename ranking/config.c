@@ -489,6 +489,26 @@ int rank_config_derive(const rank_config *c, rank_config **out) {
   return 0;
 }
 
+void rank_config_each(const rank_config *c, rank_config_visit_fn fn, void *arg) {
+  const rank_config_priv *p = (const rank_config_priv *)c;
+  char key[96], value[64];
+  for (int i = 0; i < NFIELDS; i++) fn(arg, FIELDS[i].name, cfg_format(&FIELDS[i], c, value, sizeof value));
+  for (int s = 0; s < RANK_SEGMENTS; s++)
+    for (int i = 0; i < NFIELDS; i++) {
+      if (!(p->overridden[s] >> i & 1)) continue;
+      cfg_field f = FIELDS[i];
+      f.offset -= SOFT_OFF;
+      snprintf(key, sizeof key, "segment.%s.%s", RANK_SEGMENT_NAMES[s], FIELDS[i].name);
+      fn(arg, key, cfg_format(&f, &p->over[s], value, sizeof value));
+    }
+  const struct { const char *key; size_t n; } lists[] = {
+      {"rules.blocked_items", c->n_blocked}, {"promotions.pin", c->n_pins}, {"promotions.boost", c->n_boosts}};
+  for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+    snprintf(value, sizeof value, "%zu entries", lists[i].n);
+    fn(arg, lists[i].key, value);
+  }
+}
+
 void rank_config_free(rank_config *c) {
   if (!c) return;
   unsigned borrowed = ((rank_config_priv *)c)->borrowed;

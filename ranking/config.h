@@ -107,6 +107,12 @@ int  rank_config_clone(const rank_config *c, rank_config **out);
  * settings combinations (ranking/experiments.h) are made this way.
  * Returns 0 or REC_ENOMEM. */
 int  rank_config_derive(const rank_config *c, rank_config **out);
+/* Calls fn(arg, key, value) for every setting of 'c' as a settings file
+ * would write it: each key of the table, then each segment override
+ * ("segment.high.upsell.factor"), then the lists (rules.blocked_items,
+ * promotions.pin, promotions.boost) as a count, "3 entries". */
+typedef void (*rank_config_visit_fn)(void *arg, const char *key, const char *value);
+void rank_config_each(const rank_config *c, rank_config_visit_fn fn, void *arg);
 void rank_config_free(rank_config *c);               /* NULL is a no-op */
 /* Every key with its default, range and meaning, for --help and the docs. */
 void rank_config_usage(FILE *out);

@@ -4,8 +4,16 @@
  *   GET /healthz  200 while the process runs
  *   GET /readyz   200 when serving a bundle, 503 otherwise (loading, draining)
  *   GET /status   JSON: version, bundle, counts, serving, uptime
- * A query string is ignored; another path is 404, another method 405, a
- * request http_parser refuses 400, a URL over 255 bytes 414.
+ *   GET /console  the web console's page, and its /console/console.js and
+ *                 /console/console.css (server/admin_console.h)
+ *   GET /api/...  the console's read-only JSON API (server/admin_console.h),
+ *                 run on libuv's worker threads, at most two at once (503
+ *                 past that)
+ * Only /api/ reads a query string; another path is 404, another method
+ * 405, a request http_parser refuses 400, a URL over 4095 bytes 414. Every
+ * answer says nosniff, no-store and a Content-Security-Policy that allows
+ * nothing from elsewhere. Without a token on the port, /api/ answers only
+ * a Host that is an address or localhost (403: DNS rebinding).
  * Runs on the libuv loop of the main thread; reads the serving side only
  * through its thread-safe accessors. */
 #ifndef REC_ADMIN_HTTP_H

@@ -52,6 +52,8 @@ typedef struct rpc_ctx {
   const char *request_id; /* in: the caller's x-request-id metadata (1 to 128 printable
                              ASCII bytes) or NULL; a handler may set it to the id it
                              used, which goes back as x-request-id metadata */
+  bool quiet;            /* an in-process look-up that must leave no trace (the
+                            admin console): no metrics, no attribution */
 } rpc_ctx;
 
 typedef int (*rpc_handler_fn)(rpc_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **out);

@@ -178,6 +178,7 @@ static int report_arms(rec_call *c, Rec__V1__RecommendResponse *r) {
   }
   r->arms = arms;
   r->n_arms = n;
+  if (c->ctx->quiet) return 0; /* a look-up, not a slate anybody was shown */
   for (size_t j = 0; j < r->n_items; j++) items[j] = attribution_hash(r->items[j]->item_id, strlen(r->items[j]->item_id));
   attribution_served(ap->attr, r->request_id, c->q->user_id, strlen(c->q->user_id), c->note->slot, c->note->n_slots,
                      items, r->n_items, rec_wall_ms());
@@ -244,9 +245,10 @@ static void log_decision(rec_call *c, const Rec__V1__RecommendResponse *r, const
   app *ap = c->ctx->app;
   arena *a = c->ctx->arena;
   /* A traced call (sampled by its caller) is always logged: whoever traces
-   * it will want to see what it decided. */
-  if (!ap->decisions || (!c->ctx->trace.sampled &&
-                         !declog_sampled(ap->cfg->decision_log_rate, c->request_id, strlen(c->request_id))))
+   * it will want to see what it decided. A console look-up (quiet) decided
+   * nothing anybody was shown. */
+  if (!ap->decisions || c->ctx->quiet ||
+      (!c->ctx->trace.sampled && !declog_sampled(ap->cfg->decision_log_rate, c->request_id, strlen(c->request_id))))
     return;
   Rec__V1__DecisionRecord d = REC__V1__DECISION_RECORD__INIT;
   char **arms = arena_calloc(a, r->n_arms + 1, sizeof *arms);
@@ -289,7 +291,7 @@ static int respond(rec_call *c, ProtobufCMessage **out) {
   rec_result res;
   int rc = recommend_finish(c->run, &res);
   if (rc) return rpc_fail(ctx, rc, "recommend failed: %s", rec_strerror(rc));
-  record_metrics(c, &res);
+  if (!ctx->quiet) record_metrics(c, &res);
   if (rpc_deadline_passed(ctx)) return rpc_fail(ctx, REC_EDEADLINE, "deadline passed while ranking");
   int64_t t0 = rec_mono_ns();
   Rec__V1__RecommendResponse *r = arena_alloc(ctx->arena, sizeof *r);

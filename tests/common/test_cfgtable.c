@@ -237,6 +237,23 @@ static void error_prefix(void) {
   CU_ASSERT_STRING_EQUAL(cfg_trim(s), "a b");
 }
 
+/* Every type written back as a settings file holds it, and read back the same. */
+static void format_writes_what_set_reads(void) {
+  demo d, again;
+  defaults(&d);
+  CU_ASSERT_EQUAL(cfg_set(&TABLE, &d, "big", "1000000000000", NULL), 0);
+  CU_ASSERT_EQUAL(cfg_set(&TABLE, &d, "e", "rank", NULL), 0);
+  const char *want[] = {"5", "1000000000000", "7", "0.25", "-1.5", "0", "true", "rank", "abc"};
+  char buf[64];
+  defaults(&again);
+  for (size_t i = 0; i < sizeof FIELDS / sizeof FIELDS[0]; i++) {
+    CU_ASSERT_STRING_EQUAL(cfg_format(&FIELDS[i], &d, buf, sizeof buf), want[i]);
+    CU_ASSERT_EQUAL(cfg_set_field(&FIELDS[i], &again, buf, NULL), 0);
+  }
+  CU_ASSERT(again.big == d.big && again.e == d.e && again.f == d.f && again.d == d.d);
+  CU_ASSERT_STRING_EQUAL(cfg_format(&FIELDS[0], &d, buf, 1), ""); /* cut, still a string */
+}
+
 static void usage_lists_every_field(void) {
   const char *p = test_path("usage.txt");
   FILE *fp = fopen(p, "w");
@@ -274,6 +291,7 @@ void suite_cfgtable(void) {
       {"file_errors_name_file_and_line", file_errors_name_file_and_line},
       {"error_prefix", error_prefix},
       {"usage_lists_every_field", usage_lists_every_field},
+      {"format_writes_what_set_reads", format_writes_what_set_reads},
       {NULL, NULL}};
   test_add_suite("cfgtable", cases);
 }

@@ -238,6 +238,34 @@ static void segment_overrides_ignore_order(void) {
   }
 }
 
+typedef struct seen {
+  char text[4096];
+  size_t n;
+} seen;
+
+static void note_setting(void *arg, const char *key, const char *value) {
+  seen *s = arg;
+  size_t used = strlen(s->text);
+  snprintf(s->text + used, sizeof s->text - used, "%s=%s\n", key, value);
+  s->n++;
+}
+
+/* What the admin console shows: every key in force, overrides and list sizes. */
+static void each_lists_every_setting_in_force(void) {
+  rank_config *c = load_text("blend.ann = 0.25\nblend.normalization = minmax\ndiversity.mmr = false\n"
+                             "segment.high.price.penalty = 0.5\nrules.blocked_items = a, b\n");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+  seen s = {"", 0};
+  rank_config_each(c, note_setting, &s);
+  const char *want[] = {"\nblend.ann=0.25\n", "\nblend.normalization=minmax\n", "\ndiversity.mmr=false\n",
+                        "candidates.ann=200\n", "\nprice.penalty=0.8\n", "\nsegment.high.price.penalty=0.5\n",
+                        "\nrules.blocked_items=2 entries\n", "\npromotions.pin=0 entries\n"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) CU_ASSERT_PTR_NOT_NULL(strstr(s.text, want[i]));
+  CU_ASSERT_PTR_NULL(strstr(s.text, "segment.low."));
+  CU_ASSERT(s.n > 25);
+  rank_config_free(c);
+}
+
 static void lists_trim_and_replace(void) {
   rank_config *c = load_text("rules.blocked_items = x\n"
                              "rules.blocked_items =   a ,b,\t c  \n" /* replaces the first list */
@@ -423,6 +451,7 @@ void suite_rank_config(void) {
        rules_across_keys_are_checked_after_the_file},
       {"segment_overrides_ignore_order", segment_overrides_ignore_order},
       {"lists_trim_and_replace", lists_trim_and_replace},
+      {"each_lists_every_setting_in_force", each_lists_every_setting_in_force},
       {"list_limits", list_limits},
       {"list_errors", list_errors},
       {"promotion_windows", promotion_windows},

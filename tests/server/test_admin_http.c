@@ -2,7 +2,9 @@
  * served by a libuv loop on the test's thread while a client thread talks
  * to it over real sockets: every route, 404, 405, 400, 414, a request in
  * pieces, a pipelined second request, bad addresses, a port in use, and a
- * close that also closes a connection whose request never ends. */
+ * close that also closes a connection whose request never ends; the web
+ * console's files and API (checks, headers, answers without a bundle, a
+ * client gone before its answer, a burst past the queue). */
 #include "server/admin_http.h"
 #include "server/auth.h"
 #include "tests/test.h"
@@ -37,6 +39,8 @@ static void nap_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000
 
 static void fixture_open_auth(fixture *f, const auth *au) {
   memset(f, 0, sizeof *f);
+  f->cfg.max_k = 200;
+  f->cfg.max_call_mb = 64;
   signal(SIGPIPE, SIG_IGN); /* as recd does: a client gone mid-answer is no crash */
   CU_ASSERT_EQUAL_FATAL(uv_loop_init(&f->loop), 0);
   app_init(&f->ap, &f->cfg);
@@ -198,9 +202,9 @@ static void routes_script(fixture *f) {
   CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Allow: GET\r\n"));
   get(f->port, "HELLO there\r\n\r\n", &r);
   check_text(&r, 400, "malformed HTTP request\n");
-  char long_url[400] = "GET /";
-  memset(long_url + 5, 'a', 300);
-  strcpy(long_url + 305, " HTTP/1.1\r\n\r\n");
+  static char long_url[4200] = "GET /";
+  memset(long_url + 5, 'a', 4100);
+  strcpy(long_url + 4105, " HTTP/1.1\r\n\r\n");
   get(f->port, long_url, &r);
   CU_ASSERT_EQUAL(r.code, 414);
 
@@ -344,6 +348,16 @@ static void token_script(fixture *f) {
   }
   get_auth(f, "/healthz", NULL, &r); /* probes never need it */
   CU_ASSERT_EQUAL(r.code, 200);
+  get_auth(f, "/console", NULL, &r); /* nor the console's files, which hold no data */
+  CU_ASSERT_EQUAL(r.code, 200);
+  get_auth(f, "/console/console.js", NULL, &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  get_auth(f, "/api/bundle", NULL, &r); /* but its data does */
+  CU_ASSERT_EQUAL(r.code, 401);
+  get_auth(f, "/api/recommend?user=%ZZ", NULL, &r); /* checked only once allowed */
+  CU_ASSERT_EQUAL(r.code, 401);
+  get_auth(f, "/api/bundle", good, &r);
+  CU_ASSERT_EQUAL(r.code, 200);
   get_auth(f, "/readyz", NULL, &r);
   CU_ASSERT_EQUAL(r.code, 503);
   /* The header split over two reads still counts. */
@@ -358,6 +372,100 @@ static void token_script(fixture *f) {
   const char *twice[] = {a, NULL};
   request(f->port, twice, &r);
   CU_ASSERT_EQUAL(r.code, 401);
+}
+
+static void console_script(fixture *f) {
+  static response r;
+  get(f->port, "GET /console HTTP/1.1\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: text/html; charset=utf-8\r\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "X-Content-Type-Options: nosniff\r\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Cache-Control: no-store\r\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Security-Policy: default-src 'none'; script-src 'self';"));
+  CU_ASSERT_EQUAL(r.content_length, (long)r.body_len);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "<script src=\"/console/console.js\""));
+  get(f->port, "GET /console/console.js HTTP/1.1\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: text/javascript"));
+  get(f->port, "GET /console/nothing.js HTTP/1.1\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 404);
+
+  /* The API answers JSON, also before any bundle. */
+  get(f->port, "GET /api/bundle HTTP/1.1\r\nHost: 127.0.0.1:9464\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: application/json\r\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Cache-Control: no-store\r\n"));
+  cJSON *j = cJSON_Parse(r.body);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+  CU_ASSERT_STRING_EQUAL(cJSON_GetStringValue(cJSON_GetObjectItem(j, "bundle_version")), "");
+  CU_ASSERT(cJSON_IsArray(cJSON_GetObjectItem(j, "settings")));
+  CU_ASSERT_EQUAL(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "max_k")), 200);
+  cJSON_Delete(j);
+  get(f->port, "GET /api/recommend?user=U1&k=5&why=a%20b HTTP/1.1\r\nHost: localhost:9464\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 503); /* no bundle yet */
+  CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"error\":\"no bundle loaded yet"));
+  get(f->port, "GET /api/similar?item=x HTTP/1.1\r\nHost: [::1]:9464\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 503);
+  get(f->port, "GET /api/experiments HTTP/1.1\r\nHost: 10.1.2.3\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 200);
+  CU_ASSERT_STRING_EQUAL(r.body, "{\"layers\":[],\"changes\":[],\"file\":\"\"}");
+
+  /* Without a token on the port, the data answers only to an address in
+   * Host: a page of another site rebound to this port sends its own name. */
+  const char *hosts[] = {"", "Host: evil.example\r\n", "Host: evil.example:9464\r\n", "Host: 127.0.0.1.evil\r\n",
+                         "Host: [::1\r\n", "Host: [::1]x\r\n", "Host: localhostx\r\n"};
+  for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+    char req[256];
+    snprintf(req, sizeof req, "GET /api/bundle HTTP/1.1\r\n%s\r\n", hosts[i]);
+    get(f->port, req, &r);
+    CU_ASSERT_EQUAL(r.code, 403);
+  }
+
+  /* Refused before anything runs, without repeating what was sent. */
+  const char *bad[] = {"/api/recommend", "/api/recommend?user=%ZZ", "/api/recommend?user=%E2%82",
+                       "/api/recommend?user=a%0Ab", "/api/recommend?user=a&k=0", "/api/recommend?user=a&k=201",
+                       "/api/recommend?user=a&k=x9", "/api/recommend?user=a&user=a", "/api/recommend?who=a",
+                       "/api/recommend?user=a&flag", "/api/similar", "/api/similar?item=%",
+                       "/api/bundle?x=1"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char req[256];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", bad[i]);
+    get(f->port, req, &r);
+    CU_ASSERT_EQUAL(r.code, 400);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Content-Type: application/json\r\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "{\"error\":"));
+    CU_ASSERT_PTR_NULL(strstr(r.body, "ZZ"));
+  }
+  get(f->port, "GET /api/nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r);
+  CU_ASSERT_EQUAL(r.code, 404);
+
+  /* A client gone before its answer, and a burst past what may wait: every
+   * answer is 200 or 503, and the port serves on. */
+  enum { BURST = 40 };
+  int fds[BURST];
+  for (int i = 0; i < BURST; i++) {
+    fds[i] = dial(f->port);
+    CU_ASSERT_FATAL(fds[i] >= 0);
+    const char *req = "GET /api/bundle HTTP/1.1\r\nHost: 127.0.0.1:9464\r\n\r\n";
+    CU_ASSERT_EQUAL((size_t)send(fds[i], req, strlen(req), 0), strlen(req));
+    if (i % 4 == 0) close(fds[i]);
+  }
+  for (int i = 0; i < BURST; i++) {
+    if (i % 4 == 0) continue;
+    char head[64] = "";
+    CU_ASSERT(recv(fds[i], head, sizeof head - 1, MSG_WAITALL) > 12);
+    CU_ASSERT(strncmp(head, "HTTP/1.1 200", 12) == 0 || strncmp(head, "HTTP/1.1 503", 12) == 0);
+    close(fds[i]);
+  }
+  get(f->port, "GET /healthz HTTP/1.1\r\n\r\n", &r);
+  check_text(&r, 200, "ok\n");
+}
+
+static void console_files_and_api(void) {
+  fixture f;
+  fixture_open(&f);
+  run_client(&f, console_script);
+  fixture_close(&f);
 }
 
 static void token_on_every_route_but_the_probes(void) {
@@ -384,6 +492,7 @@ void suite_admin_http(void) {
       {"bad addresses and a port in use", bad_addresses_and_a_port_in_use},
       {"a token on every route but the probes", token_on_every_route_but_the_probes},
       {"idle connections are capped", idle_connections_are_capped},
+      {"the console's files and API", console_files_and_api},
       {NULL, NULL}};
   test_add_suite("admin_http", cases);
 }
