@@ -21,7 +21,7 @@ enum {
   MAX_SLOT = 1000,     /* highest promotions.pin slot, so also the most pins */
 };
 
-static const char *const NORMS[] = {"rank", "minmax", NULL};
+static const char *const NORMS[] = {"rank", "minmax", "max", NULL};
 
 #define U32(f, lo, hi) .type = CFG_INT, .offset = offsetof(rank_config, f), \
                        .size = sizeof(uint32_t), .min = lo, .max = hi
@@ -48,7 +48,7 @@ static const cfg_field FIELDS[] = {
      .help = "weight of the EASE score in the blend (bundles with EASE weights; sources a bundle lacks "
              "leave the blend, the others' weights are scaled to sum to 1)"},
     {"blend.normalization", .type = CFG_ENUM, .offset = offsetof(rank_config, norm),
-     .size = sizeof(int), .names = NORMS, .def = "minmax",
+     .size = sizeof(int), .names = NORMS, .def = "max",
      .help = "per-source score normalisation before blending"},
     {"rules.exclude_purchased", .type = CFG_BOOL, .offset = offsetof(rank_config, exclude_purchased),
      .size = sizeof(bool), .def = "true",

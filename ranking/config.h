@@ -14,7 +14,7 @@
 enum { RANK_SEGMENTS = 4 };                /* small, low, average, high */
 extern const char *const RANK_SEGMENT_NAMES[RANK_SEGMENTS];
 
-typedef enum { NORM_RANK, NORM_MINMAX } rank_norm;
+typedef enum { NORM_RANK, NORM_MINMAX, NORM_MAX } rank_norm;
 
 /* Soft rules a spending segment may override ("segment.<name>.<key>"). */
 typedef struct rank_soft {

@@ -117,6 +117,9 @@ static int normalise(rank_item *items, size_t n, rank_norm how, arena *a) {
         items[k[j].at].norm[s] = j > 0 && k[j].key == k[j - 1].key ? items[k[j - 1].at].norm[s]
                                                                   : (float)(m - j) / (float)m;
     } else {
+      /* max: min-max from 0 when every score is above it (x / hi), so the
+       * weakest candidate a source proposed is not scored as if it had not. */
+      if (how == NORM_MAX) lo = fminf(lo, 0.0f);
       for (size_t j = 0; j < m; j++)
         items[k[j].at].norm[s] = hi > lo ? (k[j].key - lo) / (hi - lo) : 1.0f;
     }

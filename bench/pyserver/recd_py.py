@@ -9,7 +9,7 @@ retrieval/retrieve.c, ranking/rank.c, ranking/config.c): the user tower,
 nearest items from the bundle's FAISS index at the bundle's efSearch (and
 nprobe), item-CF neighbours of the anchors and the user's recent items, EASE
 weights summed over the user's purchases and the anchors, popularity lists,
-the min-max-normalised blend, the hard and soft rules, MMR and the category cap,
+the max-normalised blend, the hard and soft rules, MMR and the category cap,
 widening rounds and page cursors. Every float step is done
 in float32 in recd's order, so both servers return the same slates with the
 same scores (compare_slates.py checks it). What it does not do is in
@@ -76,7 +76,7 @@ class Config:
     """ranking/config.c's defaults, as the float32 values recd holds."""
     cand_ann, cand_itemcf, cand_popularity, cand_ease = 200, 200, 100, 200
     weight = np.array([0.2, 0.2, 0.1, 1.0], dtype=F32)  # ann, itemcf, popularity, ease
-    normalization = "minmax"  # or "rank"
+    normalization = "max"  # or "minmax", "rank"
     exclude_purchased = True
     repurchase_block = F32(0.5)
     repurchase_due = F32(1.0)
@@ -763,7 +763,7 @@ def retrieve(b, rq, want_ann, want_cf, want_pop, want_ease):
     """Every source's candidates, one row per item: (items, source bits, raw
     scores [n, N_SOURCES]), and whether every catalog item is among them.
     Rows are by item, where recd's follow the order the sources added them:
-    nothing downstream depends on that order (min-max depends on none, rank
+    nothing downstream depends on that order (max depends on none, rank
     normalisation gives ties one rank, the slate orders by score then item, MMR's ties go to the
     better of those), so neither does anything here."""
     parts = []
@@ -832,8 +832,10 @@ def purchase_days(b, rq, items):
 
 def normalise(src, raw):
     """Per source over the eligible candidates (ranking/rank.c normalise):
-    min-max, (x - lo) / (hi - lo) in float32, 1 when all are equal; or rank,
-    the best of m gets 1, the j-th (m - j) / m, ties sharing the better rank."""
+    max, (x - lo) / (hi - lo) in float32 with lo at most 0 (x / hi when all
+    are positive); min-max, the same with lo the least; 1 when all are equal;
+    or rank, the best of m gets 1, the j-th (m - j) / m, ties sharing the
+    better rank."""
     norm = np.zeros(raw.shape, dtype=F32)
     for s in range(N_SOURCES):
         idx = np.flatnonzero(src & (1 << s))
@@ -841,8 +843,10 @@ def normalise(src, raw):
         if not m:
             continue
         vals = raw[idx, s]
-        if CFG.normalization == "minmax":
+        if CFG.normalization in ("max", "minmax"):
             lo, hi = vals.min(), vals.max()
+            if CFG.normalization == "max":
+                lo = min(lo, F32(0))
             norm[idx, s] = (vals - lo) / F32(hi - lo) if hi > lo else F32(1)
             continue
         order = np.argsort(-vals, kind="stable")

@@ -135,11 +135,13 @@ class BuildTest(unittest.TestCase):
             self.assertEqual(j["bundle_version"], m["version"])
             self.assertEqual(len(j["items"]), 6)
             self.assertNotIn("I44", [i["item_id"] for i in j["items"]])  # out of stock
-            # U04 is in taste group 1: its items (category cat1) lead and fill
-            # the category cap, half of the slate.
+            # U04 is in taste group 1 and has bought every cat1 item anyone
+            # bought: the rest of cat1 is known to the two-tower model alone,
+            # against items of other categories others bought. One of them
+            # comes first or second, and the category cap holds (half of 6).
             cats = [i["category"] for i in j["items"]]
-            self.assertEqual(cats[0], "cat1", cats)
-            self.assertEqual(cats.count("cat1"), 3, cats)
+            self.assertIn("cat1", cats[:2], cats)
+            self.assertLessEqual(max(cats.count(c) for c in cats), 3, cats)
         finally:
             self.assertEqual(d.close(), 0)
 

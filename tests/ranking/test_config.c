@@ -53,7 +53,7 @@ static void defaults(void) {
   CU_ASSERT_EQUAL(c->weight[REC_SRC_ITEM_CF], 0.2f);
   CU_ASSERT_EQUAL(c->weight[REC_SRC_POPULARITY], 0.1f);
   CU_ASSERT_EQUAL(c->weight[REC_SRC_EASE], 1.0f);
-  CU_ASSERT_EQUAL(c->norm, NORM_MINMAX);
+  CU_ASSERT_EQUAL(c->norm, NORM_MAX);
   CU_ASSERT_EQUAL(c->repurchase_block, 0.5f);
   CU_ASSERT_EQUAL(c->repurchase_due, 1.0f);
   CU_ASSERT_EQUAL(c->repurchase_boost, 0.15f);
@@ -157,7 +157,7 @@ static void each_key_names_its_range(void) {
   refused("blend.popularity = lots\n",
           ":1: blend.popularity: must be a number in [0, 1], got 'lots'");
   refused("blend.normalization = zscore\n",
-          ":1: blend.normalization: must be one of rank, minmax, got 'zscore'");
+          ":1: blend.normalization: must be one of rank, minmax, max, got 'zscore'");
   refused("repurchase.block_fraction = 11\n",
           ":1: repurchase.block_fraction: must be a number in [0, 10], got '11'");
   refused("repurchase.due_fraction = -1\n",
@@ -434,7 +434,7 @@ static void usage_names_every_key(void) {
   CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
   buf[fread(buf, 1, sizeof buf - 1, fp)] = '\0';
   fclose(fp);
-  const char *want[] = {"candidates.ann", "blend.normalization", "one of rank, minmax",
+  const char *want[] = {"candidates.ann", "blend.normalization", "one of rank, minmax, max",
                         "price.cap_ratio", "range 0 or 1..100", "diversity.mmr ",
                         "segment.NAME.KEY", "rules.blocked_items", "promotions.pin",
                         "promotions.boost"};
