@@ -1455,8 +1455,9 @@ class FullDiskTest(unittest.TestCase):
             with open(filler, "wb") as f:  # leave about 400 KB
                 f.write(b"\0" * (2 * 1024 * 1024 - 400 * 1024))
             return mnt, filler, None
-        import resource
-        return mnt, None, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (300 * 1024, 300 * 1024))
+        # prlimit sets the limit and execs recd: no Python code between fork
+        # and exec (a preexec_fn can deadlock on a lock grpcio's threads hold).
+        return mnt, None, ["prlimit", "--fsize=%d:%d" % (300 * 1024, 300 * 1024), "--"]
 
     def test_full_disk_refuses_then_recovers(self):
         import grpc
@@ -1469,9 +1470,10 @@ class FullDiskTest(unittest.TestCase):
             d = Recd.__new__(Recd)
             d.log = open(os.path.join(TMP, "recd-full-%d.log" % time.monotonic_ns()), "a+")
             d.proc = subprocess.Popen(
-                [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle, "--listen=127.0.0.1:0",
-                 "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0", "--event_log=" + log, "--event_segment_mb=1"],
-                stdout=d.log, stderr=subprocess.STDOUT, preexec_fn=limit)
+                limit + [os.path.join(ARGS.build, "server/recd"), "--bundle=" + bundle, "--listen=127.0.0.1:0",
+                         "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0", "--event_log=" + log,
+                         "--event_segment_mb=1"],
+                stdout=d.log, stderr=subprocess.STDOUT)
             d.port = d._wait_for(r'msg="serving" port=(\d+)')
             d.addr = "127.0.0.1:%d" % d.port
             d.channel = grpc.insecure_channel(d.addr)

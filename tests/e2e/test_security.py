@@ -453,17 +453,17 @@ class DescriptorExhaustionTest(Case):
     say so instead of answering "ok"."""
 
     def test_a_stuck_serving_listener_fails_the_probes(self):
-        import resource
         import socket
 
-        def few_descriptors():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
         d = base.Recd.__new__(base.Recd)
         d.log = open(os.path.join(base.TMP, "recd-fd-%d.log" % time.monotonic_ns()), "a+")
+        # prlimit sets the limit and execs recd: no Python code between fork
+        # and exec (a preexec_fn can deadlock on a lock grpcio's threads hold,
+        # grpc/grpc#31885).
         d.proc = subprocess.Popen(
-            [recd_bin(), "--bundle=" + small_bundle(), "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
-             "--admin_grpc_listen=127.0.0.1:0", "--threads=2", "--selfprobe_ms=500"],
-            stdout=d.log, stderr=subprocess.STDOUT, preexec_fn=few_descriptors)
+            ["prlimit", "--nofile=96:96", "--", recd_bin(), "--bundle=" + small_bundle(), "--listen=127.0.0.1:0",
+             "--admin_listen=127.0.0.1:0", "--admin_grpc_listen=127.0.0.1:0", "--threads=2", "--selfprobe_ms=500"],
+            stdout=d.log, stderr=subprocess.STDOUT)
         self.addCleanup(d.close)
         port = d._wait_for(r'msg="serving" port=(\d+)')
         admin = d._wait_for(r'admin_port=(\d+)')
