@@ -233,6 +233,13 @@ static int parse(int argc, char **argv, flagset *f, char **storage) {
     }
     if (rc) return rc;
   }
+  const char *m = f->o->model;
+  if (strcmp(m, "twotower") && strcmp(m, "als") && strcmp(m, "import")) {
+    fprintf(stderr, "recctl: --model picks the embedding model of the ANN stage: twotower or als, got '%s'%s\n", m,
+            strcmp(m, "ease") ? "" : ". EASE is in every bundle already, as its own source beside the ANN (on by "
+                                     "default, lambda tuned; --ease-lambda 0 leaves it out)");
+    return 2;
+  }
   f->o->als.seed = f->o->tt.seed;
   return 0;
 }

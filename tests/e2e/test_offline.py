@@ -186,6 +186,12 @@ class BuildTest(unittest.TestCase):
         self.assertIn("--out", r.stderr)
         r = recctl("build", "--epochs", "zero")
         self.assertEqual(r.returncode, 2)
+        # A model recctl does not embed with is refused before any work,
+        # and EASE (a source in every bundle) is explained.
+        r = recctl("build", "--interactions", inter, "--catalog", cat, "--out", os.path.join(TMP, "m"), "--model", "ease")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("EASE is in every bundle already", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(TMP, "m")))
 
     def test_schema_maps_other_column_names(self):
         inter, cat = fixture("shop")
