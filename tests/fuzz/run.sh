@@ -12,7 +12,7 @@ build=${1:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
 secs=${2:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
 shift 2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(rpc bundle rank_config eventlog csv catalog experiments console)
+[ ${#targets[@]} -gt 0 ] || targets=(rpc bundle rank_config eventlog csv catalog experiments declog console)
 
 out=$build/fuzz-out
 mkdir -p "$out/artifacts"
