@@ -1,5 +1,6 @@
 /* server/catlog.c - see catlog.h. */
 #include "server/catlog.h"
+#include "common/le.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -23,29 +24,12 @@ struct catlog {
   bool failed;           /* the disk refused: no more appends */
 };
 
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-
 /* The length of the good record at p (avail bytes), or 0. */
 static size_t record_at(const uint8_t *p, size_t avail) {
   if (avail < HEADER + TRAILER || memcmp(p, MAGIC, 4) != 0) return 0;
-  uint32_t len = get32(p + 4);
+  uint32_t len = le_get32(p + 4);
   if (len > CATLOG_MAX_PAYLOAD || avail - HEADER - TRAILER < len) return 0;
-  if (XXH3_64bits(p, HEADER + len) != get64(p + HEADER + len)) return 0;
+  if (XXH3_64bits(p, HEADER + len) != le_get64(p + HEADER + len)) return 0;
   return HEADER + len + TRAILER;
 }
 
@@ -91,11 +75,11 @@ static int replay(catlog *l, const uint8_t *buf, size_t n, catlog_replay_fn fn, 
         return rec_fail(err, REC_EIO, "%s: cannot cut the torn tail: %s", l->path, strerror(errno));
       break;
     }
-    uint64_t gen = get64(buf + at + 8);
+    uint64_t gen = le_get64(buf + at + 8);
     if (gen != l->generation + 1)
       return rec_fail(err, REC_ECORRUPT, "%s: byte %zu: generation %llu follows %llu", l->path, at,
                       (unsigned long long)gen, (unsigned long long)l->generation);
-    uint32_t plen = get32(buf + at + 4);
+    uint32_t plen = le_get32(buf + at + 4);
     if (fn) {
       int rc = fn(arg, gen, buf + at + HEADER, plen, err);
       if (rc) return rc;
@@ -148,10 +132,10 @@ int catlog_append(catlog *l, const uint8_t *payload, size_t len, rec_error *err)
   uint8_t *rec = malloc(total);
   if (!rec) return rec_fail(err, REC_ENOMEM, "out of memory");
   memcpy(rec, MAGIC, 4);
-  put32(rec + 4, (uint32_t)len);
-  put64(rec + 8, l->generation + 1);
+  le_put32(rec + 4, (uint32_t)len);
+  le_put64(rec + 8, l->generation + 1);
   memcpy(rec + HEADER, payload, len);
-  put64(rec + HEADER + len, XXH3_64bits(rec, HEADER + len));
+  le_put64(rec + HEADER + len, XXH3_64bits(rec, HEADER + len));
   size_t done = 0;
   int e = 0;
   while (done < total) {
@@ -196,9 +180,9 @@ static int prefix_end(const char *path, const uint8_t *buf, size_t n, uint64_t g
       return at < n ? rec_fail(err, REC_ECORRUPT, "%s: damaged record at byte %zu", path, at)
                     : rec_fail(err, REC_ENOTFOUND, "%s: the log ends at generation %llu, before %llu", path,
                                (unsigned long long)gen, (unsigned long long)generation);
-    if (get64(buf + at + 8) != gen + 1)
+    if (le_get64(buf + at + 8) != gen + 1)
       return rec_fail(err, REC_ECORRUPT, "%s: byte %zu: generation %llu follows %llu", path, at,
-                      (unsigned long long)get64(buf + at + 8), (unsigned long long)gen);
+                      (unsigned long long)le_get64(buf + at + 8), (unsigned long long)gen);
     at += len;
   }
   *end = at;

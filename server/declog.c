@@ -2,6 +2,7 @@
  * a writer thread that frames, appends and rotates, and a reader that checks
  * every record before handing it out. */
 #include "server/declog.h"
+#include "common/le.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -39,23 +40,6 @@ struct declog {
   bool closing;
   atomic_uint_fast64_t written, dropped, failed;
 };
-
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
 
 bool declog_sampled(double rate, const char *id, size_t len) {
   if (rate >= 1) return true;
@@ -117,9 +101,9 @@ static void append(declog *l, const uint8_t *payload, size_t n) {
   bool ok = rec && l->fd >= 0;
   if (ok) {
     memcpy(rec, MAGIC, 4);
-    put32(rec + 4, (uint32_t)n);
+    le_put32(rec + 4, (uint32_t)n);
     memcpy(rec + HEADER, payload, n);
-    put64(rec + HEADER + n, XXH3_64bits(rec, HEADER + n));
+    le_put64(rec + HEADER + n, XXH3_64bits(rec, HEADER + n));
     ok = write_all(l->fd, rec, total);
   }
   free(rec);
@@ -281,7 +265,7 @@ int declog_next(declog_reader *r, const uint8_t **p, size_t *n, uint64_t *offset
     return ferror(r->fp) ? broken(r, REC_EIO, err, "read error (%zu of %zu header bytes)", got, (size_t)HEADER)
                          : broken(r, REC_ECORRUPT, err, "truncated record (%zu of %zu header bytes)", got, (size_t)HEADER);
   if (memcmp(head, MAGIC, 4) != 0) return broken(r, REC_ECORRUPT, err, "not a record (bad magic)");
-  size_t len = get32(head + 4);
+  size_t len = le_get32(head + 4);
   if (len > DECLOG_MAX_PAYLOAD)
     return broken(r, REC_ECORRUPT, err, "record length %zu is past the limit %zu", len, (size_t)DECLOG_MAX_PAYLOAD);
   size_t need = HEADER + len + TRAILER;
@@ -296,7 +280,7 @@ int declog_next(declog_reader *r, const uint8_t **p, size_t *n, uint64_t *offset
   if (got < len + TRAILER)
     return ferror(r->fp) ? broken(r, REC_EIO, err, "read error (%zu of %zu bytes)", HEADER + got, need)
                          : broken(r, REC_ECORRUPT, err, "truncated record (%zu of %zu bytes)", HEADER + got, need);
-  if (XXH3_64bits(r->buf, HEADER + len) != get64(r->buf + HEADER + len))
+  if (XXH3_64bits(r->buf, HEADER + len) != le_get64(r->buf + HEADER + len))
     return broken(r, REC_ECORRUPT, err, "checksum mismatch (record of %zu bytes)", need);
   *p = r->buf + HEADER;
   *n = len;
