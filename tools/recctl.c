@@ -347,6 +347,14 @@ static void print_table(const opts *o, const Rec__V1__RecommendResponse *r) {
            r->timings->ann_us, r->timings->ranking_us, r->timings->total_us);
 }
 
+/* The --category filter in *f, or NULL without one. */
+static Rec__V1__Filters *category_filter(const opts *o, Rec__V1__Filters *f) {
+  if (!o->n_include_cats) return NULL;
+  f->include_categories = (char **)o->include_cats;
+  f->n_include_categories = o->n_include_cats;
+  return f;
+}
+
 static int cmd_recommend(rpc_client *c, const opts *o, arena *a) {
   if (!o->user) return bad(o->cmd, "%s", "needs --user U");
   Rec__V1__RecommendRequest q = REC__V1__RECOMMEND_REQUEST__INIT;
@@ -358,11 +366,7 @@ static int cmd_recommend(rpc_client *c, const opts *o, arena *a) {
   q.n_exclude_item_ids = o->n_exclude;
   q.explain_item_ids = (char **)o->explain_ids;
   q.n_explain_item_ids = o->n_explain_ids;
-  if (o->n_include_cats) {
-    f.include_categories = (char **)o->include_cats;
-    f.n_include_categories = o->n_include_cats;
-    q.filters = &f;
-  }
+  q.filters = category_filter(o, &f);
   ProtobufCMessage *resp;
   rpc_status st;
   if (rpc_client_call(c, "/rec.v1.Ranking/Recommend", &q.base,
@@ -432,11 +436,7 @@ static int cmd_similar(rpc_client *c, const opts *o, arena *a) {
   q.k = (int32_t)o->k;
   q.exclude_item_ids = (char **)o->exclude;
   q.n_exclude_item_ids = o->n_exclude;
-  if (o->n_include_cats) {
-    f.include_categories = (char **)o->include_cats;
-    f.n_include_categories = o->n_include_cats;
-    q.filters = &f;
-  }
+  q.filters = category_filter(o, &f);
   ProtobufCMessage *resp;
   rpc_status st;
   if (rpc_client_call(c, "/rec.v1.Ranking/SimilarItems", &q.base, &rec__v1__similar_items_response__descriptor,

@@ -126,6 +126,12 @@ class Recd:
         self.log.close()
         return self.proc.returncode
 
+    def close_clean(self):
+        """close(), then fails unless recd exited 0 without a sanitizer report."""
+        rc = self.close()
+        if rc != 0 or "Sanitizer" in self.output():
+            raise AssertionError("recd exited %s:\n%s" % (rc, self.output()[-4000:]))
+
 
 def recctl(*args, check=False):
     r = subprocess.run([os.path.join(ARGS.build, "tools/recctl")] + list(args),

@@ -141,10 +141,11 @@ static void mips_to_cosine(const float *V, size_t n, size_t f, float *out) {
  * with c = weight times the root mean square of the model's own scores
  * u . v over R's entries, so the weight means the same at any scale.
  * Columns 0..f-1 of V hold the factors. */
-static void popularity_column(const ui_matrix *R, const float *U, float *V, size_t f, float weight) {
+static int popularity_column(const ui_matrix *R, const float *U, float *V, size_t f, float weight) {
   size_t n = R->cols, k1 = f + 1, pairs = 0;
   double *pop = calloc(n + 1, sizeof *pop), most = 0, sq = 0;
-  for (size_t u = 0; pop && u < R->rows; u++)
+  if (!pop) return REC_ENOMEM;
+  for (size_t u = 0; u < R->rows; u++)
     for (size_t e = R->rowptr[u]; e < R->rowptr[u + 1]; e++) {
       if (!(R->vals[e] > 0)) continue;
       uint32_t j = R->colidx[e];
@@ -154,8 +155,9 @@ static void popularity_column(const ui_matrix *R, const float *U, float *V, size
       pairs++;
     }
   double c = weight * (pairs ? sqrt(sq / (double)pairs) : 1) / log1p(most > 0 ? most : 1);
-  for (size_t j = 0; j < n; j++) V[j * k1 + f] = pop ? (float)(c * log1p(pop[j])) : 0;
+  for (size_t j = 0; j < n; j++) V[j * k1 + f] = (float)(c * log1p(pop[j]));
   free(pop);
+  return 0;
 }
 
 static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, trained *t,
@@ -187,7 +189,10 @@ static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, 
   int rc = als_train(&m, &ao, t->user_feat, F, err);
   if (!rc) {
     for (size_t j = 0; j < d->n_items; j++) memcpy(V + j * g, F + j * f, f * sizeof *V);
-    if (g > f) popularity_column(R, t->user_feat, V, f, o->als_popularity);
+    if (g > f && popularity_column(R, t->user_feat, V, f, o->als_popularity))
+      rc = rec_fail(err, REC_ENOMEM, "als: out of memory");
+  }
+  if (!rc) {
     mips_to_cosine(V, d->n_items, g, t->item_emb);
     t->loss = als_loss(&m, &ao, t->user_feat, F);
     char note[64];
