@@ -18,7 +18,8 @@ static const char USAGE[] =
     "  --col FIELD=COLUMN     one mapping (fields: user item time quantity price event rating\n"
     "                         c_item c_category c_subcategory c_brand c_price c_margin c_in_stock c_name)\n"
     "model:\n"
-    "  --model twotower|als   (default twotower)\n"
+    "  --model twotower|als|ease  the ANN's embeddings (default twotower); ease: a rank --dim\n"
+    "                         factorisation of EASE's weights (EASE is a source in every bundle)\n"
     "  --dim N --id-dim N --hidden N --epochs N --batch N --lr X --temperature X --seed N\n"
     "  --factors N --iterations N --regularization X --alpha X      (ALS)\n"
     "  --als-popularity X     ALS's popularity prior: + X x (its own score scale) x log(1 + users of\n"
@@ -146,7 +147,7 @@ static int float_flag(const char *a, const char *v, build_opts *o) {
   }
   if (strcmp(a, "--als-popularity") == 0) {
     if ((rc = get_float(a, v, &x))) return rc;
-    if (!(x >= 0 && x <= 1000)) return bad_num(a, v);
+    if (!(x >= 0 && x <= ALS_PRIOR_MAX)) return bad_num(a, v);
     o->fixed |= TUNE_ALS_POPULARITY;
     o->als_popularity = x;
     return 0;
@@ -234,10 +235,13 @@ static int parse(int argc, char **argv, flagset *f, char **storage) {
     if (rc) return rc;
   }
   const char *m = f->o->model;
-  if (strcmp(m, "twotower") && strcmp(m, "als") && strcmp(m, "import")) {
-    fprintf(stderr, "recctl: --model picks the embedding model of the ANN stage: twotower or als, got '%s'%s\n", m,
-            strcmp(m, "ease") ? "" : ". EASE is in every bundle already, as its own source beside the ANN (on by "
-                                     "default, lambda tuned; --ease-lambda 0 leaves it out)");
+  if (strcmp(m, "twotower") && strcmp(m, "als") && strcmp(m, "ease") && strcmp(m, "import")) {
+    fprintf(stderr, "recctl: --model picks the embedding model of the ANN stage: twotower, als or ease, got '%s'\n",
+            m);
+    return 2;
+  }
+  if (!strcmp(m, "ease") && !(f->o->ease_lambda > 0)) {
+    fprintf(stderr, "recctl: --model ease factorises EASE's weights: --ease-lambda must be above 0\n");
     return 2;
   }
   f->o->als.seed = f->o->tt.seed;

@@ -192,3 +192,117 @@ void ease_scores(const ease_table *t, const ui_matrix *R, uint32_t u, float *sco
     for (size_t e = t->off[i]; e < t->off[i + 1]; e++) scores[t->nbr[e]] += t->w[e];
   }
 }
+
+/* ---- the low-rank factorisation (ease.h) ---- */
+
+extern void dgelqf_(const int *m, const int *n, double *a, const int *lda, double *tau, double *work,
+                    const int *lwork, int *info);
+extern void dorglq_(const int *m, const int *n, const int *k, double *a, const int *lda, const double *tau,
+                    double *work, const int *lwork, int *info);
+extern void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+                   double *work, const int *lwork, int *info);
+
+/* Y = B X, X and Y [n x l] row-major. */
+static void b_times(const ease_table *t, const double *X, double *Y, size_t l) {
+  memset(Y, 0, t->n_items * l * sizeof *Y);
+  for (size_t i = 0; i < t->n_items; i++)
+    for (size_t e = t->off[i]; e < t->off[i + 1]; e++) {
+      const double *x = X + (size_t)t->nbr[e] * l, w = t->w[e];
+      double *y = Y + i * l;
+      for (size_t k = 0; k < l; k++) y[k] += w * x[k];
+    }
+}
+
+/* Y = B^T X. */
+static void bt_times(const ease_table *t, const double *X, double *Y, size_t l) {
+  memset(Y, 0, t->n_items * l * sizeof *Y);
+  for (size_t i = 0; i < t->n_items; i++)
+    for (size_t e = t->off[i]; e < t->off[i + 1]; e++) {
+      const double *x = X + i * l, w = t->w[e];
+      double *y = Y + (size_t)t->nbr[e] * l;
+      for (size_t k = 0; k < l; k++) y[k] += w * x[k];
+    }
+}
+
+/* Y [n x l] row-major -> an orthonormal basis of its columns, in place.
+ * Row-major Y is column-major Y^T (l x n): its LQ factorisation Y^T = L Q
+ * has orthonormal rows Q, and Q written back is Y's basis, row-major. */
+static int orthonormalise(double *Y, size_t n, size_t l, double *tau, double *work, int lwork) {
+  int m = (int)l, nn = (int)n, info = 0;
+  dgelqf_(&m, &nn, Y, &m, tau, work, &lwork, &info);
+  if (!info) dorglq_(&m, &nn, &m, Y, &m, tau, work, &lwork, &info);
+  return info;
+}
+
+static double gaussian(uint64_t *s) {
+  /* splitmix64, then Box-Muller */
+  uint64_t r[2];
+  for (int k = 0; k < 2; k++) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    r[k] = z ^ (z >> 31);
+  }
+  double u1 = ((double)(r[0] >> 11) + 0.5) / 9007199254740992.0, u2 = (double)(r[1] >> 11) / 9007199254740992.0;
+  return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+int ease_factorise(const ease_table *t, size_t rank, uint64_t seed, float *L, float *R, double *sigma,
+                   rec_error *err) {
+  size_t n = t->n_items;
+  if (!rank || rank > n) return rec_fail(err, REC_EINVAL, "EASE factorisation: rank %zu of %zu items", rank, n);
+  size_t l = rank + 10 < n ? rank + 10 : n;
+  double *Y = malloc(n * l * sizeof *Y), *Z = malloc(n * l * sizeof *Z), *tau = malloc(l * sizeof *tau);
+  double *G = malloc(l * l * sizeof *G), *lam = malloc(l * sizeof *lam), *work = NULL;
+  int rc = 0, info = 0, lwork = -1;
+  if (!Y || !Z || !tau || !G || !lam) rc = rec_fail(err, REC_ENOMEM, "EASE factorisation: out of memory");
+  if (!rc) { /* one workspace for LQ, its Q and the eigensolver: the largest each asks for */
+    double q[3] = {0};
+    int m = (int)l, nn = (int)n, li = (int)l;
+    dgelqf_(&m, &nn, Y, &m, tau, &q[0], &lwork, &info);
+    dorglq_(&m, &nn, &m, Y, &m, tau, &q[1], &lwork, &info);
+    dsyev_("V", "U", &li, G, &li, lam, &q[2], &lwork, &info);
+    double most = q[0] > q[1] ? q[0] : q[1];
+    most = most > q[2] ? most : q[2];
+    lwork = (int)most + 1;
+    if (!(work = malloc((size_t)lwork * sizeof *work))) rc = rec_fail(err, REC_ENOMEM, "EASE factorisation: out of memory");
+  }
+  if (!rc) {
+    uint64_t s = seed;
+    for (size_t k = 0; k < n * l; k++) Z[k] = gaussian(&s);
+    b_times(t, Z, Y, l);
+    info = orthonormalise(Y, n, l, tau, work, lwork);
+    for (int q = 0; q < 2 && !info; q++) { /* power iterations: the spectrum's tail decays faster */
+      bt_times(t, Y, Z, l);
+      info = orthonormalise(Z, n, l, tau, work, lwork);
+      if (!info) b_times(t, Z, Y, l);
+      if (!info) info = orthonormalise(Y, n, l, tau, work, lwork);
+    }
+    if (!info) {
+      /* C = Q^T B (l x n) is Z^T with Z = B^T Q; G = C C^T = Z^T Z = W diag(lam) W^T. */
+      bt_times(t, Y, Z, l);
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)l, (blasint)l, (blasint)n, 1.0, Z, (blasint)l, Z,
+                  (blasint)l, 0.0, G, (blasint)l);
+      int li = (int)l;
+      dsyev_("V", "U", &li, G, &li, lam, work, &lwork, &info); /* ascending; column c of col-major G */
+    }
+    if (info) rc = rec_fail(err, REC_EINVAL, "EASE factorisation: LAPACK failed (info %d)", info);
+  }
+  if (!rc) {
+    /* B ~ Q W S V^T with V = Z W S^-1: L = Q W S^1/2, R = Z W S^-1/2. */
+    for (size_t k = 0; k < rank; k++) {
+      size_t c = l - 1 - k;
+      double sg = lam[c] > 0 ? sqrt(lam[c]) : 0, h = sqrt(sg);
+      if (sigma) sigma[k] = sg;
+      const double *w = G + c * l;
+      for (size_t i = 0; i < n; i++) {
+        double a = 0, b = 0;
+        for (size_t r = 0; r < l; r++) a += Y[i * l + r] * w[r], b += Z[i * l + r] * w[r];
+        L[i * rank + k] = (float)(a * h);
+        R[i * rank + k] = h > 0 ? (float)(b / h) : 0.0f;
+      }
+    }
+  }
+  free(Y), free(Z), free(tau), free(G), free(lam), free(work);
+  return rc;
+}

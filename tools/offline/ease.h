@@ -60,4 +60,17 @@ void ease_scores(const ease_table *t, const ui_matrix *R, uint32_t u, float *sco
  * entries and is overwritten. */
 void ease_scores_weighted(const ease_table *t, const uint32_t *items, const float *w, size_t n, size_t n_cols,
                           float *scores);
+
+/* A rank-'rank' factorisation of the table's weights, B ~ L R^T, by a
+ * randomised SVD (Halko, Martinsson and Tropp 2011: a Gaussian sketch of
+ * rank + 10 columns, two power iterations, LAPACK's LQ and symmetric
+ * eigensolver in double precision), split evenly: L = U S^1/2, R = V S^1/2.
+ * A user's EASE score for item j is then about (sum over its items i of
+ * L[i]) . R[j], an inner product an ANN index can search (`recctl build
+ * --model ease`). L and R are [n_items x rank], row-major, overwritten;
+ * 'sigma' (rank entries, may be NULL) gets the singular values, largest
+ * first. Deterministic for a seed, whatever the thread count. Returns 0,
+ * REC_ENOMEM, or REC_EINVAL (rank 0 or above n_items, or LAPACK failed). */
+int ease_factorise(const ease_table *t, size_t rank, uint64_t seed, float *L, float *R, double *sigma,
+                   rec_error *err);
 #endif

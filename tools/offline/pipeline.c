@@ -186,6 +186,10 @@ static char *training_json(const build_ctx *c) {
     cJSON_AddNumberToObject(t, "lr", o->tt.lr);
     cJSON_AddNumberToObject(t, "temperature", o->tt.temperature);
     cJSON_AddNumberToObject(t, "seed", (double)o->tt.seed);
+  } else if (strcmp(o->model, "ease") == 0) {
+    cJSON_AddStringToObject(t, "source", "a rank-dim factorisation of EASE's weights (ease.lambda)");
+    cJSON_AddNumberToObject(t, "dim", (double)(o->tt.dim < c->d->n_items ? o->tt.dim : c->d->n_items));
+    cJSON_AddNumberToObject(t, "seed", (double)o->tt.seed);
   } else {
     cJSON_AddNumberToObject(t, "factors", (double)o->als.factors);
     cJSON_AddNumberToObject(t, "iterations", o->als.iterations);
@@ -358,7 +362,8 @@ static int holdout(build_ctx *c, rec_error *err) {
   }
   if (rc) return rc;
   cJSON *j = cJSON_Parse(c->metrics), *m = cJSON_GetObjectItem(j, "metrics");
-  cJSON *mine = cJSON_GetObjectItem(m, strcmp(c->o->model, "als") == 0 ? "als" : "two-tower");
+  const char *model = c->o->model;
+  cJSON *mine = cJSON_GetObjectItem(m, !strcmp(model, "als") ? "als" : !strcmp(model, "ease") ? "ease" : "two-tower");
   cJSON *pop = cJSON_GetObjectItem(m, "popularity");
   char note[200];
   snprintf(note, sizeof note, "Recall@50 %.4f NDCG@50 %.4f (popularity %.4f / %.4f), %d users",
@@ -406,7 +411,7 @@ int pipeline_build(const build_opts *o, rec_error *err) {
   c.o = &tuned;
   if (!rc) rc = derive_features(&c, err);
   if (!rc && o->evaluate) rc = holdout(&c, err);
-  if (!rc) rc = train_model(c.d, &c.R, &c.prof, &tuned, &c.t, err);
+  if (!rc) rc = train_model(c.d, &c.R, &c.prof, &tuned, &c.ease, &c.t, err);
   c.user_ids = (const char *const *)c.d->user_ids;
   c.n_users = c.d->n_users;
   if (!rc) rc = write_bundle(&c, err);

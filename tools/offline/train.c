@@ -4,6 +4,7 @@
  * two models alike. */
 #include "tools/offline/train.h"
 #include "tools/offline/progress.h"
+#include "common/clock.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -204,13 +205,55 @@ static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, 
   return rc;
 }
 
+/* EASE's weights B ~ L R^T (ease_factorise) in serving form: user u's
+ * feature is the sum of L over its items, the tower the identity (one more
+ * output, 0), item j's vector R[j] mapped to the unit sphere with one more
+ * dimension, so cosine search returns the inner product's order. */
+static int train_ease(const dataset *d, const ui_matrix *R, const ease_table *e, const build_opts *o, trained *t,
+                      rec_error *err) {
+  size_t n = d->n_items, k = o->tt.dim < n ? o->tt.dim : n;
+  if (!e || e->n_items != n || !e->off[n])
+    return rec_fail(err, REC_EINVAL, "--model ease needs EASE's weights: --ease-lambda must be above 0");
+  progress pr;
+  progress_start(&pr, "ease model", 1, o->quiet);
+  int64_t t0 = rec_mono_ns();
+  float *Lf = malloc((n * k + 1) * sizeof *Lf), *Rf = malloc((n * k + 1) * sizeof *Rf);
+  double *sg = malloc((k + 1) * sizeof *sg);
+  t->dim = k + 1;
+  t->feature_dim = k;
+  t->user_feat = calloc((d->n_users + 1) * k, sizeof(float));
+  t->item_emb = malloc(n * (k + 1) * sizeof(float));
+  t->layers[0] = (tower_layer){k, k + 1, calloc(k * (k + 1), sizeof(float)), calloc(k + 1, sizeof(float)),
+                               TOWER_LINEAR};
+  t->n_layers = 1;
+  int rc = 0;
+  if (!Lf || !Rf || !sg || !t->user_feat || !t->item_emb || !t->layers[0].w || !t->layers[0].b)
+    rc = rec_fail(err, REC_ENOMEM, "ease model: out of memory");
+  if (!rc) rc = ease_factorise(e, k, (uint64_t)o->tt.seed, Lf, Rf, sg, err);
+  if (!rc) {
+    for (size_t c = 0; c < k; c++) t->layers[0].w[c * (k + 1) + c] = 1.0f;
+    for (size_t u = 0; u < d->n_users; u++)
+      for (size_t x = R->rowptr[u]; x < R->rowptr[u + 1]; x++)
+        if (R->vals[x] > 0) cblas_saxpy((blasint)k, 1.0f, Lf + (size_t)R->colidx[x] * k, 1, t->user_feat + u * k, 1);
+    mips_to_cosine(Rf, n, k, t->item_emb);
+    t->loss = 0; /* no training loss: the note reports the spectrum */
+    char note[128];
+    snprintf(note, sizeof note, "rank %zu of EASE's weights, singular values %.3g .. %.3g, %.1f s", k, sg[0],
+             sg[k - 1], (double)(rec_mono_ns() - t0) / 1e9);
+    progress_end(&pr, note);
+  }
+  free(Lf), free(Rf), free(sg);
+  return rc;
+}
+
 int train_model(const dataset *d, const ui_matrix *R, const profiles *p, const build_opts *o,
-                trained *out, rec_error *err) {
+                const ease_table *ease, trained *out, rec_error *err) {
   trained t = {.n_items = d->n_items, .n_users = d->n_users};
   int rc;
   if (strcmp(o->model, "twotower") == 0) rc = train_twotower(d, R, p, o, &t, err);
   else if (strcmp(o->model, "als") == 0) rc = train_als(d, R, o, &t, err);
-  else rc = rec_fail(err, REC_EINVAL, "--model must be twotower or als, got '%s'", o->model);
+  else if (strcmp(o->model, "ease") == 0) rc = train_ease(d, R, ease, o, &t, err);
+  else rc = rec_fail(err, REC_EINVAL, "--model must be twotower, als or ease, got '%s'", o->model);
   if (rc) {
     trained_destroy(&t);
     return rc;

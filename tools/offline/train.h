@@ -13,6 +13,7 @@
 #include "retrieval/tower.h"
 #include "tools/offline/als.h"
 #include "tools/offline/dataset.h"
+#include "tools/offline/ease.h"
 #include "tools/offline/features.h"
 #include "tools/offline/twotower.h"
 
@@ -22,7 +23,7 @@
 typedef struct build_opts {
   const char *interactions, *catalog, *out;
   ds_schema schema;
-  const char *model;         /* "twotower" (default) or "als" */
+  const char *model;         /* the ANN's embeddings: "twotower" (default), "als" or "ease" (train.h) */
   tt_opts tt;
   als_opts als;
   float als_popularity;      /* ALS's popularity prior: score u . v + c log(1 + users of the item), c this
@@ -47,6 +48,8 @@ typedef struct build_opts {
   bool quiet;
 } build_opts;
 
+#define ALS_PRIOR_MAX 1000.0f /* --als-popularity's largest: ALS ranks in popularity's order */
+
 enum { TUNE_EASE_LAMBDA = 1, TUNE_TEMPERATURE = 2, TUNE_EPOCHS = 4, TUNE_REGULARIZATION = 8, TUNE_ALPHA = 16,
        TUNE_EASE_RECENCY = 32, TUNE_ALS_POPULARITY = 64 };
 
@@ -65,12 +68,18 @@ typedef struct trained {
   tt_item_tower item_tower;
 } trained;
 
-/* Trains model o->model ("twotower" or "als") on R (users x items of d) with
- * profiles p, showing progress on stderr unless o->quiet. On success fills
- * *out (the caller frees it with trained_destroy) and returns 0; else a
- * negative code with 'err' filled and *out untouched. */
+/* Trains model o->model on R (users x items of d) with profiles p, showing
+ * progress on stderr unless o->quiet:
+ *  - "twotower": the two-tower network (twotower.h);
+ *  - "als": implicit ALS (als.h), factors mapped to the serving form;
+ *  - "ease": a rank-dim factorisation of EASE's weights 'ease' (fitted on R
+ *    by the caller; ease_factorise): item j's vector is R[j], a user's the
+ *    sum of L[i] over its items, so the ANN searches EASE's own scores
+ *    approximately. Needs 'ease' with n_items == R->cols; the others ignore it.
+ * On success fills *out (the caller frees it with trained_destroy) and
+ * returns 0; else a negative code with 'err' filled and *out untouched. */
 int  train_model(const dataset *d, const ui_matrix *R, const profiles *p, const build_opts *o,
-                 trained *out, rec_error *err);
+                 const ease_table *ease, trained *out, rec_error *err);
 void trained_destroy(trained *t);
 /* Scores every item for user u into scores[n_items]: tower(u) . item.
  * Returns 0, or REC_EINVAL for a model wider than its stack buffers. */

@@ -152,9 +152,56 @@ static void the_cap_keeps_the_most_frequent(void) {
   ui_matrix_destroy(&R);
 }
 
+/* The factorisation behind `--model ease`: at full rank L R^T is B itself;
+ * at rank 3 its error is the optimal one, the energy of the singular values
+ * it leaves out (Eckart-Young: with 9 items the sketch spans every
+ * direction); the same seed gives the same bytes; a rank outside [1, n] is
+ * refused. */
+static void the_factorisation_reproduces_the_weights(void) {
+  ui_matrix R = {0};
+  float x[U][I];
+  make(&R, x);
+  ease_table t;
+  ease_opts o = {.lambda = 3.0, .per_item = 100};
+  CU_ASSERT_EQUAL_FATAL(ease_build(&R, &o, &t, NULL, NULL), 0);
+  double B[I][I] = {{0}};
+  for (uint32_t a = 0; a < I; a++)
+    for (size_t e = t.off[a]; e < t.off[a + 1]; e++) B[a][t.nbr[e]] = t.w[e];
+  float L[I * I], Rf[I * I], L2[I * I], R2[I * I];
+  double sg[I], sg3[3];
+  CU_ASSERT_EQUAL_FATAL(ease_factorise(&t, I, 7, L, Rf, sg, NULL), 0);
+  for (size_t a = 0; a < I; a++)
+    for (size_t b = 0; b < I; b++) {
+      double v = 0;
+      for (size_t k = 0; k < I; k++) v += (double)L[a * I + k] * Rf[b * I + k];
+      CU_ASSERT_DOUBLE_EQUAL(v, B[a][b], 1e-4);
+    }
+  for (size_t k = 1; k < I; k++) CU_ASSERT(sg[k] <= sg[k - 1] + 1e-9 && sg[k] >= 0);
+  CU_ASSERT_EQUAL_FATAL(ease_factorise(&t, 3, 7, L, Rf, sg3, NULL), 0);
+  double err2 = 0, tail = 0;
+  for (size_t a = 0; a < I; a++)
+    for (size_t b = 0; b < I; b++) {
+      double v = 0;
+      for (size_t k = 0; k < 3; k++) v += (double)L[a * 3 + k] * Rf[b * 3 + k];
+      err2 += (v - B[a][b]) * (v - B[a][b]);
+    }
+  for (size_t k = 3; k < I; k++) tail += sg[k] * sg[k];
+  CU_ASSERT_DOUBLE_EQUAL(sqrt(err2), sqrt(tail), 1e-4);
+  for (size_t k = 0; k < 3; k++) CU_ASSERT_DOUBLE_EQUAL(sg3[k], sg[k], 1e-5);
+  CU_ASSERT_EQUAL_FATAL(ease_factorise(&t, 3, 7, L2, R2, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(memcmp(L, L2, 3 * I * sizeof *L), 0);
+  CU_ASSERT_EQUAL(memcmp(Rf, R2, 3 * I * sizeof *Rf), 0);
+  CU_ASSERT_EQUAL(ease_factorise(&t, 0, 7, L, Rf, NULL, NULL), REC_EINVAL);
+  CU_ASSERT_EQUAL(ease_factorise(&t, I + 1, 7, L, Rf, NULL, NULL), REC_EINVAL);
+  ease_table_destroy(&t);
+  ui_matrix_destroy(&R);
+}
+
 void suite_ease(void) {
   static const test_case cases[] = {{"matches_the_closed_form", matches_the_closed_form},
                                     {"the_cap_keeps_the_most_frequent", the_cap_keeps_the_most_frequent},
+                                    {"the_factorisation_reproduces_the_weights",
+                                     the_factorisation_reproduces_the_weights},
                                     {NULL, NULL}};
   test_add_suite("ease", cases);
 }
