@@ -473,6 +473,25 @@ class QualityTest(unittest.TestCase):
         self.assertEqual(best, get("ease", "ndcg@50"))
         self.assertGreaterEqual(get("served", "ndcg@50"), 0.97 * best)
 
+    def test_superstore_als_not_below_popularity(self):
+        # Point 3 on the sparse basket data, both splits: tuned ALS scored
+        # below popularity there until the guard (docs/offline.md, Tuning).
+        if not ARGS.quality:
+            self.skipTest("run with --quality")
+        cache = os.path.join(REPO, ".cache", "data")
+        r = subprocess.run([os.path.join(REPO, "tools/data/fetch.sh"), cache, "superstore"],
+                           capture_output=True, text=True, timeout=900)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ss = os.path.join(cache, "superstore")
+        js = os.path.join(TMP, "ss.json")
+        r = recctl("eval", "--interactions", os.path.join(ss, "interactions.csv"), "--catalog",
+                   os.path.join(ss, "catalog.csv"), "--no-served", "--quiet", "--json", js, timeout=900)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for split, sp in load_json(js)["splits"].items():
+            for k in ("recall@50", "ndcg@50"):
+                als, pop = (sp["models"][m]["all"][k]["mean"] for m in ("als", "popularity"))
+                self.assertGreaterEqual(als, pop, (split, k))
+
 
 def main():
     global ARGS, TMP

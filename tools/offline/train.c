@@ -141,7 +141,10 @@ static void mips_to_cosine(const float *V, size_t n, size_t f, float *out) {
  * (the popularity model's own order, so a strong prior ranks as it does),
  * with c = weight times the root mean square of the model's own scores
  * u . v over R's entries, so the weight means the same at any scale.
- * Columns 0..f-1 of V hold the factors. */
+ * Columns 0..f-1 of V hold the factors. At ALS_PRIOR_MAX the factors are
+ * dropped and the column is log(1 + pop_j): popularity's order exactly,
+ * ties included (a large c alone lets u . v reorder items whose counts
+ * differ by less than its own spread). */
 static int popularity_column(const ui_matrix *R, const float *U, float *V, size_t f, float weight) {
   size_t n = R->cols, k1 = f + 1, pairs = 0;
   double *pop = calloc(n + 1, sizeof *pop), most = 0, sq = 0;
@@ -156,7 +159,11 @@ static int popularity_column(const ui_matrix *R, const float *U, float *V, size_
       pairs++;
     }
   double c = weight * (pairs ? sqrt(sq / (double)pairs) : 1) / log1p(most > 0 ? most : 1);
-  for (size_t j = 0; j < n; j++) V[j * k1 + f] = (float)(c * log1p(pop[j]));
+  bool only = weight >= ALS_PRIOR_MAX; /* popularity's order exactly: the factors go */
+  for (size_t j = 0; j < n; j++) {
+    if (only) memset(V + j * k1, 0, f * sizeof *V);
+    V[j * k1 + f] = (float)(only ? log1p(pop[j]) : c * log1p(pop[j]));
+  }
   free(pop);
   return 0;
 }
