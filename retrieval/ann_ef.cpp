@@ -14,6 +14,8 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -130,16 +132,59 @@ void scan(const float *x, size_t n, const int64_t *ids, int64_t first_id, const 
   for (size_t j = 0; j < n; j++) tl_hits.push_back(Hit{sc[j], ids ? ids[j] : first_id + static_cast<int64_t>(j), tl_hits.size()});
 }
 
+thread_local std::vector<float> tl_select;
+
+// The m-th largest score of tl_hits (0 < m < n hits). A strided sample of
+// 1,024 gives a bound a little below it; when at least m scores reach the
+// bound, the m-th largest of those few is the m-th largest of all (every
+// score above it reached the bound too), else all n are selected from.
+float mth_best(size_t m) {
+  const std::vector<Hit> &hits = tl_hits;
+  const size_t n = hits.size(), ns = 1024;
+  std::vector<float> &t = tl_select;
+  if (n >= 4 * ns && m * 8 <= n) {
+    const size_t step = n / ns;
+    const double expect = static_cast<double>(m) * ns / static_cast<double>(n);
+    const size_t r = static_cast<size_t>(expect + 4 * std::sqrt(expect) + 8);
+    t.resize(ns);
+    for (size_t i = 0; i < ns; i++) t[i] = hits[i * step].s;
+    if (r < ns) {
+      std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(r), t.end(), std::greater<float>());
+      const float bound = t[r];
+      t.clear();
+      for (size_t i = 0; i < n; i++)
+        if (hits[i].s >= bound) t.push_back(hits[i].s);
+      if (t.size() >= m) {
+        std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(m - 1), t.end(), std::greater<float>());
+        return t[m - 1];
+      }
+    }
+  }
+  t.resize(n);
+  for (size_t i = 0; i < n; i++) t[i] = hits[i].s;
+  std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(m - 1), t.end(), std::greater<float>());
+  return t[m - 1];
+}
+
 // The k best of tl_hits into dist/labels, best first, padded with -1.
 // Selecting from all scores beats a heap of k = 500 updated for most of a
 // few thousand vectors. Ordering by score, then scan position, keeps what
-// FAISS's strict heap keeps: on a tie, the first seen.
+// FAISS's strict heap keeps: on a tie, the first seen. The m-th best score
+// is found first (mth_best), then one pass keeps every hit above it and, in
+// scan order, as many at it as fit: the same m hits, sorted after.
 void select(int64_t k, float *dist, int64_t *labels) {
   std::vector<Hit> &hits = tl_hits;
   const auto better = [](const Hit &a, const Hit &b) { return a.s > b.s || (a.s == b.s && a.at < b.at); };
-  size_t m = hits.size() < static_cast<size_t>(k) ? hits.size() : static_cast<size_t>(k);
-  if (m < hits.size())
-    std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(m), hits.end(), better);
+  const size_t n = hits.size();
+  size_t m = n < static_cast<size_t>(k) ? n : static_cast<size_t>(k);
+  if (m > 0 && m < n) {
+    const float tau = mth_best(m);
+    size_t above = 0;
+    for (size_t i = 0; i < n; i++) above += hits[i].s > tau;
+    size_t ties = m - above, w = 0;
+    for (size_t i = 0; i < n; i++)
+      if (hits[i].s > tau || (hits[i].s == tau && ties > 0 && ties--)) hits[w++] = hits[i];
+  }
   std::sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(m), better);
   for (size_t i = 0; i < static_cast<size_t>(k); i++) {
     dist[i] = i < m ? hits[i].s : -std::numeric_limits<float>::max();

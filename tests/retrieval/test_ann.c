@@ -167,6 +167,37 @@ static void more_wanted_than_stored(void) {
   CU_ASSERT_EQUAL(ann_index_build(NULL, 0, D, "NoSuchIndex", &idx, NULL), REC_EINVAL);
 }
 
+/* The k best of an exact index are the first k of its whole order (score,
+ * then row, as FAISS's heap keeps the first seen), whatever k: with 10,000
+ * rows the selection bounds the k-th score from a sample first, and with
+ * only 50 distinct vectors most scores tie across that bound. */
+static void top_k_is_a_prefix_of_the_whole_order(void) {
+  enum { M = 10000 };
+  float *base = random_unit_vectors(9), *v = malloc(sizeof(float) * M * D);
+  for (size_t i = 0; i < M; i++) memcpy(v + i * D, base + (i * 7919 % 50) * D, sizeof(float) * D);
+  ann_index *idx;
+  CU_ASSERT_EQUAL_FATAL(ann_index_build(v, M, D, "Flat", &idx, NULL), 0);
+  int64_t *all = malloc(sizeof *all * M), *some = malloc(sizeof *some * M);
+  float *s_all = malloc(sizeof *s_all * M), *s_some = malloc(sizeof *s_some * M);
+  size_t n;
+  for (int q = 0; q < 3; q++) {
+    const float *x = base + (size_t)(60 + q) * D;
+    CU_ASSERT_EQUAL_FATAL(ann_search(idx, x, M, all, s_all, &n), 0);
+    CU_ASSERT_EQUAL_FATAL(n, M);
+    for (size_t i = 1; i < M; i++)
+      CU_ASSERT(s_all[i] < s_all[i - 1] || (s_all[i] == s_all[i - 1] && all[i] > all[i - 1]));
+    static const size_t KS[] = {1, 7, 199, 200, 201, 500, 1249, 2499};
+    for (size_t t = 0; t < sizeof KS / sizeof *KS; t++) {
+      CU_ASSERT_EQUAL(ann_search(idx, x, KS[t], some, s_some, &n), 0);
+      CU_ASSERT_EQUAL(n, KS[t]);
+      CU_ASSERT_EQUAL(memcmp(some, all, KS[t] * sizeof *some), 0);
+      CU_ASSERT_EQUAL(memcmp(s_some, s_all, KS[t] * sizeof *s_some), 0);
+    }
+  }
+  ann_index_free(idx);
+  free(all), free(some), free(s_all), free(s_some), free(v), free(base);
+}
+
 /* Items around 40 centres, as catalogs cluster. */
 static float *clustered(size_t n, size_t d, unsigned seed) {
   float *c = malloc(sizeof(float) * 40 * d), *v = malloc(sizeof(float) * n * d);
@@ -293,6 +324,7 @@ void suite_ann(void) {
                                     {"more_wanted_than_stored", more_wanted_than_stored},
                                     {"ivf_matches_faiss_and_exact", ivf_matches_faiss_and_exact},
                                     {"grouped_view_answers_as_the_index", grouped_view_answers_as_the_index},
+                                    {"top_k_is_a_prefix_of_the_whole_order", top_k_is_a_prefix_of_the_whole_order},
                                     {NULL, NULL}};
   test_add_suite("ann", cases);
 }
