@@ -219,8 +219,10 @@ static int train_als(const dataset *d, const ui_matrix *R, const build_opts *o, 
 static int train_ease(const dataset *d, const ui_matrix *R, const ease_table *e, const build_opts *o, trained *t,
                       rec_error *err) {
   size_t n = d->n_items, k = o->tt.dim < n ? o->tt.dim : n;
-  if (!e || e->n_items != n || !e->off[n])
-    return rec_fail(err, REC_EINVAL, "--model ease needs EASE's weights: --ease-lambda must be above 0");
+  if (!e || e->n_items != n) return rec_fail(err, REC_EINVAL, "--model ease needs EASE: --ease-lambda must be above 0");
+  if (!e->off[n])
+    return rec_fail(err, REC_EINVAL, "--model ease: EASE learned no weights from this data (no user met two items); "
+                                     "use --model twotower or als");
   progress pr;
   progress_start(&pr, "ease model", 1, o->quiet);
   int64_t t0 = rec_mono_ns();
