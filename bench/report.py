@@ -234,6 +234,8 @@ def derive(x):
     x["inproc_us"] = pipe["cpu_us"]["mean"] if pipe else None
     x["tax"] = (1 - x["inproc_us"] / x["matched_cpu_us"]["median"]) if pipe and x["matched_cpu_us"] else None
     x["tax_mixed"] = (1 - x["inproc_us"] / rc["median"]) if pipe and rc else None
+    floor = [r["server_cpu_us_per_call"] for r in loads if r["kind"] == "floor" and r.get("server_cpu_us_per_call")]
+    x["floor_us"] = spread(floor)
     a = x["ann"].get(100)
     x["recall"] = None
     if a:
@@ -898,6 +900,14 @@ def bundle_md(x, chart):
                      (x["matched_cpu_us"] or {}).get("n", 0), fspread(x["matched_cpu_us"]),
                      fspread(x["matched_calls_per_s"]), pct(x["tax"], 1), fmt(s["recd"]["cpu_us"]),
                      pct(x["tax_mixed"], 1)))
+        fl = x.get("floor_us")
+        if fl and x["matched_cpu_us"]:
+            mcpu = x["matched_cpu_us"]["median"]
+            L.append("The floor under it: a `Health.Check` under the same closed-loop load (no work behind it) "
+                     "costs **%.1f µs** of server CPU per call, %s of the matched Recommend's: a serving tax of "
+                     "at most 10 %% needs the pipeline to cost 9× that floor, and what the floor leaves "
+                     "unexplained is %s.\n" % (fl["median"], pct(fl["median"] / mcpu),
+                                             pct(1 - (x["inproc_us"] + fl["median"]) / mcpu, 1)))
         rows = [[name, "%.1f" % v, pct(v / cpu["mean"]) if cpu["mean"] else "-"] for name, v in stage_rows(p)]
         if rows:
             L.append("Stages (means from recd's stage histograms, in the order the pipeline bench reports "

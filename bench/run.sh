@@ -436,6 +436,9 @@ pipeline() {
   for rep in $(seq "$REPS"); do
     load "$name" matched recd "$rep" 1 --concurrency "$CONCURRENCY" --users "$n"
   done
+  # The floor under any call: Health.Check, the same load shape, no work
+  # behind it (the later --method wins).
+  load "$name" floor recd 1 1 --concurrency "$CONCURRENCY" --method health
 }
 
 run_bundle() {
