@@ -82,9 +82,12 @@ static const cfg_field FIELDS[] = {
     {"max_message_bytes", INT(max_message_bytes, 1024, 67108864), .def = "4194304",
      .help = "largest request or reply, in bytes (larger: RESOURCE_EXHAUSTED)"},
     {"max_concurrent_streams", INT(max_concurrent_streams, 1, 65536), .def = "256",
-     .help = "HTTP/2 streams per connection (caps rapid-reset exposure)"},
+     .help = "HTTP/2 streams per connection"},
     {"max_inflight", INT(max_inflight, 0, 1000000), .def = "1024",
      .help = "calls in flight past which new ones fail RESOURCE_EXHAUSTED at once; 0 = no cap"},
+    {"send_timeout_ms", INT(send_timeout_ms, 100, 3600000), .def = "10000",
+     .help = "a reply the client has not read this long after it was ready is cancelled (DEADLINE_EXCEEDED); "
+             "past max_inflight waiting replies, the oldest waiting over a second is too"},
     {"keepalive_ms", INT(keepalive_ms, 1000, 3600000), .def = "60000",
      .help = "HTTP/2 keepalive ping interval on idle connections"},
     {"keepalive_timeout_ms", INT(keepalive_timeout_ms, 1000, 600000), .def = "20000",

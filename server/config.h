@@ -51,7 +51,7 @@ typedef struct recd_config {
   int requests_per_method;
   int max_inflight;
   int keepalive_ms, keepalive_timeout_ms;
-  int handshake_timeout_ms, max_connection_idle_ms;
+  int handshake_timeout_ms, max_connection_idle_ms, send_timeout_ms;
   int selfprobe_ms;          /* probe the serving listener this often; 0 = never */
   int drain_ms;
   int drain_grace_ms;

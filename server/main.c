@@ -389,6 +389,7 @@ int main(int argc, char **argv) {
                        .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
                        .handshake_timeout_ms = cfg.handshake_timeout_ms,
                        .max_connection_idle_ms = cfg.max_connection_idle_ms,
+                       .send_timeout_ms = cfg.send_timeout_ms,
                        .methods = METHODS, .n_methods = sizeof METHODS / sizeof METHODS[0],
                        .unlisted = ELSEWHERE, .n_unlisted = sizeof ELSEWHERE / sizeof ELSEWHERE[0],
                        .app = &ap, .thread_init = retrieve_thread_init, .observe = observe};

@@ -95,6 +95,8 @@ typedef struct rpc_tls {
   rpc_client_cert client_cert;
 } rpc_tls;
 
+#define RPC_SEND_TIMEOUT_MS 10000
+
 typedef struct rpc_server_opts {
   const char *name;              /* what the logs call this listener ("serving", "admin") */
   const char *listen;            /* "host:port"; port 0 picks a free one */
@@ -116,6 +118,12 @@ typedef struct rpc_server_opts {
                                     by then is closed; 0 = gRPC's default (120 s) */
   int max_connection_idle_ms;    /* a connection with no call this long is closed (clients reconnect);
                                     0 = never */
+  /* A call whose reply the client has not taken this long after it was
+   * ready (a reader that never opens its flow-control window) is
+   * cancelled, its memory given back; and while more than max_inflight
+   * (1024 with no cap) wait, the oldest waiting over a second is. A waiting
+   * reply holds no in-flight slot. 0: RPC_SEND_TIMEOUT_MS. */
+  int send_timeout_ms;
   const rpc_method *const *methods; /* unary methods; must outlive the server */
   size_t n_methods;
   /* Those of 'methods' server reflection does not list (stubs that send the

@@ -40,6 +40,11 @@ typedef struct ucall {
   arena arena;
   rpc_ctx ctx;              /* the handler's view; lives until the call is released */
   struct ucall *next_free;
+  /* While its final batch is out (rpc_server.sending): the neighbours, when
+   * it went out, and whether the sweep cancelled it. */
+  struct ucall *send_prev, *send_next;
+  int64_t send_ns;
+  bool sending, send_cancelled;
 } ucall;
 
 struct rpc_cleanup {
@@ -78,11 +83,15 @@ struct rpc_server {
   reg_method *regs;
   size_t n_regs;
   atomic_bool stopping;
-  atomic_int inflight;      /* calls between arrival and their final status */
+  atomic_int inflight;      /* calls between arrival and their final status going out */
   atomic_int open_calls;    /* calls handled and not yet released, pending ones included */
   rpc_health health;
   rpc_reflect reflect;
   rpc_tls_state *tls;       /* NULL: plaintext */
+  /* Calls whose final batch is out, oldest first (send_sweep). */
+  pthread_mutex_t send_mu;
+  ucall *send_head, *send_tail;
+  int n_sending, n_send_cancelled; /* of them, cancelled by the sweep and not yet released */
 };
 
 static const rpc_tag shutdown_tag = {TAG_SHUTDOWN, NULL};
@@ -185,6 +194,18 @@ static void post_request(worker *from, worker *to, int reg) {
   }
 }
 
+/* The method path an unregistered call asked for, as far as it is safe to
+ * show: at most 'cap' - 1 bytes, each byte outside [A-Za-z0-9._/-] a '?'
+ * (a client's bytes never reach a log line or an error message as sent). */
+static void safe_path(const ucall *c, char *out, size_t cap) {
+  size_t n = GRPC_SLICE_LENGTH(c->details.method), i;
+  const unsigned char *p = GRPC_SLICE_START_PTR(c->details.method);
+  for (i = 0; i < n && i + 1 < cap; i++)
+    out[i] = p[i] && strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-", p[i]) ? (char)p[i]
+                                                                                                        : '?';
+  out[i] = '\0';
+}
+
 /* On an authenticated server every finished call is an operator's action:
  * who, what, and how it ended. */
 static void log_action(const rpc_server *s, const ucall *c) {
@@ -193,11 +214,8 @@ static void log_action(const rpc_server *s, const ucall *c) {
     const rpc_method *m = s->regs[c->reg].m;
     if (m == &rpc__health_check || s->regs[c->reg].watch) return;
     snprintf(path, sizeof path, "%s", m->path);
-  } else { /* what the caller sent: only path characters survive */
-    snprintf(path, sizeof path, "%.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
-             (const char *)GRPC_SLICE_START_PTR(c->details.method));
-    for (char *p = path; *p; p++)
-      if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-", *p)) *p = '?';
+  } else {
+    safe_path(c, path, sizeof path);
   }
   char detail[300];
   rec_log_quote(detail, sizeof detail, c->status ? c->ctx.err.msg : "", c->status ? strlen(c->ctx.err.msg) : 0);
@@ -207,11 +225,68 @@ static void log_action(const rpc_server *s, const ucall *c) {
           (double)(rec_mono_ns() - c->start_ns) / 1e6, detail);
 }
 
+/* Off the list of calls whose final batch is out; under send_mu, so that
+ * the sweep never cancels a call being released. */
+static void send_unlink(rpc_server *s, ucall *c) {
+  pthread_mutex_lock(&s->send_mu);
+  if (c->sending) {
+    if (c->send_prev) c->send_prev->send_next = c->send_next;
+    else s->send_head = c->send_next;
+    if (c->send_next) c->send_next->send_prev = c->send_prev;
+    else s->send_tail = c->send_prev;
+    c->send_prev = c->send_next = NULL;
+    c->sending = false;
+    s->n_sending--;
+    s->n_send_cancelled -= c->send_cancelled;
+  }
+  pthread_mutex_unlock(&s->send_mu);
+}
+
+/* 'c''s final batch goes out now: onto the list, and those that have
+ * waited longer than send_timeout_ms cancelled, and, while more than
+ * max_inflight (1024 with no cap) wait, the oldest that have waited over a
+ * second. A client that never reads its replies (a zero flow-control
+ * window) would otherwise keep each call's memory until its connection
+ * dies. The sweep runs on every finishing call, refused ones included. */
+static void send_link_and_sweep(rpc_server *s, ucall *c) {
+  int64_t now = rec_mono_ns(), timeout = (int64_t)(s->opts.send_timeout_ms > 0 ? s->opts.send_timeout_ms
+                                                                                : RPC_SEND_TIMEOUT_MS) * 1000000;
+  int most = s->opts.max_inflight > 0 ? s->opts.max_inflight : 1024;
+  const int64_t grace = timeout < 1000000000 ? timeout : 1000000000; /* a healthy reply is sent in far less */
+  pthread_mutex_lock(&s->send_mu);
+  c->send_ns = now;
+  c->send_cancelled = false;
+  c->sending = true;
+  c->send_next = NULL;
+  c->send_prev = s->send_tail;
+  if (s->send_tail) s->send_tail->send_next = c;
+  else s->send_head = c;
+  s->send_tail = c;
+  int over = ++s->n_sending - s->n_send_cancelled - most;
+  for (ucall *o = s->send_head; o && o != c && now - o->send_ns > grace; o = o->send_next) {
+    if (o->send_cancelled || (over <= 0 && now - o->send_ns <= timeout)) continue;
+    o->send_cancelled = true;
+    over--;
+    s->n_send_cancelled++;
+    grpc_call_cancel_with_status(o->call, GRPC_STATUS_DEADLINE_EXCEEDED, "reply not read in time", NULL);
+  }
+  pthread_mutex_unlock(&s->send_mu);
+}
+
 static void release(worker *w, ucall *c) {
-  /* Out of the in-flight count first: the caller already has its status,
-   * and its next call must not find this one still counted while the
-   * metrics and the log line are written. */
-  if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
+  send_unlink(w->srv, c);
+  /* What really happened to a call the client never saw answered: the
+   * status it was sent would be the wrong one to count and log (a stream
+   * reset before its message would read "request message missing"). */
+  if (c->finishing && c->send_cancelled) {
+    c->status = GRPC_STATUS_DEADLINE_EXCEEDED;
+    snprintf(c->ctx.err.msg, sizeof c->ctx.err.msg, "the client did not read the reply within %d ms: cancelled",
+             w->srv->opts.send_timeout_ms > 0 ? w->srv->opts.send_timeout_ms : RPC_SEND_TIMEOUT_MS);
+  } else if (c->finishing && c->cancelled) {
+    c->status = GRPC_STATUS_CANCELLED;
+    snprintf(c->ctx.err.msg, sizeof c->ctx.err.msg, "cancelled: the client went away or its deadline passed");
+  }
+  if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1); /* a call that never reached finish */
   if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
     w->srv->opts.observe((size_t)c->reg, (int)c->status, rec_mono_ns() - c->start_ns, &c->ctx);
   if (c->finishing && w->srv->opts.auth) log_action(w->srv, c);
@@ -272,6 +347,11 @@ static void finish(ucall *c, int rc, const ProtobufCMessage *out) {
   ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
   grpc_call *call = c->call; /* read before the release: from it on, c may be the worker's */
+  /* Out of the in-flight count: its work is done, and a reply the client
+   * is slow to take must not hold a slot others need. */
+  if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
+  c->counted = false;
+  send_link_and_sweep(w->srv, c);
   rpc__tag_release(c);
   grpc_call_error e = grpc_call_start_batch(call, ops, n, c, NULL);
   if (e != GRPC_CALL_OK) {
@@ -393,9 +473,11 @@ static void handle(worker *w, ucall *c) {
   if (c->reg < 0) {
     /* On an authenticated listener even a wrong method needs credentials:
      * nobody learns what exists without being someone. */
+    char path[160];
+    safe_path(c, path, sizeof path);
     if (!s->opts.auth || (rc = authenticate(s, c)) == 0)
-      rc = rpc_fail(ctx, REC_EUNIMPL, "unknown method %.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
-                    (const char *)GRPC_SLICE_START_PTR(c->details.method));
+      rc = rpc_fail(ctx, REC_EUNIMPL, "unknown method %s%s", path,
+                    GRPC_SLICE_LENGTH(c->details.method) >= sizeof path ? "..." : "");
     finish(c, rc, NULL);
     return;
   }
@@ -560,6 +642,7 @@ static void destroy(rpc_server *s) {
   rpc__tls_free(s->tls);
   rpc__health_destroy(&s->health);
   rpc__reflect_stream_destroy(&s->reflect);
+  pthread_mutex_destroy(&s->send_mu);
   free(s);
   grpc_shutdown();
 }
@@ -597,6 +680,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
   atomic_init(&s->stopping, false);
   atomic_init(&s->inflight, 0);
   atomic_init(&s->open_calls, 0);
+  pthread_mutex_init(&s->send_mu, NULL);
   s->workers = calloc((size_t)o->threads, sizeof *s->workers);
   if (rpc__reflect_init() != 0) /* a build fault; the streams answer an error_response */
     LOG_ERROR("server reflection has no descriptors", "reason=\"the embedded descriptor set does not decode\"");

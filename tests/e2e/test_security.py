@@ -20,6 +20,7 @@ import sys
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -491,6 +492,122 @@ class DescriptorExhaustionTest(Case):
         self.assertEqual(code, 503, d.output())
         self.assertEqual(probe("/readyz"), 503)
         self.assertIn("the serving listener stopped accepting connections", d.output())
+
+
+class StalledReaderTest(Case):
+    """Clients that ask and never open their HTTP/2 window (so no reply can
+    be sent) hold no in-flight slot, and their calls last send_timeout_ms:
+    everyone else is served meanwhile, and the stalled calls are cancelled,
+    logged and counted DEADLINE_EXCEEDED."""
+
+    def test_unread_replies_neither_hold_the_slots_nor_stay(self):
+        import socket
+        import h2.config
+        import h2.connection
+        import h2.settings
+        d = self.start(small_bundle(), "--max_inflight=64", "--send_timeout_ms=1500")
+        body = pb["ranking"].RecommendRequest(user_id="U00001", k=10).SerializeToString()
+        msg = b"\x00" + len(body).to_bytes(4, "big") + body
+        socks = []
+        for _ in range(2):  # 2 x 40 = 80 stalled calls, past max_inflight
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            self.addCleanup(s.close)
+            c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            c.local_settings = h2.settings.Settings(client=True, initial_values={
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0, h2.settings.SettingCodes.ENABLE_PUSH: 0})
+            c.initiate_connection()
+            for _ in range(40):
+                sid = c.get_next_available_stream_id()
+                c.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", d.addr),
+                                     (":path", "/rec.v1.Ranking/Recommend"), ("content-type", "application/grpc"),
+                                     ("te", "trailers")])
+                c.send_data(sid, msg, end_stream=True)
+            s.sendall(c.data_to_send())
+            socks.append(s)  # never read: the window stays shut
+
+        def inflight():
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % d.admin_port, timeout=5) as r:
+                text = r.read().decode()
+            return float(re.search(r"^recd_inflight_calls (\S+)", text, re.M).group(1))
+        time.sleep(0.5)  # every stalled call has been handled and is waiting
+        self.assertEqual(inflight(), 0)
+        for _ in range(5):  # a client that reads is served at once
+            r = d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U00002", k=5), timeout=RPC_TIMEOUT)
+            self.assertEqual(len(r.items), 5)
+        time.sleep(2)  # past send_timeout_ms: the next finishing call sweeps them
+        d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U00003", k=5), timeout=RPC_TIMEOUT)
+        deadline, n = time.monotonic() + 10, 0
+        while n < 80 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            n = d.output().count("the client did not read the reply within 1500 ms: cancelled")
+        self.assertEqual(n, 80, d.output()[-3000:])
+        self.assertRegex(d.output(), r'method=/rec.v1.Ranking/Recommend status=4 ')
+
+
+class RawPathTest(Case):
+    def test_an_unknown_method_is_named_back_in_path_characters_only(self):
+        # A client's bytes in :path (escape sequences, CR, invalid UTF-8)
+        # never come back as sent, in the status message or the log.
+        import socket
+        import h2.config
+        import h2.connection
+        import h2.events
+        d = self.start(small_bundle())
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        self.addCleanup(s.close)
+        c = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False,
+            validate_inbound_headers=False))
+        c.initiate_connection()
+        path = b"/no.Such/M\x1b[2J\r\xff\xfe" + b"x" * 400
+        c.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", d.addr.encode()),
+                           (b":path", path), (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+        c.send_data(1, b"\x00\x00\x00\x00\x00", end_stream=True)
+        s.sendall(c.data_to_send())
+        trailers, deadline = None, time.monotonic() + 10
+        while trailers is None and time.monotonic() < deadline:
+            data = s.recv(65536)
+            if not data:
+                break
+            for e in c.receive_data(data):
+                if isinstance(e, (h2.events.TrailersReceived, h2.events.ResponseReceived)):
+                    h = dict(e.headers)
+                    if b"grpc-status" in h:
+                        trailers = h
+            s.sendall(c.data_to_send())
+        self.assertIsNotNone(trailers)
+        self.assertEqual(trailers[b"grpc-status"], b"12")  # UNIMPLEMENTED
+        m = urllib.parse.unquote_to_bytes(trailers[b"grpc-message"].decode())
+        self.assertTrue(m.startswith(b"unknown method /no.Such/M??2J???xxx"), m)
+        self.assertTrue(m.endswith(b"..."), m)
+        self.assertLess(len(m), 200)
+        self.assertNotIn(b"\x1b", d.output().encode())
+
+    def test_a_reset_stream_is_counted_cancelled_not_a_bad_request(self):
+        import socket
+        import h2.config
+        import h2.connection
+        import h2.errors
+        d = self.start(small_bundle())
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        self.addCleanup(s.close)
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        for i in range(20):  # HEADERS, then RST_STREAM before any message
+            sid = c.get_next_available_stream_id()
+            c.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", d.addr),
+                                 (":path", "/rec.v1.Ranking/Recommend"), ("content-type", "application/grpc"),
+                                 ("te", "trailers")])
+            c.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        s.sendall(c.data_to_send())
+        time.sleep(1)
+        d.ranking.Recommend(pb["ranking"].RecommendRequest(user_id="U00001", k=5), timeout=RPC_TIMEOUT)
+        log = d.output()
+        self.assertNotIn("request message missing", log)
+        lines = [l for l in log.splitlines() if 'method=/rec.v1.Ranking/Recommend' in l]
+        self.assertGreater(sum(" status=1 " in l for l in lines), 0, log)  # reset streams reach the handler
+        self.assertTrue(all(" status=0 " in l or " status=1 " in l for l in lines), lines)
+        self.assertTrue(all("cancelled: the client went away" in l for l in lines if " status=1 " in l), lines)
 
 
 class BadCertificateTest(Case):
