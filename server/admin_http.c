@@ -518,4 +518,5 @@ static void on_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(t->loop);
   for (conn *c = h->conns; c; c = c->next)
     if (!c->out && !c->job && now - c->opened_ms > REQUEST_MS) close_conn(c); /* never sent a whole request */
+  if (h->srv) rpc_server_sweep_replies(h->srv); /* replies nobody reads, on an idle server too */
 }

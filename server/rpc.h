@@ -153,6 +153,11 @@ void rpc_server_set_serving(rpc_server *s, bool serving);
 bool rpc_server_serving(const rpc_server *s);
 /* Calls between arrival and final status right now. */
 int  rpc_server_inflight(const rpc_server *s);
+/* Cancels the replies that have waited too long for their client to read
+ * them (rpc_server_opts.send_timeout_ms); every finishing call does this
+ * too, and recd's admin HTTP timer every second, so an idle server frees
+ * them as well. Thread-safe. */
+void rpc_server_sweep_replies(rpc_server *s);
 /* The names observe() indexes by: each method's path, then the two health
  * methods and the two reflection streams. Valid for the server's life. */
 const char *rpc_method_path(const rpc_server *s, size_t method);

@@ -44,7 +44,7 @@ typedef struct ucall {
    * it went out, and whether the sweep cancelled it. */
   struct ucall *send_prev, *send_next;
   int64_t send_ns;
-  bool sending, send_cancelled;
+  bool sending, send_cancelled, send_over_cap;
 } ucall;
 
 struct rpc_cleanup {
@@ -248,28 +248,48 @@ static void send_unlink(rpc_server *s, ucall *c) {
  * second. A client that never reads its replies (a zero flow-control
  * window) would otherwise keep each call's memory until its connection
  * dies. The sweep runs on every finishing call, refused ones included. */
+static int64_t send_timeout_ns(const rpc_server *s) {
+  return (int64_t)(s->opts.send_timeout_ms > 0 ? s->opts.send_timeout_ms : RPC_SEND_TIMEOUT_MS) * 1000000;
+}
+
+/* Under send_mu: cancels, oldest first, the replies waiting past the
+ * timeout and, while more than the cap wait, those waiting over a second
+ * (a healthy reply is sent in far less). The list is in send order, so
+ * the walk stops at the first reply young enough to stay. */
+static void sweep_locked(rpc_server *s, int64_t now) {
+  const int64_t timeout = send_timeout_ns(s), grace = timeout < 1000000000 ? timeout : 1000000000;
+  int over = s->n_sending - s->n_send_cancelled - (s->opts.max_inflight > 0 ? s->opts.max_inflight : 1024);
+  for (ucall *o = s->send_head; o && now - o->send_ns > grace; o = o->send_next) {
+    if (o->send_cancelled) continue;
+    bool late = now - o->send_ns > timeout;
+    if (!late && over <= 0) break;
+    o->send_cancelled = true;
+    o->send_over_cap = !late;
+    over--;
+    s->n_send_cancelled++;
+    grpc_call_cancel_with_status(o->call, GRPC_STATUS_DEADLINE_EXCEEDED, "reply not read in time", NULL);
+  }
+}
+
 static void send_link_and_sweep(rpc_server *s, ucall *c) {
-  int64_t now = rec_mono_ns(), timeout = (int64_t)(s->opts.send_timeout_ms > 0 ? s->opts.send_timeout_ms
-                                                                                : RPC_SEND_TIMEOUT_MS) * 1000000;
-  int most = s->opts.max_inflight > 0 ? s->opts.max_inflight : 1024;
-  const int64_t grace = timeout < 1000000000 ? timeout : 1000000000; /* a healthy reply is sent in far less */
+  int64_t now = rec_mono_ns();
   pthread_mutex_lock(&s->send_mu);
   c->send_ns = now;
-  c->send_cancelled = false;
+  c->send_cancelled = c->send_over_cap = false;
   c->sending = true;
   c->send_next = NULL;
   c->send_prev = s->send_tail;
   if (s->send_tail) s->send_tail->send_next = c;
   else s->send_head = c;
   s->send_tail = c;
-  int over = ++s->n_sending - s->n_send_cancelled - most;
-  for (ucall *o = s->send_head; o && o != c && now - o->send_ns > grace; o = o->send_next) {
-    if (o->send_cancelled || (over <= 0 && now - o->send_ns <= timeout)) continue;
-    o->send_cancelled = true;
-    over--;
-    s->n_send_cancelled++;
-    grpc_call_cancel_with_status(o->call, GRPC_STATUS_DEADLINE_EXCEEDED, "reply not read in time", NULL);
-  }
+  s->n_sending++;
+  sweep_locked(s, now);
+  pthread_mutex_unlock(&s->send_mu);
+}
+
+void rpc_server_sweep_replies(rpc_server *s) {
+  pthread_mutex_lock(&s->send_mu);
+  sweep_locked(s, rec_mono_ns());
   pthread_mutex_unlock(&s->send_mu);
 }
 
@@ -280,11 +300,17 @@ static void release(worker *w, ucall *c) {
    * reset before its message would read "request message missing"). */
   if (c->finishing && c->send_cancelled) {
     c->status = GRPC_STATUS_DEADLINE_EXCEEDED;
-    snprintf(c->ctx.err.msg, sizeof c->ctx.err.msg, "the client did not read the reply within %d ms: cancelled",
-             w->srv->opts.send_timeout_ms > 0 ? w->srv->opts.send_timeout_ms : RPC_SEND_TIMEOUT_MS);
-  } else if (c->finishing && c->cancelled) {
-    c->status = GRPC_STATUS_CANCELLED;
-    snprintf(c->ctx.err.msg, sizeof c->ctx.err.msg, "cancelled: the client went away or its deadline passed");
+    if (c->send_over_cap)
+      snprintf(c->ctx.err.msg, sizeof c->ctx.err.msg, "the client did not read the reply for over a second while "
+               "more than max_inflight replies waited: cancelled");
+    else
+      snprintf(c->ctx.err.msg, sizeof c->ctx.err.msg, "the client did not read the reply within %d ms: cancelled",
+               w->srv->opts.send_timeout_ms > 0 ? w->srv->opts.send_timeout_ms : RPC_SEND_TIMEOUT_MS);
+  } else if (c->finishing && c->cancelled && c->status != GRPC_STATUS_DEADLINE_EXCEEDED) {
+    bool expired = c->ctx.deadline_ns > 0 && rec_mono_ns() >= c->ctx.deadline_ns;
+    c->status = expired ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED;
+    snprintf(c->ctx.err.msg, sizeof c->ctx.err.msg, "%s",
+             expired ? "the caller's deadline passed before it had the reply" : "cancelled: the client went away");
   }
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1); /* a call that never reached finish */
   if (c->finishing && c->reg >= 0 && w->srv->opts.observe)
@@ -353,6 +379,7 @@ static void finish(ucall *c, int rc, const ProtobufCMessage *out) {
   c->counted = false;
   send_link_and_sweep(w->srv, c);
   rpc__tag_release(c);
+  c->cancelled = 0; /* gRPC sets it when the batch completes */
   grpc_call_error e = grpc_call_start_batch(call, ops, n, c, NULL);
   if (e != GRPC_CALL_OK) {
     LOG_ERROR("cannot finish call", "grpc_call_error=%d", (int)e);

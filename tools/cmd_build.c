@@ -24,7 +24,7 @@ static const char USAGE[] =
     "  --factors N --iterations N --regularization X --alpha X      (ALS)\n"
     "  --als-popularity X     ALS's popularity prior: + X x (its own score scale) x log(1 + users of\n"
     "                         the item), normalised (default: tuned, else 0 = none; at most 1000,\n"
-    "                         which is popularity's order exactly)\n"
+    "                         the factors dropped: popularity's order)\n"
     "  --ease-lambda X        EASE's L2 weight (default: tuned, else 400; 0 = no EASE)\n"
     "  --ease-max-items N     items EASE's dense solve covers, the most frequent (default 16000,\n"
     "                         8 N^2 bytes of memory)\n"

@@ -594,7 +594,7 @@ static int tune_ease_recency(tuner *t, build_opts *o, rec_error *err) {
  * guard: unless the pick beats popularity on validation significantly (the
  * 95% interval of the paired per-user difference, 1.96 standard errors,
  * excludes 0), the prior goes to its strongest (ALS then ranks in
- * popularity's order, its factors breaking ties), so that the defaults do
+ * popularity's order, the factors dropped), so that the defaults do
  * not trade popularity for a gain the validation cannot tell from noise:
  * on Superstore a gain of 1.4 standard errors on validation was a loss on
  * the test split. */

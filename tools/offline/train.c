@@ -142,9 +142,9 @@ static void mips_to_cosine(const float *V, size_t n, size_t f, float *out) {
  * with c = weight times the root mean square of the model's own scores
  * u . v over R's entries, so the weight means the same at any scale.
  * Columns 0..f-1 of V hold the factors. At ALS_PRIOR_MAX the factors are
- * dropped and the column is log(1 + pop_j): popularity's order exactly,
- * ties included (a large c alone lets u . v reorder items whose counts
- * differ by less than its own spread). */
+ * dropped and the column is log(1 + pop_j): the order of the summed
+ * strengths `recctl eval`'s popularity row ranks by (a large c alone lets
+ * u . v reorder items whose counts differ by less than its own spread). */
 static int popularity_column(const ui_matrix *R, const float *U, float *V, size_t f, float weight) {
   size_t n = R->cols, k1 = f + 1, pairs = 0;
   double *pop = calloc(n + 1, sizeof *pop), most = 0, sq = 0;

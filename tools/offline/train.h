@@ -48,7 +48,7 @@ typedef struct build_opts {
   bool quiet;
 } build_opts;
 
-#define ALS_PRIOR_MAX 1000.0f /* --als-popularity's largest: ALS ranks in popularity's order exactly */
+#define ALS_PRIOR_MAX 1000.0f /* --als-popularity's largest: the factors dropped, popularity's order */
 
 enum { TUNE_EASE_LAMBDA = 1, TUNE_TEMPERATURE = 2, TUNE_EPOCHS = 4, TUNE_REGULARIZATION = 8, TUNE_ALPHA = 16,
        TUNE_EASE_RECENCY = 32, TUNE_ALS_POPULARITY = 64 };
