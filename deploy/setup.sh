@@ -33,6 +33,8 @@ packages=(
   systemd python3-yaml
   # e2e.console loads the admin port's web console in headless Chromium
   chromium
+  # e2e.security speaks raw HTTP/2 as hostile clients do (shut windows, reset streams, raw paths)
+  python3-h2
 )
 
 missing=()
