@@ -378,8 +378,8 @@ static void finish(ucall *c, int rc, const ProtobufCMessage *out) {
   if (c->counted) atomic_fetch_sub(&w->srv->inflight, 1);
   c->counted = false;
   send_link_and_sweep(w->srv, c);
+  c->cancelled = 0; /* gRPC sets it when the batch completes; before the tag is published */
   rpc__tag_release(c);
-  c->cancelled = 0; /* gRPC sets it when the batch completes */
   grpc_call_error e = grpc_call_start_batch(call, ops, n, c, NULL);
   if (e != GRPC_CALL_OK) {
     LOG_ERROR("cannot finish call", "grpc_call_error=%d", (int)e);
