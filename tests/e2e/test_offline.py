@@ -443,20 +443,24 @@ class SuperstoreTest(unittest.TestCase):
 class QualityTest(unittest.TestCase):
     """The quality bar on MovieLens latest-small, per-user holdout (issues 3 and 14)."""
 
-    def test_movielens_bar(self):
+    def evaluate(self, dataset, *extra):
+        """`recctl eval` on a fetched dataset: its --json report."""
         if not ARGS.quality:
             self.skipTest("run with --quality")
         cache = os.path.join(REPO, ".cache", "data")
-        r = subprocess.run([os.path.join(REPO, "tools/data/fetch.sh"), cache, "movielens"],
+        r = subprocess.run([os.path.join(REPO, "tools/data/fetch.sh"), cache, dataset],
                            capture_output=True, text=True, timeout=900)
         self.assertEqual(r.returncode, 0, r.stderr)
-        ml = os.path.join(cache, "movielens")
-        js = os.path.join(TMP, "ml.json")
-        r = recctl("eval", "--interactions", os.path.join(ml, "interactions.csv"), "--catalog",
-                   os.path.join(ml, "catalog.csv"), "--split", "user", "--quiet", "--json", js, timeout=900)
+        data = os.path.join(cache, dataset)
+        js = os.path.join(TMP, dataset + ".json")
+        r = recctl("eval", "--interactions", os.path.join(data, "interactions.csv"), "--catalog",
+                   os.path.join(data, "catalog.csv"), "--quiet", "--json", js, *extra, timeout=900)
         self.assertEqual(r.returncode, 0, r.stderr)
         print(r.stdout)
-        models = load_json(js)["splits"]["user"]["models"]
+        return load_json(js)
+
+    def test_movielens_bar(self):
+        models = self.evaluate("movielens", "--split", "user")["splits"]["user"]["models"]
         get = lambda m, k: models[m]["all"][k]["mean"]
         for m in ("two-tower", "hybrid"):
             for k in ("recall@50", "ndcg@50"):
@@ -476,18 +480,7 @@ class QualityTest(unittest.TestCase):
     def test_superstore_als_not_below_popularity(self):
         # Point 3 on the sparse basket data, both splits: tuned ALS scored
         # below popularity there until the guard (docs/offline.md, Tuning).
-        if not ARGS.quality:
-            self.skipTest("run with --quality")
-        cache = os.path.join(REPO, ".cache", "data")
-        r = subprocess.run([os.path.join(REPO, "tools/data/fetch.sh"), cache, "superstore"],
-                           capture_output=True, text=True, timeout=900)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        ss = os.path.join(cache, "superstore")
-        js = os.path.join(TMP, "ss.json")
-        r = recctl("eval", "--interactions", os.path.join(ss, "interactions.csv"), "--catalog",
-                   os.path.join(ss, "catalog.csv"), "--no-served", "--quiet", "--json", js, timeout=900)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        for split, sp in load_json(js)["splits"].items():
+        for split, sp in self.evaluate("superstore", "--no-served")["splits"].items():
             for k in ("recall@50", "ndcg@50"):
                 als, pop = (sp["models"][m]["all"][k]["mean"] for m in ("als", "popularity"))
                 self.assertGreaterEqual(als, pop, (split, k))
