@@ -255,6 +255,7 @@ static int start_admin(runtime *rt, const rpc_server_opts *serving, const rpc_tl
   o.tls = tls;
   o.auth = au;
   o.threads = 1;
+  o.passive_io = true; /* the serving workers read its connections too */
   o.requests_per_method = 2;
   o.max_inflight = 64;
   o.methods = ADMIN_METHODS;

@@ -124,6 +124,14 @@ typedef struct rpc_server_opts {
    * (1024 with no cap) wait, the oldest waiting over a second is. A waiting
    * reply holds no in-flight slot. 0: RPC_SEND_TIMEOUT_MS. */
   int send_timeout_ms;
+  /* Its workers only take completions and leave reading and writing the
+   * sockets to the threads of another server in this process (the serving
+   * one), which gRPC's epoll1 poller already has watch every descriptor of
+   * the process. Without it, a quiet listener's worker (the admin one) is a
+   * third thread that wakes to read the busy listener's calls and hands
+   * each to one of its workers: a context switch more per call. Ignored
+   * (the workers poll) under any other poller (GRPC_POLL_STRATEGY). */
+  bool passive_io;
   const rpc_method *const *methods; /* unary methods; must outlive the server */
   size_t n_methods;
   /* Those of 'methods' server reflection does not list (stubs that send the

@@ -88,6 +88,9 @@ struct rpc_server {
   rpc_health health;
   rpc_reflect reflect;
   rpc_tls_state *tls;       /* NULL: plaintext */
+  /* passive_io: a queue no thread waits on, registered only so that gRPC
+   * has a pollset to hand new connections (it needs one); NULL otherwise. */
+  grpc_completion_queue *idle_cq;
   /* Calls whose final batch is out, oldest first (send_sweep). */
   pthread_mutex_t send_mu;
   ucall *send_head, *send_tail;
@@ -664,6 +667,12 @@ static void destroy(rpc_server *s) {
       grpc_completion_queue_shutdown(s->workers[i].cq);
       grpc_completion_queue_destroy(s->workers[i].cq);
     }
+  if (s->idle_cq) {
+    grpc_completion_queue_shutdown(s->idle_cq);
+    while (grpc_completion_queue_next(s->idle_cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL).type == GRPC_OP_COMPLETE) {
+    }
+    grpc_completion_queue_destroy(s->idle_cq);
+  }
   free(s->workers);
   free(s->regs);
   rpc__tls_free(s->tls);
@@ -690,6 +699,21 @@ static int bind_and_start(rpc_server *s, int *port, rec_error *err) {
   }
   *port = p;
   return 0;
+}
+
+/* Whether gRPC polls with epoll1, whose one epoll set holds every
+ * descriptor of the process, so that any thread waiting on any polling queue
+ * reads any connection: what passive_io relies on. epoll1 is what gRPC
+ * picks on Linux unless GRPC_POLL_STRATEGY names another first. */
+static bool poller_is_global(void) {
+  const char *p = getenv("GRPC_POLL_STRATEGY");
+  return !p || !*p || strcmp(p, "all") == 0 || strncmp(p, "epoll1", 6) == 0;
+}
+
+static grpc_completion_queue *create_non_polling_cq(void) {
+  grpc_completion_queue_attributes a = {.version = 1, .cq_completion_type = GRPC_CQ_NEXT,
+                                        .cq_polling_type = GRPC_CQ_NON_POLLING};
+  return grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&a), &a, NULL);
 }
 
 int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_error *err) {
@@ -723,10 +747,15 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
     return rc;
   }
   s->server = create_server(o);
+  bool passive = o->passive_io && poller_is_global();
   for (int i = 0; i < o->threads; i++) {
     s->workers[i].srv = s;
-    s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+    s->workers[i].cq = passive ? create_non_polling_cq() : grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
+  }
+  if (passive) {
+    s->idle_cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->idle_cq, NULL);
   }
   if ((rc = register_methods(s, err)) || (rc = bind_and_start(s, port, err))) goto fail;
   for (int i = 0; i < o->threads; i++) {
