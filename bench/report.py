@@ -190,6 +190,16 @@ def summarize(records):
     return machine, end, [bundles[n] for n in order]
 
 
+def busy_cores(o):
+    """Cores the server and the generator kept busy together at an open-loop
+    point (medians of CPU per call, times the offered rate): the generator
+    runs on the same machine, so '80 % of saturation' can be most of it."""
+    s, g = o.get("server_cpu_us"), o.get("gen_cpu_us")
+    if not s or not g or not o.get("rate"):
+        return None
+    return (s["median"] + g["median"]) * o["rate"] / 1e6
+
+
 def lg(r, *path):
     d = r.get("loadgen") or {}
     for p in path:
@@ -224,7 +234,11 @@ def derive(x):
                           "reps": len(rs), "calls_per_s": spread([lg(r, "calls_per_s") for r in rs]),
                           **{q: spread([lg(r, "latency_us", q) for r in rs]) for q in ("p50", "p90", "p99", "p99.9", "max")},
                           "errors": sum(lg(r, "errors") or 0 for r in rs), "calls": sum(lg(r, "calls") or 0 for r in rs),
-                          "server_cpu_us": spread([r["server_cpu_us_per_call"] for r in rs])})
+                          "server_cpu_us": spread([r["server_cpu_us_per_call"] for r in rs]),
+                          # The generator shares the machine: how late its own sends were (in the
+                          # latencies) and the CPU it took per call, next to the server's.
+                          "lag_p99": spread([lg(r, "send_lag_us", "p99") for r in rs]),
+                          "gen_cpu_us": spread([lg(r, "loadgen_cpu_us_per_call") for r in rs])})
     x["single"] = {s: next((r for r in loads if r["kind"] == "single" and r["server"] == s), None)
                    for s in ("recd", "py")}
     matched = [r for r in loads if r["kind"] == "matched"]
@@ -340,6 +354,9 @@ def details_text(x):
             out.append("  open loop %-6s %3d%% (%s/s): p50 %s  p99 %s  p99.9 %s  max %s µs, %d errors" % (
                 "recd" if o["server"] == "recd" else "Python", round(100 * o["fraction"]), fmt(o["rate"]),
                 fspread(o["p50"]), fspread(o["p99"]), fspread(o["p99.9"]), fspread(o["max"]), o["errors"]))
+            out.append("    CPU µs/call: server %s, generator %s (together %s cores busy); the generator's own "
+                       "send lag p99 %s µs" % (fspread(o["server_cpu_us"]), fspread(o["gen_cpu_us"]),
+                                               fmt(busy_cores(o), 2), fspread(o["lag_p99"])))
     for key, name in (("recd", "recd"), ("py", "Python")):
         r = x["single"].get(key)
         if r and r.get("loadgen"):
@@ -853,8 +870,11 @@ def bundle_md(x, chart):
     for o in x["open"]:
         rows.append(["recd" if o["server"] == "recd" else "Python", "%d %%" % round(100 * o["fraction"]),
                      fmt(o["rate"]), fspread(o["calls_per_s"]), fspread(o["p50"]), fspread(o["p99"]),
-                     fspread(o["p99.9"]), fspread(o["max"]), "%d / %s" % (o["errors"], fmt(o["calls"])), o["reps"]])
+                     fspread(o["p99.9"]), fspread(o["max"]), fspread(o["server_cpu_us"]), fspread(o["gen_cpu_us"]),
+                     fmt(busy_cores(o), 2), fspread(o["lag_p99"]), "%d / %s" % (o["errors"], fmt(o["calls"])),
+                     o["reps"]])
     L.append(md_table(["server", "load", "offered/s", "served/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs",
+                       "server CPU µs/call", "generator CPU µs/call", "cores busy (both)", "generator send lag p99 µs",
                        "errors / calls", "runs"], rows))
     L.append("")
     one = []

@@ -207,5 +207,61 @@ class LiveTest(unittest.TestCase):
         self.assertIn("admin", r.stderr)
 
 
+class AdminUnderLoadTest(unittest.TestCase):
+    """The admin listener's worker leaves socket I/O to the serving workers
+    under gRPC's epoll1 poller and polls itself under any other: either
+    way an admin call is answered while Recommend calls keep both serving
+    workers busy, and both listeners still answer once the load stops."""
+
+    def check(self, strategy):
+        bundle = os.path.join(base.TMP, "bundle-admin-load")
+        if not os.path.exists(bundle):
+            base.recctl("synth", "--out", bundle, "--items", "2000", "--users", "100", "--dim", "32",
+                        "--seed", "5", check=True)
+        env = dict(os.environ)
+        env.pop("GRPC_POLL_STRATEGY", None)
+        if strategy:
+            env["GRPC_POLL_STRATEGY"] = strategy
+        recd = base.Recd(bundle, env=env)
+        try:
+            import threading
+            stop = threading.Event()
+            served, failed = [0], []
+
+            def load():
+                while not stop.is_set():
+                    try:
+                        recd.ranking.Recommend(base.pb["ranking"].RecommendRequest(user_id="U00001", k=10),
+                                               timeout=10)
+                        served[0] += 1
+                    except Exception as e:  # noqa: BLE001 - any failure is the finding
+                        failed.append(repr(e))
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for t in threads:
+                t.start()
+            try:
+                tok = {"RECCTL_TOKEN_FILE": base.admin_token_file()}
+                for _ in range(5):
+                    r = recctl("status", "--addr", recd.admin_addr, "--timeout-ms", "5000", env=tok)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertIn("items 2000", r.stdout)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(30)
+            self.assertEqual(failed, [])
+            self.assertGreater(served[0], 0)
+            r = recctl("status", "--addr", recd.admin_addr, env={"RECCTL_TOKEN_FILE": base.admin_token_file()})
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            recd.close_clean()
+
+    def test_epoll1_the_default(self):
+        self.check(None)
+
+    def test_poll(self):
+        self.check("poll")
+
+
 if __name__ == "__main__":
     sys.exit(base.run("recd_recctl."))
