@@ -127,10 +127,14 @@ typedef struct rpc_server_opts {
   /* Its workers only take completions and leave reading and writing the
    * sockets to the threads of another server in this process (the serving
    * one), which gRPC's epoll1 poller already has watch every descriptor of
-   * the process. Without it, a quiet listener's worker (the admin one) is a
-   * third thread that wakes to read the busy listener's calls and hands
-   * each to one of its workers: a context switch more per call. Ignored
-   * (the workers poll) under any other poller (GRPC_POLL_STRATEGY). */
+   * the process; each takes one turn at polling when it has waited
+   * PASSIVE_POLL_MS (10 ms) for nothing, so a saturated serving server
+   * delays an admin call's steps by at most that. Without it, a quiet
+   * listener's worker (the admin one) is a third thread that wakes to read
+   * the busy listener's calls and hands each to one of its workers: a
+   * context switch more per call. Ignored (the workers poll, and a line
+   * says so) unless gRPC chose epoll1 and a server with polling workers
+   * runs; stop a passive server before the polling one. */
   bool passive_io;
   const rpc_method *const *methods; /* unary methods; must outlive the server */
   size_t n_methods;

@@ -9,6 +9,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,7 @@ struct rpc_server {
   /* passive_io: a queue no thread waits on, registered only so that gRPC
    * has a pollset to hand new connections (it needs one); NULL otherwise. */
   grpc_completion_queue *idle_cq;
+  bool counted_poller;      /* counted in polling_servers */
   /* Calls whose final batch is out, oldest first (send_sweep). */
   pthread_mutex_t send_mu;
   ucall *send_head, *send_tail;
@@ -581,13 +583,30 @@ static void on_call(worker *w, ucall *c, bool ok) {
   }
 }
 
+/* A passive worker's longest wait before it takes one turn at polling
+ * itself: the serving workers read its sockets only when they are between
+ * calls, so under a saturating load this bounds how long each step of an
+ * admin call (accept, handshake, request) can wait. */
+enum { PASSIVE_POLL_MS = 10 };
+
 static void *worker_main(void *arg) {
   worker *w = arg;
+  rpc_server *s = w->srv;
   this_worker = w;
-  if (w->srv->opts.thread_init) w->srv->opts.thread_init();
+  if (s->opts.thread_init) s->opts.thread_init();
   for (;;) {
-    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    gpr_timespec until = s->idle_cq ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                   gpr_time_from_millis(PASSIVE_POLL_MS, GPR_TIMESPAN))
+                                    : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    grpc_event ev = grpc_completion_queue_next(w->cq, until, NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_QUEUE_TIMEOUT && s->idle_cq) {
+      /* One poll that does not wait: it reads a ready socket only if no
+       * other thread is polling at the moment (gRPC has one poller at a
+       * time), so it costs the serving workers nothing while they poll. */
+      grpc_completion_queue_next(s->idle_cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+      continue;
+    }
     if (ev.type != GRPC_OP_COMPLETE) continue;
     rpc_tag *t = ev.tag;
     rpc__tag_acquire(t);
@@ -701,17 +720,29 @@ static int bind_and_start(rpc_server *s, int *port, rec_error *err) {
   return 0;
 }
 
-/* Whether gRPC polls with epoll1, whose one epoll set holds every
- * descriptor of the process, so that any thread waiting on any polling queue
- * reads any connection: what passive_io relies on. epoll1 is what gRPC
- * picks on Linux unless GRPC_POLL_STRATEGY names another first. */
-static bool poller_is_global(void) {
-  const char *p = getenv("GRPC_POLL_STRATEGY");
-  return !p || !*p || strcmp(p, "all") == 0 || strncmp(p, "epoll1", 6) == 0;
+/* Servers in this process whose workers poll: a passive one needs one. */
+static atomic_int polling_servers;
+
+/* The engine gRPC chose at grpc_init: GRPC_POLL_STRATEGY names candidates,
+ * and one that fails to start (epoll1 without epoll_create1, say) gives way
+ * to the next, so only gRPC can say. Its C++ accessor is exported by
+ * libgrpc but not declared for C; "?" if it is not there. */
+static const char *poll_strategy(void) {
+  const char *(*name)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "_Z27grpc_get_poll_strategy_namev");
+  const char *v = name ? name() : NULL;
+  return v ? v : "?";
+}
+
+/* Whether this server's workers may leave socket I/O to another server's:
+ * under epoll1, whose one epoll set holds every descriptor of the process
+ * (any thread waiting on any polling queue reads any connection), and only
+ * while a server with polling workers runs. */
+static bool can_be_passive(void) {
+  return strcmp(poll_strategy(), "epoll1") == 0 && atomic_load(&polling_servers) > 0;
 }
 
 static grpc_completion_queue *create_non_polling_cq(void) {
-  grpc_completion_queue_attributes a = {.version = 1, .cq_completion_type = GRPC_CQ_NEXT,
+  grpc_completion_queue_attributes a = {.version = GRPC_CQ_CURRENT_VERSION, .cq_completion_type = GRPC_CQ_NEXT,
                                         .cq_polling_type = GRPC_CQ_NON_POLLING};
   return grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&a), &a, NULL);
 }
@@ -747,7 +778,10 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
     return rc;
   }
   s->server = create_server(o);
-  bool passive = o->passive_io && poller_is_global();
+  bool passive = o->passive_io && can_be_passive();
+  if (o->passive_io)
+    LOG_INFO("listener I/O", "listener=%s io=%s poller=%s", o->name ? o->name : "?",
+             passive ? "passive" : "polling", poll_strategy());
   for (int i = 0; i < o->threads; i++) {
     s->workers[i].srv = s;
     s->workers[i].cq = passive ? create_non_polling_cq() : grpc_completion_queue_create_for_next(NULL);
@@ -764,6 +798,10 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
       rpc_server_stop(s, 0);
       return rec_fail(err, REC_ENOMEM, "cannot start worker thread %d", i);
     }
+  }
+  if (!passive) {
+    atomic_fetch_add(&polling_servers, 1);
+    s->counted_poller = true;
   }
   *out = s;
   return 0;
@@ -816,6 +854,7 @@ static void wait_for_pending(rpc_server *s, int drain_ms) {
  * before destroying. */
 void rpc_server_stop(rpc_server *s, int drain_ms) {
   atomic_store(&s->stopping, true);
+  if (s->counted_poller) atomic_fetch_sub(&polling_servers, 1);
   rpc__health_set(&s->health, false);
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   grpc_server_shutdown_and_notify(s->server, scq, (void *)&shutdown_tag);

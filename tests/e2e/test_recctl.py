@@ -209,11 +209,12 @@ class LiveTest(unittest.TestCase):
 
 class AdminUnderLoadTest(unittest.TestCase):
     """The admin listener's worker leaves socket I/O to the serving workers
-    under gRPC's epoll1 poller and polls itself under any other: either
-    way an admin call is answered while Recommend calls keep both serving
-    workers busy, and both listeners still answer once the load stops."""
+    under gRPC's epoll1 poller (and polls itself when it has waited 10 ms
+    for nothing) and polls as before under any other: either way an admin
+    call is answered while recd-loadgen keeps both serving workers busy,
+    and recd says which mode it chose."""
 
-    def check(self, strategy):
+    def check(self, strategy, mode):
         bundle = os.path.join(base.TMP, "bundle-admin-load")
         if not os.path.exists(bundle):
             base.recctl("synth", "--out", bundle, "--items", "2000", "--users", "100", "--dim", "32",
@@ -224,43 +225,32 @@ class AdminUnderLoadTest(unittest.TestCase):
             env["GRPC_POLL_STRATEGY"] = strategy
         recd = base.Recd(bundle, env=env)
         try:
-            import threading
-            stop = threading.Event()
-            served, failed = [0], []
-
-            def load():
-                while not stop.is_set():
-                    try:
-                        recd.ranking.Recommend(base.pb["ranking"].RecommendRequest(user_id="U00001", k=10),
-                                               timeout=10)
-                        served[0] += 1
-                    except Exception as e:  # noqa: BLE001 - any failure is the finding
-                        failed.append(repr(e))
-            threads = [threading.Thread(target=load) for _ in range(4)]
-            for t in threads:
-                t.start()
+            self.assertRegex(recd.output(), r'msg="listener I/O" listener=admin io=%s poller=%s' % mode)
+            load = subprocess.Popen([os.path.join(base.ARGS.build, "bench/recd-loadgen"), "--addr", recd.addr,
+                                     "--method", "recommend", "--users", "100", "--concurrency", "64",
+                                     "--channels", "8", "--duration-s", "4", "--warmup-s", "0"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:
                 tok = {"RECCTL_TOKEN_FILE": base.admin_token_file()}
                 for _ in range(5):
                     r = recctl("status", "--addr", recd.admin_addr, "--timeout-ms", "5000", env=tok)
                     self.assertEqual(r.returncode, 0, r.stderr)
                     self.assertIn("items 2000", r.stdout)
+                    self.assertIsNone(load.poll(), "the load ended before the admin calls did")
             finally:
-                stop.set()
-                for t in threads:
-                    t.join(30)
-            self.assertEqual(failed, [])
-            self.assertGreater(served[0], 0)
+                out, _ = load.communicate(timeout=60)
+            self.assertEqual(load.returncode, 0, out)
+            self.assertRegex(out, r"(?m)^errors +0$")
             r = recctl("status", "--addr", recd.admin_addr, env={"RECCTL_TOKEN_FILE": base.admin_token_file()})
             self.assertEqual(r.returncode, 0, r.stderr)
         finally:
             recd.close_clean()
 
     def test_epoll1_the_default(self):
-        self.check(None)
+        self.check(None, ("passive", "epoll1"))
 
     def test_poll(self):
-        self.check("poll")
+        self.check("poll", ("polling", "poll"))
 
 
 if __name__ == "__main__":
