@@ -127,9 +127,9 @@ typedef struct rpc_server_opts {
   /* Its workers only take completions and leave reading and writing the
    * sockets to the threads of another server in this process (the serving
    * one), which gRPC's epoll1 poller already has watch every descriptor of
-   * the process; each takes one turn at polling when it has waited
-   * PASSIVE_POLL_MS (10 ms) for nothing, so a saturated serving server
-   * delays an admin call's steps by at most that. Without it, a quiet
+   * the process; only while no worker of a polling server waits between
+   * calls (a saturating load) does it poll, for everyone, so that the
+   * admin listener keeps answering. Without it, a quiet
    * listener's worker (the admin one) is a third thread that wakes to read
    * the busy listener's calls and hands each to one of its workers: a
    * context switch more per call. Ignored (the workers poll, and a line

@@ -583,11 +583,43 @@ static void on_call(worker *w, ucall *c, bool ok) {
   }
 }
 
-/* A passive worker's longest wait before it takes one turn at polling
- * itself: the serving workers read its sockets only when they are between
- * calls, so under a saturating load this bounds how long each step of an
- * admin call (accept, handshake, request) can wait. */
-enum { PASSIVE_POLL_MS = 10 };
+/* Workers of polling servers waiting for their next event, in the whole
+ * process: while one waits, a thread is polling (epoll1 keeps one poller
+ * whenever any thread waits), so a passive worker need not. */
+static atomic_int waiting_pollers;
+
+/* A passive worker's wait for its own events while some worker of a
+ * polling server waits too (so a thread is polling and reads the passive
+ * server's sockets): it wakes only to look again. When none waits (a load
+ * that keeps every serving worker busy), nobody would read the sockets,
+ * so the passive worker polls for everyone, a millisecond at a time, and
+ * takes its own events between turns: it is then the third poller it
+ * would always be without passive_io, but only while it is needed. */
+enum { PASSIVE_WAIT_MS = 25, PASSIVE_POLL_MS = 1 };
+
+static gpr_timespec in_ms(int ms) {
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+static grpc_event next_event(worker *w) {
+  rpc_server *s = w->srv;
+  if (!s->idle_cq) {
+    atomic_fetch_add_explicit(&waiting_pollers, 1, memory_order_relaxed);
+    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    atomic_fetch_sub_explicit(&waiting_pollers, 1, memory_order_relaxed);
+    return ev;
+  }
+  for (;;) {
+    if (atomic_load_explicit(&waiting_pollers, memory_order_relaxed) > 0) {
+      grpc_event ev = grpc_completion_queue_next(w->cq, in_ms(PASSIVE_WAIT_MS), NULL);
+      if (ev.type != GRPC_QUEUE_TIMEOUT) return ev;
+      continue;
+    }
+    grpc_completion_queue_next(s->idle_cq, in_ms(PASSIVE_POLL_MS), NULL); /* no events: polls until then */
+    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type != GRPC_QUEUE_TIMEOUT) return ev;
+  }
+}
 
 static void *worker_main(void *arg) {
   worker *w = arg;
@@ -595,18 +627,8 @@ static void *worker_main(void *arg) {
   this_worker = w;
   if (s->opts.thread_init) s->opts.thread_init();
   for (;;) {
-    gpr_timespec until = s->idle_cq ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                                   gpr_time_from_millis(PASSIVE_POLL_MS, GPR_TIMESPAN))
-                                    : gpr_inf_future(GPR_CLOCK_MONOTONIC);
-    grpc_event ev = grpc_completion_queue_next(w->cq, until, NULL);
+    grpc_event ev = next_event(w);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-    if (ev.type == GRPC_QUEUE_TIMEOUT && s->idle_cq) {
-      /* One poll that does not wait: it reads a ready socket only if no
-       * other thread is polling at the moment (gRPC has one poller at a
-       * time), so it costs the serving workers nothing while they poll. */
-      grpc_completion_queue_next(s->idle_cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
-      continue;
-    }
     if (ev.type != GRPC_OP_COMPLETE) continue;
     rpc_tag *t = ev.tag;
     rpc__tag_acquire(t);
