@@ -92,7 +92,6 @@ struct rpc_server {
   /* passive_io: a queue no thread waits on, registered only so that gRPC
    * has a pollset to hand new connections (it needs one); NULL otherwise. */
   grpc_completion_queue *idle_cq;
-  bool counted_poller;      /* counted in polling_servers */
   /* Calls whose final batch is out, oldest first (send_sweep). */
   pthread_mutex_t send_mu;
   ucall *send_head, *send_tail;
@@ -755,14 +754,6 @@ static const char *poll_strategy(void) {
   return v ? v : "?";
 }
 
-/* Whether this server's workers may leave socket I/O to another server's:
- * under epoll1, whose one epoll set holds every descriptor of the process
- * (any thread waiting on any polling queue reads any connection), and only
- * while a server with polling workers runs. */
-static bool can_be_passive(void) {
-  return strcmp(poll_strategy(), "epoll1") == 0 && atomic_load(&polling_servers) > 0;
-}
-
 static grpc_completion_queue *create_non_polling_cq(void) {
   grpc_completion_queue_attributes a = {.version = GRPC_CQ_CURRENT_VERSION, .cq_completion_type = GRPC_CQ_NEXT,
                                         .cq_polling_type = GRPC_CQ_NON_POLLING};
@@ -800,10 +791,14 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
     return rc;
   }
   s->server = create_server(o);
-  bool passive = o->passive_io && can_be_passive();
+  /* Passive only under epoll1, whose one epoll set holds every descriptor
+   * of the process (any thread waiting on any polling queue reads any
+   * connection), and only while a server with polling workers runs. */
+  const char *engine = poll_strategy();
+  bool passive = o->passive_io && strcmp(engine, "epoll1") == 0 && atomic_load(&polling_servers) > 0;
   if (o->passive_io)
     LOG_INFO("listener I/O", "listener=%s io=%s poller=%s", o->name ? o->name : "?",
-             passive ? "passive" : "polling", poll_strategy());
+             passive ? "passive" : "polling", engine);
   for (int i = 0; i < o->threads; i++) {
     s->workers[i].srv = s;
     s->workers[i].cq = passive ? create_non_polling_cq() : grpc_completion_queue_create_for_next(NULL);
@@ -814,16 +809,13 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
     grpc_server_register_completion_queue(s->server, s->idle_cq, NULL);
   }
   if ((rc = register_methods(s, err)) || (rc = bind_and_start(s, port, err))) goto fail;
+  if (!passive) atomic_fetch_add(&polling_servers, 1); /* rpc_server_stop takes it back */
   for (int i = 0; i < o->threads; i++) {
     if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
       s->opts.threads = i; /* stop joins the ones that started */
       rpc_server_stop(s, 0);
       return rec_fail(err, REC_ENOMEM, "cannot start worker thread %d", i);
     }
-  }
-  if (!passive) {
-    atomic_fetch_add(&polling_servers, 1);
-    s->counted_poller = true;
   }
   *out = s;
   return 0;
@@ -876,7 +868,7 @@ static void wait_for_pending(rpc_server *s, int drain_ms) {
  * before destroying. */
 void rpc_server_stop(rpc_server *s, int drain_ms) {
   atomic_store(&s->stopping, true);
-  if (s->counted_poller) atomic_fetch_sub(&polling_servers, 1);
+  if (!s->idle_cq) atomic_fetch_sub(&polling_servers, 1);
   rpc__health_set(&s->health, false);
   grpc_completion_queue *scq = grpc_completion_queue_create_for_pluck(NULL);
   grpc_server_shutdown_and_notify(s->server, scq, (void *)&shutdown_tag);

@@ -209,8 +209,8 @@ class LiveTest(unittest.TestCase):
 
 class AdminUnderLoadTest(unittest.TestCase):
     """The admin listener's worker leaves socket I/O to the serving workers
-    under gRPC's epoll1 poller (and polls itself when it has waited 10 ms
-    for nothing) and polls as before under any other: either way an admin
+    under gRPC's epoll1 poller (polling itself only while every serving
+    worker is busy) and polls as before under any other: either way an admin
     call is answered while recd-loadgen keeps both serving workers busy,
     and recd says which mode it chose."""
 
