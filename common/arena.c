@@ -3,6 +3,7 @@
 #include "common/xmath.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,64 @@ struct arena_block {
 static void *pb_alloc(void *data, size_t n) { return arena_alloc(data, n); }
 static void pb_free(void *data, void *p) { (void)data; (void)p; }
 
+/* The cache class of a block of 'cap' bytes, or -1 if it has none (an
+ * oversized block made for one big allocation). */
+static int size_class(size_t block_size, size_t cap) {
+  for (int k = 0; k < ARENA_CACHE_CLASSES; k++)
+    if (cap == block_size << k) return k;
+  return -1;
+}
+
+void arena_cache_init(arena_cache *c, size_t block_size, size_t cap) {
+  pthread_mutex_init(&c->mu, NULL);
+  for (int k = 0; k < ARENA_CACHE_CLASSES; k++) c->free[k] = NULL;
+  c->block_size = block_size ? block_size : 16384;
+  c->held = 0;
+  c->cap = cap;
+}
+
+void arena_cache_destroy(arena_cache *c) {
+  for (int k = 0; k < ARENA_CACHE_CLASSES; k++)
+    while (c->free[k]) {
+      arena_block *b = c->free[k];
+      c->free[k] = b->prev;
+      free(b);
+    }
+  c->held = 0;
+  pthread_mutex_destroy(&c->mu);
+}
+
+/* A kept block of exactly 'cap' bytes, or NULL. */
+static arena_block *cache_take(arena_cache *c, size_t cap) {
+  int k = size_class(c->block_size, cap);
+  if (k < 0) return NULL;
+  pthread_mutex_lock(&c->mu);
+  arena_block *b = c->free[k];
+  if (b) {
+    c->free[k] = b->prev;
+    c->held -= b->cap;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return b;
+}
+
+/* Keeps 'b' if it has a class and fits under the cap; else frees it. */
+static void cache_give(arena_cache *c, arena_block *b) {
+  int k = c ? size_class(c->block_size, b->cap) : -1;
+  if (k >= 0) {
+    pthread_mutex_lock(&c->mu);
+    bool kept = c->held + b->cap <= c->cap;
+    if (kept) {
+      b->prev = c->free[k];
+      c->free[k] = b;
+      c->held += b->cap;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (kept) return;
+  }
+  free(b);
+}
+
 void arena_init(arena *a, size_t block_size) {
   a->head = NULL;
   a->block_size = block_size ? block_size : 16384;
@@ -27,6 +86,7 @@ void arena_init(arena *a, size_t block_size) {
   a->held = 0;
   a->limit = SIZE_MAX;
   a->grown = 0;
+  a->cache = NULL;
   a->pb.alloc = pb_alloc;
   a->pb.free = pb_free;
   a->pb.allocator_data = a;
@@ -53,7 +113,7 @@ void arena_reset(arena *a) {
   arena_block *b = keep ? keep->prev : a->head;
   while (b) {
     arena_block *prev = b->prev;
-    free(b);
+    cache_give(a->cache, b);
     b = prev;
   }
   if (keep) {
@@ -66,6 +126,8 @@ void arena_reset(arena *a) {
   a->grown = 0;
 }
 
+void arena_use_cache(arena *a, arena_cache *c) { a->cache = c && c->block_size == a->block_size ? c : NULL; }
+
 void arena_fail_after(arena *a, size_t n) { a->budget = n; }
 
 void arena_set_limit(arena *a, size_t bytes) { a->limit = bytes; }
@@ -73,11 +135,17 @@ void arena_set_limit(arena *a, size_t bytes) { a->limit = bytes; }
 enum { GROW_AFTER = 4, MAX_GROWN = 1 << 20 };
 
 /* The next block's size: ordinary for the first few, then doubling up to
- * 1 MiB, and never less than 'need'. */
+ * 1 MiB, and never less than 'need'. With a cache, a block for a larger
+ * allocation is rounded up to the cache's next size (the rest of it serves
+ * later allocations) so that it too is reused rather than mapped and
+ * unmapped per call. */
 static size_t next_cap(const arena *a, size_t need) {
   size_t cap = a->block_size;
   for (unsigned i = GROW_AFTER; i < a->grown && cap < MAX_GROWN; i++) cap *= 2;
-  return need > cap ? need : cap;
+  if (need <= cap) return cap;
+  for (int k = 0; a->cache && k < ARENA_CACHE_CLASSES; k++)
+    if (a->block_size << k >= need) return a->block_size << k;
+  return need;
 }
 
 void *arena_alloc(arena *a, size_t n) {
@@ -90,8 +158,10 @@ void *arena_alloc(arena *a, size_t n) {
   arena_block *b = a->head;
   if (!b || b->cap - b->used < need) {
     size_t cap = next_cap(a, need);
+    if (cap > a->limit - a->held && need <= a->limit - a->held) cap = need; /* rounding must not fail a call */
     if (cap > SIZE_MAX - sizeof *b || cap > a->limit - a->held || a->held > a->limit) return NULL;
-    b = malloc(sizeof *b + cap);
+    b = a->cache ? cache_take(a->cache, cap) : NULL;
+    if (!b) b = malloc(sizeof *b + cap);
     if (!b) return NULL;
     b->cap = cap;
     b->used = 0;

@@ -68,6 +68,7 @@ struct worker {
   grpc_completion_queue *cq;
   pthread_t thread;
   ucall *free_calls;
+  arena_cache blocks;       /* its calls' arena blocks between calls */
 };
 
 typedef struct reg_method {
@@ -157,6 +158,7 @@ static ucall *ucall_get(worker *w) {
     c->tag.kind = TAG_CALL;
     arena_init(&c->arena, 0);
   }
+  arena_use_cache(&c->arena, &w->blocks); /* a call released on another worker comes back to this one */
   return c;
 }
 
@@ -706,6 +708,7 @@ static void destroy(rpc_server *s) {
     if (s->workers[i].cq) {
       grpc_completion_queue_shutdown(s->workers[i].cq);
       grpc_completion_queue_destroy(s->workers[i].cq);
+      arena_cache_destroy(&s->workers[i].blocks);
     }
   if (s->idle_cq) {
     grpc_completion_queue_shutdown(s->idle_cq);
@@ -801,6 +804,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out, int *port, rec_
              passive ? "passive" : "polling", engine);
   for (int i = 0; i < o->threads; i++) {
     s->workers[i].srv = s;
+    arena_cache_init(&s->workers[i].blocks, 0, RPC_ARENA_CACHE_BYTES);
     s->workers[i].cq = passive ? create_non_polling_cq() : grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
   }

@@ -2,6 +2,7 @@
 #include "common/arena.h"
 #include "tests/test.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -64,6 +65,112 @@ static void serves_as_protobuf_allocator(void) {
   arena_destroy(&a);
 }
 
+/* A call's blocks go back to the cache on reset and the next call of the
+ * same shape runs on them: the same addresses, no malloc. */
+static void cache_keeps_blocks_between_uses(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 1 << 20);
+  arena a;
+  arena_init(&a, 1024);
+  arena_use_cache(&a, &c);
+  void *first[8];
+  for (int i = 0; i < 8; i++) first[i] = arena_alloc(&a, 1000); /* 8 blocks, growing after the 4th */
+  arena_reset(&a);
+  CU_ASSERT(c.held > 0);
+  size_t held = c.held + a.held;
+  for (int i = 0; i < 8; i++) CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 1000));
+  CU_ASSERT_EQUAL(c.held + a.held, held); /* every block came from the cache or the arena itself */
+  arena_reset(&a);
+  /* A second arena on the same cache (the next call) draws the same blocks. */
+  arena b;
+  arena_init(&b, 1024);
+  arena_use_cache(&b, &c);
+  void *p = arena_alloc(&b, 1000);
+  CU_ASSERT_PTR_NOT_NULL(p);
+  bool reused = false;
+  for (int i = 0; i < 8; i++) reused |= p == first[i];
+  CU_ASSERT(reused);
+  arena_destroy(&b);
+  arena_destroy(&a);
+  arena_cache_destroy(&c);
+}
+
+/* The cache never keeps more than its cap, nor blocks made for one
+ * oversized allocation; what it does not keep is freed (ASan and memcheck
+ * see a leak otherwise). */
+static void cache_is_bounded(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 6 * 1024);
+  arena a;
+  arena_init(&a, 1024);
+  arena_use_cache(&a, &c);
+  for (int i = 0; i < 12; i++) CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 1000));
+  CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 100000)); /* a block of its own size */
+  arena_reset(&a);
+  CU_ASSERT(c.held <= 6 * 1024);
+  CU_ASSERT(c.held > 0);
+  arena_destroy(&a);
+  arena_cache_destroy(&c);
+}
+
+/* An allocation larger than the block being filled gets a block of a size
+ * the cache keeps, so a call's big arrays are reused too (past 256 KiB each
+ * would otherwise be an mmap and a munmap per call). */
+static void cache_reuses_large_allocations(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 1 << 20);
+  arena a;
+  arena_init(&a, 1024);
+  arena_use_cache(&a, &c);
+  void *p = arena_alloc(&a, 3000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 1000)); /* the rounded block's rest serves later allocations */
+  CU_ASSERT_EQUAL(a.held, 4096);
+  arena_reset(&a);
+  CU_ASSERT_EQUAL(c.held, 4096);
+  CU_ASSERT_PTR_EQUAL(arena_alloc(&a, 3000), p);
+  CU_ASSERT_EQUAL(c.held, 0);
+  /* Rounding never makes a call fail that fits its limit unrounded. */
+  arena_reset(&a);
+  arena_set_limit(&a, 3008);
+  CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 3000));
+  arena_destroy(&a);
+  arena_cache_destroy(&c);
+}
+
+/* A cached block still counts against the arena's limit: one call's memory
+ * bound holds whether its blocks are new or reused. */
+static void cache_respects_the_call_limit(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 1 << 20);
+  arena a;
+  arena_init(&a, 1024);
+  arena_use_cache(&a, &c);
+  for (int i = 0; i < 16; i++) CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 1000));
+  arena_reset(&a);
+  arena_set_limit(&a, 4 * 1024);
+  int ok = 0;
+  for (int i = 0; i < 16; i++) ok += arena_alloc(&a, 1000) != NULL;
+  CU_ASSERT(ok >= 4 && ok < 16);
+  CU_ASSERT(a.held <= 4 * 1024);
+  arena_destroy(&a);
+  arena_cache_destroy(&c);
+}
+
+/* An arena of another block size cannot use the cache: its blocks would
+ * land in the wrong class. */
+static void cache_ignored_for_other_block_sizes(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 1 << 20);
+  arena a;
+  arena_init(&a, 4096);
+  arena_use_cache(&a, &c);
+  CU_ASSERT_PTR_NULL(a.cache);
+  CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 10));
+  arena_destroy(&a);
+  arena_cache_destroy(&c);
+}
+
 void suite_arena(void) {
   static const test_case cases[] = {
       {"aligned_and_distinct", aligned_and_distinct},
@@ -72,6 +179,11 @@ void suite_arena(void) {
       {"calloc_checks_overflow", calloc_checks_overflow},
       {"strings", strings},
       {"serves_as_protobuf_allocator", serves_as_protobuf_allocator},
+      {"cache_keeps_blocks_between_uses", cache_keeps_blocks_between_uses},
+      {"cache_is_bounded", cache_is_bounded},
+      {"cache_reuses_large_allocations", cache_reuses_large_allocations},
+      {"cache_respects_the_call_limit", cache_respects_the_call_limit},
+      {"cache_ignored_for_other_block_sizes", cache_ignored_for_other_block_sizes},
       {NULL, NULL}};
   test_add_suite("arena", cases);
 }
