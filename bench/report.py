@@ -774,6 +774,9 @@ def method_md(k):
   kernel spreads them evenly over the Python server's processes (with 4, a 3:1 or 4:0 split costs it up to
   half its throughput in some runs; recd is indifferent). The machine has 2 cores and recd-loadgen needs most
   of one: the server under test gets the rest, and its threads share cores with the load generator's.
+  recd-loadgen runs as SCHED_BATCH (its `--sched` default), so its wake-ups wait for a server thread's time
+  slice instead of preempting it mid-call; what that costs the generator shows in its send lag and the
+  latencies.
 - **Requests.** One generator for both (`recd-loadgen`): users drawn from the bundle's users plus one unknown
   user for every nine known ones, %(FILTER_SHARE)s of requests with one of the bundle's categories as a filter,
   k = 10, a 5 s deadline.
@@ -784,10 +787,10 @@ def method_md(k):
   call the run made (warm-up and drain included). The **CPU ratio** is Python's median over recd's.
 - **Open loop.** Poisson arrivals at %(LOADS)s of each server's own median saturation rate (at most
   %(OPEN_CONCURRENCY)s calls in flight; latency from each call's intended send time, so queueing shows);
-  %(KEY_LOADS)s repeated %(REPS)s times (median and range); the rest once. recd-loadgen waits for the next
-  arrival in `grpc_completion_queue_next`, whose deadlines have about millisecond granularity, so a call can
-  leave up to about a millisecond after its intended time and that counts as latency: set the lowest load's
-  p50 against the one-call-at-a-time p50 (closed loop, one connection) to see that floor.
+  %(KEY_LOADS)s repeated %(REPS)s times (median and range); the rest once. recd-loadgen's sender thread sleeps
+  until each arrival's intended time (`clock_nanosleep`, 1 ns timer slack) while another thread reaps the
+  replies; however late a call leaves, that counts as latency, and the send lag line says how late the
+  generator itself was.
 - **Recall.** `recd-ann-bench --k 100` on the first %(ANN_QUERIES)s users' tower vectors (the queries recd
   serves for those users) against exact search, CPU per search on one thread, at several breadths; the row at
   the bundle's own breadth is the one recd serves with. For an inverted file the breadth is nprobe: the index is

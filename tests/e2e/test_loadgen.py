@@ -78,6 +78,32 @@ class OpenLoopTest(unittest.TestCase):
         self.assertGreater(out["latency_us"]["max"], 800000)
         self.assertGreater(out["latency_us"]["p90"], 200000)
 
+    def test_runs_as_sched_batch_unless_told(self):
+        """The generator does not preempt the server it shares cores with:
+        it runs as SCHED_BATCH, threads included, and says so; --sched
+        normal opts out; anything else is refused."""
+        args = [os.path.join(base.ARGS.build, "bench/recd-loadgen"), "--addr", self.d.addr, "--method", "health",
+                "--json", "--rate", "100", "--max-calls", "150", "--warmup-s", "0", "--duration-s", "30"]
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)
+            policies = set()
+            for tid in os.listdir("/proc/%d/task" % p.pid):
+                with open("/proc/%d/task/%s/stat" % (p.pid, tid)) as f:
+                    policies.add(int(f.read().rsplit(")", 1)[1].split()[38]))  # field 41: policy
+            out, err = p.communicate(timeout=60)
+        finally:
+            p.kill()
+            p.wait()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(policies, {os.SCHED_BATCH})
+        self.assertEqual(json.loads(out)["sched"], "batch")
+        out = self.loadgen("--rate", "100", "--max-calls", "50", "--warmup-s", "0", "--sched", "normal")
+        self.assertEqual(out["sched"], "normal")
+        r = subprocess.run(args + ["--sched", "fifo"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown scheduling 'fifo'", r.stderr)
+
 
 if __name__ == "__main__":
     sys.exit(base.run("recd_loadgen."))
