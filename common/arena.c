@@ -135,17 +135,27 @@ void arena_set_limit(arena *a, size_t bytes) { a->limit = bytes; }
 enum { GROW_AFTER = 4, MAX_GROWN = 1 << 20 };
 
 /* The next block's size: ordinary for the first few, then doubling up to
- * 1 MiB, and never less than 'need'. With a cache, a block for a larger
- * allocation is rounded up to the cache's next size (the rest of it serves
- * later allocations) so that it too is reused rather than mapped and
- * unmapped per call. */
+ * 1 MiB, and never less than 'need'. */
 static size_t next_cap(const arena *a, size_t need) {
   size_t cap = a->block_size;
   for (unsigned i = GROW_AFTER; i < a->grown && cap < MAX_GROWN; i++) cap *= 2;
-  if (need <= cap) return cap;
-  for (int k = 0; a->cache && k < ARENA_CACHE_CLASSES; k++)
-    if (a->block_size << k >= need) return a->block_size << k;
-  return need;
+  return need > cap ? need : cap;
+}
+
+/* With a cache, a block made for one large allocation is rounded up to the
+ * cache's next size (its rest serves later allocations), so that it too is
+ * reused rather than mapped and unmapped per call. Only while the call is
+ * far from its limit (the rounded block at most an eighth of the room left):
+ * the rounding's waste counts against the limit, and near it a call gets
+ * the blocks it would get without a cache. */
+static size_t rounded_cap(const arena *a, size_t cap) {
+  if (!a->cache || a->held > a->limit) return cap;
+  for (int k = 0; k < ARENA_CACHE_CLASSES; k++) {
+    size_t c = a->block_size << k;
+    if (c < cap) continue;
+    return a->limit == SIZE_MAX || c <= (a->limit - a->held) / 8 ? c : cap;
+  }
+  return cap;
 }
 
 void *arena_alloc(arena *a, size_t n) {
@@ -157,8 +167,7 @@ void *arena_alloc(arena *a, size_t n) {
   }
   arena_block *b = a->head;
   if (!b || b->cap - b->used < need) {
-    size_t cap = next_cap(a, need);
-    if (cap > a->limit - a->held && need <= a->limit - a->held) cap = need; /* rounding must not fail a call */
+    size_t cap = rounded_cap(a, next_cap(a, need));
     if (cap > SIZE_MAX - sizeof *b || cap > a->limit - a->held || a->held > a->limit) return NULL;
     b = a->cache ? cache_take(a->cache, cap) : NULL;
     if (!b) b = malloc(sizeof *b + cap);

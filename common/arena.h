@@ -55,7 +55,10 @@ void  arena_destroy(arena *a);
  * else back to malloc (a large block to the system). */
 void  arena_reset(arena *a);
 /* New blocks come from 'c' when it has one of the size wanted, and reset
- * gives them back. 'c' must serve 'a's block size and outlive its use. */
+ * gives them back. A block for one large allocation (up to the largest
+ * cached size) is rounded up to a cached size while the call is far from
+ * its limit; the rounding's waste counts against the limit. 'c' must serve
+ * 'a's block size and outlive its use. */
 void  arena_use_cache(arena *a, arena_cache *c);
 
 /* 'n' bytes aligned to 16, or NULL when out of memory. Never returns NULL for n == 0. */

@@ -158,7 +158,6 @@ static ucall *ucall_get(worker *w) {
     c->tag.kind = TAG_CALL;
     arena_init(&c->arena, 0);
   }
-  arena_use_cache(&c->arena, &w->blocks); /* a call released on another worker comes back to this one */
   return c;
 }
 
@@ -498,6 +497,9 @@ static void handle(worker *w, ucall *c) {
   c->open = true;
   atomic_fetch_add(&s->open_calls, 1);
   arena_set_limit(&c->arena, s->opts.max_call_bytes ? s->opts.max_call_bytes : SIZE_MAX);
+  /* The worker running the call lends it blocks (a call is posted by the
+   * worker before this one, from that worker's free list). */
+  arena_use_cache(&c->arena, &w->blocks);
   c->ctx = (rpc_ctx){.arena = &c->arena, .app = s->opts.app, .server = s, .call = c};
   c->identity[0] = '\0';
   rpc_ctx *ctx = &c->ctx;

@@ -2,6 +2,7 @@
 #include "common/arena.h"
 #include "tests/test.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -130,11 +131,107 @@ static void cache_reuses_large_allocations(void) {
   CU_ASSERT_EQUAL(c.held, 4096);
   CU_ASSERT_PTR_EQUAL(arena_alloc(&a, 3000), p);
   CU_ASSERT_EQUAL(c.held, 0);
-  /* Rounding never makes a call fail that fits its limit unrounded. */
-  arena_reset(&a);
-  arena_set_limit(&a, 3008);
-  CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 3000));
   arena_destroy(&a);
+  arena_cache_destroy(&c);
+}
+
+/* The largest cached size (block_size << 7: 2 MiB for the server's 16 KiB
+ * blocks) is cached too: the biggest blocks are the costliest to map. */
+static void cache_keeps_the_largest_class(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 1 << 20);
+  arena a;
+  arena_init(&a, 1024);
+  arena_use_cache(&a, &c);
+  void *p = arena_alloc(&a, 100000); /* 97.7 KiB: rounds to 128 KiB, class 7 */
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  CU_ASSERT_EQUAL(a.held, 1024u << 7);
+  arena_reset(&a);
+  CU_ASSERT_EQUAL(c.held, 1024u << 7);
+  CU_ASSERT_PTR_EQUAL(arena_alloc(&a, 100000), p);
+  arena_reset(&a);
+  /* Past the largest size a block is the allocation's own and not kept. */
+  CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 200000));
+  CU_ASSERT_EQUAL(a.held, 200000);
+  arena_destroy(&a);
+  arena_cache_destroy(&c);
+}
+
+/* Near its limit a call gets the blocks it would get without a cache, so
+ * rounding does not make it fail: 3000 + 2500 bytes under a 6000-byte limit
+ * fit either way. */
+static void rounding_stays_clear_of_the_limit(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 1 << 20);
+  for (int cached = 0; cached < 2; cached++) {
+    arena a;
+    arena_init(&a, 1024);
+    if (cached) arena_use_cache(&a, &c);
+    arena_set_limit(&a, 6000);
+    CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 3000));
+    CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 2500));
+    CU_ASSERT(a.held <= 6000);
+    arena_destroy(&a);
+  }
+  arena_cache_destroy(&c);
+}
+
+/* Without a cache nothing changes: blocks grow as they always did (five
+ * ordinary ones, then doubling), however close the limit. */
+static void no_cache_blocks_grow_as_before(void) {
+  arena a;
+  arena_init(&a, 1024);
+  arena_set_limit(&a, 10240);
+  int ok = 0;
+  while (ok < 10000 && arena_alloc(&a, 16)) ok++;
+  /* 1024 x 5 + 2048 = 7168 bytes in 6 blocks; the next would be 4096, past the limit. */
+  CU_ASSERT_EQUAL(ok, 7168 / 16);
+  CU_ASSERT_EQUAL(a.grown, 6);
+  CU_ASSERT_EQUAL(a.held, 7168);
+  arena_destroy(&a);
+  arena_init(&a, 1024); /* no limit either */
+  CU_ASSERT_PTR_NOT_NULL(arena_alloc(&a, 3000)); /* a block of its own size: no rounding */
+  CU_ASSERT_EQUAL(a.held, 3008);
+  arena_destroy(&a);
+}
+
+/* Two threads, each with its own arena, drawing on one cache at once (what
+ * a call completed off its worker does): run under ThreadSanitizer by the
+ * concurrency label. */
+enum { STRESS_ROUNDS = 2000 };
+static void *stress(void *arg) {
+  arena_cache *c = arg;
+  arena a;
+  arena_init(&a, 1024);
+  arena_use_cache(&a, c);
+  long bad = 0;
+  for (int r = 0; r < STRESS_ROUNDS; r++) {
+    for (int i = 0; i < 12; i++) {
+      unsigned char *p = arena_alloc(&a, 700 + (size_t)(r % 7) * 300);
+      if (!p) {
+        bad++;
+        continue;
+      }
+      memset(p, r & 0xff, 700);
+      bad += p[699] != (unsigned char)(r & 0xff);
+    }
+    arena_reset(&a);
+  }
+  arena_destroy(&a);
+  return (void *)bad;
+}
+
+static void cache_shared_by_two_threads(void) {
+  arena_cache c;
+  arena_cache_init(&c, 1024, 64 * 1024);
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, stress, &c), 0);
+  for (int i = 0; i < 2; i++) {
+    void *bad;
+    pthread_join(t[i], &bad);
+    CU_ASSERT_PTR_NULL(bad);
+  }
+  CU_ASSERT(c.held <= 64 * 1024);
   arena_cache_destroy(&c);
 }
 
@@ -182,6 +279,10 @@ void suite_arena(void) {
       {"cache_keeps_blocks_between_uses", cache_keeps_blocks_between_uses},
       {"cache_is_bounded", cache_is_bounded},
       {"cache_reuses_large_allocations", cache_reuses_large_allocations},
+      {"cache_keeps_the_largest_class", cache_keeps_the_largest_class},
+      {"rounding_stays_clear_of_the_limit", rounding_stays_clear_of_the_limit},
+      {"no_cache_blocks_grow_as_before", no_cache_blocks_grow_as_before},
+      {"cache_shared_by_two_threads", cache_shared_by_two_threads},
       {"cache_respects_the_call_limit", cache_respects_the_call_limit},
       {"cache_ignored_for_other_block_sizes", cache_ignored_for_other_block_sizes},
       {NULL, NULL}};
