@@ -10,8 +10,9 @@ with rollout.py moving the weights through HAProxy's runtime socket.
 - a healthy canary goes 0 -> 5 -> 25 -> 50 -> 100 % under steady load: at
   each step the share of answers from the canary is within a few standard
   deviations of the weight, and not one call fails while the weights move;
-- a canary that sheds load (in-flight cap 1: RESOURCE_EXHAUSTED) is rolled
-  back to 0 by rollout.py, which says why and exits 1.
+- a canary that fails calls the stable answers (its max_k below what the
+  clients ask: INVALID_ARGUMENT) is rolled back to 0 by rollout.py, which
+  says why and exits 1.
 
 Everything listens on 127.0.0.1; HAProxy's port is picked free by the test.
 Reuses test_recd.py's machinery.
@@ -325,9 +326,16 @@ class RolloutTest(GatewayCase):
             self.assertLessEqual(abs(got - p), tol, "at %d%%: %r" % (w, seen))
         self.assertEqual(load.failed(), collections.Counter(), "calls failed through the gateway")
 
-    def test_canary_that_sheds_load_is_rolled_back(self):
-        canary, gw = self.start("--max_inflight=1")
-        load = Load(gw.channel, threads=8, limit=90)
+    def test_canary_that_fails_calls_is_rolled_back(self):
+        # A canary whose configuration regressed: its max_k (3) refuses the
+        # k = 5 every client here asks for, so each call it gets fails
+        # INVALID_ARGUMENT while the stable answers them. (An in-flight cap
+        # of 1 was the failure here before: it sheds only when two calls
+        # overlap in its handlers, 0-3.5 % of its calls here even with
+        # recd-loadgen adding 8 in flight, so whether it crossed 1 % depended
+        # on how fast recd was that day: not a test.)
+        canary, gw = self.start("--max_k=3")
+        load = Load(gw.channel, threads=4, limit=90)
         try:
             time.sleep(0.5)
             r = Rollout(gw, self.stable, canary, "--steps", "0,5,25,50,100", "--step-seconds", "2",
@@ -341,13 +349,14 @@ class RolloutTest(GatewayCase):
         out = r.text()
         print("\n" + out, file=sys.stderr)
         self.assertEqual(rc, 1, out)
-        self.assertRegex(out, r"rollback: error rate [0-9.]+% > 1\.00% \(.*RESOURCE_EXHAUSTED \d+")
+        self.assertRegex(out, r"rollback: error rate [0-9.]+% > 1\.00% \(INVALID_ARGUMENT \d+\)")
         self.assertIn("rollback: weights canary=0 stable=100", out)
         self.assertEqual(gw.rt.weights(), {"stable": 100, "canary": 0})
         self.assertEqual(r.steps()[-1][3], "rollback")
         # The canary's failures reached clients (that is what the rollout
         # caught); once it is back at 0 nothing fails and the stable answers.
-        self.assertGreater(load.failed()["failed:RESOURCE_EXHAUSTED"], 0)
+        self.assertGreater(load.failed()["failed:INVALID_ARGUMENT"], 0)
+        self.assertEqual(set(load.failed()), {"failed:INVALID_ARGUMENT"})
         self.assertEqual(load.failed(since=t_back), collections.Counter())
         after = load.window(t_back, time.monotonic())
         self.assertEqual(set(after), {self.stable_version}, after)
