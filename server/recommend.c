@@ -365,10 +365,22 @@ static void note_degraded(const rec_run *run, const rec_result *out) {
   const rec_request *r = run->r;
   if (r->similar) return;
   if (!out->known_user) rec_notes_add(r->notes, REC_DEG_UNKNOWN_USER, NULL);
-  /* EASE proposing nothing is an answer (no item's sum was positive), not
-   * a degradation. */
+  /* A source is missing when it was asked, had something to go on, and
+   * proposed nothing: ANN needs the user's tower vector (an unknown user
+   * has none, and unknown_user says so), item-CF anchors or recent items.
+   * A source left out by the deadline is said by its deadline reason. EASE
+   * proposing nothing is an answer (no item's sum was positive), not a
+   * degradation. Flagging what could not have run made every cold user
+   * "source_missing:ann", which drowned the reason's signal (and rolled
+   * back canaries on cold traffic: deploy/gateway/rollout.py). */
+  const retrieve_req *q = &run->rq;
+  const bool had_input[REC_SRC_COUNT] = {
+      [REC_SRC_ANN] = out->known_user && q->user_id && q->want_ann > 0,
+      [REC_SRC_ITEM_CF] = q->n_seeds + q->n_recent > 0 && q->want_cf > 0,
+      [REC_SRC_POPULARITY] = q->want_pop > 0,
+  };
   for (int s = 0; s < REC_SRC_COUNT; s++)
-    if ((out->missing & (1u << s)) && run->rules.cfg->weight[s] > 0 && s != REC_SRC_EASE)
+    if ((out->missing & (1u << s)) && had_input[s] && run->rules.cfg->weight[s] > 0)
       rec_notes_add(r->notes, (rec_degraded)(REC_DEG_SOURCE_MISSING + s), NULL);
   if (out->short_catalog) rec_notes_add(r->notes, REC_DEG_SHORT_CATALOG, NULL);
 }

@@ -1223,9 +1223,12 @@ class Service:
                     it.sources.add(source=s + 1, raw=float(x.raw[s]), normalized=float(x.norm[s]))
         if not rq.known_user:
             r.degraded_reasons.append("unknown_user")
+        # A source is missing when it had something to go on and proposed
+        # nothing; EASE proposing nothing is an answer, never flagged
+        # (recommend.c note_degraded).
+        had_input = (rq.q is not None, rq.anchors.size + rq.recent.size > 0, True, False)
         for s, name in enumerate(SOURCE_NAMES):
-            # EASE proposing nothing is an answer, never flagged (recommend.c note_degraded).
-            if not present & (1 << s) and CFG.weight[s] > 0 and s != EASE:
+            if not present & (1 << s) and had_input[s] and CFG.weight[s] > 0:
                 r.degraded_reasons.append("source_missing:" + name)
         if len(slate) < need:
             r.degraded_reasons.append("short_catalog")

@@ -226,8 +226,12 @@ class RecommendTest(unittest.TestCase):
     def test_unknown_user_gets_flagged_popularity(self):
         r = self.recommend(user_id="someone-new", k=5)
         self.assertEqual(r.strategy, pb["ranking"].STRATEGY_POPULARITY_FALLBACK)
-        self.assertIn("unknown_user", r.degraded_reasons)
-        self.assertIn("source_missing:ann", r.degraded_reasons)
+        # unknown_user alone: ANN and item-CF had nothing to go on (no tower
+        # vector, no anchors or recent items), which is not a missing source.
+        self.assertEqual(list(r.degraded_reasons), ["unknown_user"])
+        anchored = self.recommend(user_id="someone-new", k=5, anchor_item_ids=[r.items[0].item_id])
+        self.assertEqual(anchored.strategy, pb["ranking"].STRATEGY_POPULARITY_FALLBACK)
+        self.assertNotIn("source_missing:ann", anchored.degraded_reasons)
         ranked = sorted((k for k, v in self.items.items() if v["in_stock"]),
                         key=lambda k: (-self.items[k]["popularity"], k))
         # The most popular in-stock item leads; diversity picks the rest from
