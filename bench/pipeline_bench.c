@@ -6,11 +6,16 @@
  * microseconds per call (mean, median, p99) and the mean per pipeline stage
  * (from recd's own stage histograms); divide recd's server CPU per call
  * under recd-loadgen by the mean here for the serving tax. Users cycle
- * U00000.. with every tenth unknown (cold-N), as recd-loadgen's do. A
- * program that prints numbers, not a test.
+ * U00000.. with every tenth unknown (cold-N), as recd-loadgen's do. The
+ * first --warmup calls (default 1000: the first requests of the measured
+ * sequence) are run and not counted, stages included: a server measured
+ * under load has faulted in its bundle's pages and filled its arena cache
+ * long before, and cold first calls (at 1M items a few at 1 ms) would
+ * otherwise be charged to the pipeline. A program that prints numbers, not
+ * a test.
  *
- * usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N | --users-file F] [-k N]
- *                            [--ranking_config F] [--json] */
+ * usage: recd-pipeline-bench --bundle DIR [--calls N] [--warmup N] [--users N | --users-file F]
+ *                            [-k N] [--ranking_config F] [--json] */
 #include "common/clock.h"
 #include "common/fileio.h"
 #include "rec/v1/ranking.pb-c.h"
@@ -37,21 +42,26 @@ static int by_i64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* The mean of recd_stage_duration_seconds{stage="NAME"} in 'text', in µs. */
-static double stage_mean_us(const char *text, const char *name) {
+/* recd_stage_duration_seconds{stage="NAME"}'s sample 'what' ("sum" or
+ * "count") in 'text', 0 if absent. */
+static double stage_sample(const char *text, const char *name, const char *what) {
   char key[128];
-  double sum = 0, count = 0;
-  snprintf(key, sizeof key, "recd_stage_duration_seconds_sum{stage=\"%s\"} ", name);
-  const char *p = strstr(text, key);
-  if (p) sum = strtod(p + strlen(key), NULL);
-  snprintf(key, sizeof key, "recd_stage_duration_seconds_count{stage=\"%s\"} ", name);
-  if ((p = strstr(text, key))) count = strtod(p + strlen(key), NULL);
+  snprintf(key, sizeof key, "recd_stage_duration_seconds_%s{stage=\"%s\"} ", what, name);
+  const char *p = text ? strstr(text, key) : NULL;
+  return p ? strtod(p + strlen(key), NULL) : 0;
+}
+
+/* The mean of stage NAME over the calls between metrics texts 'before' and
+ * 'after', in µs. */
+static double stage_mean_us(const char *before, const char *after, const char *name) {
+  double sum = stage_sample(after, name, "sum") - stage_sample(before, name, "sum");
+  double count = stage_sample(after, name, "count") - stage_sample(before, name, "count");
   return count > 0 ? sum / count * 1e6 : 0;
 }
 
 int main(int argc, char **argv) {
   const char *bundle_dir = NULL, *ranking = NULL;
-  long calls = 3000, users = 1000, k = 10;
+  long calls = 3000, warmup = 1000, users = 1000, k = 10;
   const char *users_file = NULL;
   bool json = false;
   for (int i = 1; i < argc; i++) {
@@ -60,17 +70,20 @@ int main(int argc, char **argv) {
     else if (v && !strcmp(a, "--bundle")) bundle_dir = argv[++i];
     else if (v && !strcmp(a, "--ranking_config")) ranking = argv[++i];
     else if (v && !strcmp(a, "--calls")) calls = strtol(argv[++i], NULL, 10);
+    else if (v && !strcmp(a, "--warmup")) warmup = strtol(argv[++i], NULL, 10);
     else if (v && !strcmp(a, "--users")) users = strtol(argv[++i], NULL, 10);
     else if (v && !strcmp(a, "--users-file")) users_file = argv[++i];
     else if (v && !strcmp(a, "-k")) k = strtol(argv[++i], NULL, 10);
     else {
-      fprintf(stderr, "usage: recd-pipeline-bench --bundle DIR [--calls N] [--users N | --users-file F] [-k N] "
-                      "[--ranking_config F] [--json]\n");
+      fprintf(stderr, "usage: recd-pipeline-bench --bundle DIR [--calls N] [--warmup N] "
+                      "[--users N | --users-file F] [-k N] [--ranking_config F] [--json]\n");
       return 2;
     }
   }
-  if (!bundle_dir || calls < 1 || users < 1 || k < 1 || k > 200) {
-    fprintf(stderr, "recd-pipeline-bench: --bundle is required; calls, users >= 1; k 1..200\n");
+  if (!bundle_dir || calls < 1 || calls > 100000000 || warmup < 0 || warmup > 100000000 || users < 1 || k < 1 ||
+      k > 200) {
+    fprintf(stderr, "recd-pipeline-bench: --bundle is required; calls 1..1e8, warmup 0..1e8, users >= 1; "
+                    "k 1..200\n");
     return 2;
   }
   char flag_b[4200], flag_r[4200];
@@ -130,7 +143,13 @@ int main(int argc, char **argv) {
   arena_use_cache(&a, &blocks);
   long failed = 0;
   int64_t decode_ns = 0, encode_ns = 0;
-  for (long i = 0; cost && wire && i < calls; i++) {
+  metrics_log ml = {0};
+  char *before = NULL;
+  /* j counts every call; i is the request's place in the sequence, the
+   * warm-up's first so that the measured calls start again from 0. */
+  for (long j = -warmup; cost && wire && j < calls; j++) {
+    long i = j < 0 ? j + warmup : j;
+    if (j == 0) before = metrics_render(new_v, 1, 0, 0, &ml);
     char user[48];
     if (i % 10 == 9) snprintf(user, sizeof user, "cold-%ld", i);
     else if (ids) snprintf(user, sizeof user, "%s", ids[i % n_ids]);
@@ -153,11 +172,12 @@ int main(int argc, char **argv) {
     }
     rpc_local_end(&ctx);
     int64_t c3 = thread_cpu_ns();
+    arena_reset(&a);
+    if (j < 0) continue;
     cost[i] = c3 - c0;
     decode_ns += c1 - c0;
     encode_ns += c3 - c2;
     failed += rc != 0;
-    arena_reset(&a);
   }
   if (!cost || !wire) {
     fprintf(stderr, "recd-pipeline-bench: out of memory\n");
@@ -168,26 +188,26 @@ int main(int argc, char **argv) {
   mean /= (double)calls * 1e3;
   qsort(cost, (size_t)calls, sizeof *cost, by_i64);
   double median = (double)cost[calls / 2] / 1e3, p99 = (double)cost[(calls * 99) / 100] / 1e3;
-  metrics_log ml = {0};
   char *text = metrics_render(new_v, 1, 0, 0, &ml);
   /* recd's own stage histograms, then what only this loop sees. */
   enum { TOWER, ANN, ITEMCF, POP, RANKING, MMR, RESPONSE, TOTAL, NST };
   static const char *const STAGES[NST] = {"user_tower", "ann", "item_cf", "popularity",
                                           "ranking", "mmr", "response", "total"};
   double st[NST];
-  for (int s = 0; s < NST; s++) st[s] = text ? stage_mean_us(text, STAGES[s]) : 0;
+  for (int s = 0; s < NST; s++) st[s] = stage_mean_us(before, text, STAGES[s]);
   double rules = st[RANKING] - st[MMR], dec = (double)decode_ns / 1e3 / (double)calls,
          enc = (double)encode_ns / 1e3 / (double)calls;
   if (json) {
-    printf("{\"bundle\":\"%s\",\"version\":\"%s\",\"calls\":%ld,\"failed\":%ld,\"k\":%ld,\"load_s\":%.2f,"
+    printf("{\"bundle\":\"%s\",\"version\":\"%s\",\"calls\":%ld,\"warmup\":%ld,\"failed\":%ld,\"k\":%ld,"
+           "\"load_s\":%.2f,"
            "\"cpu_us\":{\"mean\":%.1f,\"median\":%.1f,\"p99\":%.1f},\"stage_mean_us\":{\"decode\":%.1f,"
            "\"user_tower\":%.1f,\"ann\":%.1f,\"item_cf\":%.1f,\"popularity\":%.1f,\"rules_and_blend\":%.1f,"
            "\"mmr\":%.1f,\"response\":%.1f,\"encode\":%.1f,\"handler\":%.1f}}\n",
-           bundle_dir, new_v, calls, failed, k, load_s, mean, median, p99, dec, st[TOWER], st[ANN], st[ITEMCF],
+           bundle_dir, new_v, calls, warmup, failed, k, load_s, mean, median, p99, dec, st[TOWER], st[ANN], st[ITEMCF],
            st[POP], rules, st[MMR], st[RESPONSE], enc, st[TOTAL]);
   } else {
-    printf("recd-pipeline-bench: bundle %s (%s, loaded and checked in %.2f s), %ld Recommend calls, k %ld, "
-           "one thread, no RPC\n", bundle_dir, new_v, load_s, calls, k);
+    printf("recd-pipeline-bench: bundle %s (%s, loaded and checked in %.2f s), %ld Recommend calls after %ld "
+           "warm-up calls, k %ld, one thread, no RPC\n", bundle_dir, new_v, load_s, calls, warmup, k);
     printf("cpu per call    mean %.1f us, median %.1f us, p99 %.1f us (decode + handler + encode)%s\n", mean,
            median, p99, failed ? " -- some calls failed" : "");
     printf("stages (mean)   decode %.1f, user tower %.1f, ANN %.1f, item-CF %.1f, popularity %.1f, rules and "
@@ -195,6 +215,7 @@ int main(int argc, char **argv) {
            dec, st[TOWER], st[ANN], st[ITEMCF], st[POP], rules, st[MMR], st[RESPONSE], enc, st[TOTAL]);
   }
   free(text);
+  free(before);
   free(ids);
   free(text_ids);
   free(cost);

@@ -798,7 +798,8 @@ def method_md(k):
   recd-ann-bench's `--ef` (nprobe × ef / 128). Also recall@200 at the bundle's breadth: Recommend's candidate
   depth for k = 10 is 200.
 - **In process.** `recd-pipeline-bench` (%(PIPELINE_CALLS)s calls through the server's own handler on one
-  thread, request decoded and reply encoded, no RPC): CPU per call and stage means (recd's stage histograms,
+  thread, request decoded and reply encoded, no RPC, after 1000 warm-up calls that are not counted, as the
+  server under load is long warm): CPU per call and stage means (recd's stage histograms,
   as the pipeline bench reports them). **Serving tax** = 1 − in-process CPU per call / recd's server CPU per
   call under a closed-loop load of the *same requests* (the pipeline bench's users, no filters; "matched" runs,
   %(REPS)s of them): the pipeline bench asks for `U00000`… with every tenth user an unknown one, so the real
@@ -916,10 +917,11 @@ def bundle_md(x, chart):
     p = (x.get("pipeline") or {}).get("result")
     if p:
         cpu = p["cpu_us"]
-        L.append("`recd-pipeline-bench`: **%.1f µs** CPU per Recommend (median %.1f, p99 %.1f; %d calls, %d "
-                 "failed). Server CPU per call for the same requests under load (matched, %s runs): %s µs, "
-                 "%s calls/s: serving tax **%s** (against the benchmark's mixed load, %s µs: %s).\n" % (
-                     cpu["mean"], cpu["median"], cpu["p99"], p.get("calls", 0), p.get("failed", 0),
+        L.append("`recd-pipeline-bench`: **%.1f µs** CPU per Recommend (median %.1f, p99 %.1f; %d calls after %s "
+                 "warm-up calls, %d failed). Server CPU per call for the same requests under load (matched, %s "
+                 "runs): %s µs, %s calls/s: serving tax **%s** (against the benchmark's mixed load, %s µs: %s).\n" % (
+                     cpu["mean"], cpu["median"], cpu["p99"], p.get("calls", 0),
+                     p.get("warmup", "no"), p.get("failed", 0),
                      (x["matched_cpu_us"] or {}).get("n", 0), fspread(x["matched_cpu_us"]),
                      fspread(x["matched_calls_per_s"]), pct(x["tax"], 1), fmt(s["recd"]["cpu_us"]),
                      pct(x["tax_mixed"], 1)))
