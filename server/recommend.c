@@ -366,8 +366,10 @@ static void note_degraded(const rec_run *run, const rec_result *out) {
   if (r->similar) return;
   if (!out->known_user) rec_notes_add(r->notes, REC_DEG_UNKNOWN_USER, NULL);
   /* A source is missing when it was asked, had something to go on, and
-   * proposed nothing: ANN needs the user's tower vector (an unknown user
-   * has none, and unknown_user says so), item-CF anchors or recent items.
+   * proposed nothing: ANN a user the bundle knows (an unknown user has no
+   * tower vector, and unknown_user says so; a known user whose tower gives
+   * no direction is flagged, as nothing else tells of it), item-CF anchors
+   * or recent items.
    * A source left out by the deadline is said by its deadline reason. EASE
    * proposing nothing is an answer (no item's sum was positive), not a
    * degradation. Flagging what could not have run made every cold user

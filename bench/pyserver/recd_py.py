@@ -1226,7 +1226,9 @@ class Service:
         # A source is missing when it had something to go on and proposed
         # nothing; EASE proposing nothing is an answer, never flagged
         # (recommend.c note_degraded).
-        had_input = (rq.q is not None, rq.anchors.size + rq.recent.size > 0, True, False)
+        # ANN: a user the bundle knows, whether or not the tower gave a
+        # direction (rq.q); recd flags a known user's empty ANN either way.
+        had_input = (rq.known_user, rq.anchors.size + rq.recent.size > 0, True, False)
         for s, name in enumerate(SOURCE_NAMES):
             if not present & (1 << s) and had_input[s] and CFG.weight[s] > 0:
                 r.degraded_reasons.append("source_missing:" + name)
