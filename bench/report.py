@@ -798,8 +798,8 @@ def method_md(k):
   recd-ann-bench's `--ef` (nprobe × ef / 128). Also recall@200 at the bundle's breadth: Recommend's candidate
   depth for k = 10 is 200.
 - **In process.** `recd-pipeline-bench` (%(PIPELINE_CALLS)s calls through the server's own handler on one
-  thread, request decoded and reply encoded, no RPC, after 1000 warm-up calls that are not counted, as the
-  server under load is long warm): CPU per call and stage means (recd's stage histograms,
+  thread, request decoded and reply encoded, no RPC, after warm-up calls that are not counted, as the server
+  under load is long warm; how many is on each bundle's line): CPU per call and stage means (recd's stage histograms,
   as the pipeline bench reports them). **Serving tax** = 1 − in-process CPU per call / recd's server CPU per
   call under a closed-loop load of the *same requests* (the pipeline bench's users, no filters; "matched" runs,
   %(REPS)s of them): the pipeline bench asks for `U00000`… with every tenth user an unknown one, so the real

@@ -369,12 +369,11 @@ static void note_degraded(const rec_run *run, const rec_result *out) {
    * proposed nothing: ANN a user the bundle knows (an unknown user has no
    * tower vector, and unknown_user says so; a known user whose tower gives
    * no direction is flagged, as nothing else tells of it), item-CF anchors
-   * or recent items.
-   * A source left out by the deadline is said by its deadline reason. EASE
-   * proposing nothing is an answer (no item's sum was positive), not a
-   * degradation. Flagging what could not have run made every cold user
-   * "source_missing:ann", which drowned the reason's signal (and rolled
-   * back canaries on cold traffic: deploy/gateway/rollout.py). */
+   * or recent items. A source the deadline left out is said by its
+   * deadline reason. EASE proposing nothing is an answer (no item's sum was
+   * positive), not a degradation. Flagging what could not have run made
+   * every cold user "source_missing:ann", which drowned the reason's signal
+   * (and rolled back canaries on cold traffic: deploy/gateway/rollout.py). */
   const retrieve_req *q = &run->rq;
   const bool had_input[REC_SRC_COUNT] = {
       [REC_SRC_ANN] = out->known_user && q->user_id && q->want_ann > 0,

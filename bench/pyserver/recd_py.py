@@ -1224,10 +1224,9 @@ class Service:
         if not rq.known_user:
             r.degraded_reasons.append("unknown_user")
         # A source is missing when it had something to go on and proposed
-        # nothing; EASE proposing nothing is an answer, never flagged
-        # (recommend.c note_degraded).
-        # ANN: a user the bundle knows, whether or not the tower gave a
-        # direction (rq.q); recd flags a known user's empty ANN either way.
+        # nothing (recommend.c note_degraded): ANN a user the bundle knows,
+        # whether or not the tower gave a direction (rq.q); item-CF anchors or
+        # recent items; EASE proposing nothing is an answer, never flagged.
         had_input = (rq.known_user, rq.anchors.size + rq.recent.size > 0, True, False)
         for s, name in enumerate(SOURCE_NAMES):
             if not present & (1 << s) and had_input[s] and CFG.weight[s] > 0:
