@@ -103,6 +103,33 @@ static int sort_by_popularity(catalog *c) {
   return 0;
 }
 
+/* category_start, by_category and by_category_popularity from the rows'
+ * categories and by_popularity, replacing the old ones only when all three
+ * could be made. */
+static int index_categories(catalog *c) {
+  size_t *start = calloc(c->category_count + 2, sizeof *start), *next = NULL;
+  uint32_t *rows = malloc((c->count + 1) * sizeof *rows), *popular = malloc((c->count + 1) * sizeof *popular);
+  if (start) next = malloc((c->category_count + 1) * sizeof *next);
+  if (!start || !next || !rows || !popular) {
+    free(start), free(next), free(rows), free(popular);
+    return REC_ENOMEM;
+  }
+  for (size_t i = 0; i < c->count; i++) start[c->category[i] + 1]++;
+  for (size_t k = 0; k < c->category_count; k++) start[k + 1] += start[k];
+  memcpy(next, start, c->category_count * sizeof *next);
+  for (size_t i = 0; i < c->count; i++) rows[next[c->category[i]]++] = (uint32_t)i;
+  memcpy(next, start, c->category_count * sizeof *next);
+  for (size_t j = 0; j < c->count; j++) popular[next[c->category[c->by_popularity[j]]]++] = c->by_popularity[j];
+  free(next);
+  free(c->category_start);
+  free(c->by_category);
+  free(c->by_category_popularity);
+  c->category_start = start;
+  c->by_category = rows;
+  c->by_category_popularity = popular;
+  return 0;
+}
+
 /* The per-item columns and the id map, for n rows. */
 static int alloc_rows(catalog *c, size_t n) {
   c->ids = calloc(n, sizeof *c->ids);
@@ -170,7 +197,7 @@ int catalog_load(const char *path, catalog **out, rec_error *err) {
   }
   if ((rc = parse_rows(c, path, err)) != 0) goto fail;
   c->base_count = c->count;
-  if ((rc = sort_by_popularity(c)) != 0) {
+  if ((rc = sort_by_popularity(c)) != 0 || (rc = index_categories(c)) != 0) {
     rec_fail(err, rc, "%s: out of memory", path);
     goto fail;
   }
@@ -190,6 +217,9 @@ void catalog_free(catalog *c) {
   free(c->popularity);
   free(c->margin);
   free(c->by_popularity);
+  free(c->category_start);
+  free(c->by_category);
+  free(c->by_category_popularity);
   free(c->deleted);
   strmap_free(c->id_map);
   if (!c->base) { /* a derived catalog borrows these */
@@ -283,6 +313,10 @@ int catalog_derive(const catalog *base, const catalog_change *changes, size_t n,
   /* The base's order, then the added rows (popularity 0) in the order added. */
   memcpy(c->by_popularity, base->by_popularity, base->count * sizeof *c->by_popularity);
   for (size_t i = base->count; i < c->count; i++) c->by_popularity[i] = (uint32_t)i;
+  if (index_categories(c) != 0) {
+    rc = rec_fail(err, REC_ENOMEM, "out of memory");
+    goto fail;
+  }
   *out = c;
   return 0;
 fail:
@@ -323,10 +357,17 @@ int catalog_add_categories(catalog *c, const char *const *names, size_t n, rec_e
     rc = strmap_put(map, w, len, (uint32_t)count++);
     w += len + 1;
   }
+  /* The category index grows with the categories (the new ones empty). */
+  size_t *start = rc ? NULL : calloc(count + 1, sizeof *start);
+  if (!rc && !start) rc = REC_ENOMEM;
   if (rc) {
     free(cats), free(text), strmap_free(map);
     return rec_fail(err, rc, "cannot add categories: %s", rec_strerror(rc));
   }
+  for (size_t k = 0; k <= count; k++)
+    start[k] = c->category_start[k < c->category_count ? k : c->category_count];
+  free(c->category_start);
+  c->category_start = start;
   free(c->categories);
   strmap_free(c->category_map);
   free(c->more_names);

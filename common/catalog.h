@@ -26,6 +26,10 @@ typedef struct catalog {
   uint32_t *by_popularity; /* [count] item indexes, most popular first */
   size_t category_count;
   const char **categories; /* [category_count] category names */
+  size_t *category_start;  /* [category_count + 1]: category k's rows are [category_start[k],
+                            * category_start[k + 1]) of both lists below, deleted rows included: */
+  uint32_t *by_category;   /* [count] in row order (scans read the embedding matrix forwards) */
+  uint32_t *by_category_popularity; /* [count] most popular first (by_popularity's order) */
   uint8_t *deleted;        /* [count] 1: removed by a live update; NULL: none is */
   size_t base_count;       /* rows of the bundle's own file; rows past it were added live */
   uint64_t generation;     /* live catalog generation this table reflects (0: the file) */

@@ -79,6 +79,11 @@ int  ann_search_ef(const ann_index *idx, const float *q, size_t k, int ef, int64
 int  ann_search_faiss(const ann_index *idx, const float *q, size_t k, int ef, int64_t *items, float *scores,
                       size_t *n);
 
+/* The inner product the index's own searches rank by (eight partial sums,
+ * no fused multiply-adds: the same bits on every machine), for exact scans
+ * that must agree with them. */
+float ann_dot(const float *a, const float *b, size_t dim);
+
 /* Writes up to k nearest items, best first, into caller-owned 'items' and
  * 'scores' (k entries each) and their count into *n. Returns 0 or REC_EINTERNAL. */
 int  ann_search(const ann_index *idx, const float *q, size_t k, int64_t *items, float *scores,

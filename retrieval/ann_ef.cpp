@@ -226,6 +226,8 @@ bool ivf_search(const faiss::IndexIVFFlat *ivf, const float *q, int64_t k, int64
 
 }  // namespace
 
+extern "C" float ann_dot(const float *a, const float *b, size_t d) { return dot(a, b, d); }
+
 // 0: flat or other, 1: HNSW, 2: IVF.
 extern "C" int ann__kind(const void *index) {
   const auto *idx = static_cast<const faiss::Index *>(index);

@@ -5,6 +5,7 @@
  * quarter of the CPU at a million items. */
 #include "retrieval/retrieve.h"
 #include "common/clock.h"
+#include "retrieval/ann.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -82,6 +83,58 @@ static void add(merge *m, uint32_t item, rec_source s, float raw) {
   c->sources |= 1u << s;
 }
 
+/* ---- the include filter ---- */
+
+/* A request's include filter: its categories once each, a mask over the
+ * catalog's categories, and how many rows they hold (deleted rows counted).
+ * No filter: cat NULL, rows the whole catalog. */
+typedef struct filter {
+  const uint8_t *cat;
+  const uint32_t *cats;
+  size_t n_cats, rows;
+} filter;
+
+static int make_filter(const bundle *b, const retrieve_req *r, arena *a, filter *f) {
+  const catalog *c = b->catalog;
+  *f = (filter){.rows = c->count};
+  if (!r->n_categories) return 0;
+  uint8_t *mask = arena_calloc(a, c->category_count + 1, 1);
+  uint32_t *cats = arena_alloc(a, r->n_categories * sizeof *cats);
+  if (!mask || !cats) return REC_ENOMEM;
+  f->rows = 0;
+  for (size_t i = 0; i < r->n_categories; i++) {
+    uint32_t k = r->categories[i];
+    if (k >= c->category_count || mask[k]) continue;
+    mask[k] = 1;
+    cats[f->n_cats++] = k;
+    f->rows += c->category_start[k + 1] - c->category_start[k];
+  }
+  f->cat = mask;
+  f->cats = cats;
+  return 0;
+}
+
+static bool allows(const filter *f, const catalog *c, uint32_t item) { return !f->cat || f->cat[c->category[item]]; }
+
+/* Whether ANN scores the filter's rows one by one instead of searching the
+ * index: they are no more than asked for, or fewer than a search would
+ * have to look at to find as many of them (about want x total / rows, when
+ * the filter's items are spread through the index): rows^2 <= want x total.
+ * A filter on one category of a thousand, say, costs one pass over that
+ * category, where the index would be searched ever wider in rounds that
+ * found a few of its items each. */
+static bool scans_filter(const filter *f, size_t want, size_t total) {
+  return f->cat && (f->rows <= want || (uint64_t)f->rows * f->rows <= (uint64_t)want * total);
+}
+
+/* What an index search asks for so that about 'want' of its hits pass the
+ * filter: want x total / rows, at most the catalog. */
+static size_t filtered_want(const filter *f, size_t want, size_t total) {
+  if (!f->cat || f->rows >= total) return want;
+  size_t w = (want * total + f->rows - 1) / f->rows;
+  return w < total ? w : total;
+}
+
 /* ---- ANN ---- */
 
 /* q = normalised mean of the seeds' embeddings; false if it has no direction. */
@@ -116,21 +169,62 @@ static int by_score_desc(const void *x, const void *y) {
  * segment, merged with what the index found as if one search had seen both
  * (the best 'want' of the union: a side item must beat the index's worst
  * hit when the index filled 'want'). */
-static int from_added(const bundle *b, const float *q, size_t want, float floor, arena *a, merge *m) {
-  size_t n0 = bundle_base(b)->catalog->count, added = bundle_added(b);
+static int from_added(const bundle *b, const float *q, size_t want, float floor, const filter *f, arena *a,
+                      merge *m) {
+  size_t n0 = bundle_base(b)->catalog->count, added = bundle_added(b), n = 0;
   if (!added || !want) return 0;
   scored *s = arena_alloc(a, added * sizeof *s);
   if (!s) return REC_ENOMEM;
   for (size_t i = 0; i < added; i++)
-    s[i] = (scored){cblas_sdot((blasint)b->dim, q, 1, bundle_item_embedding(b, (uint32_t)(n0 + i)), 1),
-                    (uint32_t)(n0 + i)};
-  if (added > want) qsort(s, added, sizeof *s, by_score_desc);
-  for (size_t i = 0; i < added && i < want && s[i].score > floor; i++) add(m, s[i].item, REC_SRC_ANN, s[i].score);
+    if (allows(f, b->catalog, (uint32_t)(n0 + i)))
+      s[n++] = (scored){cblas_sdot((blasint)b->dim, q, 1, bundle_item_embedding(b, (uint32_t)(n0 + i)), 1),
+                        (uint32_t)(n0 + i)};
+  if (n > want) qsort(s, n, sizeof *s, by_score_desc);
+  for (size_t i = 0; i < n && i < want && s[i].score > floor; i++) add(m, s[i].item, REC_SRC_ANN, s[i].score);
   return 0;
 }
 
-static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena *a, merge *m, bool *all) {
-  size_t total = b->catalog->count;
+static void select_best(scored *s, size_t n, size_t k);
+
+/* ANN under an include filter that scans_filter: each row the filter
+ * allows scored exactly, the 'want' best kept (ties: the lower row), and
+ * *all when that was every one of them. Rows added live are in the
+ * catalog's category index, so they need no side segment here. */
+static int from_filter_scan(const bundle *b, const float *q, size_t want, const filter *f, arena *a, merge *m,
+                            bool *all) {
+  const catalog *c = b->catalog;
+  scored *s = arena_alloc(a, (f->rows + 1) * sizeof *s);
+  if (!s) return REC_ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < f->n_cats; i++)
+    for (size_t j = c->category_start[f->cats[i]]; j < c->category_start[f->cats[i] + 1]; j++) {
+      uint32_t item = c->by_category[j];
+      if (!(m->keep && !m->keep[item]) && !(m->deleted && m->deleted[item])) s[n++].item = item;
+    }
+  /* The rows are scattered through the matrix: in row order and asked for
+   * ahead, 2,000 rows of 64 took 69 us, against 110 in popularity order
+   * without (100k items, 51 categories). */
+  enum { AHEAD = 8 };
+  for (size_t i = 0; i < n; i++) {
+    if (i + AHEAD < n) {
+      const char *row = (const char *)bundle_item_embedding(b, s[i + AHEAD].item);
+      for (size_t o = 0; o < b->dim * sizeof(float); o += 64) __builtin_prefetch(row + o);
+    }
+    s[i].score = ann_dot(q, bundle_item_embedding(b, s[i].item), b->dim);
+  }
+  if (n > want) select_best(s, n, want);
+  for (size_t i = 0; i < n && i < want; i++) add(m, s[i].item, REC_SRC_ANN, s[i].score);
+  *all = n <= want;
+  return 0;
+}
+
+/* Hits outside the include filter are left out: the rules would drop them. */
+static int from_ann(const bundle *b, const float *q, size_t want, int ef, const filter *f, arena *a, merge *m,
+                    bool *all) {
+  const catalog *c = b->catalog;
+  size_t total = c->count;
+  if (scans_filter(f, want, total)) return from_filter_scan(b, q, want, f, a, m, all);
+  want = filtered_want(f, want, total);
   if (want > total / EXACT_SHARE) {
     /* HNSW cannot promise to reach every node, and a large share of the
      * catalog costs more through it than a scan: score every item exactly. */
@@ -138,7 +232,8 @@ static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena 
     if (!scores) return REC_ENOMEM;
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)total, (blasint)b->dim, 1.0f, b->item_emb,
                 (blasint)b->dim, q, 1, 0.0f, scores, 1);
-    for (size_t i = 0; i < total; i++) add(m, (uint32_t)i, REC_SRC_ANN, scores[i]);
+    for (size_t i = 0; i < total; i++)
+      if (allows(f, c, (uint32_t)i)) add(m, (uint32_t)i, REC_SRC_ANN, scores[i]);
     *all = true;
     return 0;
   }
@@ -151,10 +246,10 @@ static int from_ann(const bundle *b, const float *q, size_t want, int ef, arena 
     return REC_EINTERNAL;
   float floor = n && n >= want ? scores[0] : -INFINITY; /* the index's worst hit, when it found all asked for */
   for (size_t i = 0; i < n; i++) {
-    add(m, (uint32_t)items[i], REC_SRC_ANN, scores[i]);
+    if (allows(f, c, (uint32_t)items[i])) add(m, (uint32_t)items[i], REC_SRC_ANN, scores[i]);
     if (n >= want) floor = fminf(floor, scores[i]);
   }
-  return from_added(b, q, want, floor, a, m);
+  return from_added(b, q, want, floor, f, a, m);
 }
 
 /* ---- item-CF ---- */
@@ -287,6 +382,17 @@ static void from_added_popularity(const bundle *b, const retrieve_req *r, size_t
   *taken += used;
 }
 
+/* from_list over category k's rows in the catalog's own popularity order. */
+static void from_category(const catalog *c, uint32_t k, size_t want, merge *m, size_t *taken) {
+  for (size_t j = c->category_start[k]; j < c->category_start[k + 1] && *taken < want; j++) {
+    uint32_t item = c->by_category_popularity[j];
+    if (m->slot[item] < 0 || !(m->cands[m->slot[item]].sources & (1u << REC_SRC_POPULARITY))) {
+      add(m, item, REC_SRC_POPULARITY, c->popularity[item]);
+      (*taken)++;
+    }
+  }
+}
+
 static void from_popularity(const bundle *b, const retrieve_req *r, size_t want, merge *m, bool *all) {
   const catalog *c = b->catalog;
   const signals *s = &b->sig;
@@ -294,6 +400,10 @@ static void from_popularity(const bundle *b, const retrieve_req *r, size_t want,
   from_added_popularity(b, r, want, m, &taken);
   for (size_t i = 0; i < r->n_categories && s->category_pop; i++)
     from_list(&s->category_pop[r->categories[i]], want, m, &taken);
+  /* A bundle without popularity lists (popularity.tsv): the filter's
+   * categories in the catalog's order, not the global order's few of them. */
+  for (size_t i = 0; i < r->n_categories && !s->category_pop; i++)
+    if (r->categories[i] < c->category_count) from_category(c, r->categories[i], want, m, &taken);
   if (!r->n_categories && r->segment >= 0 && r->segment < SIG_SEGMENTS)
     from_list(&s->segment_pop[r->segment], want, m, &taken);
   for (size_t i = 0; i < c->count && taken < want; i++) {
@@ -311,10 +421,11 @@ static void from_popularity(const bundle *b, const retrieve_req *r, size_t want,
 static size_t fan(const bundle *b) { return b->shards > 1 && !b->partition ? b->shards : 1; }
 
 /* The most candidates the sources can produce for this request. */
-static size_t capacity(const bundle *b, const retrieve_req *r) {
+static size_t capacity(const bundle *b, const retrieve_req *r, const filter *f) {
   size_t total = b->catalog->count;
-  size_t want = r->want_ann * fan(b);
+  size_t want = filtered_want(f, r->want_ann * fan(b), total);
   size_t ann = want > total / EXACT_SHARE ? total : want;
+  if (ann > f->rows) ann = f->rows; /* only what the filter allows */
   size_t pop = r->want_pop * fan(b);
   size_t cap = ann + bundle_added(b) + r->want_cf + b->sig.cf.max + r->want_ease * fan(b) +
                (r->similar ? 0 : pop + pop / 4 + 8);
@@ -322,7 +433,8 @@ static size_t capacity(const bundle *b, const retrieve_req *r) {
 }
 
 /* Every source, merged through 'm' (whose slot table the caller clears). */
-static int gather(const bundle *b, const retrieve_req *r, arena *a, merge *m, float *q, retrieve_result *out) {
+static int gather(const bundle *b, const retrieve_req *r, const filter *f, arena *a, merge *m, float *q,
+                  retrieve_result *out) {
   size_t total = b->catalog->count;
   int64_t t0 = rec_mono_ns();
   bool have_q = false, ann_all = false, pop_all = false;
@@ -332,7 +444,7 @@ static int gather(const bundle *b, const retrieve_req *r, arena *a, merge *m, fl
   out->known_user = !r->similar && have_q;
   int64_t t1 = rec_mono_ns();
   size_t want_ann = r->want_ann * fan(b);
-  if (!rc && have_q) rc = from_ann(b, q, want_ann, r->ef, a, m, &ann_all);
+  if (!rc && have_q) rc = from_ann(b, q, want_ann, r->ef, f, a, m, &ann_all);
   int64_t t2 = rec_mono_ns();
   const uint32_t *seeds[2] = {r->seeds, r->recent};
   const size_t n_seeds[2] = {r->n_seeds, r->n_recent};
@@ -354,12 +466,14 @@ static int gather(const bundle *b, const retrieve_req *r, arena *a, merge *m, fl
 }
 
 int retrieve_candidates(const bundle *b, const retrieve_req *r, arena *a, retrieve_result *out) {
-  merge m = {.cands = arena_alloc(a, (capacity(b, r) + 1) * sizeof *m.cands),
+  filter f;
+  if (make_filter(b, r, a, &f)) return REC_ENOMEM;
+  merge m = {.cands = arena_alloc(a, (capacity(b, r, &f) + 1) * sizeof *m.cands),
              .slot = slot_table(b->catalog->count), .keep = b->shard_keep, .deleted = b->catalog->deleted};
   float *q = arena_alloc(a, b->dim * sizeof *q);
   if (!m.cands || !m.slot || !q) return REC_ENOMEM;
   *out = (retrieve_result){0};
-  int rc = gather(b, r, a, &m, q, out);
+  int rc = gather(b, r, &f, a, &m, q, out);
   for (size_t i = 0; i < m.n; i++) m.slot[m.cands[i].item] = -1; /* empty again for the next call */
   return rc;
 }

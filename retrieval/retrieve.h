@@ -2,11 +2,15 @@
  * worth ranking from every source, deduplicated, each with its per-source raw
  * scores:
  *   ANN        nearest items to the user-tower vector (or, for SimilarItems,
- *              to the mean embedding of the seed items);
+ *              to the mean embedding of the seed items) among those the
+ *              include filter allows: a filter that allows few items has
+ *              them scored exactly, else the index is asked for more in
+ *              proportion;
  *   item-CF    co-purchase neighbours of the request's anchor (cart,
  *              session) items, then of the user's recent items, summed;
- *   popularity the category lists of the request's include filter, else the
- *              user's spending-segment list, continued by the global order;
+ *   popularity the category lists of the request's include filter (from the
+ *              bundle's popularity.tsv, else the catalog's popularity), else
+ *              the user's spending-segment list, continued by the global order;
  *   EASE       the items with the largest sums of EASE weights over the
  *              user's history (the bundle's ease.tsv), its own items left out.
  * Asking ANN for more than a quarter of the catalog is an exact scan, and the
@@ -32,7 +36,7 @@ typedef struct retrieve_req {
   const uint32_t *seeds;        /* anchor items (Recommend) or the items to match (SimilarItems) */
   size_t n_seeds;
   bool similar;                 /* SimilarItems: ANN queries the seeds' mean embedding */
-  const uint32_t *categories;   /* the include filter, for per-category popularity */
+  const uint32_t *categories;   /* the include filter: ANN proposes only its items; per-category popularity */
   size_t n_categories;
   int segment;                  /* the user's spending segment, -1 unknown */
   int ef;                       /* HNSW breadth for this request; 0: the bundle's */
@@ -49,7 +53,7 @@ typedef struct retrieve_result {
   rec_candidate *cands;         /* arena memory, in no particular order */
   size_t n;
   bool known_user;              /* the user has a user-tower vector */
-  bool exhausted;               /* every catalog item is a candidate */
+  bool exhausted;               /* every catalog item the include filter allows is a candidate */
   int64_t tower_ns, ann_ns, sources_ns; /* sources: item-CF and popularity, */
   int64_t itemcf_ns, pop_ns;             /* which are these two */
 } retrieve_result;

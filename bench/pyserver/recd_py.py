@@ -343,6 +343,13 @@ class Bundle:
         self.popularity = np.array([float(r[4]) for r in rows], dtype=np.float64).astype(F32)
         # Most popular first, ties by row (common/catalog.c).
         self.by_popularity = np.argsort(-self.popularity, kind="stable").astype(np.int64)
+        # Each category's rows in row order and in popularity order (common/catalog.c's category index).
+        n_cats = len(self.categories)
+        by_cat = np.argsort(cat, kind="stable").astype(np.int64)
+        bounds = np.searchsorted(cat[by_cat], np.arange(n_cats + 1))
+        popular = self.by_popularity[np.argsort(cat[self.by_popularity], kind="stable")]
+        self.cat_rows = [by_cat[bounds[c]:bounds[c + 1]] for c in range(n_cats)]
+        self.cat_popular = [popular[bounds[c]:bounds[c + 1]] for c in range(n_cats)]
 
     def _load_index(self, spec):
         self.index = faiss.read_index(os.path.join(self.path, spec["file"]))
@@ -551,8 +558,32 @@ def user_vector(b, row):
     return x * (F32(1) / norm)
 
 
-def ann(b, q, want):
-    """Nearest items to q: (items, scores, every item considered)."""
+def ann(b, q, want, cats=()):
+    """Nearest items to q among those the include filter 'cats' allows:
+    (items, scores, every such item considered). retrieval/retrieve.c: a
+    filter whose items are no more than asked for, or whose count squared is
+    at most want x catalog, has each of them scored exactly, the 'want' best
+    kept (ties: the lower row); else the search asks for want x catalog /
+    filter items and keeps the hits the filter allows."""
+    total = b.count
+    if not cats:
+        return ann_search(b, q, want)
+    cats = list(dict.fromkeys(cats))  # each once, in the order given
+    n = sum(b.cat_rows[c].size for c in cats)
+    if n <= want or n * n <= want * total:
+        rows = np.concatenate([b.cat_rows[c] for c in cats])
+        s = dot_ann(b.item_emb[rows], q)
+        best = np.lexsort((rows, -s))[:want]
+        return rows[best], s[best], n <= want
+    if n < total:
+        want = min(total, -(-want * total // n))
+    items, scores, every = ann_search(b, q, want)
+    keep = np.isin(b.category[items], cats)
+    return items[keep], scores[keep], every
+
+
+def ann_search(b, q, want):
+    """Nearest items to q, as the index finds them: (items, scores, every item considered)."""
     total = b.count
     if want > total // EXACT_SHARE:
         return np.arange(total, dtype=np.int64), BLAS.scan(b.item_emb, q), True
@@ -740,12 +771,14 @@ def popularity(b, rq, want):
         lists = [b.category_pop[c] for c in rq.include_cats]
         if not rq.include_cats and 0 <= rq.segment < len(SEGMENTS):
             lists.append(b.segment_pop[rq.segment])
-        for items, scores in lists:
-            i, s = take_new(items, scores, want - taken.size, taken)
-            if i.size:
-                parts_i.append(i)
-                parts_s.append(s)
-                taken = np.union1d(taken, i)
+    else:  # no popularity.tsv: the filter's categories in the catalog's popularity order
+        lists = [(b.cat_popular[c], b.popularity[b.cat_popular[c]]) for c in rq.include_cats]
+    for items, scores in lists:
+        i, s = take_new(items, scores, want - taken.size, taken)
+        if i.size:
+            parts_i.append(i)
+            parts_s.append(s)
+            taken = np.union1d(taken, i)
     m = want - taken.size
     if m > 0:  # the catalog's order has every item once: m more than 'taken' suffice
         head = b.by_popularity[:m + taken.size]
@@ -769,7 +802,7 @@ def retrieve(b, rq, want_ann, want_cf, want_pop, want_ease):
     parts = []
     exhausted = False
     if rq.q is not None:
-        i, s, all_items = ann(b, rq.q, want_ann)
+        i, s, all_items = ann(b, rq.q, want_ann, rq.include_cats)
         parts.append((i, s, ANN))
         exhausted |= all_items
     cf = itemcf(b, rq, want_cf)

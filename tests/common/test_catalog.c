@@ -98,11 +98,58 @@ static void derive_applies_changes_and_leaves_the_base(void) {
   catalog_free(c);
 }
 
+/* The rows of category 'name' from the category index, in 'list''s order. */
+static size_t rows_of(const catalog *c, const uint32_t *list, const char *name, uint32_t *out) {
+  uint32_t k;
+  CU_ASSERT_TRUE_FATAL(catalog_find_category(c, name, strlen(name), &k));
+  size_t n = 0;
+  for (size_t j = c->category_start[k]; j < c->category_start[k + 1]; j++) out[n++] = list[j];
+  return n;
+}
+
+/* Each category's rows, in row order and in popularity order, follow the
+ * rows' categories through live changes (a row moved, one added) and new
+ * category names (empty). */
+static void category_index_follows_rows_and_changes(void) {
+  const char *p = test_path("items.tsv");
+  test_write_file(p, HDR "a\tbooks\t1\t1\t1\nb\ttoys\t1\t1\t5\nc\tbooks\t1\t1\t9\nd\tbooks\t1\t1\t4\n");
+  catalog *c, *d;
+  rec_error e = {0};
+  uint32_t r[8];
+  CU_ASSERT_EQUAL_FATAL(catalog_load(p, &c, &e), 0);
+  CU_ASSERT_EQUAL(c->category_start[0], 0);
+  CU_ASSERT_EQUAL(c->category_start[c->category_count], 4);
+  CU_ASSERT_EQUAL(rows_of(c, c->by_category, "books", r), 3);
+  CU_ASSERT(r[0] == 0 && r[1] == 2 && r[2] == 3);
+  CU_ASSERT_EQUAL(rows_of(c, c->by_category_popularity, "books", r), 3);
+  CU_ASSERT(r[0] == 2 && r[1] == 3 && r[2] == 0); /* popularity 9, 4, 1 */
+  uint32_t toys;
+  CU_ASSERT_TRUE_FATAL(catalog_find_category(c, "toys", 4, &toys));
+  catalog_change ch[] = {{.id = "c", .id_len = 1, .has_category = true, .category = toys},
+                         {.id = "e", .id_len = 1, .has_category = true, .category = toys, .has_price = true}};
+  CU_ASSERT_EQUAL_FATAL(catalog_derive(c, ch, 2, 1, &d, &e), 0);
+  CU_ASSERT_EQUAL(rows_of(d, d->by_category, "books", r), 2);
+  CU_ASSERT(r[0] == 0 && r[1] == 3);
+  CU_ASSERT_EQUAL(rows_of(d, d->by_category, "toys", r), 3);
+  CU_ASSERT(r[0] == 1 && r[1] == 2 && r[2] == 4);
+  CU_ASSERT_EQUAL(rows_of(d, d->by_category_popularity, "toys", r), 3);
+  CU_ASSERT(r[0] == 2 && r[1] == 1 && r[2] == 4); /* 9, 5, then the new row */
+  CU_ASSERT_EQUAL(rows_of(c, c->by_category, "toys", r), 1); /* the base is as it was */
+  catalog_free(d);
+  const char *names[] = {"garden", "books"};
+  CU_ASSERT_EQUAL_FATAL(catalog_add_categories(c, names, 2, &e), 0);
+  CU_ASSERT_EQUAL(c->category_count, 3);
+  CU_ASSERT_EQUAL(rows_of(c, c->by_category, "garden", r), 0);
+  CU_ASSERT_EQUAL(rows_of(c, c->by_category, "books", r), 3);
+  catalog_free(c);
+}
+
 void suite_catalog(void) {
   static const test_case cases[] = {
       {"loads_columns_and_popularity_order", loads_columns_and_popularity_order},
       {"errors_name_file_and_line", errors_name_file_and_line},
       {"derive applies changes and leaves the base", derive_applies_changes_and_leaves_the_base},
+      {"category_index_follows_rows_and_changes", category_index_follows_rows_and_changes},
       {NULL, NULL}};
   test_add_suite("catalog", cases);
 }
